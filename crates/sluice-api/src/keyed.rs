@@ -1,0 +1,346 @@
+//! `KeyedStream`: a stream partitioned by key, and the keyed operations on it.
+
+use crate::coprocess::{KeyedCoProcessFunction, KeyedCoProcessOperator};
+use crate::graph::{Batch, Graph};
+use crate::join::interval::IntervalJoin;
+use crate::join::table::{Table, TableJoinOperator};
+use crate::process::{KeyedProcessFunction, KeyedProcessOperator};
+use crate::two_input::{TwoInputNode, TwoInputOperator};
+use crate::window::{WindowAssigner, WindowedStream};
+use crate::Stream;
+use rustc_hash::FxHashMap;
+use sluice_runtime::exchange::{ChannelSender, HashExchange};
+use sluice_runtime::{
+    BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, UnaryGate,
+};
+use sluice_types::{hash_key, Key, Record, Result};
+use std::marker::PhantomData;
+
+/// A stream partitioned by key: every record with a given key is processed by the same
+/// worker, where its keyed state, timers and windows live.
+pub struct KeyedStream<K, T, KF> {
+    pub(crate) stream: Stream<T>,
+    pub(crate) key: KF,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K, T, KF: Clone> Clone for KeyedStream<K, T, KF> {
+    fn clone(&self) -> Self {
+        KeyedStream {
+            stream: self.stream.clone(),
+            key: self.key.clone(),
+            _key: PhantomData,
+        }
+    }
+}
+
+/// Adds the hash exchange that routes `node`'s records by key over a new edge.
+pub(crate) fn hash_edge<T, K, KF>(graph: &mut Graph, node: usize, key: KF) -> EdgeId
+where
+    T: Clone + Send + 'static,
+    K: Key,
+    KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
+{
+    let edge = graph.add_edge(EdgeKind::Hash);
+    let operator = graph.add_operator("key_by", OperatorKind::Exchange);
+    graph.add_consumer::<T>(
+        node,
+        Box::new(move |graph, ctx| {
+            let metrics = ctx.metrics.register(
+                operator,
+                graph.operator_name(operator),
+                OperatorKind::Exchange,
+            );
+            let senders = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker)?;
+            let outputs = senders
+                .into_iter()
+                .map(|s| ChannelSender::new(s, metrics.clone(), ctx.cancel.clone()))
+                .collect();
+            let key = key.clone();
+            let hash = move |record: &Record<T>| hash_key(&key(&record.value));
+            Ok(Box::new(HashExchange::new(
+                outputs,
+                hash,
+                ctx.config.max_parallelism,
+                metrics,
+            )))
+        }),
+    );
+    edge
+}
+
+impl<K, T, KF> KeyedStream<K, T, KF>
+where
+    K: Key,
+    T: Clone + Send + 'static,
+    KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn new(stream: Stream<T>, key: KF) -> Self {
+        KeyedStream {
+            stream,
+            key,
+            _key: PhantomData,
+        }
+    }
+
+    /// Runs a keyed operator, built by `make` once per worker, after a hash exchange.
+    pub(crate) fn keyed_operator<U, O, M>(&self, name: &str, make: M) -> Stream<U>
+    where
+        U: Clone + Send + 'static,
+        O: Operator<In = Batch<T>, Out = Batch<U>>,
+        M: Fn() -> O + 'static,
+    {
+        let mut graph = self.stream.graph.borrow_mut();
+        let edge = hash_edge(&mut graph, self.stream.node, self.key.clone());
+        let operator = graph.add_operator(name, OperatorKind::Operator);
+        let node = graph.add_node(operator);
+        graph.roots.push(Box::new(move |graph, ctx| {
+            let receivers = ctx.edges.take_receivers::<Batch<T>>(edge, ctx.worker)?;
+            let out: Output<Batch<U>> = graph.output::<U>(operator, node, ctx)?;
+            let chain = Box::new(OperatorNode::new(make(), out));
+            Ok(Box::new(UnaryGate::new(
+                format!("{}-w{}", graph.operator_name(operator), ctx.worker),
+                receivers,
+                chain,
+                ctx.cancel.clone(),
+                ctx.config.tick_interval,
+            )))
+        }));
+        drop(graph);
+        self.stream.derive(node)
+    }
+
+    /// Processes each record with a [`KeyedProcessFunction`]: keyed state, timers and
+    /// side outputs.
+    pub fn process<F>(&self, function: F) -> Stream<F::Out>
+    where
+        F: KeyedProcessFunction<Key = K, In = T>,
+    {
+        let key = self.key.clone();
+        let backend = self.stream.backend;
+        self.keyed_operator("process", move || {
+            KeyedProcessOperator::new(function.clone(), key.clone(), backend)
+        })
+    }
+
+    /// A rolling reduce: for each record, combines it with the key's previous result
+    /// and emits the new result.
+    ///
+    /// ```
+    /// # use sluice_api::*;
+    /// let env = StreamEnvironment::new().parallelism(2);
+    /// let out = CollectSink::new();
+    /// env.source(VecSource::new(vec![("a", 1), ("b", 2), ("a", 3)]))
+    ///     .key_by(|(k, _)| *k)
+    ///     .reduce(|(k, x), (_, y)| (*k, x + y))
+    ///     .sink(out.clone());
+    /// env.execute().unwrap();
+    /// assert_eq!(out.sorted_values(), vec![("a", 1), ("a", 4), ("b", 2)]);
+    /// ```
+    pub fn reduce(&self, f: impl Fn(&T, &T) -> T + Clone + Send + 'static) -> Stream<T> {
+        let key = self.key.clone();
+        self.keyed_operator("reduce", move || RollingReduce {
+            key: key.clone(),
+            f: f.clone(),
+            state: FxHashMap::default(),
+        })
+    }
+
+    /// Groups the keyed stream into windows.
+    pub fn window(&self, assigner: WindowAssigner) -> WindowedStream<K, T, KF> {
+        WindowedStream::new(self.clone(), assigner)
+    }
+
+    /// Connects with another stream keyed the same way, for a
+    /// [`KeyedCoProcessFunction`] with state shared by both inputs.
+    pub fn connect<U, KF2>(
+        &self,
+        other: &KeyedStream<K, U, KF2>,
+    ) -> ConnectedStreams<K, T, U, KF, KF2>
+    where
+        U: Clone + Send + 'static,
+        KF2: Fn(&U) -> K + Clone + Send + Sync + 'static,
+    {
+        ConnectedStreams {
+            left: self.clone(),
+            right: other.clone(),
+        }
+    }
+
+    /// Joins each record with the records of `other` with the same key whose timestamp
+    /// lies within `[t + lower, t + upper]` (inclusive).
+    pub fn interval_join<U, KF2>(
+        &self,
+        other: &KeyedStream<K, U, KF2>,
+        lower: i64,
+        upper: i64,
+    ) -> IntervalJoin<K, T, U, KF, KF2>
+    where
+        U: Clone + Send + 'static,
+        KF2: Fn(&U) -> K + Clone + Send + Sync + 'static,
+    {
+        IntervalJoin::new(self.clone(), other.clone(), lower, upper)
+    }
+
+    /// This stream read as a table: the latest value per key (each record replaces the
+    /// previous value of its key).
+    pub fn into_table(&self) -> Table<K, T> {
+        let key = self.key.clone();
+        let updates = self.stream.map(move |value: T| (key(&value), Some(value)));
+        Table::from_updates(updates)
+    }
+
+    /// Joins each record with the table's value for its key as of the record's event
+    /// time; records without a table value are dropped (inner join).
+    pub fn join_table<V, O>(
+        &self,
+        table: &Table<K, V>,
+        f: impl Fn(&T, &V) -> O + Clone + Send + 'static,
+    ) -> Stream<O>
+    where
+        V: Clone + Send + 'static,
+        O: Clone + Send + 'static,
+    {
+        self.table_join(table, "join_table", move |t: &T, v: Option<&V>| {
+            v.map(|v| f(t, v))
+        })
+    }
+
+    /// Joins each record with the table's value for its key as of the record's event
+    /// time, or `None` when the table has none (left join).
+    pub fn left_join_table<V, O>(
+        &self,
+        table: &Table<K, V>,
+        f: impl Fn(&T, Option<&V>) -> O + Clone + Send + 'static,
+    ) -> Stream<O>
+    where
+        V: Clone + Send + 'static,
+        O: Clone + Send + 'static,
+    {
+        self.table_join(table, "left_join_table", move |t: &T, v: Option<&V>| {
+            Some(f(t, v))
+        })
+    }
+
+    fn table_join<V, O, J>(&self, table: &Table<K, V>, name: &str, join: J) -> Stream<O>
+    where
+        V: Clone + Send + 'static,
+        O: Clone + Send + 'static,
+        J: Fn(&T, Option<&V>) -> Option<O> + Clone + Send + 'static,
+    {
+        let right = table.updates.key_by(|(k, _): &(K, Option<V>)| k.clone());
+        let key = self.key.clone();
+        two_input(self, &right, name, move || {
+            TableJoinOperator::new(key.clone(), join.clone())
+        })
+    }
+}
+
+/// Two keyed streams connected for a co-process function.
+pub struct ConnectedStreams<K, T, U, KF, KF2> {
+    left: KeyedStream<K, T, KF>,
+    right: KeyedStream<K, U, KF2>,
+}
+
+impl<K, T, U, KF, KF2> ConnectedStreams<K, T, U, KF, KF2>
+where
+    K: Key,
+    T: Clone + Send + 'static,
+    U: Clone + Send + 'static,
+    KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
+    KF2: Fn(&U) -> K + Clone + Send + Sync + 'static,
+{
+    /// Processes both inputs with one function and shared keyed state.
+    pub fn process<F>(&self, function: F) -> Stream<F::Out>
+    where
+        F: KeyedCoProcessFunction<Key = K, In1 = T, In2 = U>,
+    {
+        let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
+        let backend = self.left.stream.backend;
+        two_input(&self.left, &self.right, "co_process", move || {
+            KeyedCoProcessOperator::new(function.clone(), key1.clone(), key2.clone(), backend)
+        })
+    }
+}
+
+/// Runs a two-input keyed operator after hash exchanges of both inputs.
+pub(crate) fn two_input<K, T, U, KF, KF2, O, M>(
+    left: &KeyedStream<K, T, KF>,
+    right: &KeyedStream<K, U, KF2>,
+    name: &str,
+    make: M,
+) -> Stream<O::Out>
+where
+    K: Key,
+    T: Clone + Send + 'static,
+    U: Clone + Send + 'static,
+    KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
+    KF2: Fn(&U) -> K + Clone + Send + Sync + 'static,
+    O: TwoInputOperator<Left = T, Right = U>,
+    O::Out: Clone,
+    M: Fn() -> O + 'static,
+{
+    let mut graph = left.stream.graph.borrow_mut();
+    let left_edge = hash_edge(&mut graph, left.stream.node, left.key.clone());
+    let right_edge = hash_edge(&mut graph, right.stream.node, right.key.clone());
+    let operator = graph.add_operator(name, OperatorKind::Operator);
+    let node = graph.add_node(operator);
+    graph.roots.push(Box::new(move |graph, ctx| {
+        let left = ctx
+            .edges
+            .take_receivers::<Batch<T>>(left_edge, ctx.worker)?;
+        let right = ctx
+            .edges
+            .take_receivers::<Batch<U>>(right_edge, ctx.worker)?;
+        let out = graph.output::<O::Out>(operator, node, ctx)?;
+        Ok(Box::new(BinaryGate::new(
+            format!("{}-w{}", graph.operator_name(operator), ctx.worker),
+            left,
+            right,
+            Box::new(TwoInputNode::new(make(), out)),
+            ctx.cancel.clone(),
+            ctx.config.tick_interval,
+        )))
+    }));
+    drop(graph);
+    left.stream.derive(node)
+}
+
+struct RollingReduce<K, T, KF, F> {
+    key: KF,
+    f: F,
+    state: FxHashMap<K, T>,
+}
+
+impl<K, T, KF, F> Operator for RollingReduce<K, T, KF, F>
+where
+    K: Key,
+    T: Clone + Send + 'static,
+    KF: Fn(&T) -> K + Send + 'static,
+    F: Fn(&T, &T) -> T + Send + 'static,
+{
+    type In = Batch<T>;
+    type Out = Batch<T>;
+
+    fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Batch<T>>) -> Result<()> {
+        let mut emitted = Vec::with_capacity(batch.len());
+        for record in batch {
+            let key = (self.key)(&record.value);
+            let value = match self.state.get_mut(&key) {
+                Some(current) => {
+                    *current = (self.f)(current, &record.value);
+                    current.clone()
+                }
+                None => {
+                    self.state.insert(key, record.value.clone());
+                    record.value
+                }
+            };
+            emitted.push(Record {
+                timestamp: record.timestamp,
+                value,
+            });
+        }
+        out.emit(emitted)
+    }
+}

@@ -1,0 +1,210 @@
+//! An in-memory source and a collecting sink, for tests, examples and benchmarks.
+
+use crate::graph::Batch;
+use crate::sink::{Sink, SinkWriter};
+use crate::source::Source;
+use sluice_runtime::{SourcePoll, SourceReader};
+use sluice_types::{Record, Result, MIN_TIMESTAMP};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A source over records held in memory, split into partitions.
+///
+/// Each worker reads the partitions `p` with `p % parallelism == worker`, one after the
+/// other. Records are moved out, not copied, so a `VecSource` feeds one run.
+pub struct VecSource<T> {
+    partitions: Arc<Mutex<Vec<Option<Vec<Record<T>>>>>>,
+    spread: bool,
+}
+
+impl<T> VecSource<T> {
+    /// Records without event time, spread round robin over one partition per worker.
+    pub fn new(values: Vec<T>) -> Self {
+        let records = values
+            .into_iter()
+            .map(|value| Record {
+                timestamp: MIN_TIMESTAMP,
+                value,
+            })
+            .collect();
+        VecSource {
+            partitions: Arc::new(Mutex::new(vec![Some(records)])),
+            spread: true,
+        }
+    }
+
+    /// Records with event time, spread round robin over one partition per worker.
+    pub fn timestamped(records: Vec<(i64, T)>) -> Self {
+        let records = records
+            .into_iter()
+            .map(|(timestamp, value)| Record { timestamp, value })
+            .collect();
+        VecSource {
+            partitions: Arc::new(Mutex::new(vec![Some(records)])),
+            spread: true,
+        }
+    }
+
+    /// Explicit partitions: partition `p` is read, in order, by worker `p % parallelism`.
+    pub fn partitioned(partitions: Vec<Vec<T>>) -> Self {
+        let partitions = partitions
+            .into_iter()
+            .map(|p| {
+                Some(
+                    p.into_iter()
+                        .map(|value| Record {
+                            timestamp: MIN_TIMESTAMP,
+                            value,
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        VecSource {
+            partitions: Arc::new(Mutex::new(partitions)),
+            spread: false,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<T: Clone + Send + 'static> Source for VecSource<T> {
+    type Item = T;
+    type Reader = VecReader<T>;
+
+    fn name(&self) -> String {
+        "memory-source".to_string()
+    }
+
+    fn reader(&self, worker: usize, parallelism: usize) -> Result<VecReader<T>> {
+        let mut partitions = lock(&self.partitions);
+        if self.spread && partitions.len() == 1 && parallelism > 1 {
+            let all = partitions[0].take().unwrap_or_default();
+            let mut spread: Vec<Vec<Record<T>>> = (0..parallelism)
+                .map(|_| Vec::with_capacity(all.len() / parallelism + 1))
+                .collect();
+            for (i, record) in all.into_iter().enumerate() {
+                spread[i % parallelism].push(record);
+            }
+            *partitions = spread.into_iter().map(Some).collect();
+        }
+        let mine: Vec<Record<T>> = partitions
+            .iter_mut()
+            .enumerate()
+            .filter(|(p, _)| p % parallelism == worker)
+            .flat_map(|(_, records)| records.take().unwrap_or_default())
+            .collect();
+        Ok(VecReader {
+            records: mine.into_iter(),
+            read: 0,
+        })
+    }
+}
+
+/// One worker's share of a [`VecSource`].
+pub struct VecReader<T> {
+    records: std::vec::IntoIter<Record<T>>,
+    read: u64,
+}
+
+impl<T: Send + 'static> SourceReader for VecReader<T> {
+    type Batch = Batch<T>;
+
+    fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Batch<T>>> {
+        let batch: Batch<T> = self.records.by_ref().take(max_records).collect();
+        if batch.is_empty() {
+            return Ok(SourcePoll::Finished);
+        }
+        self.read += batch.len() as u64;
+        Ok(SourcePoll::Batch(batch))
+    }
+
+    fn position(&self) -> u64 {
+        self.read
+    }
+}
+
+/// A sink that keeps everything in memory, shared by all workers; clone it before
+/// handing it to the job to read the results afterwards.
+pub struct CollectSink<T> {
+    records: Arc<Mutex<Vec<Record<T>>>>,
+}
+
+impl<T> Clone for CollectSink<T> {
+    fn clone(&self) -> Self {
+        CollectSink {
+            records: self.records.clone(),
+        }
+    }
+}
+
+impl<T> Default for CollectSink<T> {
+    fn default() -> Self {
+        CollectSink {
+            records: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+impl<T: Clone> CollectSink<T> {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything collected, with timestamps, in arrival order.
+    pub fn records(&self) -> Vec<Record<T>> {
+        lock(&self.records).clone()
+    }
+
+    /// The values collected, in arrival order.
+    pub fn values(&self) -> Vec<T> {
+        lock(&self.records)
+            .iter()
+            .map(|r| r.value.clone())
+            .collect()
+    }
+
+    /// The values collected, sorted: arrival order across workers is not deterministic.
+    pub fn sorted_values(&self) -> Vec<T>
+    where
+        T: Ord,
+    {
+        let mut values = self.values();
+        values.sort();
+        values
+    }
+
+    /// How many records were collected.
+    pub fn len(&self) -> usize {
+        lock(&self.records).len()
+    }
+
+    /// Whether nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: Clone + Send + 'static> Sink<T> for CollectSink<T> {
+    type Writer = CollectSink<T>;
+
+    fn name(&self) -> String {
+        "collect-sink".to_string()
+    }
+
+    fn writer(&self, _worker: usize, _parallelism: usize) -> Result<CollectSink<T>> {
+        Ok(self.clone())
+    }
+}
+
+impl<T: Send> SinkWriter<T> for CollectSink<T> {
+    fn write_batch(&mut self, batch: Batch<T>) -> Result<()> {
+        lock(&self.records).extend(batch);
+        Ok(())
+    }
+}

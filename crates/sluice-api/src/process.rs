@@ -1,0 +1,362 @@
+//! Keyed process functions: per-key state, timers and side outputs.
+
+use crate::graph::Batch;
+use sluice_runtime::{now_millis, Operator, Output, SideOutputs, TimerQueue};
+use sluice_state::{KeyedStateStore, ListState, MapState, StateBackendKind, ValueState};
+use sluice_types::{Key, Record, Result, Timestamp, MIN_TIMESTAMP};
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+/// Which clock a timer follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Fires when the watermark passes it.
+    EventTime,
+    /// Fires when the wall clock passes it.
+    ProcessingTime,
+}
+
+/// Names a side output of type `S`. Emit with [`Context::output`], read with
+/// [`crate::Stream::side_output`].
+pub struct OutputTag<S> {
+    name: String,
+    _type: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for OutputTag<S> {
+    fn clone(&self) -> Self {
+        OutputTag {
+            name: self.name.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for OutputTag<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OutputTag({})", self.name)
+    }
+}
+
+impl<S> OutputTag<S> {
+    /// A tag named `name`, unique within its operator.
+    pub fn new(name: impl Into<String>) -> Self {
+        OutputTag {
+            name: name.into(),
+            _type: PhantomData,
+        }
+    }
+
+    /// The tag's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The event-time and processing-time timers of one keyed operator instance.
+pub(crate) struct Timers<K: Ord> {
+    pub event: TimerQueue<K>,
+    pub processing: TimerQueue<K>,
+}
+
+impl<K: Ord> Default for Timers<K> {
+    fn default() -> Self {
+        Timers {
+            event: TimerQueue::default(),
+            processing: TimerQueue::default(),
+        }
+    }
+}
+
+/// A function called for each record of a keyed stream and for each of its timers,
+/// with state scoped to the record's key (Flink's `KeyedProcessFunction`).
+///
+/// The function is cloned once per worker before `open`.
+pub trait KeyedProcessFunction: Clone + Send + 'static {
+    /// The key type.
+    type Key: Key;
+    /// The input records.
+    type In: Clone + Send + 'static;
+    /// The output records.
+    type Out: Clone + Send + 'static;
+
+    /// Declares state, once per worker, before the first record.
+    fn open(&mut self, _state: &mut KeyedStateStore<Self::Key>) {}
+
+    /// Processes one record.
+    fn process_element(&mut self, value: Self::In, ctx: &mut Context<'_, Self::Key, Self::Out>);
+
+    /// A timer registered for `ctx.key()` fired at `timestamp`.
+    fn on_timer(
+        &mut self,
+        _timestamp: Timestamp,
+        _domain: TimeDomain,
+        _ctx: &mut Context<'_, Self::Key, Self::Out>,
+    ) {
+    }
+}
+
+/// What a process function sees and can do while handling a record or a timer.
+pub struct Context<'a, K: Ord, O> {
+    pub(crate) key: &'a K,
+    pub(crate) timestamp: Timestamp,
+    pub(crate) watermark: Timestamp,
+    pub(crate) processing_time: Timestamp,
+    pub(crate) state: &'a mut KeyedStateStore<K>,
+    pub(crate) timers: &'a mut Timers<K>,
+    pub(crate) out: &'a mut Vec<Record<O>>,
+    pub(crate) sides: &'a mut SideOutputs,
+}
+
+impl<K: Key, O> Context<'_, K, O> {
+    /// The current key.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The event time of the current record, or the time of the firing timer.
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// The operator's watermark.
+    pub fn current_watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// The wall clock, in milliseconds since the epoch.
+    pub fn current_processing_time(&self) -> Timestamp {
+        self.processing_time
+    }
+
+    /// Emits a record with the current timestamp.
+    pub fn emit(&mut self, value: O) {
+        self.out.push(Record {
+            timestamp: self.timestamp,
+            value,
+        });
+    }
+
+    /// Emits a record with the given timestamp.
+    pub fn emit_at(&mut self, timestamp: Timestamp, value: O) {
+        self.out.push(Record { timestamp, value });
+    }
+
+    /// Emits a record on a side output, with the current timestamp.
+    pub fn output<S: Send + 'static>(&mut self, tag: &OutputTag<S>, value: S) {
+        self.sides.emit_named(
+            tag.name(),
+            Record {
+                timestamp: self.timestamp,
+                value,
+            },
+        );
+    }
+
+    /// Calls `on_timer` for the current key once the watermark reaches `time`.
+    pub fn register_event_time_timer(&mut self, time: Timestamp) {
+        self.timers.event.register(time, self.key.clone());
+    }
+
+    /// Removes an event-time timer of the current key.
+    pub fn delete_event_time_timer(&mut self, time: Timestamp) {
+        self.timers.event.delete(time, self.key);
+    }
+
+    /// Calls `on_timer` for the current key once the wall clock reaches `time`.
+    pub fn register_processing_time_timer(&mut self, time: Timestamp) {
+        self.timers.processing.register(time, self.key.clone());
+    }
+
+    /// Removes a processing-time timer of the current key.
+    pub fn delete_processing_time_timer(&mut self, time: Timestamp) {
+        self.timers.processing.delete(time, self.key);
+    }
+
+    /// The current key's value.
+    pub fn value<V: Clone + Send + 'static>(&mut self, state: ValueState<V>) -> Option<V> {
+        self.state.get(state, self.key)
+    }
+
+    /// Sets the current key's value.
+    pub fn set_value<V: Clone + Send + 'static>(&mut self, state: ValueState<V>, value: V) {
+        self.state.set(state, self.key, value)
+    }
+
+    /// Reads, changes and writes the current key's value; `None` clears it.
+    pub fn update_value<V: Clone + Send + 'static>(
+        &mut self,
+        state: ValueState<V>,
+        change: impl FnMut(Option<V>) -> Option<V>,
+    ) {
+        self.state.update(state, self.key, change)
+    }
+
+    /// Clears the current key's value.
+    pub fn clear_value<V>(&mut self, state: ValueState<V>) {
+        self.state.clear(state.index(), self.key)
+    }
+
+    /// The current key's list.
+    pub fn list<V: Clone + Send + 'static>(&mut self, state: ListState<V>) -> Vec<V> {
+        self.state.list_get(state, self.key)
+    }
+
+    /// Appends to the current key's list.
+    pub fn add_to_list<V: Clone + Send + 'static>(&mut self, state: ListState<V>, value: V) {
+        self.state.list_add(state, self.key, value)
+    }
+
+    /// Replaces the current key's list.
+    pub fn replace_list<V: Clone + Send + 'static>(&mut self, state: ListState<V>, values: Vec<V>) {
+        self.state.list_replace(state, self.key, values)
+    }
+
+    /// Clears the current key's list.
+    pub fn clear_list<V>(&mut self, state: ListState<V>) {
+        self.state.clear(state.index(), self.key)
+    }
+
+    /// A value of the current key's map.
+    pub fn map_get<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+        user_key: &UK,
+    ) -> Option<UV> {
+        self.state.map_get(state, self.key, user_key)
+    }
+
+    /// Puts into the current key's map.
+    pub fn map_put<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+        user_key: UK,
+        value: UV,
+    ) {
+        self.state.map_put(state, self.key, user_key, value)
+    }
+
+    /// Removes from the current key's map.
+    pub fn map_remove<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+        user_key: &UK,
+    ) {
+        self.state.map_remove(state, self.key, user_key)
+    }
+
+    /// The current key's map entries, sorted by user key.
+    pub fn map_entries<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+    ) -> Vec<(UK, UV)> {
+        self.state.map_entries(state, self.key)
+    }
+
+    /// Clears the current key's map.
+    pub fn clear_map<UK, UV>(&mut self, state: MapState<UK, UV>) {
+        self.state.clear(state.index(), self.key)
+    }
+}
+
+/// Runs a [`KeyedProcessFunction`] on one worker.
+pub(crate) struct KeyedProcessOperator<F: KeyedProcessFunction, KF> {
+    function: F,
+    key: KF,
+    state: KeyedStateStore<F::Key>,
+    timers: Timers<F::Key>,
+    watermark: Timestamp,
+    buffer: Vec<Record<F::Out>>,
+}
+
+impl<F: KeyedProcessFunction, KF> KeyedProcessOperator<F, KF> {
+    pub fn new(mut function: F, key: KF, backend: StateBackendKind) -> Self {
+        let mut state = KeyedStateStore::new(backend);
+        function.open(&mut state);
+        KeyedProcessOperator {
+            function,
+            key,
+            state,
+            timers: Timers::default(),
+            watermark: MIN_TIMESTAMP,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) {
+        let processing_time = now_millis();
+        self.state.set_time(processing_time, self.watermark);
+        loop {
+            let due = match domain {
+                TimeDomain::EventTime => self.timers.event.pop_due(now),
+                TimeDomain::ProcessingTime => self.timers.processing.pop_due(now),
+            };
+            let Some((time, key)) = due else { break };
+            let mut ctx = Context {
+                key: &key,
+                timestamp: time,
+                watermark: self.watermark,
+                processing_time,
+                state: &mut self.state,
+                timers: &mut self.timers,
+                out: &mut self.buffer,
+                sides: out.sides(),
+            };
+            self.function.on_timer(time, domain, &mut ctx);
+        }
+    }
+}
+
+impl<F, KF> Operator for KeyedProcessOperator<F, KF>
+where
+    F: KeyedProcessFunction,
+    KF: Fn(&F::In) -> F::Key + Send + 'static,
+{
+    type In = Batch<F::In>;
+    type Out = Batch<F::Out>;
+
+    fn process_batch(
+        &mut self,
+        batch: Batch<F::In>,
+        out: &mut Output<Batch<F::Out>>,
+    ) -> Result<()> {
+        let processing_time = now_millis();
+        self.state.set_time(processing_time, self.watermark);
+        for record in batch {
+            let key = (self.key)(&record.value);
+            let mut ctx = Context {
+                key: &key,
+                timestamp: record.timestamp,
+                watermark: self.watermark,
+                processing_time,
+                state: &mut self.state,
+                timers: &mut self.timers,
+                out: &mut self.buffer,
+                sides: out.sides(),
+            };
+            self.function.process_element(record.value, &mut ctx);
+        }
+        out.emit(std::mem::take(&mut self.buffer))
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: Timestamp,
+        out: &mut Output<Batch<F::Out>>,
+    ) -> Result<()> {
+        self.watermark = watermark;
+        self.fire(TimeDomain::EventTime, watermark, out);
+        self.state.cleanup_expired();
+        out.emit(std::mem::take(&mut self.buffer))
+    }
+
+    fn on_processing_time(
+        &mut self,
+        now: Timestamp,
+        out: &mut Output<Batch<F::Out>>,
+    ) -> Result<()> {
+        self.fire(TimeDomain::ProcessingTime, now, out);
+        self.state.cleanup_expired();
+        out.emit(std::mem::take(&mut self.buffer))
+    }
+}

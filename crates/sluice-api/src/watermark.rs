@@ -1,0 +1,192 @@
+//! Watermark strategies and the operator that applies them.
+
+use crate::graph::Batch;
+use sluice_runtime::{Output, Push};
+use sluice_types::{Result, Timestamp, MIN_TIMESTAMP};
+use std::marker::PhantomData;
+
+/// Reads a record's event time.
+pub trait TimestampAssigner<T>: Clone + Send + 'static {
+    /// The event time of `value`; `current` is the timestamp the record already has.
+    fn timestamp(&self, value: &T, current: Timestamp) -> Timestamp;
+}
+
+/// Keeps the timestamp the source gave each record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeepTimestamp;
+
+impl<T> TimestampAssigner<T> for KeepTimestamp {
+    fn timestamp(&self, _value: &T, current: Timestamp) -> Timestamp {
+        current
+    }
+}
+
+impl<T, F: Fn(&T) -> Timestamp + Clone + Send + 'static> TimestampAssigner<T> for F {
+    fn timestamp(&self, value: &T, _current: Timestamp) -> Timestamp {
+        self(value)
+    }
+}
+
+/// How event time is read and how far the watermark trails it.
+///
+/// ```
+/// # use sluice_api::*;
+/// #[derive(Clone)]
+/// struct Tx { time: i64 }
+/// let strategy = WatermarkStrategy::bounded_out_of_orderness(seconds(30))
+///     .with_timestamp(|tx: &Tx| tx.time)
+///     .with_idleness(seconds(5));
+/// ```
+pub struct WatermarkStrategy<T, A = KeepTimestamp> {
+    max_out_of_orderness: i64,
+    idleness: Option<i64>,
+    assigner: A,
+    _type: PhantomData<fn(&T)>,
+}
+
+impl<T, A: Clone> Clone for WatermarkStrategy<T, A> {
+    fn clone(&self) -> Self {
+        WatermarkStrategy {
+            max_out_of_orderness: self.max_out_of_orderness,
+            idleness: self.idleness,
+            assigner: self.assigner.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> WatermarkStrategy<T> {
+    /// Records may arrive up to `delay` milliseconds behind the newest one seen; the
+    /// watermark is the highest timestamp seen minus `delay` minus one.
+    pub fn bounded_out_of_orderness(delay: i64) -> Self {
+        WatermarkStrategy {
+            max_out_of_orderness: delay.max(0),
+            idleness: None,
+            assigner: KeepTimestamp,
+            _type: PhantomData,
+        }
+    }
+
+    /// Timestamps never go back.
+    pub fn monotonous() -> Self {
+        Self::bounded_out_of_orderness(0)
+    }
+}
+
+impl<T, A> WatermarkStrategy<T, A> {
+    /// Reads event time from the record with `assigner`.
+    pub fn with_timestamp<B: TimestampAssigner<T>>(self, assigner: B) -> WatermarkStrategy<T, B> {
+        WatermarkStrategy {
+            max_out_of_orderness: self.max_out_of_orderness,
+            idleness: self.idleness,
+            assigner,
+            _type: PhantomData,
+        }
+    }
+
+    /// Marks the input idle after `timeout` milliseconds (processing time) without a
+    /// record, so it does not hold back the watermark of operators downstream.
+    pub fn with_idleness(mut self, timeout: i64) -> Self {
+        self.idleness = Some(timeout);
+        self
+    }
+}
+
+/// Assigns timestamps and emits watermarks, record-exact: whenever a record is at or
+/// behind the watermark its predecessors imply, that watermark is emitted before it, so
+/// which records are late does not depend on how the input was batched.
+pub(crate) struct WatermarkAssigner<T, A> {
+    strategy: WatermarkStrategy<T, A>,
+    out: Output<Batch<T>>,
+    max_timestamp: Timestamp,
+    emitted: Timestamp,
+    last_record_at: Timestamp,
+    idle: bool,
+}
+
+impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
+    pub fn new(strategy: WatermarkStrategy<T, A>, out: Output<Batch<T>>) -> Self {
+        WatermarkAssigner {
+            strategy,
+            out,
+            max_timestamp: MIN_TIMESTAMP,
+            emitted: MIN_TIMESTAMP,
+            last_record_at: MIN_TIMESTAMP,
+            idle: false,
+        }
+    }
+
+    fn implied(&self) -> Timestamp {
+        if self.max_timestamp == MIN_TIMESTAMP {
+            MIN_TIMESTAMP
+        } else {
+            self.max_timestamp
+                .saturating_sub(self.strategy.max_out_of_orderness)
+                .saturating_sub(1)
+        }
+    }
+
+    fn emit_watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        if watermark > self.emitted {
+            self.emitted = watermark;
+            self.out.watermark(watermark)?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAssigner<T, A> {
+    fn push(&mut self, batch: Batch<T>) -> Result<()> {
+        self.out.metrics().add_in(batch.len());
+        self.idle = false;
+        self.last_record_at = MIN_TIMESTAMP;
+        let mut pending = Vec::with_capacity(batch.len());
+        for mut record in batch {
+            let timestamp = self
+                .strategy
+                .assigner
+                .timestamp(&record.value, record.timestamp);
+            record.timestamp = timestamp;
+            let implied = self.implied();
+            if timestamp <= implied && implied > self.emitted {
+                self.out.emit(std::mem::take(&mut pending))?;
+                self.emit_watermark(implied)?;
+            }
+            pending.push(record);
+            self.max_timestamp = self.max_timestamp.max(timestamp);
+        }
+        self.out.emit(pending)?;
+        let implied = self.implied();
+        self.emit_watermark(implied)
+    }
+
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        // Only the final watermark of a bounded source passes: upstream watermarks are
+        // replaced by the ones this strategy generates.
+        if watermark == sluice_types::MAX_TIMESTAMP {
+            self.emit_watermark(watermark)?;
+        }
+        Ok(())
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.idle = true;
+        self.out.idle()
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        if let Some(timeout) = self.strategy.idleness {
+            if self.last_record_at == MIN_TIMESTAMP {
+                self.last_record_at = now;
+            } else if !self.idle && now - self.last_record_at >= timeout {
+                self.idle = true;
+                self.out.idle()?;
+            }
+        }
+        self.out.tick(now)
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.out.end()
+    }
+}

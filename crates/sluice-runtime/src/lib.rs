@@ -1,0 +1,44 @@
+//! The Sluice dataflow runtime.
+//!
+//! A job runs as `parallelism` workers. Each worker owns one instance of every operator.
+//! Operators that need no repartitioning are *chained*: they call each other directly
+//! through the [`Push`] trait, once per batch, inside one thread. A chain starts at a
+//! *segment root*, either a source ([`SourceDriver`]) or an input gate
+//! ([`UnaryGate`], [`BinaryGate`]) that reads bounded channels filled by the exchanges
+//! ([`exchange`]) of the upstream chains. Each segment instance runs on its own thread,
+//! like a Flink task, so a DAG of bounded channels cannot deadlock.
+//!
+//! Data, watermarks, idleness and end-of-stream travel in-band as [`Message`]s, so a
+//! watermark never overtakes the records before it. Checkpoint barriers will travel the
+//! same way. Batches are any [`Batch`]: the typed API uses `Vec<Record<T>>`, and the SQL
+//! layer will use Arrow record batches through the same interfaces.
+//!
+//! The runtime knows nothing of SQL, Kafka, HTTP, files or tokio.
+
+mod batch;
+mod channel;
+mod config;
+pub mod exchange;
+mod executor;
+mod gate;
+mod message;
+mod metrics;
+mod operator;
+mod push;
+mod source;
+mod timers;
+mod watermarks;
+
+pub use batch::Batch;
+pub use channel::{EdgeId, EdgeKind, Edges};
+pub use config::RuntimeConfig;
+pub use executor::{run_tasks, BuildContext, Task};
+pub use gate::{BinaryGate, TwoInputPush, UnaryGate};
+pub use message::Message;
+pub use metrics::{JobSnapshot, MetricsRegistry, OperatorKind, OperatorMetrics, OperatorSnapshot};
+pub use operator::{Discard, Operator, OperatorNode, Output, SideOutputs, SidePort, Tee};
+pub use push::now_millis;
+pub use push::Push;
+pub use source::{SourceDriver, SourcePoll, SourceReader};
+pub use timers::TimerQueue;
+pub use watermarks::WatermarkTracker;

@@ -1,0 +1,323 @@
+//! Operators, the nodes that wrap them in a chain, and their outputs.
+
+use crate::{Batch, OperatorMetrics, Push};
+use sluice_types::{Result, Timestamp};
+use std::any::Any;
+use std::sync::Arc;
+
+/// A one-input operator: the lifecycle hooks the runtime calls, batch in, batch out.
+///
+/// Associated types keep the per-record code monomorphic; the chain calls an operator
+/// through [`Push`] once per batch.
+pub trait Operator: Send + 'static {
+    /// The batches it consumes.
+    type In: Batch;
+    /// The batches it emits on its main output.
+    type Out: Batch;
+
+    /// Processes one batch, emitting into `out`.
+    fn process_batch(&mut self, batch: Self::In, out: &mut Output<Self::Out>) -> Result<()>;
+
+    /// The event-time clock advanced: fire what is due. The runtime forwards the
+    /// watermark downstream after this returns.
+    fn on_watermark(&mut self, _watermark: Timestamp, _out: &mut Output<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Processing time advanced: fire processing-time timers.
+    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Output<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The input ended (after the final watermark): release resources.
+    fn close(&mut self, _out: &mut Output<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A side output's downstream, type-erased so one operator can have several of
+/// different types. Used only off the hot path (late records, alerts).
+pub trait SidePort: Send {
+    /// The buffer records are collected in, as `&mut Vec<T>`.
+    fn buffer_any(&mut self) -> &mut dyn Any;
+    /// Sends the buffered records downstream; returns how many.
+    fn flush(&mut self) -> Result<usize>;
+    /// Forwards a watermark.
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()>;
+    /// Forwards idleness.
+    fn idle(&mut self) -> Result<()>;
+    /// Forwards processing time.
+    fn tick(&mut self, now: Timestamp) -> Result<()>;
+    /// Forwards the end of input.
+    fn end(&mut self) -> Result<()>;
+}
+
+struct TypedSidePort<T> {
+    buffer: Vec<T>,
+    next: Box<dyn Push<Vec<T>>>,
+}
+
+impl<T: Send + 'static> SidePort for TypedSidePort<T> {
+    fn buffer_any(&mut self) -> &mut dyn Any {
+        &mut self.buffer
+    }
+    fn flush(&mut self) -> Result<usize> {
+        if self.buffer.is_empty() {
+            return Ok(0);
+        }
+        let batch = std::mem::take(&mut self.buffer);
+        let n = batch.len();
+        self.next.push(batch)?;
+        Ok(n)
+    }
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        self.next.watermark(watermark)
+    }
+    fn idle(&mut self) -> Result<()> {
+        self.next.idle()
+    }
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        self.next.tick(now)
+    }
+    fn end(&mut self) -> Result<()> {
+        self.next.end()
+    }
+}
+
+/// The side outputs of one operator, in the order they were connected, by name.
+#[derive(Default)]
+pub struct SideOutputs {
+    ports: Vec<(String, Box<dyn SidePort>)>,
+}
+
+impl SideOutputs {
+    /// Connects the side output `name` to `next`; returns its index.
+    pub fn connect<T: Send + 'static>(&mut self, name: &str, next: Box<dyn Push<Vec<T>>>) -> usize {
+        self.ports.push((
+            name.to_string(),
+            Box::new(TypedSidePort {
+                buffer: Vec::new(),
+                next,
+            }),
+        ));
+        self.ports.len() - 1
+    }
+
+    /// The index of the side output `name`, if connected.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|(n, _)| n == name)
+    }
+
+    /// Emits one record on side output `index`. Records for an unconnected side output,
+    /// or of the wrong type, are dropped: nobody consumes them.
+    pub fn emit<T: Send + 'static>(&mut self, index: usize, record: T) {
+        if let Some((_, port)) = self.ports.get_mut(index) {
+            if let Some(buffer) = port.buffer_any().downcast_mut::<Vec<T>>() {
+                buffer.push(record);
+            }
+        }
+    }
+
+    /// Emits one record on the side output `name`, if connected.
+    pub fn emit_named<T: Send + 'static>(&mut self, name: &str, record: T) {
+        if let Some(index) = self.index_of(name) {
+            self.emit(index, record);
+        }
+    }
+
+    fn ports(&mut self) -> impl Iterator<Item = &mut Box<dyn SidePort>> {
+        self.ports.iter_mut().map(|(_, port)| port)
+    }
+}
+
+/// Where an operator emits: its main output and its side outputs. Counts what leaves.
+pub struct Output<B> {
+    next: Box<dyn Push<B>>,
+    sides: SideOutputs,
+    metrics: Arc<OperatorMetrics>,
+}
+
+impl<B: Batch> Output<B> {
+    /// An output feeding `next`, counting into `metrics`.
+    pub fn new(next: Box<dyn Push<B>>, sides: SideOutputs, metrics: Arc<OperatorMetrics>) -> Self {
+        Output {
+            next,
+            sides,
+            metrics,
+        }
+    }
+
+    /// Emits a batch on the main output. Empty batches are not sent.
+    pub fn emit(&mut self, batch: B) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.metrics.add_out(batch.len());
+        self.next.push(batch)
+    }
+
+    /// Emits one record on side output `index`; it is sent when the current call ends.
+    pub fn emit_side<T: Send + 'static>(&mut self, index: usize, record: T) {
+        self.sides.emit(index, record);
+    }
+
+    /// The side outputs.
+    pub fn sides(&mut self) -> &mut SideOutputs {
+        &mut self.sides
+    }
+
+    /// Counts records sent to the dead-letter output.
+    pub fn count_dead_letters(&self, n: usize) {
+        self.metrics.add_dead_letters(n);
+    }
+
+    /// The operator's counters.
+    pub fn metrics(&self) -> &Arc<OperatorMetrics> {
+        &self.metrics
+    }
+
+    /// Sends what side outputs buffered.
+    pub fn flush_sides(&mut self) -> Result<()> {
+        let mut sent = 0;
+        for port in self.sides.ports() {
+            sent += port.flush()?;
+        }
+        self.metrics.add_out(sent);
+        Ok(())
+    }
+
+    /// Forwards a watermark to the main and side outputs.
+    pub fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        self.metrics.set_watermark(watermark);
+        for port in self.sides.ports() {
+            port.watermark(watermark)?;
+        }
+        self.next.watermark(watermark)
+    }
+
+    /// Forwards idleness to the main and side outputs.
+    pub fn idle(&mut self) -> Result<()> {
+        for port in self.sides.ports() {
+            port.idle()?;
+        }
+        self.next.idle()
+    }
+
+    /// Forwards processing time to the main and side outputs.
+    pub fn tick(&mut self, now: Timestamp) -> Result<()> {
+        for port in self.sides.ports() {
+            port.tick(now)?;
+        }
+        self.next.tick(now)
+    }
+
+    /// Ends the main and side outputs.
+    pub fn end(&mut self) -> Result<()> {
+        for port in self.sides.ports() {
+            port.end()?;
+        }
+        self.next.end()
+    }
+}
+
+/// An operator in a chain: counts its input, runs its hooks, forwards control.
+pub struct OperatorNode<O: Operator> {
+    operator: O,
+    out: Output<O::Out>,
+}
+
+impl<O: Operator> OperatorNode<O> {
+    /// Wraps `operator` so it can be chained.
+    pub fn new(operator: O, out: Output<O::Out>) -> Self {
+        OperatorNode { operator, out }
+    }
+}
+
+impl<O: Operator> Push<O::In> for OperatorNode<O> {
+    fn push(&mut self, batch: O::In) -> Result<()> {
+        self.out.metrics.add_in(batch.len());
+        self.operator.process_batch(batch, &mut self.out)?;
+        self.out.flush_sides()
+    }
+
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        self.operator.on_watermark(watermark, &mut self.out)?;
+        self.out.flush_sides()?;
+        self.out.watermark(watermark)
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        self.out.idle()
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        self.operator.on_processing_time(now, &mut self.out)?;
+        self.out.flush_sides()?;
+        self.out.tick(now)
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.operator.close(&mut self.out)?;
+        self.out.flush_sides()?;
+        self.out.end()
+    }
+}
+
+/// Sends every batch to several downstream chains (a stream consumed more than once).
+pub struct Tee<B> {
+    outputs: Vec<Box<dyn Push<B>>>,
+}
+
+impl<B> Tee<B> {
+    /// A tee over `outputs`.
+    pub fn new(outputs: Vec<Box<dyn Push<B>>>) -> Self {
+        Tee { outputs }
+    }
+}
+
+impl<B: Clone + Send> Push<B> for Tee<B> {
+    fn push(&mut self, batch: B) -> Result<()> {
+        if let Some((last, rest)) = self.outputs.split_last_mut() {
+            for output in rest {
+                output.push(batch.clone())?;
+            }
+            last.push(batch)?;
+        }
+        Ok(())
+    }
+    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        self.outputs
+            .iter_mut()
+            .try_for_each(|o| o.watermark(watermark))
+    }
+    fn idle(&mut self) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.idle())
+    }
+    fn tick(&mut self, now: Timestamp) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.tick(now))
+    }
+    fn end(&mut self) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.end())
+    }
+}
+
+/// A chain end that drops everything: a stream nobody consumes.
+pub struct Discard;
+
+impl<B: Send> Push<B> for Discard {
+    fn push(&mut self, _batch: B) -> Result<()> {
+        Ok(())
+    }
+    fn watermark(&mut self, _watermark: Timestamp) -> Result<()> {
+        Ok(())
+    }
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn tick(&mut self, _now: Timestamp) -> Result<()> {
+        Ok(())
+    }
+    fn end(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,350 @@
+//! The keyed state of one operator instance.
+
+use crate::heap::{HeapListTable, HeapMapTable, HeapValueTable};
+use crate::{
+    ListState, ListTable, MapState, MapTable, StateDescriptor, StateTable, StateTtl, TtlClock,
+    ValueState, ValueTable,
+};
+use sluice_types::{Key, Timestamp, MIN_TIMESTAMP};
+use std::hash::Hash;
+
+/// Which backend keeps the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateBackendKind {
+    /// Objects in hash maps on the heap.
+    #[default]
+    Heap,
+}
+
+struct Slot<K> {
+    name: String,
+    ttl: Option<StateTtl>,
+    last_cleanup: Timestamp,
+    /// `Box<dyn ValueTable<K, V>>` (or list, map), behind `StateTable` for cleanup.
+    table: Box<dyn StateTable<K>>,
+}
+
+/// All keyed state of one operator instance, on one worker.
+///
+/// The store knows the two clocks TTL can use; the operator sets them before each call
+/// into user code.
+pub struct KeyedStateStore<K> {
+    backend: StateBackendKind,
+    slots: Vec<Slot<K>>,
+    processing_time: Timestamp,
+    watermark: Timestamp,
+}
+
+impl<K: Key> KeyedStateStore<K> {
+    /// An empty store on `backend`.
+    pub fn new(backend: StateBackendKind) -> Self {
+        KeyedStateStore {
+            backend,
+            slots: Vec::new(),
+            processing_time: MIN_TIMESTAMP,
+            watermark: MIN_TIMESTAMP,
+        }
+    }
+
+    /// Sets the clocks TTL reads.
+    pub fn set_time(&mut self, processing_time: Timestamp, watermark: Timestamp) {
+        self.processing_time = processing_time;
+        self.watermark = watermark;
+    }
+
+    fn now(&self, ttl: Option<&StateTtl>) -> Timestamp {
+        match ttl.map(|t| t.clock) {
+            Some(TtlClock::EventTime) => self.watermark,
+            _ => self.processing_time,
+        }
+    }
+
+    fn slot_index(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.name == name)
+    }
+
+    fn add_slot(&mut self, descriptor: &StateDescriptor, table: Box<dyn StateTable<K>>) -> usize {
+        self.slots.push(Slot {
+            name: descriptor.name.clone(),
+            ttl: descriptor.ttl,
+            last_cleanup: MIN_TIMESTAMP,
+            table,
+        });
+        self.slots.len() - 1
+    }
+
+    /// Declares a value state; declaring the same name again returns the same handle.
+    pub fn value<V: Clone + Send + 'static>(
+        &mut self,
+        descriptor: &StateDescriptor,
+    ) -> ValueState<V> {
+        if let Some(i) = self.slot_index(&descriptor.name) {
+            return ValueState::new(i);
+        }
+        let table: Box<dyn StateTable<K>> = match self.backend {
+            StateBackendKind::Heap => Box::new(HeapValueTable::<K, V>::new(descriptor.ttl)),
+        };
+        ValueState::new(self.add_slot(descriptor, table))
+    }
+
+    /// Declares a list state.
+    pub fn list<V: Clone + Send + 'static>(
+        &mut self,
+        descriptor: &StateDescriptor,
+    ) -> ListState<V> {
+        if let Some(i) = self.slot_index(&descriptor.name) {
+            return ListState::new(i);
+        }
+        let table: Box<dyn StateTable<K>> = match self.backend {
+            StateBackendKind::Heap => Box::new(HeapListTable::<K, V>::new(descriptor.ttl)),
+        };
+        ListState::new(self.add_slot(descriptor, table))
+    }
+
+    /// Declares a map state.
+    pub fn map<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        descriptor: &StateDescriptor,
+    ) -> MapState<UK, UV> {
+        if let Some(i) = self.slot_index(&descriptor.name) {
+            return MapState::new(i);
+        }
+        let table: Box<dyn StateTable<K>> = match self.backend {
+            StateBackendKind::Heap => Box::new(HeapMapTable::<K, UK, UV>::new(descriptor.ttl)),
+        };
+        MapState::new(self.add_slot(descriptor, table))
+    }
+
+    fn table<T: 'static>(&mut self, index: usize) -> (&mut T, Timestamp) {
+        let slot = &self.slots[index];
+        let now = self.now(slot.ttl.as_ref());
+        let table = self.slots[index]
+            .table
+            .as_any_mut()
+            .downcast_mut::<T>()
+            .expect("invariant: a state handle is only used with the store that issued it");
+        (table, now)
+    }
+
+    /// The value of `key`.
+    pub fn get<V: Clone + Send + 'static>(&mut self, state: ValueState<V>, key: &K) -> Option<V> {
+        let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
+        ValueTable::get(table, key, now)
+    }
+
+    /// Sets the value of `key`.
+    pub fn set<V: Clone + Send + 'static>(&mut self, state: ValueState<V>, key: &K, value: V) {
+        let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
+        ValueTable::set(table, key, value, now)
+    }
+
+    /// Reads, changes and writes the value of `key` in one step; `None` clears it.
+    pub fn update<V: Clone + Send + 'static>(
+        &mut self,
+        state: ValueState<V>,
+        key: &K,
+        mut change: impl FnMut(Option<V>) -> Option<V>,
+    ) {
+        let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
+        ValueTable::update(table, key, now, &mut change)
+    }
+
+    /// The live elements of `key`'s list.
+    pub fn list_get<V: Clone + Send + 'static>(&mut self, state: ListState<V>, key: &K) -> Vec<V> {
+        let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
+        ListTable::get(table, key, now)
+    }
+
+    /// Appends to `key`'s list.
+    pub fn list_add<V: Clone + Send + 'static>(&mut self, state: ListState<V>, key: &K, value: V) {
+        let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
+        ListTable::add(table, key, value, now)
+    }
+
+    /// Replaces `key`'s list.
+    pub fn list_replace<V: Clone + Send + 'static>(
+        &mut self,
+        state: ListState<V>,
+        key: &K,
+        values: Vec<V>,
+    ) {
+        let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
+        ListTable::replace(table, key, values, now)
+    }
+
+    /// The value under `user_key` in `key`'s map.
+    pub fn map_get<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+        key: &K,
+        user_key: &UK,
+    ) -> Option<UV> {
+        let (table, now) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
+        MapTable::get(table, key, user_key, now)
+    }
+
+    /// Puts into `key`'s map.
+    pub fn map_put<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+        key: &K,
+        user_key: UK,
+        value: UV,
+    ) {
+        let (table, now) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
+        MapTable::put(table, key, user_key, value, now)
+    }
+
+    /// Removes from `key`'s map.
+    pub fn map_remove<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+        key: &K,
+        user_key: &UK,
+    ) {
+        let (table, _) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
+        MapTable::remove(table, key, user_key)
+    }
+
+    /// The live entries of `key`'s map, sorted by user key.
+    pub fn map_entries<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+        &mut self,
+        state: MapState<UK, UV>,
+        key: &K,
+    ) -> Vec<(UK, UV)> {
+        let (table, now) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
+        MapTable::entries(table, key, now)
+    }
+
+    /// Clears one state of `key`.
+    pub fn clear(&mut self, index: usize, key: &K) {
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.table.clear_key(key);
+        }
+    }
+
+    /// Runs the TTL sweeps that are due.
+    pub fn cleanup_expired(&mut self) {
+        let (processing_time, watermark) = (self.processing_time, self.watermark);
+        for slot in &mut self.slots {
+            let Some(ttl) = slot.ttl else { continue };
+            let now = match ttl.clock {
+                TtlClock::EventTime => watermark,
+                TtlClock::ProcessingTime => processing_time,
+            };
+            if now == MIN_TIMESTAMP || now.saturating_sub(slot.last_cleanup) < ttl.cleanup_interval
+            {
+                continue;
+            }
+            slot.last_cleanup = now;
+            slot.table.cleanup(now);
+        }
+    }
+
+    /// Number of keys with an entry in each state, by name.
+    pub fn sizes(&self) -> Vec<(String, usize)> {
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), s.table.len()))
+            .collect()
+    }
+}
+
+impl<V> ValueState<V> {
+    /// The slot index, for [`KeyedStateStore::clear`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl<V> ListState<V> {
+    /// The slot index, for [`KeyedStateStore::clear`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl<UK, UV> MapState<UK, UV> {
+    /// The slot index, for [`KeyedStateStore::clear`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_state_round_trip() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let count = store.value::<u64>(&StateDescriptor::new("count"));
+        assert_eq!(store.get(count, &1), None);
+        store.set(count, &1, 5);
+        store.update(count, &1, |v| v.map(|n| n + 1));
+        assert_eq!(store.get(count, &1), Some(6));
+        assert_eq!(store.get(count, &2), None);
+        store.clear(count.index(), &1);
+        assert_eq!(store.get(count, &1), None);
+    }
+
+    #[test]
+    fn expired_values_are_never_returned() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let last = store
+            .value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
+        store.set_time(0, 1_000);
+        store.set(last, &7, 1);
+        store.set_time(0, 1_099);
+        assert_eq!(store.get(last, &7), Some(1));
+        store.set_time(0, 1_100);
+        assert_eq!(store.get(last, &7), None);
+    }
+
+    #[test]
+    fn read_refreshes_ttl_when_asked() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let ttl = StateTtl::new(100)
+            .event_time()
+            .update(crate::TtlUpdate::OnReadAndWrite);
+        let last = store.value::<u64>(&StateDescriptor::new("last").with_ttl(ttl));
+        store.set_time(0, 0);
+        store.set(last, &7, 1);
+        store.set_time(0, 90);
+        assert_eq!(store.get(last, &7), Some(1));
+        store.set_time(0, 150);
+        assert_eq!(store.get(last, &7), Some(1));
+    }
+
+    #[test]
+    fn cleanup_sweeps_expired_keys() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let last = store
+            .value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
+        store.set_time(0, 0);
+        for key in 0..10 {
+            store.set(last, &key, key);
+        }
+        store.set_time(0, 500);
+        store.cleanup_expired();
+        assert_eq!(store.sizes(), vec![("last".to_string(), 0)]);
+    }
+
+    #[test]
+    fn list_and_map_state() {
+        let mut store = KeyedStateStore::<&'static str>::new(StateBackendKind::Heap);
+        let list = store.list::<i32>(&StateDescriptor::new("list"));
+        let map = store.map::<String, i32>(&StateDescriptor::new("map"));
+        store.list_add(list, &"a", 1);
+        store.list_add(list, &"a", 2);
+        assert_eq!(store.list_get(list, &"a"), vec![1, 2]);
+        store.map_put(map, &"a", "x".to_string(), 1);
+        store.map_put(map, &"a", "w".to_string(), 2);
+        assert_eq!(
+            store.map_entries(map, &"a"),
+            vec![("w".to_string(), 2), ("x".to_string(), 1)]
+        );
+        store.map_remove(map, &"a", &"w".to_string());
+        assert_eq!(store.map_get(map, &"a", &"w".to_string()), None);
+    }
+}

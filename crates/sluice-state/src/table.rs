@@ -1,0 +1,52 @@
+//! The interfaces every state backend implements.
+
+use sluice_types::Timestamp;
+use std::any::Any;
+
+/// What every table offers the store, whatever its type.
+pub trait StateTable<K>: Send {
+    /// Removes expired entries; `now` is measured on the table's TTL clock.
+    fn cleanup(&mut self, now: Timestamp);
+    /// Removes everything stored for `key`.
+    fn clear_key(&mut self, key: &K);
+    /// Number of keys with an entry.
+    fn len(&self) -> usize;
+    /// Whether no key has an entry.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The table as `Any`, to reach its typed interface.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// One value per key.
+pub trait ValueTable<K, V>: StateTable<K> {
+    /// The value of `key`, unless absent or expired.
+    fn get(&mut self, key: &K, now: Timestamp) -> Option<V>;
+    /// Sets the value of `key`.
+    fn set(&mut self, key: &K, value: V, now: Timestamp);
+    /// Reads, changes and writes back the value of `key` in one step.
+    fn update(&mut self, key: &K, now: Timestamp, change: &mut dyn FnMut(Option<V>) -> Option<V>);
+}
+
+/// A list of values per key.
+pub trait ListTable<K, V>: StateTable<K> {
+    /// The live elements of `key`'s list.
+    fn get(&mut self, key: &K, now: Timestamp) -> Vec<V>;
+    /// Appends to `key`'s list.
+    fn add(&mut self, key: &K, value: V, now: Timestamp);
+    /// Replaces `key`'s list.
+    fn replace(&mut self, key: &K, values: Vec<V>, now: Timestamp);
+}
+
+/// A map per key.
+pub trait MapTable<K, UK, UV>: StateTable<K> {
+    /// The value under `user_key` in `key`'s map.
+    fn get(&mut self, key: &K, user_key: &UK, now: Timestamp) -> Option<UV>;
+    /// Puts a value into `key`'s map.
+    fn put(&mut self, key: &K, user_key: UK, value: UV, now: Timestamp);
+    /// Removes an entry from `key`'s map.
+    fn remove(&mut self, key: &K, user_key: &UK);
+    /// The live entries of `key`'s map, sorted by user key.
+    fn entries(&mut self, key: &K, now: Timestamp) -> Vec<(UK, UV)>;
+}

@@ -1,0 +1,94 @@
+//! The engine's error type: every error says whose problem it is and where it happened.
+
+/// Whose problem an error is, which decides what the user is told and whether a retry
+/// can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorDomain {
+    /// A bad job, configuration or input path: the user must change something.
+    User,
+    /// A failure outside the engine (I/O, a broker): a retry may help.
+    External,
+    /// A broken invariant inside Sluice: a bug to report.
+    Internal,
+}
+
+/// An error from building or running a job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The job graph or a setting is invalid.
+    #[error("invalid job: {message}")]
+    InvalidJob {
+        /// What is wrong and where.
+        message: String,
+    },
+    /// A connector option is missing or has a bad value.
+    #[error("invalid option '{key}' of {connector}: {message}")]
+    InvalidOption {
+        /// The connector that rejected the option.
+        connector: String,
+        /// The option's key.
+        key: String,
+        /// Why the value was rejected.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An operator failed while running.
+    #[error("operator '{operator}' failed: {message}")]
+    Operator {
+        /// The operator's name.
+        operator: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The job was cancelled, or another part of it failed first.
+    #[error("job cancelled")]
+    Cancelled,
+    /// A worker thread panicked: a bug in Sluice or in a user function.
+    #[error("worker thread '{thread}' panicked: {message}")]
+    WorkerPanicked {
+        /// The thread's name.
+        thread: String,
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whose problem this error is.
+    pub fn domain(&self) -> ErrorDomain {
+        match self {
+            Error::InvalidJob { .. } | Error::InvalidOption { .. } => ErrorDomain::User,
+            Error::Io { .. } => ErrorDomain::External,
+            Error::Operator { .. } => ErrorDomain::External,
+            Error::Cancelled => ErrorDomain::External,
+            Error::WorkerPanicked { .. } => ErrorDomain::Internal,
+        }
+    }
+
+    /// An [`Error::InvalidJob`] with the given message.
+    pub fn invalid_job(message: impl Into<String>) -> Self {
+        Error::InvalidJob {
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Io`] for the given path.
+    pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// A result whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
