@@ -10,22 +10,12 @@ pub(crate) struct Map<T, U, F> {
     pub _types: PhantomData<fn(T) -> U>,
 }
 
-impl<T: Send + 'static, U: Send + 'static, F: Fn(T) -> U + Send + 'static> Operator
-    for Map<T, U, F>
-{
+impl<T: Send + 'static, U: Send + 'static, F: Fn(T) -> U + Send + 'static> Operator for Map<T, U, F> {
     type In = Batch<T>;
     type Out = Batch<U>;
     fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Batch<U>>) -> Result<()> {
         let f = &self.f;
-        out.emit(
-            batch
-                .into_iter()
-                .map(|r| Record {
-                    timestamp: r.timestamp,
-                    value: f(r.value),
-                })
-                .collect(),
-        )
+        out.emit(batch.into_iter().map(|r| Record { timestamp: r.timestamp, value: f(r.value) }).collect())
     }
 }
 
@@ -62,11 +52,7 @@ where
         let mut emitted = Vec::with_capacity(batch.len());
         for record in batch {
             let timestamp = record.timestamp;
-            emitted.extend(
-                (self.f)(record.value)
-                    .into_iter()
-                    .map(|value| Record { timestamp, value }),
-            );
+            emitted.extend((self.f)(record.value).into_iter().map(|value| Record { timestamp, value }));
         }
         out.emit(emitted)
     }

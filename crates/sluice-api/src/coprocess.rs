@@ -29,12 +29,7 @@ pub trait KeyedCoProcessFunction: Clone + Send + 'static {
     /// Processes a record of the second input.
     fn process_element2(&mut self, value: Self::In2, ctx: &mut CoContext<'_, Self::Key, Self::Out>);
     /// A timer of `ctx.key()` fired.
-    fn on_timer(
-        &mut self,
-        _timestamp: Timestamp,
-        _domain: TimeDomain,
-        _ctx: &mut CoContext<'_, Self::Key, Self::Out>,
-    ) {
+    fn on_timer(&mut self, _timestamp: Timestamp, _domain: TimeDomain, _ctx: &mut CoContext<'_, Self::Key, Self::Out>) {
     }
 }
 
@@ -63,12 +58,7 @@ impl<F: KeyedCoProcessFunction, KF1, KF2> KeyedCoProcessOperator<F, KF1, KF2> {
         }
     }
 
-    fn fire(
-        &mut self,
-        domain: TimeDomain,
-        now: Timestamp,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let processing_time = now_millis();
         self.state.set_time(processing_time, self.watermark);
         loop {
@@ -126,36 +116,20 @@ where
     type Right = F::In2;
     type Out = F::Out;
 
-    fn process_left(
-        &mut self,
-        batch: Batch<F::In1>,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn process_left(&mut self, batch: Batch<F::In1>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         process_side!(self, batch, out, key1, process_element1)
     }
 
-    fn process_right(
-        &mut self,
-        batch: Batch<F::In2>,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn process_right(&mut self, batch: Batch<F::In2>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         process_side!(self, batch, out, key2, process_element2)
     }
 
-    fn on_watermark(
-        &mut self,
-        watermark: Timestamp,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         self.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out)
     }
 
-    fn on_processing_time(
-        &mut self,
-        now: Timestamp,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         self.fire(TimeDomain::ProcessingTime, now, out)
     }
 }

@@ -91,19 +91,10 @@ impl StreamEnvironment {
             .name("sluice-job".to_string())
             .spawn(move || run_tasks(tasks, runner_cancel))
             .map_err(|e| Error::io("thread sluice-job", e))?;
-        Ok(JobHandle {
-            metrics,
-            cancel,
-            runner: Some(runner),
-            started,
-        })
+        Ok(JobHandle { metrics, cancel, runner: Some(runner), started })
     }
 
-    fn instantiate(
-        &self,
-        metrics: MetricsRegistry,
-        cancel: Arc<AtomicBool>,
-    ) -> Result<Vec<Box<dyn Task>>> {
+    fn instantiate(&self, metrics: MetricsRegistry, cancel: Arc<AtomicBool>) -> Result<Vec<Box<dyn Task>>> {
         let graph: &Graph = &self.graph.borrow();
         if graph.roots.is_empty() {
             return Err(Error::invalid_job("the job has no source"));
@@ -156,18 +147,12 @@ impl JobHandle {
     pub fn join(mut self) -> Result<JobResult> {
         let outcome = match self.runner.take() {
             Some(runner) => runner.join().unwrap_or_else(|_| {
-                Err(Error::WorkerPanicked {
-                    thread: "sluice-job".into(),
-                    message: "job runner panicked".into(),
-                })
+                Err(Error::WorkerPanicked { thread: "sluice-job".into(), message: "job runner panicked".into() })
             }),
             None => Ok(()),
         };
         let elapsed = self.started.elapsed();
-        outcome.map(|()| JobResult {
-            metrics: self.metrics.snapshot(),
-            elapsed,
-        })
+        outcome.map(|()| JobResult { metrics: self.metrics.snapshot(), elapsed })
     }
 }
 

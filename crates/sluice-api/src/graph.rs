@@ -5,9 +5,7 @@
 //! Segment roots (sources and gates) are factories that build a runtime [`Task`].
 //! Factories are type-erased for storage and recovered by type at build time only.
 
-use sluice_runtime::{
-    BuildContext, Discard, EdgeId, EdgeKind, OperatorKind, Output, Push, SideOutputs, Task, Tee,
-};
+use sluice_runtime::{BuildContext, Discard, EdgeId, EdgeKind, OperatorKind, Output, Push, SideOutputs, Task, Tee};
 use sluice_types::{Error, Record, Result};
 use std::any::Any;
 use std::cell::RefCell;
@@ -17,15 +15,13 @@ use std::rc::Rc;
 pub(crate) type Batch<T> = Vec<Record<T>>;
 
 /// Builds, for one worker, the chain that consumes a stream of `T`.
-pub(crate) type ConsumerFactory<T> =
-    Box<dyn Fn(&Graph, &mut BuildContext) -> Result<Box<dyn Push<Batch<T>>>>>;
+pub(crate) type ConsumerFactory<T> = Box<dyn Fn(&Graph, &mut BuildContext) -> Result<Box<dyn Push<Batch<T>>>>>;
 
 /// Builds, for one worker, a segment root.
 pub(crate) type RootFactory = Box<dyn Fn(&Graph, &mut BuildContext) -> Result<Box<dyn Task>>>;
 
 /// Connects one side output of an operator instance to its consumers.
-pub(crate) type SideConnector =
-    Rc<dyn Fn(&Graph, &mut BuildContext, &mut SideOutputs) -> Result<()>>;
+pub(crate) type SideConnector = Rc<dyn Fn(&Graph, &mut BuildContext, &mut SideOutputs) -> Result<()>>;
 
 /// A logical operator, for names and counters.
 pub(crate) struct OperatorInfo {
@@ -50,11 +46,7 @@ pub(crate) type SharedGraph = Rc<RefCell<Graph>>;
 
 impl Graph {
     pub fn add_operator(&mut self, name: &str, kind: OperatorKind) -> usize {
-        self.operators.push(OperatorInfo {
-            name: name.to_string(),
-            kind,
-            side_outputs: Vec::new(),
-        });
+        self.operators.push(OperatorInfo { name: name.to_string(), kind, side_outputs: Vec::new() });
         self.operators.len() - 1
     }
 
@@ -87,11 +79,7 @@ impl Graph {
         for consumer in &self.consumers[node] {
             let factory = consumer
                 .downcast_ref::<ConsumerFactory<T>>()
-                .ok_or_else(|| {
-                    Error::invalid_job(format!(
-                        "internal: stream {node} consumed with the wrong type"
-                    ))
-                })?;
+                .ok_or_else(|| Error::invalid_job(format!("internal: stream {node} consumed with the wrong type")))?;
             chains.push(factory(self, ctx)?);
         }
         Ok(match chains.len() {

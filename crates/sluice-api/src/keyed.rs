@@ -10,9 +10,7 @@ use crate::window::{WindowAssigner, WindowedStream};
 use crate::Stream;
 use rustc_hash::FxHashMap;
 use sluice_runtime::exchange::{ChannelSender, HashExchange};
-use sluice_runtime::{
-    BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, UnaryGate,
-};
+use sluice_runtime::{BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, UnaryGate};
 use sluice_types::{hash_key, Key, Record, Result};
 use std::marker::PhantomData;
 
@@ -26,11 +24,7 @@ pub struct KeyedStream<K, T, KF> {
 
 impl<K, T, KF: Clone> Clone for KeyedStream<K, T, KF> {
     fn clone(&self) -> Self {
-        KeyedStream {
-            stream: self.stream.clone(),
-            key: self.key.clone(),
-            _key: PhantomData,
-        }
+        KeyedStream { stream: self.stream.clone(), key: self.key.clone(), _key: PhantomData }
     }
 }
 
@@ -46,24 +40,13 @@ where
     graph.add_consumer::<T>(
         node,
         Box::new(move |graph, ctx| {
-            let metrics = ctx.metrics.register(
-                operator,
-                graph.operator_name(operator),
-                OperatorKind::Exchange,
-            );
+            let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Exchange);
             let senders = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker)?;
-            let outputs = senders
-                .into_iter()
-                .map(|s| ChannelSender::new(s, metrics.clone(), ctx.cancel.clone()))
-                .collect();
+            let outputs =
+                senders.into_iter().map(|s| ChannelSender::new(s, metrics.clone(), ctx.cancel.clone())).collect();
             let key = key.clone();
             let hash = move |record: &Record<T>| hash_key(&key(&record.value));
-            Ok(Box::new(HashExchange::new(
-                outputs,
-                hash,
-                ctx.config.max_parallelism,
-                metrics,
-            )))
+            Ok(Box::new(HashExchange::new(outputs, hash, ctx.config.max_parallelism, metrics)))
         }),
     );
     edge
@@ -76,11 +59,7 @@ where
     KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(stream: Stream<T>, key: KF) -> Self {
-        KeyedStream {
-            stream,
-            key,
-            _key: PhantomData,
-        }
+        KeyedStream { stream, key, _key: PhantomData }
     }
 
     /// Runs a keyed operator, built by `make` once per worker, after a hash exchange.
@@ -118,9 +97,7 @@ where
     {
         let key = self.key.clone();
         let backend = self.stream.backend;
-        self.keyed_operator("process", move || {
-            KeyedProcessOperator::new(function.clone(), key.clone(), backend)
-        })
+        self.keyed_operator("process", move || KeyedProcessOperator::new(function.clone(), key.clone(), backend))
     }
 
     /// A rolling reduce: for each record, combines it with the key's previous result
@@ -153,18 +130,12 @@ where
 
     /// Connects with another stream keyed the same way, for a
     /// [`KeyedCoProcessFunction`] with state shared by both inputs.
-    pub fn connect<U, KF2>(
-        &self,
-        other: &KeyedStream<K, U, KF2>,
-    ) -> ConnectedStreams<K, T, U, KF, KF2>
+    pub fn connect<U, KF2>(&self, other: &KeyedStream<K, U, KF2>) -> ConnectedStreams<K, T, U, KF, KF2>
     where
         U: Clone + Send + 'static,
         KF2: Fn(&U) -> K + Clone + Send + Sync + 'static,
     {
-        ConnectedStreams {
-            left: self.clone(),
-            right: other.clone(),
-        }
+        ConnectedStreams { left: self.clone(), right: other.clone() }
     }
 
     /// Joins each record with the records of `other` with the same key whose timestamp
@@ -192,18 +163,12 @@ where
 
     /// Joins each record with the table's value for its key as of the record's event
     /// time; records without a table value are dropped (inner join).
-    pub fn join_table<V, O>(
-        &self,
-        table: &Table<K, V>,
-        f: impl Fn(&T, &V) -> O + Clone + Send + 'static,
-    ) -> Stream<O>
+    pub fn join_table<V, O>(&self, table: &Table<K, V>, f: impl Fn(&T, &V) -> O + Clone + Send + 'static) -> Stream<O>
     where
         V: Clone + Send + 'static,
         O: Clone + Send + 'static,
     {
-        self.table_join(table, "join_table", move |t: &T, v: Option<&V>| {
-            v.map(|v| f(t, v))
-        })
+        self.table_join(table, "join_table", move |t: &T, v: Option<&V>| v.map(|v| f(t, v)))
     }
 
     /// Joins each record with the table's value for its key as of the record's event
@@ -217,9 +182,7 @@ where
         V: Clone + Send + 'static,
         O: Clone + Send + 'static,
     {
-        self.table_join(table, "left_join_table", move |t: &T, v: Option<&V>| {
-            Some(f(t, v))
-        })
+        self.table_join(table, "left_join_table", move |t: &T, v: Option<&V>| Some(f(t, v)))
     }
 
     fn table_join<V, O, J>(&self, table: &Table<K, V>, name: &str, join: J) -> Stream<O>
@@ -230,9 +193,7 @@ where
     {
         let right = table.updates.key_by(|(k, _): &(K, Option<V>)| k.clone());
         let key = self.key.clone();
-        two_input(self, &right, name, move || {
-            TableJoinOperator::new(key.clone(), join.clone())
-        })
+        two_input(self, &right, name, move || TableJoinOperator::new(key.clone(), join.clone()))
     }
 }
 
@@ -286,12 +247,8 @@ where
     let operator = graph.add_operator(name, OperatorKind::Operator);
     let node = graph.add_node(operator);
     graph.roots.push(Box::new(move |graph, ctx| {
-        let left = ctx
-            .edges
-            .take_receivers::<Batch<T>>(left_edge, ctx.worker)?;
-        let right = ctx
-            .edges
-            .take_receivers::<Batch<U>>(right_edge, ctx.worker)?;
+        let left = ctx.edges.take_receivers::<Batch<T>>(left_edge, ctx.worker)?;
+        let right = ctx.edges.take_receivers::<Batch<U>>(right_edge, ctx.worker)?;
         let out = graph.output::<O::Out>(operator, node, ctx)?;
         Ok(Box::new(BinaryGate::new(
             format!("{}-w{}", graph.operator_name(operator), ctx.worker),
@@ -336,10 +293,7 @@ where
                     record.value
                 }
             };
-            emitted.push(Record {
-                timestamp: record.timestamp,
-                value,
-            });
+            emitted.push(Record { timestamp: record.timestamp, value });
         }
         out.emit(emitted)
     }

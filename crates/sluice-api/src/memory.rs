@@ -19,57 +19,28 @@ pub struct VecSource<T> {
 impl<T> VecSource<T> {
     /// Records without event time, spread round robin over one partition per worker.
     pub fn new(values: Vec<T>) -> Self {
-        let records = values
-            .into_iter()
-            .map(|value| Record {
-                timestamp: MIN_TIMESTAMP,
-                value,
-            })
-            .collect();
-        VecSource {
-            partitions: Arc::new(Mutex::new(vec![Some(records)])),
-            spread: true,
-        }
+        let records = values.into_iter().map(|value| Record { timestamp: MIN_TIMESTAMP, value }).collect();
+        VecSource { partitions: Arc::new(Mutex::new(vec![Some(records)])), spread: true }
     }
 
     /// Records with event time, spread round robin over one partition per worker.
     pub fn timestamped(records: Vec<(i64, T)>) -> Self {
-        let records = records
-            .into_iter()
-            .map(|(timestamp, value)| Record { timestamp, value })
-            .collect();
-        VecSource {
-            partitions: Arc::new(Mutex::new(vec![Some(records)])),
-            spread: true,
-        }
+        let records = records.into_iter().map(|(timestamp, value)| Record { timestamp, value }).collect();
+        VecSource { partitions: Arc::new(Mutex::new(vec![Some(records)])), spread: true }
     }
 
     /// Explicit partitions: partition `p` is read, in order, by worker `p % parallelism`.
     pub fn partitioned(partitions: Vec<Vec<T>>) -> Self {
         let partitions = partitions
             .into_iter()
-            .map(|p| {
-                Some(
-                    p.into_iter()
-                        .map(|value| Record {
-                            timestamp: MIN_TIMESTAMP,
-                            value,
-                        })
-                        .collect(),
-                )
-            })
+            .map(|p| Some(p.into_iter().map(|value| Record { timestamp: MIN_TIMESTAMP, value }).collect()))
             .collect();
-        VecSource {
-            partitions: Arc::new(Mutex::new(partitions)),
-            spread: false,
-        }
+        VecSource { partitions: Arc::new(Mutex::new(partitions)), spread: false }
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<T: Clone + Send + 'static> Source for VecSource<T> {
@@ -84,9 +55,8 @@ impl<T: Clone + Send + 'static> Source for VecSource<T> {
         let mut partitions = lock(&self.partitions);
         if self.spread && partitions.len() == 1 && parallelism > 1 {
             let all = partitions[0].take().unwrap_or_default();
-            let mut spread: Vec<Vec<Record<T>>> = (0..parallelism)
-                .map(|_| Vec::with_capacity(all.len() / parallelism + 1))
-                .collect();
+            let mut spread: Vec<Vec<Record<T>>> =
+                (0..parallelism).map(|_| Vec::with_capacity(all.len() / parallelism + 1)).collect();
             for (i, record) in all.into_iter().enumerate() {
                 spread[i % parallelism].push(record);
             }
@@ -98,10 +68,7 @@ impl<T: Clone + Send + 'static> Source for VecSource<T> {
             .filter(|(p, _)| p % parallelism == worker)
             .flat_map(|(_, records)| records.take().unwrap_or_default())
             .collect();
-        Ok(VecReader {
-            records: mine.into_iter(),
-            read: 0,
-        })
+        Ok(VecReader { records: mine.into_iter(), read: 0 })
     }
 }
 
@@ -136,17 +103,13 @@ pub struct CollectSink<T> {
 
 impl<T> Clone for CollectSink<T> {
     fn clone(&self) -> Self {
-        CollectSink {
-            records: self.records.clone(),
-        }
+        CollectSink { records: self.records.clone() }
     }
 }
 
 impl<T> Default for CollectSink<T> {
     fn default() -> Self {
-        CollectSink {
-            records: Arc::new(Mutex::new(Vec::new())),
-        }
+        CollectSink { records: Arc::new(Mutex::new(Vec::new())) }
     }
 }
 
@@ -163,10 +126,7 @@ impl<T: Clone> CollectSink<T> {
 
     /// The values collected, in arrival order.
     pub fn values(&self) -> Vec<T> {
-        lock(&self.records)
-            .iter()
-            .map(|r| r.value.clone())
-            .collect()
+        lock(&self.records).iter().map(|r| r.value.clone()).collect()
     }
 
     /// The values collected, sorted: arrival order across workers is not deterministic.

@@ -25,10 +25,7 @@ pub struct OutputTag<S> {
 
 impl<S> Clone for OutputTag<S> {
     fn clone(&self) -> Self {
-        OutputTag {
-            name: self.name.clone(),
-            _type: PhantomData,
-        }
+        OutputTag { name: self.name.clone(), _type: PhantomData }
     }
 }
 
@@ -41,10 +38,7 @@ impl<S> std::fmt::Debug for OutputTag<S> {
 impl<S> OutputTag<S> {
     /// A tag named `name`, unique within its operator.
     pub fn new(name: impl Into<String>) -> Self {
-        OutputTag {
-            name: name.into(),
-            _type: PhantomData,
-        }
+        OutputTag { name: name.into(), _type: PhantomData }
     }
 
     /// The tag's name.
@@ -61,10 +55,7 @@ pub(crate) struct Timers<K: Ord> {
 
 impl<K: Ord> Default for Timers<K> {
     fn default() -> Self {
-        Timers {
-            event: TimerQueue::default(),
-            processing: TimerQueue::default(),
-        }
+        Timers { event: TimerQueue::default(), processing: TimerQueue::default() }
     }
 }
 
@@ -87,13 +78,7 @@ pub trait KeyedProcessFunction: Clone + Send + 'static {
     fn process_element(&mut self, value: Self::In, ctx: &mut Context<'_, Self::Key, Self::Out>);
 
     /// A timer registered for `ctx.key()` fired at `timestamp`.
-    fn on_timer(
-        &mut self,
-        _timestamp: Timestamp,
-        _domain: TimeDomain,
-        _ctx: &mut Context<'_, Self::Key, Self::Out>,
-    ) {
-    }
+    fn on_timer(&mut self, _timestamp: Timestamp, _domain: TimeDomain, _ctx: &mut Context<'_, Self::Key, Self::Out>) {}
 }
 
 /// What a process function sees and can do while handling a record or a timer.
@@ -131,10 +116,7 @@ impl<K: Key, O> Context<'_, K, O> {
 
     /// Emits a record with the current timestamp.
     pub fn emit(&mut self, value: O) {
-        self.out.push(Record {
-            timestamp: self.timestamp,
-            value,
-        });
+        self.out.push(Record { timestamp: self.timestamp, value });
     }
 
     /// Emits a record with the given timestamp.
@@ -144,13 +126,7 @@ impl<K: Key, O> Context<'_, K, O> {
 
     /// Emits a record on a side output, with the current timestamp.
     pub fn output<S: Send + 'static>(&mut self, tag: &OutputTag<S>, value: S) {
-        self.sides.emit_named(
-            tag.name(),
-            Record {
-                timestamp: self.timestamp,
-                value,
-            },
-        );
+        self.sides.emit_named(tag.name(), Record { timestamp: self.timestamp, value });
     }
 
     /// Calls `on_timer` for the current key once the watermark reaches `time`.
@@ -315,11 +291,7 @@ where
     type In = Batch<F::In>;
     type Out = Batch<F::Out>;
 
-    fn process_batch(
-        &mut self,
-        batch: Batch<F::In>,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn process_batch(&mut self, batch: Batch<F::In>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let processing_time = now_millis();
         self.state.set_time(processing_time, self.watermark);
         for record in batch {
@@ -339,22 +311,14 @@ where
         out.emit(std::mem::take(&mut self.buffer))
     }
 
-    fn on_watermark(
-        &mut self,
-        watermark: Timestamp,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         self.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out);
         self.state.cleanup_expired();
         out.emit(std::mem::take(&mut self.buffer))
     }
 
-    fn on_processing_time(
-        &mut self,
-        now: Timestamp,
-        out: &mut Output<Batch<F::Out>>,
-    ) -> Result<()> {
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         self.fire(TimeDomain::ProcessingTime, now, out);
         self.state.cleanup_expired();
         out.emit(std::mem::take(&mut self.buffer))

@@ -24,11 +24,7 @@ pub(crate) fn add_source<S: Source>(env: &StreamEnvironment, source: S) -> Strea
     let node = graph.add_node(operator);
     graph.roots.push(Box::new(move |graph, ctx| {
         let reader = source.reader(ctx.worker, ctx.config.parallelism)?;
-        let metrics = ctx.metrics.register(
-            operator,
-            graph.operator_name(operator),
-            OperatorKind::Source,
-        );
+        let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Source);
         let next = graph.build_consumers::<S::Item>(node, ctx)?;
         let task_name = format!("{}-w{}", graph.operator_name(operator), ctx.worker);
         Ok(Box::new(SourceDriver::new(

@@ -23,32 +23,17 @@ pub struct Stream<T> {
 
 impl<T> Clone for Stream<T> {
     fn clone(&self) -> Self {
-        Stream {
-            graph: self.graph.clone(),
-            node: self.node,
-            backend: self.backend,
-            _type: PhantomData,
-        }
+        Stream { graph: self.graph.clone(), node: self.node, backend: self.backend, _type: PhantomData }
     }
 }
 
 impl<T: Clone + Send + 'static> Stream<T> {
     pub(crate) fn from_node(graph: SharedGraph, node: usize, backend: StateBackendKind) -> Self {
-        Stream {
-            graph,
-            node,
-            backend,
-            _type: PhantomData,
-        }
+        Stream { graph, node, backend, _type: PhantomData }
     }
 
     pub(crate) fn derive<U>(&self, node: usize) -> Stream<U> {
-        Stream {
-            graph: self.graph.clone(),
-            node,
-            backend: self.backend,
-            _type: PhantomData,
-        }
+        Stream { graph: self.graph.clone(), node, backend: self.backend, _type: PhantomData }
     }
 
     /// Chains an operator built by `make` (once per worker) after this stream.
@@ -82,22 +67,13 @@ impl<T: Clone + Send + 'static> Stream<T> {
     /// env.execute().unwrap();
     /// assert_eq!(out.sorted_values(), vec![2, 3]);
     /// ```
-    pub fn map<U: Clone + Send + 'static>(
-        &self,
-        f: impl Fn(T) -> U + Clone + Send + 'static,
-    ) -> Stream<U> {
-        self.chain("map", move || Map {
-            f: f.clone(),
-            _types: PhantomData,
-        })
+    pub fn map<U: Clone + Send + 'static>(&self, f: impl Fn(T) -> U + Clone + Send + 'static) -> Stream<U> {
+        self.chain("map", move || Map { f: f.clone(), _types: PhantomData })
     }
 
     /// Keeps the records for which `f` is true.
     pub fn filter(&self, f: impl Fn(&T) -> bool + Clone + Send + 'static) -> Stream<T> {
-        self.chain("filter", move || Filter {
-            f: f.clone(),
-            _types: PhantomData,
-        })
+        self.chain("filter", move || Filter { f: f.clone(), _types: PhantomData })
     }
 
     /// Turns each record into zero or more, all with the input's timestamp.
@@ -106,27 +82,17 @@ impl<T: Clone + Send + 'static> Stream<T> {
         U: Clone + Send + 'static,
         I: IntoIterator<Item = U> + 'static,
     {
-        self.chain("flat_map", move || FlatMap {
-            f: f.clone(),
-            _types: PhantomData,
-        })
+        self.chain("flat_map", move || FlatMap { f: f.clone(), _types: PhantomData })
     }
 
     /// Splits the stream in `outputs` streams; `route` picks each record's output
     /// (values at or beyond `outputs` go to the last one).
-    pub fn branch(
-        &self,
-        outputs: usize,
-        route: impl Fn(&T) -> usize + Clone + Send + 'static,
-    ) -> Vec<Stream<T>> {
+    pub fn branch(&self, outputs: usize, route: impl Fn(&T) -> usize + Clone + Send + 'static) -> Vec<Stream<T>> {
         let outputs = outputs.max(1);
         let last = outputs - 1;
         let main = self.chain("branch", move || {
             let route = route.clone();
-            Branch {
-                route: move |t: &T| route(t).min(last),
-                _types: PhantomData,
-            }
+            Branch { route: move |t: &T| route(t).min(last), _types: PhantomData }
         });
         let operator = self.graph.borrow().producers[main.node];
         let mut streams = vec![main];
@@ -154,10 +120,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
     }
 
     /// Assigns event timestamps and generates watermarks.
-    pub fn with_watermarks<A: TimestampAssigner<T>>(
-        &self,
-        strategy: WatermarkStrategy<T, A>,
-    ) -> Stream<T> {
+    pub fn with_watermarks<A: TimestampAssigner<T>>(&self, strategy: WatermarkStrategy<T, A>) -> Stream<T> {
         let mut graph = self.graph.borrow_mut();
         let operator = graph.add_operator("watermarks", OperatorKind::Operator);
         let node = graph.add_node(operator);
@@ -174,19 +137,14 @@ impl<T: Clone + Send + 'static> Stream<T> {
 
     /// Partitions the stream by key: records with equal keys go to the same worker,
     /// where keyed state, timers and windows live.
-    pub fn key_by<K: Key, F: Fn(&T) -> K + Clone + Send + Sync + 'static>(
-        &self,
-        key: F,
-    ) -> KeyedStream<K, T, F> {
+    pub fn key_by<K: Key, F: Fn(&T) -> K + Clone + Send + Sync + 'static>(&self, key: F) -> KeyedStream<K, T, F> {
         KeyedStream::new(self.clone(), key)
     }
 
     /// Merges this stream with `others` of the same type. The merged watermark is the
     /// minimum of the inputs'.
     pub fn union(&self, others: &[Stream<T>]) -> Stream<T> {
-        let inputs: Vec<Stream<T>> = std::iter::once(self.clone())
-            .chain(others.iter().cloned())
-            .collect();
+        let inputs: Vec<Stream<T>> = std::iter::once(self.clone()).chain(others.iter().cloned()).collect();
         self.through_edges(&inputs, EdgeKind::Forward, "union")
     }
 
@@ -206,11 +164,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
             graph.add_consumer::<T>(
                 input.node,
                 Box::new(move |graph, ctx| {
-                    let metrics = ctx.metrics.register(
-                        operator,
-                        graph.operator_name(operator),
-                        OperatorKind::Exchange,
-                    );
+                    let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Exchange);
                     let senders = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker)?;
                     let outputs = senders
                         .into_iter()
@@ -245,21 +199,15 @@ impl<T: Clone + Send + 'static> Stream<T> {
         self.graph_side_output(operator, tag.name())
     }
 
-    pub(crate) fn graph_side_output<S: Clone + Send + 'static>(
-        &self,
-        operator: usize,
-        name: &str,
-    ) -> Stream<S> {
+    pub(crate) fn graph_side_output<S: Clone + Send + 'static>(&self, operator: usize, name: &str) -> Stream<S> {
         let mut graph = self.graph.borrow_mut();
         let node = graph.add_node(operator);
         let name = name.to_string();
-        graph.operators[operator]
-            .side_outputs
-            .push(Rc::new(move |graph, ctx, sides| {
-                let next = graph.build_consumers::<S>(node, ctx)?;
-                sides.connect::<Record<S>>(&name, next);
-                Ok(())
-            }));
+        graph.operators[operator].side_outputs.push(Rc::new(move |graph, ctx, sides| {
+            let next = graph.build_consumers::<S>(node, ctx)?;
+            sides.connect::<Record<S>>(&name, next);
+            Ok(())
+        }));
         drop(graph);
         self.derive(node)
     }
@@ -272,11 +220,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
             self.node,
             Box::new(move |graph, ctx| {
                 let writer = sink.writer(ctx.worker, ctx.config.parallelism)?;
-                let metrics = ctx.metrics.register(
-                    operator,
-                    graph.operator_name(operator),
-                    OperatorKind::Sink,
-                );
+                let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Sink);
                 Ok(Box::new(SinkNode { writer, metrics }))
             }),
         );

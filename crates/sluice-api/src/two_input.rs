@@ -10,26 +10,10 @@ pub(crate) trait TwoInputOperator: Send + 'static {
     type Right: Send + 'static;
     type Out: Send + 'static;
 
-    fn process_left(
-        &mut self,
-        batch: Batch<Self::Left>,
-        out: &mut Output<Batch<Self::Out>>,
-    ) -> Result<()>;
-    fn process_right(
-        &mut self,
-        batch: Batch<Self::Right>,
-        out: &mut Output<Batch<Self::Out>>,
-    ) -> Result<()>;
-    fn on_watermark(
-        &mut self,
-        watermark: Timestamp,
-        out: &mut Output<Batch<Self::Out>>,
-    ) -> Result<()>;
-    fn on_processing_time(
-        &mut self,
-        _now: Timestamp,
-        _out: &mut Output<Batch<Self::Out>>,
-    ) -> Result<()> {
+    fn process_left(&mut self, batch: Batch<Self::Left>, out: &mut Output<Batch<Self::Out>>) -> Result<()>;
+    fn process_right(&mut self, batch: Batch<Self::Right>, out: &mut Output<Batch<Self::Out>>) -> Result<()>;
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<Self::Out>>) -> Result<()>;
+    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Output<Batch<Self::Out>>) -> Result<()> {
         Ok(())
     }
 }

@@ -120,9 +120,7 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
         if self.max_timestamp == MIN_TIMESTAMP {
             MIN_TIMESTAMP
         } else {
-            self.max_timestamp
-                .saturating_sub(self.strategy.max_out_of_orderness)
-                .saturating_sub(1)
+            self.max_timestamp.saturating_sub(self.strategy.max_out_of_orderness).saturating_sub(1)
         }
     }
 
@@ -142,10 +140,7 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
         self.last_record_at = MIN_TIMESTAMP;
         let mut pending = Vec::with_capacity(batch.len());
         for mut record in batch {
-            let timestamp = self
-                .strategy
-                .assigner
-                .timestamp(&record.value, record.timestamp);
+            let timestamp = self.strategy.assigner.timestamp(&record.value, record.timestamp);
             record.timestamp = timestamp;
             let implied = self.implied();
             if timestamp <= implied && implied > self.emitted {

@@ -46,19 +46,12 @@ pub struct Edges {
 impl Edges {
     /// No edges yet, for `parallelism` workers and channels of `capacity` batches.
     pub fn new(parallelism: usize, capacity: usize) -> Self {
-        Edges {
-            parallelism,
-            capacity,
-            slots: Vec::new(),
-        }
+        Edges { parallelism, capacity, slots: Vec::new() }
     }
 
     /// Declares an edge; its channels are made when first asked for.
     pub fn declare(&mut self, kind: EdgeKind) -> EdgeId {
-        self.slots.push(EdgeSlot {
-            kind,
-            channels: None,
-        });
+        self.slots.push(EdgeSlot { kind, channels: None });
         self.slots.len() - 1
     }
 
@@ -69,9 +62,10 @@ impl Edges {
 
     fn matrix<B: Send + 'static>(&mut self, edge: EdgeId) -> Result<&mut Matrix<B>> {
         let (parallelism, capacity) = (self.parallelism, self.capacity);
-        let slot = self.slots.get_mut(edge).ok_or_else(|| {
-            Error::invalid_job(format!("internal: edge {edge} was never declared"))
-        })?;
+        let slot = self
+            .slots
+            .get_mut(edge)
+            .ok_or_else(|| Error::invalid_job(format!("internal: edge {edge} was never declared")))?;
         let forward = slot.kind == EdgeKind::Forward;
         let channels = slot.channels.get_or_insert_with(|| {
             let mut senders = Vec::with_capacity(parallelism);
@@ -94,48 +88,31 @@ impl Edges {
             }
             Box::new(Matrix { senders, receivers })
         });
-        channels.downcast_mut::<Matrix<B>>().ok_or_else(|| {
-            Error::invalid_job(format!("internal: edge {edge} used with two record types"))
-        })
+        channels
+            .downcast_mut::<Matrix<B>>()
+            .ok_or_else(|| Error::invalid_job(format!("internal: edge {edge} used with two record types")))
     }
 
     /// The senders of worker `from` on `edge`, one per receiving worker (just one for a
     /// forward edge).
-    pub fn take_senders<B: Send + 'static>(
-        &mut self,
-        edge: EdgeId,
-        from: usize,
-    ) -> Result<Vec<Sender<Message<B>>>> {
+    pub fn take_senders<B: Send + 'static>(&mut self, edge: EdgeId, from: usize) -> Result<Vec<Sender<Message<B>>>> {
         let matrix = self.matrix::<B>(edge)?;
-        let row = matrix
-            .senders
-            .get_mut(from)
-            .ok_or_else(|| Error::invalid_job(format!("internal: no worker {from}")))?;
+        let row =
+            matrix.senders.get_mut(from).ok_or_else(|| Error::invalid_job(format!("internal: no worker {from}")))?;
         let senders: Vec<_> = row.iter_mut().filter_map(Option::take).collect();
         if senders.is_empty() {
-            return Err(Error::invalid_job(format!(
-                "internal: senders of edge {edge} taken twice"
-            )));
+            return Err(Error::invalid_job(format!("internal: senders of edge {edge} taken twice")));
         }
         Ok(senders)
     }
 
     /// The receivers of worker `to` on `edge`, one per sending worker.
-    pub fn take_receivers<B: Send + 'static>(
-        &mut self,
-        edge: EdgeId,
-        to: usize,
-    ) -> Result<Vec<Receiver<Message<B>>>> {
+    pub fn take_receivers<B: Send + 'static>(&mut self, edge: EdgeId, to: usize) -> Result<Vec<Receiver<Message<B>>>> {
         let matrix = self.matrix::<B>(edge)?;
-        let receivers: Vec<_> = matrix
-            .receivers
-            .iter_mut()
-            .filter_map(|row| row.get_mut(to).and_then(Option::take))
-            .collect();
+        let receivers: Vec<_> =
+            matrix.receivers.iter_mut().filter_map(|row| row.get_mut(to).and_then(Option::take)).collect();
         if receivers.is_empty() {
-            return Err(Error::invalid_job(format!(
-                "internal: receivers of edge {edge} taken twice"
-            )));
+            return Err(Error::invalid_job(format!("internal: receivers of edge {edge} taken twice")));
         }
         Ok(receivers)
     }

@@ -17,16 +17,8 @@ pub struct ChannelSender<B> {
 
 impl<B> ChannelSender<B> {
     /// Wraps `sender`, counting blocked time into `metrics`.
-    pub fn new(
-        sender: Sender<Message<B>>,
-        metrics: Arc<OperatorMetrics>,
-        cancel: Arc<AtomicBool>,
-    ) -> Self {
-        ChannelSender {
-            sender,
-            metrics,
-            cancel,
-        }
+    pub fn new(sender: Sender<Message<B>>, metrics: Arc<OperatorMetrics>, cancel: Arc<AtomicBool>) -> Self {
+        ChannelSender { sender, metrics, cancel }
     }
 
     /// Sends `message`, blocking while the channel is full (backpressure).
@@ -38,10 +30,7 @@ impl<B> ChannelSender<B> {
         };
         let started = Instant::now();
         let result = loop {
-            match self
-                .sender
-                .send_timeout(message, Duration::from_millis(100))
-            {
+            match self.sender.send_timeout(message, Duration::from_millis(100)) {
                 Ok(()) => break Ok(()),
                 Err(SendTimeoutError::Timeout(returned)) => {
                     if self.cancel.load(Ordering::Relaxed) {
@@ -52,8 +41,7 @@ impl<B> ChannelSender<B> {
                 Err(SendTimeoutError::Disconnected(_)) => break Err(Error::Cancelled),
             }
         };
-        self.metrics
-            .add_blocked(started.elapsed().as_nanos() as u64);
+        self.metrics.add_blocked(started.elapsed().as_nanos() as u64);
         result
     }
 }
@@ -80,13 +68,7 @@ impl<T, H: Fn(&T) -> u64> HashExchange<T, H> {
         metrics: Arc<OperatorMetrics>,
     ) -> Self {
         let buffers = outputs.iter().map(|_| Vec::new()).collect();
-        HashExchange {
-            outputs,
-            buffers,
-            hash,
-            max_parallelism,
-            metrics,
-        }
+        HashExchange { outputs, buffers, hash, max_parallelism, metrics }
     }
 }
 
@@ -144,11 +126,7 @@ impl<B> BatchExchange<B> {
     /// An exchange over `outputs`; with one output it forwards, with several it
     /// rebalances round robin.
     pub fn new(outputs: Vec<ChannelSender<B>>, metrics: Arc<OperatorMetrics>) -> Self {
-        BatchExchange {
-            outputs,
-            next: 0,
-            metrics,
-        }
+        BatchExchange { outputs, next: 0, metrics }
     }
 }
 

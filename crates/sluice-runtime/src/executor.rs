@@ -34,14 +34,7 @@ impl BuildContext {
     /// A context for a job with `config`, reporting into `metrics`.
     pub fn new(config: RuntimeConfig, metrics: MetricsRegistry, cancel: Arc<AtomicBool>) -> Self {
         let edges = Edges::new(config.parallelism, config.channel_capacity);
-        BuildContext {
-            worker: 0,
-            config,
-            edges,
-            metrics,
-            cancel,
-            tasks: Vec::new(),
-        }
+        BuildContext { worker: 0, config, edges, metrics, cancel, tasks: Vec::new() }
     }
 }
 
@@ -75,10 +68,7 @@ pub fn run_tasks(tasks: Vec<Box<dyn Task>>, cancel: Arc<AtomicBool>) -> Result<(
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".to_string());
-                Err(Error::WorkerPanicked {
-                    thread: name,
-                    message,
-                })
+                Err(Error::WorkerPanicked { thread: name, message })
             }
         };
         if let Err(error) = outcome {

@@ -35,11 +35,7 @@ impl<B> Inputs for Vec<Receiver<Message<B>>> {
     fn try_recv(&self, i: usize) -> std::result::Result<Message<B>, TryRecvError> {
         self[i].try_recv()
     }
-    fn select(
-        &self,
-        live: &[usize],
-        timeout: Duration,
-    ) -> Option<std::result::Result<(usize, Message<B>), usize>> {
+    fn select(&self, live: &[usize], timeout: Duration) -> Option<std::result::Result<(usize, Message<B>), usize>> {
         let mut select = Select::new();
         for &i in live {
             select.recv(&self[i]);
@@ -74,9 +70,7 @@ impl<L, R> Inputs for TwoInputs<L, R> {
         if i < n {
             self.left[i].try_recv().map(|m| lift(m, Arrived::Left))
         } else {
-            self.right[i - n]
-                .try_recv()
-                .map(|m| lift(m, Arrived::Right))
+            self.right[i - n].try_recv().map(|m| lift(m, Arrived::Right))
         }
     }
     fn select(
@@ -96,15 +90,9 @@ impl<L, R> Inputs for TwoInputs<L, R> {
         let operation = select.select_timeout(timeout).ok()?;
         let i = live[operation.index()];
         Some(if i < n {
-            operation
-                .recv(&self.left[i])
-                .map(|m| (i, lift(m, Arrived::Left)))
-                .map_err(|_| i)
+            operation.recv(&self.left[i]).map(|m| (i, lift(m, Arrived::Left))).map_err(|_| i)
         } else {
-            operation
-                .recv(&self.right[i - n])
-                .map(|m| (i, lift(m, Arrived::Right)))
-                .map_err(|_| i)
+            operation.recv(&self.right[i - n]).map(|m| (i, lift(m, Arrived::Right))).map_err(|_| i)
         })
     }
 }
@@ -290,13 +278,7 @@ impl<B> UnaryGate<B> {
         cancel: Arc<AtomicBool>,
         tick_interval: Duration,
     ) -> Self {
-        UnaryGate {
-            name,
-            inputs,
-            next,
-            cancel,
-            tick_interval,
-        }
+        UnaryGate { name, inputs, next, cancel, tick_interval }
     }
 }
 
@@ -305,13 +287,7 @@ impl<B: Send + 'static> Task for UnaryGate<B> {
         &self.name
     }
     fn run(self: Box<Self>) -> Result<()> {
-        let UnaryGate {
-            inputs,
-            next,
-            cancel,
-            tick_interval,
-            ..
-        } = *self;
+        let UnaryGate { inputs, next, cancel, tick_interval, .. } = *self;
         run_gate(inputs, &mut Chain(next), &cancel, tick_interval)
     }
 }
@@ -336,14 +312,7 @@ impl<L, R> BinaryGate<L, R> {
         cancel: Arc<AtomicBool>,
         tick_interval: Duration,
     ) -> Self {
-        BinaryGate {
-            name,
-            left,
-            right,
-            target,
-            cancel,
-            tick_interval,
-        }
+        BinaryGate { name, left, right, target, cancel, tick_interval }
     }
 }
 
@@ -352,19 +321,7 @@ impl<L: Send + 'static, R: Send + 'static> Task for BinaryGate<L, R> {
         &self.name
     }
     fn run(self: Box<Self>) -> Result<()> {
-        let BinaryGate {
-            left,
-            right,
-            target,
-            cancel,
-            tick_interval,
-            ..
-        } = *self;
-        run_gate(
-            TwoInputs { left, right },
-            &mut TwoChain(target),
-            &cancel,
-            tick_interval,
-        )
+        let BinaryGate { left, right, target, cancel, tick_interval, .. } = *self;
+        run_gate(TwoInputs { left, right }, &mut TwoChain(target), &cancel, tick_interval)
     }
 }

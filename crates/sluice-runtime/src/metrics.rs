@@ -59,6 +59,10 @@ impl OperatorMetrics {
     pub fn add_dead_letters(&self, n: usize) {
         self.dead_letters.fetch_add(n as u64, Ordering::Relaxed);
     }
+    /// Sets the dead-letter count (for sources that count it themselves).
+    pub fn set_dead_letters(&self, n: u64) {
+        self.dead_letters.store(n, Ordering::Relaxed);
+    }
     /// Adds time spent blocked on a full output channel.
     pub fn add_blocked(&self, nanos: u64) {
         self.blocked_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -146,9 +150,7 @@ pub struct JobSnapshot {
 impl JobSnapshot {
     /// Records read by all sources.
     pub fn source_records(&self) -> u64 {
-        self.of_kind(OperatorKind::Source)
-            .map(|o| o.records_out)
-            .sum()
+        self.of_kind(OperatorKind::Source).map(|o| o.records_out).sum()
     }
     /// Records written by all sinks.
     pub fn sink_records(&self) -> u64 {
@@ -160,10 +162,7 @@ impl JobSnapshot {
     }
     /// The lowest watermark any sink has seen, the job's event-time progress.
     pub fn sink_watermark(&self) -> Timestamp {
-        self.of_kind(OperatorKind::Sink)
-            .map(|o| o.watermark)
-            .min()
-            .unwrap_or(MIN_TIMESTAMP)
+        self.of_kind(OperatorKind::Sink).map(|o| o.watermark).min().unwrap_or(MIN_TIMESTAMP)
     }
     /// The operators of one kind.
     pub fn of_kind(&self, kind: OperatorKind) -> impl Iterator<Item = &OperatorSnapshot> {
@@ -179,38 +178,20 @@ impl JobSnapshot {
 
 impl MetricsRegistry {
     /// Registers one instance of an operator and returns its counters.
-    pub fn register(
-        &self,
-        operator_id: usize,
-        name: &str,
-        kind: OperatorKind,
-    ) -> Arc<OperatorMetrics> {
+    pub fn register(&self, operator_id: usize, name: &str, kind: OperatorKind) -> Arc<OperatorMetrics> {
         let metrics = Arc::new(OperatorMetrics::default());
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.push(Entry {
-            operator_id,
-            name: name.to_string(),
-            kind,
-            metrics: metrics.clone(),
-        });
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.push(Entry { operator_id, name: name.to_string(), kind, metrics: metrics.clone() });
         metrics
     }
 
     /// Sums every operator's instances.
     pub fn snapshot(&self) -> JobSnapshot {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut operators: Vec<OperatorSnapshot> = Vec::new();
         for entry in entries.iter() {
             let m = &entry.metrics;
-            let position = operators
-                .iter()
-                .position(|o| o.operator_id == entry.operator_id);
+            let position = operators.iter().position(|o| o.operator_id == entry.operator_id);
             let snapshot = match position {
                 Some(i) => &mut operators[i],
                 None => {

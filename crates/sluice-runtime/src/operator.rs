@@ -93,13 +93,7 @@ pub struct SideOutputs {
 impl SideOutputs {
     /// Connects the side output `name` to `next`; returns its index.
     pub fn connect<T: Send + 'static>(&mut self, name: &str, next: Box<dyn Push<Vec<T>>>) -> usize {
-        self.ports.push((
-            name.to_string(),
-            Box::new(TypedSidePort {
-                buffer: Vec::new(),
-                next,
-            }),
-        ));
+        self.ports.push((name.to_string(), Box::new(TypedSidePort { buffer: Vec::new(), next })));
         self.ports.len() - 1
     }
 
@@ -140,11 +134,7 @@ pub struct Output<B> {
 impl<B: Batch> Output<B> {
     /// An output feeding `next`, counting into `metrics`.
     pub fn new(next: Box<dyn Push<B>>, sides: SideOutputs, metrics: Arc<OperatorMetrics>) -> Self {
-        Output {
-            next,
-            sides,
-            metrics,
-        }
+        Output { next, sides, metrics }
     }
 
     /// Emits a batch on the main output. Empty batches are not sent.
@@ -286,9 +276,7 @@ impl<B: Clone + Send> Push<B> for Tee<B> {
         Ok(())
     }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.outputs
-            .iter_mut()
-            .try_for_each(|o| o.watermark(watermark))
+        self.outputs.iter_mut().try_for_each(|o| o.watermark(watermark))
     }
     fn idle(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.idle())

@@ -38,8 +38,5 @@ impl<B, P: Push<B> + ?Sized> Push<B> for Box<P> {
 
 /// The wall clock in milliseconds since the epoch: processing time.
 pub fn now_millis() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Timestamp)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
 }

@@ -28,6 +28,10 @@ pub trait SourceReader: Send {
     fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Self::Batch>>;
     /// Where the reader is: records, lines or bytes read, as the source defines.
     fn position(&self) -> u64;
+    /// How many input records it rejected to the dead-letter output so far.
+    fn dead_letters(&self) -> u64 {
+        0
+    }
 }
 
 /// Pumps a source's batches into its chain until the source finishes, then sends the
@@ -53,15 +57,7 @@ impl<S: SourceReader> SourceDriver<S> {
         cancel: Arc<AtomicBool>,
         tick_interval: Duration,
     ) -> Self {
-        SourceDriver {
-            name,
-            reader,
-            next,
-            metrics,
-            batch_size,
-            cancel,
-            tick_interval,
-        }
+        SourceDriver { name, reader, next, metrics, batch_size, cancel, tick_interval }
     }
 }
 
@@ -78,10 +74,12 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
                 return Err(Error::Cancelled);
             }
             match self.reader.poll(self.batch_size)? {
+                SourcePoll::Batch(batch) if batch.is_empty() => {}
                 SourcePoll::Batch(batch) => {
                     idle = false;
                     self.metrics.add_out(batch.len());
                     self.metrics.set_position(self.reader.position());
+                    self.metrics.set_dead_letters(self.reader.dead_letters());
                     self.next.push(batch)?;
                 }
                 SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
@@ -100,6 +98,7 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
             }
         }
         self.metrics.set_position(self.reader.position());
+        self.metrics.set_dead_letters(self.reader.dead_letters());
         self.metrics.set_watermark(MAX_TIMESTAMP);
         self.next.watermark(MAX_TIMESTAMP)?;
         self.next.end()

@@ -12,9 +12,7 @@ pub struct TimerQueue<K: Ord> {
 
 impl<K: Ord> Default for TimerQueue<K> {
     fn default() -> Self {
-        TimerQueue {
-            timers: BTreeSet::new(),
-        }
+        TimerQueue { timers: BTreeSet::new() }
     }
 }
 

@@ -22,14 +22,7 @@ impl WatermarkTracker {
     /// A tracker over `channels` inputs, all at the minimum timestamp.
     pub fn new(channels: usize) -> Self {
         WatermarkTracker {
-            channels: vec![
-                ChannelClock {
-                    watermark: MIN_TIMESTAMP,
-                    idle: false,
-                    ended: false
-                };
-                channels
-            ],
+            channels: vec![ChannelClock { watermark: MIN_TIMESTAMP, idle: false, ended: false }; channels],
             current: MIN_TIMESTAMP,
             all_idle: false,
         }

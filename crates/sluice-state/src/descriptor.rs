@@ -15,10 +15,7 @@ pub struct StateDescriptor {
 impl StateDescriptor {
     /// A state without time to live.
     pub fn new(name: impl Into<String>) -> Self {
-        StateDescriptor {
-            name: name.into(),
-            ttl: None,
-        }
+        StateDescriptor { name: name.into(), ttl: None }
     }
 
     /// Gives the state a time to live.

@@ -29,10 +29,7 @@ pub struct HeapValueTable<K, V> {
 impl<K, V> HeapValueTable<K, V> {
     /// An empty table.
     pub fn new(ttl: Option<StateTtl>) -> Self {
-        HeapValueTable {
-            entries: FxHashMap::default(),
-            ttl,
-        }
+        HeapValueTable { entries: FxHashMap::default(), ttl }
     }
 }
 
@@ -68,20 +65,9 @@ impl<K: Key, V: Clone + Send + 'static> ValueTable<K, V> for HeapValueTable<K, V
 
     fn set(&mut self, key: &K, value: V, now: Timestamp) {
         match self.entries.get_mut(key) {
-            Some(entry) => {
-                *entry = Entry {
-                    value,
-                    touched: now,
-                }
-            }
+            Some(entry) => *entry = Entry { value, touched: now },
             None => {
-                self.entries.insert(
-                    key.clone(),
-                    Entry {
-                        value,
-                        touched: now,
-                    },
-                );
+                self.entries.insert(key.clone(), Entry { value, touched: now });
             }
         }
     }
@@ -106,10 +92,7 @@ pub struct HeapListTable<K, V> {
 impl<K, V> HeapListTable<K, V> {
     /// An empty table.
     pub fn new(ttl: Option<StateTtl>) -> Self {
-        HeapListTable {
-            entries: FxHashMap::default(),
-            ttl,
-        }
+        HeapListTable { entries: FxHashMap::default(), ttl }
     }
 }
 
@@ -151,18 +134,9 @@ impl<K: Key, V: Clone + Send + 'static> ListTable<K, V> for HeapListTable<K, V> 
 
     fn add(&mut self, key: &K, value: V, now: Timestamp) {
         match self.entries.get_mut(key) {
-            Some(list) => list.push(Entry {
-                value,
-                touched: now,
-            }),
+            Some(list) => list.push(Entry { value, touched: now }),
             None => {
-                self.entries.insert(
-                    key.clone(),
-                    vec![Entry {
-                        value,
-                        touched: now,
-                    }],
-                );
+                self.entries.insert(key.clone(), vec![Entry { value, touched: now }]);
             }
         }
     }
@@ -171,16 +145,7 @@ impl<K: Key, V: Clone + Send + 'static> ListTable<K, V> for HeapListTable<K, V> 
         if values.is_empty() {
             self.entries.remove(key);
         } else {
-            self.entries.insert(
-                key.clone(),
-                values
-                    .into_iter()
-                    .map(|value| Entry {
-                        value,
-                        touched: now,
-                    })
-                    .collect(),
-            );
+            self.entries.insert(key.clone(), values.into_iter().map(|value| Entry { value, touched: now }).collect());
         }
     }
 }
@@ -194,10 +159,7 @@ pub struct HeapMapTable<K, UK, UV> {
 impl<K, UK, UV> HeapMapTable<K, UK, UV> {
     /// An empty table.
     pub fn new(ttl: Option<StateTtl>) -> Self {
-        HeapMapTable {
-            entries: FxHashMap::default(),
-            ttl,
-        }
+        HeapMapTable { entries: FxHashMap::default(), ttl }
     }
 }
 
@@ -220,8 +182,8 @@ impl<K: Key, UK: Send + 'static, UV: Send + 'static> StateTable<K> for HeapMapTa
     }
 }
 
-impl<K: Key, UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>
-    MapTable<K, UK, UV> for HeapMapTable<K, UK, UV>
+impl<K: Key, UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static> MapTable<K, UK, UV>
+    for HeapMapTable<K, UK, UV>
 {
     fn get(&mut self, key: &K, user_key: &UK, now: Timestamp) -> Option<UV> {
         let ttl = self.ttl;
@@ -238,13 +200,7 @@ impl<K: Key, UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 's
     }
 
     fn put(&mut self, key: &K, user_key: UK, value: UV, now: Timestamp) {
-        self.entries.entry(key.clone()).or_default().insert(
-            user_key,
-            Entry {
-                value,
-                touched: now,
-            },
-        );
+        self.entries.entry(key.clone()).or_default().insert(user_key, Entry { value, touched: now });
     }
 
     fn remove(&mut self, key: &K, user_key: &UK) {

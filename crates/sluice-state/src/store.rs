@@ -2,8 +2,7 @@
 
 use crate::heap::{HeapListTable, HeapMapTable, HeapValueTable};
 use crate::{
-    ListState, ListTable, MapState, MapTable, StateDescriptor, StateTable, StateTtl, TtlClock,
-    ValueState, ValueTable,
+    ListState, ListTable, MapState, MapTable, StateDescriptor, StateTable, StateTtl, TtlClock, ValueState, ValueTable,
 };
 use sluice_types::{Key, Timestamp, MIN_TIMESTAMP};
 use std::hash::Hash;
@@ -38,12 +37,7 @@ pub struct KeyedStateStore<K> {
 impl<K: Key> KeyedStateStore<K> {
     /// An empty store on `backend`.
     pub fn new(backend: StateBackendKind) -> Self {
-        KeyedStateStore {
-            backend,
-            slots: Vec::new(),
-            processing_time: MIN_TIMESTAMP,
-            watermark: MIN_TIMESTAMP,
-        }
+        KeyedStateStore { backend, slots: Vec::new(), processing_time: MIN_TIMESTAMP, watermark: MIN_TIMESTAMP }
     }
 
     /// Sets the clocks TTL reads.
@@ -74,10 +68,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Declares a value state; declaring the same name again returns the same handle.
-    pub fn value<V: Clone + Send + 'static>(
-        &mut self,
-        descriptor: &StateDescriptor,
-    ) -> ValueState<V> {
+    pub fn value<V: Clone + Send + 'static>(&mut self, descriptor: &StateDescriptor) -> ValueState<V> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return ValueState::new(i);
         }
@@ -88,10 +79,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Declares a list state.
-    pub fn list<V: Clone + Send + 'static>(
-        &mut self,
-        descriptor: &StateDescriptor,
-    ) -> ListState<V> {
+    pub fn list<V: Clone + Send + 'static>(&mut self, descriptor: &StateDescriptor) -> ListState<V> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return ListState::new(i);
         }
@@ -162,12 +150,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Replaces `key`'s list.
-    pub fn list_replace<V: Clone + Send + 'static>(
-        &mut self,
-        state: ListState<V>,
-        key: &K,
-        values: Vec<V>,
-    ) {
+    pub fn list_replace<V: Clone + Send + 'static>(&mut self, state: ListState<V>, key: &K, values: Vec<V>) {
         let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
         ListTable::replace(table, key, values, now)
     }
@@ -232,8 +215,7 @@ impl<K: Key> KeyedStateStore<K> {
                 TtlClock::EventTime => watermark,
                 TtlClock::ProcessingTime => processing_time,
             };
-            if now == MIN_TIMESTAMP || now.saturating_sub(slot.last_cleanup) < ttl.cleanup_interval
-            {
+            if now == MIN_TIMESTAMP || now.saturating_sub(slot.last_cleanup) < ttl.cleanup_interval {
                 continue;
             }
             slot.last_cleanup = now;
@@ -243,10 +225,7 @@ impl<K: Key> KeyedStateStore<K> {
 
     /// Number of keys with an entry in each state, by name.
     pub fn sizes(&self) -> Vec<(String, usize)> {
-        self.slots
-            .iter()
-            .map(|s| (s.name.clone(), s.table.len()))
-            .collect()
+        self.slots.iter().map(|s| (s.name.clone(), s.table.len())).collect()
     }
 }
 
@@ -291,8 +270,7 @@ mod tests {
     #[test]
     fn expired_values_are_never_returned() {
         let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
-        let last = store
-            .value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
+        let last = store.value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
         store.set_time(0, 1_000);
         store.set(last, &7, 1);
         store.set_time(0, 1_099);
@@ -304,9 +282,7 @@ mod tests {
     #[test]
     fn read_refreshes_ttl_when_asked() {
         let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
-        let ttl = StateTtl::new(100)
-            .event_time()
-            .update(crate::TtlUpdate::OnReadAndWrite);
+        let ttl = StateTtl::new(100).event_time().update(crate::TtlUpdate::OnReadAndWrite);
         let last = store.value::<u64>(&StateDescriptor::new("last").with_ttl(ttl));
         store.set_time(0, 0);
         store.set(last, &7, 1);
@@ -319,8 +295,7 @@ mod tests {
     #[test]
     fn cleanup_sweeps_expired_keys() {
         let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
-        let last = store
-            .value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
+        let last = store.value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
         store.set_time(0, 0);
         for key in 0..10 {
             store.set(last, &key, key);
@@ -340,10 +315,7 @@ mod tests {
         assert_eq!(store.list_get(list, &"a"), vec![1, 2]);
         store.map_put(map, &"a", "x".to_string(), 1);
         store.map_put(map, &"a", "w".to_string(), 2);
-        assert_eq!(
-            store.map_entries(map, &"a"),
-            vec![("w".to_string(), 2), ("x".to_string(), 1)]
-        );
+        assert_eq!(store.map_entries(map, &"a"), vec![("w".to_string(), 2), ("x".to_string(), 1)]);
         store.map_remove(map, &"a", &"w".to_string());
         assert_eq!(store.map_get(map, &"a", &"w".to_string()), None);
     }

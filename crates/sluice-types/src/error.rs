@@ -76,17 +76,12 @@ impl Error {
 
     /// An [`Error::InvalidJob`] with the given message.
     pub fn invalid_job(message: impl Into<String>) -> Self {
-        Error::InvalidJob {
-            message: message.into(),
-        }
+        Error::InvalidJob { message: message.into() }
     }
 
     /// An [`Error::Io`] for the given path.
     pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }
 

@@ -62,14 +62,10 @@ mod tests {
         for parallelism in 1..=8 {
             let mut seen = vec![false; parallelism];
             for group in 0..DEFAULT_MAX_PARALLELISM {
-                let worker =
-                    worker_for_key_group(KeyGroup(group), DEFAULT_MAX_PARALLELISM, parallelism);
+                let worker = worker_for_key_group(KeyGroup(group), DEFAULT_MAX_PARALLELISM, parallelism);
                 seen[worker] = true;
             }
-            assert!(
-                seen.iter().all(|s| *s),
-                "parallelism {parallelism}: {seen:?}"
-            );
+            assert!(seen.iter().all(|s| *s), "parallelism {parallelism}: {seen:?}");
         }
     }
 

@@ -22,9 +22,6 @@ impl<T> Record<T> {
 
     /// A record without an event time (its timestamp is [`crate::MIN_TIMESTAMP`]).
     pub fn untimed(value: T) -> Self {
-        Record {
-            timestamp: crate::MIN_TIMESTAMP,
-            value,
-        }
+        Record { timestamp: crate::MIN_TIMESTAMP, value }
     }
 }

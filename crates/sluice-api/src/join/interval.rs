@@ -25,18 +25,8 @@ where
     KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
     KF2: Fn(&U) -> K + Clone + Send + Sync + 'static,
 {
-    pub(crate) fn new(
-        left: KeyedStream<K, T, KF>,
-        right: KeyedStream<K, U, KF2>,
-        lower: i64,
-        upper: i64,
-    ) -> Self {
-        IntervalJoin {
-            left,
-            right,
-            lower,
-            upper,
-        }
+    pub(crate) fn new(left: KeyedStream<K, T, KF>, right: KeyedStream<K, U, KF2>, lower: i64, upper: i64) -> Self {
+        IntervalJoin { left, right, lower, upper }
     }
 
     /// Emits `f(left, right)` for every pair with equal keys and
@@ -48,17 +38,15 @@ where
     ) -> Stream<O> {
         let (lower, upper) = (self.lower, self.upper);
         let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
-        two_input(&self.left, &self.right, "interval_join", move || {
-            IntervalJoinOperator {
-                key1: key1.clone(),
-                key2: key2.clone(),
-                f: f.clone(),
-                lower,
-                upper,
-                left: Side::default(),
-                right: Side::default(),
-                watermark: MIN_TIMESTAMP,
-            }
+        two_input(&self.left, &self.right, "interval_join", move || IntervalJoinOperator {
+            key1: key1.clone(),
+            key2: key2.clone(),
+            f: f.clone(),
+            lower,
+            upper,
+            left: Side::default(),
+            right: Side::default(),
+            watermark: MIN_TIMESTAMP,
         })
     }
 }
@@ -71,10 +59,7 @@ struct Side<K, V> {
 
 impl<K, V> Default for Side<K, V> {
     fn default() -> Self {
-        Side {
-            records: FxHashMap::default(),
-            expiry: BTreeMap::new(),
-        }
+        Side { records: FxHashMap::default(), expiry: BTreeMap::new() }
     }
 }
 
@@ -135,20 +120,11 @@ where
                 continue;
             }
             let key = (self.key1)(&record.value);
-            let (from, to) = (
-                record.timestamp.saturating_add(self.lower),
-                record.timestamp.saturating_add(self.upper),
-            );
+            let (from, to) = (record.timestamp.saturating_add(self.lower), record.timestamp.saturating_add(self.upper));
             if let Some(others) = self.right.records.get(&key) {
-                for other in others
-                    .iter()
-                    .filter(|o| o.timestamp >= from && o.timestamp <= to)
-                {
+                for other in others.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
                     let value = (self.f)(&key, &record.value, &other.value);
-                    emitted.push(Record {
-                        timestamp: record.timestamp.max(other.timestamp),
-                        value,
-                    });
+                    emitted.push(Record { timestamp: record.timestamp.max(other.timestamp), value });
                 }
             }
             let expires_at = record.timestamp.saturating_add(self.upper);
@@ -164,20 +140,11 @@ where
                 continue;
             }
             let key = (self.key2)(&record.value);
-            let (from, to) = (
-                record.timestamp.saturating_sub(self.upper),
-                record.timestamp.saturating_sub(self.lower),
-            );
+            let (from, to) = (record.timestamp.saturating_sub(self.upper), record.timestamp.saturating_sub(self.lower));
             if let Some(others) = self.left.records.get(&key) {
-                for other in others
-                    .iter()
-                    .filter(|o| o.timestamp >= from && o.timestamp <= to)
-                {
+                for other in others.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
                     let value = (self.f)(&key, &other.value, &record.value);
-                    emitted.push(Record {
-                        timestamp: record.timestamp.max(other.timestamp),
-                        value,
-                    });
+                    emitted.push(Record { timestamp: record.timestamp.max(other.timestamp), value });
                 }
             }
             let expires_at = record.timestamp.saturating_sub(self.lower);
@@ -191,10 +158,8 @@ where
         let (lower, upper) = (self.lower, self.upper);
         // A left record at t matches rights up to t + upper; rights arriving from now on
         // are at or after the watermark.
-        self.left
-            .expire(watermark, |t| t.saturating_add(upper) >= watermark);
-        self.right
-            .expire(watermark, |t| t.saturating_sub(lower) >= watermark);
+        self.left.expire(watermark, |t| t.saturating_add(upper) >= watermark);
+        self.right.expire(watermark, |t| t.saturating_sub(lower) >= watermark);
         Ok(())
     }
 }

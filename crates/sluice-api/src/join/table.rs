@@ -19,9 +19,7 @@ impl<K: Key, V: Clone + Send + 'static> Table<K, V> {
     /// A table from a changelog of `(key, Some(value))` upserts and `(key, None)`
     /// deletions.
     pub fn from_changelog(changelog: &Stream<(K, Option<V>)>) -> Self {
-        Table {
-            updates: changelog.clone(),
-        }
+        Table { updates: changelog.clone() }
     }
 
     pub(crate) fn from_updates(updates: Stream<(K, Option<V>)>) -> Self {
@@ -94,33 +92,18 @@ where
             let key = (self.key)(&record.value);
             if record.timestamp <= self.watermark {
                 // Late: the table may already have moved on; join what is known.
-                if let Some(value) = (self.join)(&record.value, self.lookup(&key, record.timestamp))
-                {
-                    emitted.push(Record {
-                        timestamp: record.timestamp,
-                        value,
-                    });
+                if let Some(value) = (self.join)(&record.value, self.lookup(&key, record.timestamp)) {
+                    emitted.push(Record { timestamp: record.timestamp, value });
                 }
             } else {
-                self.pending
-                    .entry(record.timestamp)
-                    .or_default()
-                    .push((key, record.value));
+                self.pending.entry(record.timestamp).or_default().push((key, record.value));
             }
         }
         out.emit(emitted)
     }
 
-    fn process_right(
-        &mut self,
-        batch: Batch<(K, Option<V>)>,
-        _out: &mut Output<Batch<O>>,
-    ) -> Result<()> {
-        for Record {
-            timestamp,
-            value: (key, value),
-        } in batch
-        {
+    fn process_right(&mut self, batch: Batch<(K, Option<V>)>, _out: &mut Output<Batch<O>>) -> Result<()> {
+        for Record { timestamp, value: (key, value) } in batch {
             let versions = self.versions.entry(key).or_default();
             versions.insert(timestamp, value);
             Self::prune(versions, self.watermark);
@@ -138,10 +121,7 @@ where
             let timestamp = *entry.key();
             for (key, value) in entry.remove() {
                 if let Some(joined) = (self.join)(&value, self.lookup(&key, timestamp)) {
-                    emitted.push(Record {
-                        timestamp,
-                        value: joined,
-                    });
+                    emitted.push(Record { timestamp, value: joined });
                 }
                 if let Some(versions) = self.versions.get_mut(&key) {
                     Self::prune(versions, watermark);

@@ -205,9 +205,7 @@ impl<F> Reduce<F> {
     }
 }
 
-impl<T: Clone + Send + 'static, F: Fn(&T, &T) -> T + Clone + Send + 'static> AggregateFunction<T>
-    for Reduce<F>
-{
+impl<T: Clone + Send + 'static, F: Fn(&T, &T) -> T + Clone + Send + 'static> AggregateFunction<T> for Reduce<F> {
     type Acc = Option<T>;
     type Out = T;
     fn create(&self) -> Option<T> {
@@ -225,8 +223,7 @@ impl<T: Clone + Send + 'static, F: Fn(&T, &T) -> T + Clone + Send + 'static> Agg
         }
     }
     fn result(&self, acc: &Option<T>) -> T {
-        acc.clone()
-            .expect("invariant: a window result exists only after a record was added")
+        acc.clone().expect("invariant: a window result exists only after a record was added")
     }
 }
 

@@ -33,14 +33,7 @@ pub(crate) struct FixedWindowOperator<K, T, KF, A: AggregateFunction<T>> {
 }
 
 impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
-    pub fn new(
-        key: KF,
-        function: A,
-        size: i64,
-        slide: i64,
-        offset: i64,
-        settings: WindowSettings,
-    ) -> Self {
+    pub fn new(key: KF, function: A, size: i64, slide: i64, offset: i64, settings: WindowSettings) -> Self {
         FixedWindowOperator {
             key,
             function,
@@ -62,20 +55,9 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
     }
 
     fn emit(&mut self, key: &K, end: Timestamp, acc: &A::Acc, kind: ResultKind) {
-        let window = Window {
-            start: end - self.size,
-            end,
-        };
+        let window = Window { start: end - self.size, end };
         let value = self.function.result(acc);
-        self.results.push(Record {
-            timestamp: end - 1,
-            value: WindowResult {
-                key: key.clone(),
-                window,
-                value,
-                kind,
-            },
-        });
+        self.results.push(Record { timestamp: end - 1, value: WindowResult { key: key.clone(), window, value, kind } });
     }
 
     fn add(&mut self, key: &K, timestamp: Timestamp, value: &T) -> bool {
@@ -93,10 +75,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             let slots = self.windows.entry(end).or_default();
             let slot = match slots.get_mut(key) {
                 Some(slot) => slot,
-                None => slots.entry(key.clone()).or_insert(Slot {
-                    acc: self.function.create(),
-                    dirty: false,
-                }),
+                None => slots.entry(key.clone()).or_insert(Slot { acc: self.function.create(), dirty: false }),
             };
             self.function.add(&mut slot.acc, value);
             slot.dirty = true;
@@ -114,11 +93,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             let round = time.div_euclid(interval);
             if round > self.early_round && time != MAX_TIMESTAMP {
                 self.early_round = round;
-                let open: Vec<Timestamp> = self
-                    .windows
-                    .range(time.saturating_add(2)..)
-                    .map(|(end, _)| *end)
-                    .collect();
+                let open: Vec<Timestamp> = self.windows.range(time.saturating_add(2)..).map(|(end, _)| *end).collect();
                 for end in open {
                     let dirty: Vec<(K, A::Acc)> = self.windows[&end]
                         .iter()
@@ -135,11 +110,8 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             }
         }
         // Windows with previous < end - 1 <= time are due now.
-        let due: Vec<Timestamp> = self
-            .windows
-            .range(previous.saturating_add(2)..=time.saturating_add(1))
-            .map(|(end, _)| *end)
-            .collect();
+        let due: Vec<Timestamp> =
+            self.windows.range(previous.saturating_add(2)..=time.saturating_add(1)).map(|(end, _)| *end).collect();
         let lateness = self.settings.allowed_lateness;
         for end in due {
             let purge = lateness == 0 || (end - 1).saturating_add(lateness) <= time;
@@ -180,18 +152,10 @@ where
     type Out = Batch<WindowResult<K, A::Out>>;
 
     fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Self::Out>) -> Result<()> {
-        let now = if self.settings.domain == TimeDomain::ProcessingTime {
-            now_millis()
-        } else {
-            0
-        };
+        let now = if self.settings.domain == TimeDomain::ProcessingTime { now_millis() } else { 0 };
         for record in batch {
             let key = (self.key)(&record.value);
-            let timestamp = if self.settings.domain == TimeDomain::ProcessingTime {
-                now
-            } else {
-                record.timestamp
-            };
+            let timestamp = if self.settings.domain == TimeDomain::ProcessingTime { now } else { record.timestamp };
             if !self.add(&key, timestamp, &record.value) {
                 if let Some(tag) = &self.settings.late_tag {
                     out.sides().emit_named(tag, record);
@@ -207,9 +171,7 @@ where
         match self.settings.domain {
             TimeDomain::EventTime => self.advance(previous, watermark),
             // The end of a bounded input fires processing-time windows too.
-            TimeDomain::ProcessingTime if watermark == MAX_TIMESTAMP => {
-                self.advance(MIN_TIMESTAMP, MAX_TIMESTAMP)
-            }
+            TimeDomain::ProcessingTime if watermark == MAX_TIMESTAMP => self.advance(MIN_TIMESTAMP, MAX_TIMESTAMP),
             TimeDomain::ProcessingTime => {}
         }
         out.emit(std::mem::take(&mut self.results))

@@ -92,12 +92,7 @@ impl WindowAssigner {
 
     /// Shifts fixed windows by `offset` milliseconds (for example, for time zones).
     pub fn with_offset(mut self, offset: i64) -> Self {
-        if let Shape::Fixed {
-            size: _,
-            slide,
-            offset: o,
-        } = &mut self.shape
-        {
+        if let Shape::Fixed { size: _, slide, offset: o } = &mut self.shape {
             *o = offset.rem_euclid((*slide).max(1));
         }
         self
@@ -111,14 +106,7 @@ impl Tumbling {
     /// Windows of `size` milliseconds.
     pub fn of(size: i64) -> WindowAssigner {
         let size = size.max(1);
-        WindowAssigner {
-            shape: Shape::Fixed {
-                size,
-                slide: size,
-                offset: 0,
-            },
-            domain: TimeDomain::EventTime,
-        }
+        WindowAssigner { shape: Shape::Fixed { size, slide: size, offset: 0 }, domain: TimeDomain::EventTime }
     }
 }
 
@@ -129,11 +117,7 @@ impl Sliding {
     /// Windows of `size` milliseconds, one starting every `slide`.
     pub fn of(size: i64, slide: i64) -> WindowAssigner {
         WindowAssigner {
-            shape: Shape::Fixed {
-                size: size.max(1),
-                slide: slide.max(1),
-                offset: 0,
-            },
+            shape: Shape::Fixed { size: size.max(1), slide: slide.max(1), offset: 0 },
             domain: TimeDomain::EventTime,
         }
     }
@@ -145,10 +129,7 @@ pub struct Session;
 impl Session {
     /// Sessions that end after `gap` milliseconds of inactivity.
     pub fn with_gap(gap: i64) -> WindowAssigner {
-        WindowAssigner {
-            shape: Shape::Session { gap: gap.max(1) },
-            domain: TimeDomain::EventTime,
-        }
+        WindowAssigner { shape: Shape::Session { gap: gap.max(1) }, domain: TimeDomain::EventTime }
     }
 }
 
@@ -175,17 +156,9 @@ where
     KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(keyed: KeyedStream<K, T, KF>, assigner: WindowAssigner) -> Self {
-        let settings = WindowSettings {
-            domain: assigner.domain,
-            allowed_lateness: 0,
-            late_tag: None,
-            early_interval: None,
-        };
-        WindowedStream {
-            keyed,
-            assigner,
-            settings,
-        }
+        let settings =
+            WindowSettings { domain: assigner.domain, allowed_lateness: 0, late_tag: None, early_interval: None };
+        WindowedStream { keyed, assigner, settings }
     }
 
     /// Keeps windows open for `lateness` milliseconds after they fire: late records
@@ -210,26 +183,12 @@ where
     }
 
     /// Aggregates each window's records with `function`.
-    pub fn aggregate<A: AggregateFunction<T>>(
-        &self,
-        function: A,
-    ) -> Stream<WindowResult<K, A::Out>> {
+    pub fn aggregate<A: AggregateFunction<T>>(&self, function: A) -> Stream<WindowResult<K, A::Out>> {
         let key = self.keyed.key.clone();
         let settings = self.settings.clone();
         match self.assigner.shape {
-            Shape::Fixed {
-                size,
-                slide,
-                offset,
-            } => self.keyed.keyed_operator("window", move || {
-                FixedWindowOperator::new(
-                    key.clone(),
-                    function.clone(),
-                    size,
-                    slide,
-                    offset,
-                    settings.clone(),
-                )
+            Shape::Fixed { size, slide, offset } => self.keyed.keyed_operator("window", move || {
+                FixedWindowOperator::new(key.clone(), function.clone(), size, slide, offset, settings.clone())
             }),
             Shape::Session { gap } => self.keyed.keyed_operator("session_window", move || {
                 SessionWindowOperator::new(key.clone(), function.clone(), gap, settings.clone())
@@ -238,10 +197,7 @@ where
     }
 
     /// Reduces each window's records with `f`.
-    pub fn reduce(
-        &self,
-        f: impl Fn(&T, &T) -> T + Clone + Send + Sync + 'static,
-    ) -> Stream<WindowResult<K, T>> {
+    pub fn reduce(&self, f: impl Fn(&T, &T) -> T + Clone + Send + Sync + 'static) -> Stream<WindowResult<K, T>> {
         self.aggregate(Reduce::new(f))
     }
 
@@ -255,7 +211,6 @@ where
         &self,
         f: impl Fn(&K, &Window, &[T]) -> Vec<O> + Clone + Send + 'static,
     ) -> Stream<O> {
-        self.aggregate(Collect)
-            .flat_map(move |r: WindowResult<K, Vec<T>>| f(&r.key, &r.window, &r.value))
+        self.aggregate(Collect).flat_map(move |r: WindowResult<K, Vec<T>>| f(&r.key, &r.window, &r.value))
     }
 }

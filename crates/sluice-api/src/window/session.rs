@@ -48,24 +48,11 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
         }
     }
 
-    fn result(
-        &self,
-        key: &K,
-        session: &SessionState<A::Acc>,
-        kind: ResultKind,
-    ) -> Record<WindowResult<K, A::Out>> {
-        let window = Window {
-            start: session.start,
-            end: session.end,
-        };
+    fn result(&self, key: &K, session: &SessionState<A::Acc>, kind: ResultKind) -> Record<WindowResult<K, A::Out>> {
+        let window = Window { start: session.start, end: session.end };
         Record {
             timestamp: session.end - 1,
-            value: WindowResult {
-                key: key.clone(),
-                window,
-                value: self.function.result(&session.acc),
-                kind,
-            },
+            value: WindowResult { key: key.clone(), window, value: self.function.result(&session.acc), kind },
         }
     }
 
@@ -77,12 +64,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
         if event_time && (end - 1).saturating_add(lateness) <= self.time {
             return false;
         }
-        let mut merged = SessionState {
-            start: timestamp,
-            end,
-            acc: self.function.create(),
-            fired: false,
-        };
+        let mut merged = SessionState { start: timestamp, end, acc: self.function.create(), fired: false };
         self.function.add(&mut merged.acc, value);
         let sessions = self.sessions.entry(key.clone()).or_default();
         let mut i = 0;
@@ -104,8 +86,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
             merged.fired = true;
             let update = self.result(&key, &merged, ResultKind::Update);
             self.results.push(update);
-            self.purge_at
-                .register((merged.end - 1).saturating_add(lateness), key.clone());
+            self.purge_at.register((merged.end - 1).saturating_add(lateness), key.clone());
         } else {
             merged.fired = false;
             self.fire_at.register(merged.end, key.clone());
@@ -118,11 +99,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
 
     fn advance(&mut self, time: Timestamp) {
         self.time = time;
-        let lateness = if self.settings.domain == TimeDomain::EventTime {
-            self.settings.allowed_lateness
-        } else {
-            0
-        };
+        let lateness = if self.settings.domain == TimeDomain::EventTime { self.settings.allowed_lateness } else { 0 };
         while let Some((end, key)) = self.fire_at.pop_due(time.saturating_add(1)) {
             let Some(sessions) = self.sessions.get_mut(&key) else {
                 continue;
@@ -131,11 +108,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
                 continue;
             };
             sessions[index].fired = true;
-            let session = if lateness == 0 {
-                sessions.swap_remove(index)
-            } else {
-                sessions.swap_remove(index)
-            };
+            let session = if lateness == 0 { sessions.swap_remove(index) } else { sessions.swap_remove(index) };
             let result = self.result(&key, &session, ResultKind::Final);
             self.results.push(result);
             if lateness == 0 {
@@ -143,8 +116,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
                     self.sessions.remove(&key);
                 }
             } else {
-                self.purge_at
-                    .register((end - 1).saturating_add(lateness), key.clone());
+                self.purge_at.register((end - 1).saturating_add(lateness), key.clone());
                 if let Some(sessions) = self.sessions.get_mut(&key) {
                     sessions.push(session);
                 }

@@ -1,0 +1,95 @@
+//! The live progress line of a running job, and its closing summary.
+
+use sluice::{JobHandle, JobResult, JobSnapshot, OperatorKind, MIN_TIMESTAMP};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// Waits for `job`, redrawing a progress line on standard error when it is a terminal.
+pub fn follow(job: JobHandle) -> sluice::Result<JobResult> {
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = (Instant::now(), 0u64);
+    while !job.is_finished() {
+        std::thread::sleep(Duration::from_millis(200));
+        if terminal {
+            let snapshot = job.snapshot();
+            let now = Instant::now();
+            let read = snapshot.source_records();
+            let rate = (read - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
+            last = (now, read);
+            eprint!("\r\x1b[2K{}", line(&snapshot, rate, job.elapsed()));
+            let _ = std::io::stderr().flush();
+        }
+    }
+    if terminal {
+        eprint!("\r\x1b[2K");
+    }
+    job.join()
+}
+
+/// One line: records in and out, rate, watermark, dead letters.
+pub fn line(snapshot: &JobSnapshot, rate: f64, elapsed: Duration) -> String {
+    format!(
+        "{:>6.1}s  in {}  out {}  {}/s  watermark {}  dead letters {}",
+        elapsed.as_secs_f64(),
+        count(snapshot.source_records()),
+        count(snapshot.sink_records()),
+        count(rate as u64),
+        watermark(snapshot.sink_watermark()),
+        snapshot.dead_letters(),
+    )
+}
+
+/// The closing summary of a finished job.
+pub fn summary(result: &JobResult) -> String {
+    let read = result.metrics.source_records();
+    let seconds = result.elapsed.as_secs_f64().max(1e-9);
+    let operators = result.metrics.operators.iter().filter(|o| o.kind == OperatorKind::Operator).count();
+    format!(
+        "done: {} events in {:.2}s ({}/s), {} results, {} dead letters, {} operators",
+        count(read),
+        seconds,
+        count((read as f64 / seconds) as u64),
+        count(result.metrics.sink_records()),
+        result.metrics.dead_letters(),
+        operators,
+    )
+}
+
+fn count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.2}M", n as f64 / 1e6),
+    }
+}
+
+fn watermark(w: i64) -> String {
+    match w {
+        MIN_TIMESTAMP => "-".to_string(),
+        i64::MAX => "end".to_string(),
+        _ => {
+            let seconds = w.div_euclid(1000);
+            let (h, m, s) = ((seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60);
+            format!("{h:02}:{m:02}:{s:02}.{:03}", w.rem_euclid(1000))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_short() {
+        assert_eq!(count(12), "12");
+        assert_eq!(count(12_345), "12.3k");
+        assert_eq!(count(12_345_678), "12.35M");
+        assert_eq!(count(2_000_000), "2.00M");
+    }
+
+    #[test]
+    fn watermark_shows_time_of_day() {
+        assert_eq!(watermark(MIN_TIMESTAMP), "-");
+        assert_eq!(watermark(3_723_004), "01:02:03.004");
+    }
+}

@@ -1,0 +1,8 @@
+//! JSON lines files: a parallel source over files or directories, and a sink.
+
+mod sink;
+mod source;
+
+pub(crate) use sink::encode as sink_encode;
+pub use sink::{JsonLinesSink, JsonLinesWriter};
+pub use source::{JsonLinesReader, JsonLinesSource};

@@ -1,0 +1,216 @@
+//! Reads JSON lines from a file or a directory of files, in parallel.
+//!
+//! Each file is cut into blocks (4 MiB by default) dealt round robin to the workers, so
+//! every worker parses its share and all advance through the file, and through event
+//! time, together. A block owns the lines that start inside it.
+
+use crate::{DeadLetter, DeadLetters};
+use serde::de::DeserializeOwned;
+use sluice_api::Source;
+use sluice_runtime::{SourcePoll, SourceReader};
+use sluice_types::{Error, Record, Result, MIN_TIMESTAMP};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+/// A source of JSON lines, one record per line, from a file or every file of a
+/// directory (in name order). Lines that do not parse as `T` go to the dead letters.
+pub struct JsonLinesSource<T> {
+    files: Vec<(PathBuf, u64)>,
+    block_size: u64,
+    dead_letters: DeadLetters,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> JsonLinesSource<T> {
+    /// Reads `path`, a file or a directory of files.
+    pub fn new(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let metadata = std::fs::metadata(path).map_err(|e| Error::io(shown.clone(), e))?;
+        let mut files = Vec::new();
+        if metadata.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| Error::io(shown.clone(), e))?;
+            let mut paths = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(shown.clone(), e))?;
+                let metadata = entry.metadata().map_err(|e| Error::io(entry.path().display().to_string(), e))?;
+                let name = entry.file_name();
+                if metadata.is_file() && !name.to_string_lossy().starts_with('.') {
+                    paths.push((entry.path(), metadata.len()));
+                }
+            }
+            paths.sort();
+            files = paths;
+        } else {
+            files.push((path.to_path_buf(), metadata.len()));
+        }
+        Ok(JsonLinesSource { files, block_size: 4 << 20, dead_letters: DeadLetters::default(), _type: PhantomData })
+    }
+
+    /// Sends lines that cannot be read to `dead_letters` (default: standard error).
+    pub fn dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = dead_letters;
+        self
+    }
+
+    /// Sets the size of the blocks dealt to workers.
+    pub fn block_size(mut self, bytes: u64) -> Self {
+        self.block_size = bytes.max(1);
+        self
+    }
+}
+
+/// A byte range of one file.
+#[derive(Clone, Debug)]
+struct Block {
+    file: usize,
+    start: u64,
+    end: u64,
+}
+
+impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T> {
+    type Item = T;
+    type Reader = JsonLinesReader<T>;
+
+    fn name(&self) -> String {
+        "json-lines-source".to_string()
+    }
+
+    fn reader(&self, worker: usize, parallelism: usize) -> Result<JsonLinesReader<T>> {
+        let mut blocks = Vec::new();
+        let mut index = 0usize;
+        for (file, (_, length)) in self.files.iter().enumerate() {
+            let mut start = 0;
+            while start < *length {
+                let end = (start + self.block_size).min(*length);
+                if index % parallelism == worker {
+                    blocks.push(Block { file, start, end });
+                }
+                index += 1;
+                start = end;
+            }
+        }
+        blocks.reverse();
+        Ok(JsonLinesReader {
+            paths: self.files.iter().map(|(p, _)| p.clone()).collect(),
+            blocks,
+            current: None,
+            line: Vec::with_capacity(1024),
+            bytes_read: 0,
+            dead_letters: self.dead_letters.clone(),
+            dead_letter_count: 0,
+            _type: PhantomData,
+        })
+    }
+}
+
+struct OpenBlock {
+    reader: BufReader<File>,
+    file: usize,
+    offset: u64,
+    end: u64,
+}
+
+/// One worker's share of a [`JsonLinesSource`].
+pub struct JsonLinesReader<T> {
+    paths: Vec<PathBuf>,
+    /// Blocks still to read, last first.
+    blocks: Vec<Block>,
+    current: Option<OpenBlock>,
+    line: Vec<u8>,
+    bytes_read: u64,
+    dead_letters: DeadLetters,
+    dead_letter_count: u64,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> JsonLinesReader<T> {
+    fn open(&mut self, block: Block) -> Result<OpenBlock> {
+        let path = &self.paths[block.file];
+        let shown = || path.display().to_string();
+        let mut file = File::open(path).map_err(|e| Error::io(shown(), e))?;
+        let mut offset = block.start;
+        if block.start > 0 {
+            // The line that starts before this block belongs to the previous one: skip
+            // to the first line that starts at or after `start`.
+            file.seek(SeekFrom::Start(block.start - 1)).map_err(|e| Error::io(shown(), e))?;
+            let mut reader = BufReader::with_capacity(256 << 10, file);
+            let mut skipped = Vec::new();
+            let n = reader.read_until(b'\n', &mut skipped).map_err(|e| Error::io(shown(), e))?;
+            offset = block.start - 1 + n as u64;
+            return Ok(OpenBlock { reader, file: block.file, offset, end: block.end });
+        }
+        Ok(OpenBlock { reader: BufReader::with_capacity(256 << 10, file), file: block.file, offset, end: block.end })
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
+    type Batch = Vec<Record<T>>;
+
+    fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Vec<Record<T>>>> {
+        let mut batch = Vec::with_capacity(max_records);
+        while batch.len() < max_records {
+            let mut open = match self.current.take() {
+                Some(open) => open,
+                None => match self.blocks.pop() {
+                    Some(block) => self.open(block)?,
+                    None => break,
+                },
+            };
+            let mut finished = false;
+            while batch.len() < max_records {
+                if open.offset >= open.end {
+                    finished = true;
+                    break;
+                }
+                self.line.clear();
+                let n = open
+                    .reader
+                    .read_until(b'\n', &mut self.line)
+                    .map_err(|e| Error::io(self.paths[open.file].display().to_string(), e))?;
+                if n == 0 {
+                    finished = true;
+                    break;
+                }
+                let line_offset = open.offset;
+                open.offset += n as u64;
+                self.bytes_read += n as u64;
+                let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                if text.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<T>(text) {
+                    Ok(value) => batch.push(Record { timestamp: MIN_TIMESTAMP, value }),
+                    Err(error) => {
+                        self.dead_letter_count += 1;
+                        self.dead_letters.write(DeadLetter {
+                            source: self.paths[open.file].display().to_string(),
+                            position: format!("byte {line_offset}"),
+                            reason: error.to_string(),
+                            input: String::from_utf8_lossy(text).into_owned(),
+                        })?;
+                    }
+                }
+            }
+            if !finished {
+                self.current = Some(open);
+            }
+        }
+        if batch.is_empty() && self.current.is_none() && self.blocks.is_empty() {
+            self.dead_letters.flush()?;
+            return Ok(SourcePoll::Finished);
+        }
+        Ok(SourcePoll::Batch(batch))
+    }
+
+    fn position(&self) -> u64 {
+        self.bytes_read
+    }
+
+    fn dead_letters(&self) -> u64 {
+        self.dead_letter_count
+    }
+}

@@ -1,0 +1,103 @@
+//! The Nexmark benchmark's auction events, generated on the fly or into memory.
+//!
+//! Events come from the `nexmark` crate's generator; each worker generates every
+//! `parallelism`-th event, so a job sees the same events at any parallelism.
+
+pub use nexmark::config::NexmarkConfig;
+pub use nexmark::event::{Auction, Bid, Event, Person};
+
+use nexmark::EventGenerator;
+use sluice_api::Source;
+use sluice_runtime::{SourcePoll, SourceReader};
+use sluice_types::{Record, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// The event time of a Nexmark event, in milliseconds.
+pub fn event_time(event: &Event) -> i64 {
+    event.timestamp() as i64
+}
+
+/// The first `count` events of the default configuration, in order.
+pub fn generate(count: usize) -> Vec<Event> {
+    EventGenerator::new(NexmarkConfig::default()).take(count).collect()
+}
+
+/// Writes the first `count` events to `path` as JSON lines.
+pub fn write_json_lines(path: &Path, count: usize) -> Result<()> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::create(path).map_err(|e| sluice_types::Error::io(shown.clone(), e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    for event in EventGenerator::new(NexmarkConfig::default()).take(count) {
+        serde_json::to_writer(&mut out, &event)
+            .map_err(|e| sluice_types::Error::io(shown.clone(), std::io::Error::other(e)))?;
+        out.write_all(b"\n").map_err(|e| sluice_types::Error::io(shown.clone(), e))?;
+    }
+    out.flush().map_err(|e| sluice_types::Error::io(shown, e))
+}
+
+/// Generates `events` Nexmark events (timestamped with their event time).
+#[derive(Clone)]
+pub struct NexmarkSource {
+    events: u64,
+    config: NexmarkConfig,
+}
+
+impl NexmarkSource {
+    /// The first `events` events of the default configuration.
+    pub fn new(events: u64) -> Self {
+        NexmarkSource { events, config: NexmarkConfig::default() }
+    }
+
+    /// Uses `config` instead of the default configuration.
+    pub fn config(mut self, config: NexmarkConfig) -> Self {
+        self.config = config;
+        self
+    }
+}
+
+impl Source for NexmarkSource {
+    type Item = Event;
+    type Reader = NexmarkReader;
+
+    fn name(&self) -> String {
+        "nexmark".to_string()
+    }
+
+    fn reader(&self, worker: usize, parallelism: usize) -> Result<NexmarkReader> {
+        let generator =
+            EventGenerator::new(self.config.clone()).with_offset(worker as u64).with_step(parallelism as u64);
+        Ok(NexmarkReader { generator, step: parallelism as u64, next: worker as u64, total: self.events, generated: 0 })
+    }
+}
+
+/// One worker's share of a [`NexmarkSource`].
+pub struct NexmarkReader {
+    generator: EventGenerator,
+    step: u64,
+    next: u64,
+    total: u64,
+    generated: u64,
+}
+
+impl SourceReader for NexmarkReader {
+    type Batch = Vec<Record<Event>>;
+
+    fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Vec<Record<Event>>>> {
+        let mut batch = Vec::with_capacity(max_records);
+        while batch.len() < max_records && self.next < self.total {
+            let Some(event) = self.generator.next() else { break };
+            self.next += self.step;
+            batch.push(Record { timestamp: event_time(&event), value: event });
+        }
+        if batch.is_empty() {
+            return Ok(SourcePoll::Finished);
+        }
+        self.generated += batch.len() as u64;
+        Ok(SourcePoll::Batch(batch))
+    }
+
+    fn position(&self) -> u64 {
+        self.generated
+    }
+}

@@ -1,0 +1,50 @@
+//! Sluice: a stream processing engine, embedded in your program.
+//!
+//! Read events from sources, give them event time, key them, keep state, window and
+//! join them, and write the results — on all cores, in batches, with watermarks.
+//!
+//! ```
+//! use sluice::prelude::*;
+//!
+//! #[derive(Clone, Debug)]
+//! struct Order { customer: u32, total: f64, time: i64 }
+//!
+//! let env = StreamEnvironment::new().parallelism(2);
+//! let out = CollectSink::new();
+//! let orders = vec![
+//!     Order { customer: 1, total: 50.0, time: 1_000 },
+//!     Order { customer: 1, total: 150.0, time: 2_000 },
+//!     Order { customer: 2, total: 300.0, time: 61_000 },
+//! ];
+//! env.source(VecSource::new(orders))
+//!     .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(seconds(5)).with_timestamp(|o: &Order| o.time))
+//!     .filter(|o| o.total > 100.0)
+//!     .key_by(|o| o.customer)
+//!     .window(Tumbling::of(minutes(1)))
+//!     .aggregate(Sum::of(|o: &Order| o.total))
+//!     .map(|r| (r.key, r.window.start, r.value as i64))
+//!     .sink(out.clone());
+//! env.execute()?;
+//! assert_eq!(out.sorted_values(), vec![(1, 0, 150), (2, 60_000, 300)]);
+//! # Ok::<(), sluice::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub use sluice_api::*;
+pub use sluice_connectors as connectors;
+pub use sluice_runtime as runtime;
+pub use sluice_state as state;
+
+pub mod testing;
+
+/// Everything a job usually needs, in one import.
+pub mod prelude {
+    pub use sluice_api::window::{Avg, Collect, Count, Max, Min, Reduce, Session, Sliding, Sum, Tumbling};
+    pub use sluice_api::{
+        days, hours, millis, minutes, seconds, AggregateFunction, CollectSink, Context, Error, KeyedCoProcessFunction,
+        KeyedProcessFunction, KeyedStateStore, OutputTag, Record, ResultKind, Sink, Source, StateDescriptor, StateTtl,
+        Stream, StreamEnvironment, Table, TimeDomain, Timestamp, ValueState, VecSource, WatermarkStrategy, Window,
+        WindowResult,
+    };
+    pub use sluice_connectors::{DeadLetters, JsonLinesSink, JsonLinesSource, StdinSource, StdoutSink};
+}
