@@ -29,6 +29,12 @@ impl<T> VecSource<T> {
         VecSource { partitions: Arc::new(Mutex::new(vec![Some(records)])), spread: true }
     }
 
+    /// Explicit partitions of records that already carry their timestamps; partition `p`
+    /// is read, in order, by worker `p % parallelism`. Nothing is copied.
+    pub fn from_records(partitions: Vec<Vec<Record<T>>>) -> Self {
+        VecSource { partitions: Arc::new(Mutex::new(partitions.into_iter().map(Some).collect())), spread: false }
+    }
+
     /// Explicit partitions: partition `p` is read, in order, by worker `p % parallelism`.
     pub fn partitioned(partitions: Vec<Vec<T>>) -> Self {
         let partitions = partitions

@@ -85,6 +85,14 @@ impl<T: Clone + Send + 'static> Stream<T> {
         self.chain("flat_map", move || FlatMap { f: f.clone(), _types: PhantomData })
     }
 
+    /// Transforms each record and keeps the `Some` results.
+    pub fn filter_map<U: Clone + Send + 'static>(
+        &self,
+        f: impl Fn(T) -> Option<U> + Clone + Send + 'static,
+    ) -> Stream<U> {
+        self.flat_map(f).name("filter_map")
+    }
+
     /// Splits the stream in `outputs` streams; `route` picks each record's output
     /// (values at or beyond `outputs` go to the last one).
     pub fn branch(&self, outputs: usize, route: impl Fn(&T) -> usize + Clone + Send + 'static) -> Vec<Stream<T>> {

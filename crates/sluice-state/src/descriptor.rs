@@ -47,6 +47,13 @@ macro_rules! handle {
 
         impl<$($param),+> Copy for $name<$($param),+> {}
 
+        /// A placeholder until the state is declared in `open`; using it panics.
+        impl<$($param),+> Default for $name<$($param),+> {
+            fn default() -> Self {
+                $name::new(usize::MAX)
+            }
+        }
+
         impl<$($param),+> std::fmt::Debug for $name<$($param),+> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{}#{}", stringify!($name), self.index)

@@ -104,7 +104,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     fn table<T: 'static>(&mut self, index: usize) -> (&mut T, Timestamp) {
-        let slot = &self.slots[index];
+        let slot = self.slots.get(index).expect("state used before it was declared: declare it in `open`");
         let now = self.now(slot.ttl.as_ref());
         let table = self.slots[index]
             .table
