@@ -73,6 +73,9 @@ fn q4(events: impl Iterator<Item = Event>, out: &mut OutcomeBuilder) {
     let mut open: FxHashMap<usize, (usize, u64, u64, Option<usize>)> = FxHashMap::default();
     let mut closing: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     let mut per_category: FxHashMap<usize, (u64, u64)> = FxHashMap::default();
+    // Bids for auctions not generated yet (ids only grow), folded in when they come.
+    let mut early: FxHashMap<usize, Vec<(usize, u64)>> = FxHashMap::default();
+    let mut highest_auction = None;
     let close = |auction: &(usize, u64, u64, Option<usize>), per_category: &mut FxHashMap<usize, (u64, u64)>| {
         if let Some(price) = auction.3 {
             let entry = per_category.entry(auction.0).or_insert((0, 0));
@@ -95,13 +98,23 @@ fn q4(events: impl Iterator<Item = Event>, out: &mut OutcomeBuilder) {
         match event {
             Event::Auction(a) => {
                 closing.entry(a.expires).or_default().push(a.id);
-                open.insert(a.id, (a.category, a.date_time, a.expires, None));
+                highest_auction = highest_auction.max(Some(a.id));
+                let best = early
+                    .remove(&a.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, time)| *time >= a.date_time && *time <= a.expires)
+                    .map(|(price, _)| price)
+                    .max();
+                open.insert(a.id, (a.category, a.date_time, a.expires, best));
             }
             Event::Bid(b) => {
                 if let Some(auction) = open.get_mut(&b.auction) {
                     if b.date_time >= auction.1 && b.date_time <= auction.2 {
                         auction.3 = Some(auction.3.map_or(b.price, |p| p.max(b.price)));
                     }
+                } else if highest_auction.is_none_or(|h| b.auction > h) {
+                    early.entry(b.auction).or_default().push((b.price, b.date_time));
                 }
             }
             Event::Person(_) => {}

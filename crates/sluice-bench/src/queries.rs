@@ -190,6 +190,10 @@ fn q4(events: &Stream<Event>) -> Stream<(usize, u64, u64)> {
         .reduce(|a, b| (a.0, a.1 + b.1, a.2 + b.2))
 }
 
+/// How long a closed auction is remembered (so late bids for it are ignored), and how
+/// long bids for an auction not seen yet are kept, in event time.
+const RETAIN: i64 = 60_000;
+
 /// Tracks the highest bid within an auction's lifetime and emits it when it expires.
 #[derive(Clone, Default)]
 struct WinningBid {
@@ -207,7 +211,8 @@ impl KeyedCoProcessFunction for WinningBid {
     fn open(&mut self, state: &mut KeyedStateStore<usize>) {
         self.auction = state.value(&StateDescriptor::new("auction"));
         self.best = state.value(&StateDescriptor::new("best-price"));
-        self.early = state.list(&StateDescriptor::new("early-bids"));
+        // Bids that arrive before their auction; dropped if it never comes.
+        self.early = state.list(&StateDescriptor::new("early-bids").with_ttl(StateTtl::new(RETAIN).event_time()));
     }
 
     fn process_element1(&mut self, (_, category, opened, expires): Self::In1, ctx: &mut Context<'_, usize, Self::Out>) {
@@ -223,6 +228,7 @@ impl KeyedCoProcessFunction for WinningBid {
         }
         ctx.set_value(self.auction, (category, opened, expires));
         ctx.register_event_time_timer(expires);
+        ctx.register_event_time_timer(expires + RETAIN);
     }
 
     fn process_element2(&mut self, (_, price, time): Self::In2, ctx: &mut Context<'_, usize, Self::Out>) {
@@ -236,13 +242,17 @@ impl KeyedCoProcessFunction for WinningBid {
         }
     }
 
-    fn on_timer(&mut self, _timestamp: Timestamp, _domain: TimeDomain, ctx: &mut Context<'_, usize, Self::Out>) {
-        if let (Some((category, _, _)), Some(price)) = (ctx.value(self.auction), ctx.value(self.best)) {
-            ctx.emit((category, price));
+    fn on_timer(&mut self, timestamp: Timestamp, _domain: TimeDomain, ctx: &mut Context<'_, usize, Self::Out>) {
+        match ctx.value(self.auction) {
+            Some((category, _, expires)) if timestamp == expires => {
+                if let Some(price) = ctx.value(self.best) {
+                    ctx.emit((category, price));
+                }
+                ctx.clear_value(self.best);
+            }
+            // Closed long enough: forget the auction.
+            _ => ctx.clear_value(self.auction),
         }
-        ctx.clear_value(self.auction);
-        ctx.clear_value(self.best);
-        ctx.clear_list(self.early);
     }
 }
 

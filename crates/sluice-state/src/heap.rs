@@ -2,7 +2,7 @@
 
 use crate::{ListTable, MapTable, StateTable, StateTtl, TtlUpdate, ValueTable};
 use rustc_hash::FxHashMap;
-use sluice_types::{Key, Timestamp};
+use sluice_types::{Key, Timestamp, MIN_TIMESTAMP};
 use std::any::Any;
 use std::hash::Hash;
 
@@ -13,7 +13,18 @@ struct Entry<V> {
 }
 
 fn live<V>(entry: &Entry<V>, ttl: Option<&StateTtl>, now: Timestamp) -> bool {
-    ttl.is_none_or(|ttl| !ttl.is_expired(entry.touched, now))
+    // An entry written before the clock started (no watermark yet) counts as written
+    // at the first sweep, below.
+    entry.touched == MIN_TIMESTAMP || ttl.is_none_or(|ttl| !ttl.is_expired(entry.touched, now))
+}
+
+/// Sweep step: keeps live entries and starts the clock of entries written before it ran.
+fn sweep<V>(entry: &mut Entry<V>, ttl: Option<&StateTtl>, now: Timestamp) -> bool {
+    if entry.touched == MIN_TIMESTAMP {
+        entry.touched = now;
+        return true;
+    }
+    live(entry, ttl, now)
 }
 
 fn refresh_on_read(ttl: Option<&StateTtl>) -> bool {
@@ -36,7 +47,7 @@ impl<K, V> HeapValueTable<K, V> {
 impl<K: Key, V: Send + 'static> StateTable<K> for HeapValueTable<K, V> {
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
-        self.entries.retain(|_, e| live(e, ttl.as_ref(), now));
+        self.entries.retain(|_, e| sweep(e, ttl.as_ref(), now));
     }
     fn clear_key(&mut self, key: &K) {
         self.entries.remove(key);
@@ -100,7 +111,7 @@ impl<K: Key, V: Send + 'static> StateTable<K> for HeapListTable<K, V> {
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         self.entries.retain(|_, list| {
-            list.retain(|e| live(e, ttl.as_ref(), now));
+            list.retain_mut(|e| sweep(e, ttl.as_ref(), now));
             !list.is_empty()
         });
     }
@@ -167,7 +178,7 @@ impl<K: Key, UK: Send + 'static, UV: Send + 'static> StateTable<K> for HeapMapTa
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         self.entries.retain(|_, map| {
-            map.retain(|_, e| live(e, ttl.as_ref(), now));
+            map.retain(|_, e| sweep(e, ttl.as_ref(), now));
             !map.is_empty()
         });
     }

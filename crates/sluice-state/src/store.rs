@@ -293,6 +293,20 @@ mod tests {
     }
 
     #[test]
+    fn entries_written_before_the_clock_starts_live_a_full_ttl() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let last = store.value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
+        store.set(last, &1, 1);
+        store.set_time(0, 5_000);
+        assert_eq!(store.get(last, &1), Some(1));
+        store.cleanup_expired();
+        store.set_time(0, 5_099);
+        assert_eq!(store.get(last, &1), Some(1));
+        store.set_time(0, 5_100);
+        assert_eq!(store.get(last, &1), None);
+    }
+
+    #[test]
     fn cleanup_sweeps_expired_keys() {
         let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
         let last = store.value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
