@@ -58,6 +58,25 @@ where
     }
 }
 
+pub(crate) struct FilterMap<T, U, F> {
+    pub f: F,
+    pub _types: PhantomData<fn(T) -> U>,
+}
+
+impl<T: Send + 'static, U: Send + 'static, F: Fn(T) -> Option<U> + Send + 'static> Operator for FilterMap<T, U, F> {
+    type In = Batch<T>;
+    type Out = Batch<U>;
+    fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Batch<U>>) -> Result<()> {
+        let mut emitted = Vec::with_capacity(batch.len());
+        for record in batch {
+            if let Some(value) = (self.f)(record.value) {
+                emitted.push(Record { timestamp: record.timestamp, value });
+            }
+        }
+        out.emit(emitted)
+    }
+}
+
 /// Routes each record to one of several outputs: 0 is the main output, `i > 0` the
 /// side output connected with index `i - 1`.
 pub(crate) struct Branch<T, F> {

@@ -68,19 +68,22 @@ impl<T: Clone + Send + 'static> Source for VecSource<T> {
             }
             *partitions = spread.into_iter().map(Some).collect();
         }
-        let mine: Vec<Record<T>> = partitions
+        // Hand over the partitions themselves: records are moved once, into batches.
+        let mut mine: Vec<std::vec::IntoIter<Record<T>>> = partitions
             .iter_mut()
             .enumerate()
             .filter(|(p, _)| p % parallelism == worker)
-            .flat_map(|(_, records)| records.take().unwrap_or_default())
+            .map(|(_, records)| records.take().unwrap_or_default().into_iter())
             .collect();
-        Ok(VecReader { records: mine.into_iter(), read: 0 })
+        mine.reverse();
+        Ok(VecReader { partitions: mine, read: 0 })
     }
 }
 
 /// One worker's share of a [`VecSource`].
 pub struct VecReader<T> {
-    records: std::vec::IntoIter<Record<T>>,
+    /// Partitions still to read, the current one last.
+    partitions: Vec<std::vec::IntoIter<Record<T>>>,
     read: u64,
 }
 
@@ -88,10 +91,14 @@ impl<T: Send + 'static> SourceReader for VecReader<T> {
     type Batch = Batch<T>;
 
     fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Batch<T>>> {
-        let batch: Batch<T> = self.records.by_ref().take(max_records).collect();
-        if batch.is_empty() {
-            return Ok(SourcePoll::Finished);
-        }
+        let batch: Batch<T> = loop {
+            let Some(current) = self.partitions.last_mut() else { return Ok(SourcePoll::Finished) };
+            let batch: Batch<T> = current.by_ref().take(max_records).collect();
+            if !batch.is_empty() {
+                break batch;
+            }
+            self.partitions.pop();
+        };
         self.read += batch.len() as u64;
         Ok(SourcePoll::Batch(batch))
     }

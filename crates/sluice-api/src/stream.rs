@@ -1,6 +1,6 @@
 //! `Stream`: a stream of records and the operations on it.
 
-use crate::basic::{Branch, Filter, FlatMap, Map};
+use crate::basic::{Branch, Filter, FilterMap, FlatMap, Map};
 use crate::graph::{Batch, SharedGraph};
 use crate::keyed::KeyedStream;
 use crate::process::OutputTag;
@@ -90,7 +90,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
         &self,
         f: impl Fn(T) -> Option<U> + Clone + Send + 'static,
     ) -> Stream<U> {
-        self.flat_map(f).name("filter_map")
+        self.chain("filter_map", move || FilterMap { f: f.clone(), _types: PhantomData })
     }
 
     /// Splits the stream in `outputs` streams; `route` picks each record's output

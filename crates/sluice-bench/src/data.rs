@@ -45,3 +45,80 @@ pub fn partitions_from(events: &[Event], partitions: usize) -> Vec<Vec<Record<Ev
     }
     parts
 }
+
+/// A source that generates each worker's share of the events on the worker's own
+/// thread before any worker starts, and records when they all started: the benchmark
+/// times the engine alone, on records its own threads allocated, as in production.
+#[derive(Clone)]
+pub struct PregeneratedSource {
+    events: usize,
+    start: std::sync::Arc<StartLine>,
+}
+
+/// Where the workers of a [`PregeneratedSource`] wait for each other.
+pub struct StartLine {
+    barrier: std::sync::Barrier,
+    started: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl PregeneratedSource {
+    /// `events` events over `workers` workers.
+    pub fn new(events: usize, workers: usize) -> Self {
+        let start = StartLine { barrier: std::sync::Barrier::new(workers), started: std::sync::Mutex::new(None) };
+        PregeneratedSource { events, start: std::sync::Arc::new(start) }
+    }
+
+    /// When the last worker finished generating and processing started.
+    pub fn started(&self) -> Option<std::time::Instant> {
+        *self.start.started.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl sluice::Source for PregeneratedSource {
+    type Item = Event;
+    type Reader = PregeneratedReader;
+
+    fn name(&self) -> String {
+        "nexmark-in-memory".to_string()
+    }
+
+    fn reader(&self, worker: usize, parallelism: usize) -> sluice::Result<PregeneratedReader> {
+        let share = (self.events + parallelism - 1 - worker) / parallelism;
+        Ok(PregeneratedReader { worker, parallelism, share, records: None, start: self.start.clone() })
+    }
+}
+
+/// One worker's share of a [`PregeneratedSource`].
+pub struct PregeneratedReader {
+    worker: usize,
+    parallelism: usize,
+    share: usize,
+    records: Option<std::vec::IntoIter<Record<Event>>>,
+    start: std::sync::Arc<StartLine>,
+}
+
+impl sluice::runtime::SourceReader for PregeneratedReader {
+    type Batch = Vec<Record<Event>>;
+
+    fn poll(&mut self, max_records: usize) -> sluice::Result<sluice::runtime::SourcePoll<Vec<Record<Event>>>> {
+        use sluice::runtime::SourcePoll;
+        if self.records.is_none() {
+            let generator = sluice::connectors::nexmark::generator(self.worker, self.parallelism);
+            let records: Vec<Record<Event>> =
+                generator.take(self.share).map(|e| Record { timestamp: event_time(&e), value: e }).collect();
+            self.records = Some(records.into_iter());
+            if self.start.barrier.wait().is_leader() {
+                *self.start.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+            }
+        }
+        let batch: Vec<Record<Event>> = self.records.as_mut().map(|r| r.by_ref().take(max_records).collect()).unwrap_or_default();
+        if batch.is_empty() {
+            return Ok(SourcePoll::Finished);
+        }
+        Ok(SourcePoll::Batch(batch))
+    }
+
+    fn position(&self) -> u64 {
+        0
+    }
+}

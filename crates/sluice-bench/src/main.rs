@@ -5,10 +5,15 @@
 //! cargo run --release -p sluice-bench -- --events 5000000 --workers 1,2 --runs 3
 //! ```
 
+/// Worker threads free records that other threads allocated; mimalloc does that
+/// without the cross-thread lock contention of the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use sluice::connectors::nexmark::{Event, NexmarkSource};
 use sluice::connectors::JsonLinesSource;
-use sluice::{StreamEnvironment, VecSource};
+use sluice::StreamEnvironment;
 use sluice_bench::results::Outcome;
 use sluice_bench::{baseline, data, queries, Query};
 use std::io::BufRead;
@@ -43,6 +48,13 @@ struct Args {
     /// Measures peak memory of q5 and q7 over 1M and 10M generated events instead.
     #[arg(long)]
     memory: bool,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Internal: one measurement, `query:input:workers` (workers 0 = the loop), in
+    /// this fresh process; prints the rate and a digest of the outcome.
+    #[arg(long, hide = true)]
+    single: Option<String>,
     /// Internal: run one query over generated events and print the peak RSS.
     #[arg(long, hide = true)]
     probe: Option<String>,
@@ -57,19 +69,19 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn engine_memory(query: Query, events: &[Event], workers: usize) -> sluice::Result<(f64, Outcome)> {
-    let partitions = data::partitions_from(events, workers);
-    let env = StreamEnvironment::new().parallelism(workers);
-    let stream = env.source(VecSource::from_records(partitions));
+fn engine_memory(query: Query, events: usize, workers: usize, batch_size: usize) -> sluice::Result<(f64, Outcome)> {
+    let source = data::PregeneratedSource::new(events, workers);
+    let env = StreamEnvironment::new().parallelism(workers).batch_size(batch_size);
+    let stream = env.source(source.clone());
     let outcome = queries::build(query, &stream);
-    let started = Instant::now();
     env.execute()?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok((events.len() as f64 / seconds, outcome()))
+    let finished = Instant::now();
+    let started = source.started().unwrap_or(finished);
+    Ok((events as f64 / finished.duration_since(started).as_secs_f64(), outcome()))
 }
 
-fn engine_file(query: Query, path: &PathBuf, events: usize, workers: usize) -> sluice::Result<(f64, Outcome)> {
-    let env = StreamEnvironment::new().parallelism(workers);
+fn engine_file(query: Query, path: &PathBuf, events: usize, workers: usize, batch_size: usize) -> sluice::Result<(f64, Outcome)> {
+    let env = StreamEnvironment::new().parallelism(workers).batch_size(batch_size);
     let stream = env.source(JsonLinesSource::<Event>::new(path)?);
     let outcome = queries::build(query, &stream);
     let started = Instant::now();
@@ -78,11 +90,21 @@ fn engine_file(query: Query, path: &PathBuf, events: usize, workers: usize) -> s
     Ok((events as f64 / seconds, outcome()))
 }
 
-fn loop_memory(query: Query, events: &[Event]) -> (f64, Outcome) {
-    let copy = events.to_vec();
-    let started = Instant::now();
-    let outcome = baseline::run(query, copy.into_iter());
-    (events.len() as f64 / started.elapsed().as_secs_f64(), outcome)
+/// The loop generates the events on its thread, then is timed over them, as the
+/// engine's workers are.
+fn loop_memory(query: Query, events: usize) -> (f64, Outcome) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let events = data::events(events);
+                let count = events.len() as f64;
+                let started = Instant::now();
+                let outcome = baseline::run(query, events.into_iter());
+                (count / started.elapsed().as_secs_f64(), outcome)
+            })
+            .join()
+            .expect("loop thread")
+    })
 }
 
 fn loop_file(query: Query, path: &PathBuf, events: usize) -> (f64, Outcome) {
@@ -133,8 +155,62 @@ fn memory_table() -> sluice::Result<()> {
     Ok(())
 }
 
+/// One measurement in this process: events are generated (untimed), then either the
+/// engine or the loop runs over them. Prints `rate count checksum rows-digest`.
+fn single(spec: &str, args: &Args) -> sluice::Result<()> {
+    let bad = || sluice::Error::invalid_job(format!("bad measurement {spec}"));
+    let mut parts = spec.split(':');
+    let query = parts.next().and_then(Query::parse).ok_or_else(bad)?;
+    let input = parts.next().ok_or_else(bad)?;
+    let workers: usize = parts.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+    let (rate, outcome) = match (input, workers) {
+        ("memory", 0) => loop_memory(query, args.events),
+        ("memory", w) => engine_memory(query, args.events, w, args.batch_size)?,
+        ("file", 0) => loop_file(query, &data::json_file(&args.data_dir, args.events)?, args.events),
+        ("file", w) => engine_file(query, &data::json_file(&args.data_dir, args.events)?, args.events, w, args.batch_size)?,
+        _ => return Err(bad()),
+    };
+    let digest = sluice_bench::results::hash_of(&outcome.rows);
+    println!("{rate} {} {} {digest}", outcome.count, outcome.checksum);
+    Ok(())
+}
+
+/// Runs one measurement `runs` times, each in a fresh process so that allocator state
+/// left by one run never slows the next; returns the median rate and the outcome.
+fn measure(args: &Args, query: Query, input: &str, workers: usize) -> sluice::Result<(f64, String)> {
+    let exe = std::env::current_exe().map_err(|e| sluice::Error::io("current exe", e))?;
+    let mut rates = Vec::new();
+    let mut outcomes = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let output = std::process::Command::new(&exe)
+            .args(["--single", &format!("{}:{input}:{workers}", query.name())])
+            .args(["--events", &args.events.to_string(), "--batch-size", &args.batch_size.to_string()])
+            .arg("--data-dir")
+            .arg(&args.data_dir)
+            .output()
+            .map_err(|e| sluice::Error::io("measurement", e))?;
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        if !output.status.success() {
+            return Err(sluice::Error::invalid_job(format!(
+                "measurement {} {input} {workers} failed: {}",
+                query.name(),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        let mut fields = text.split_whitespace();
+        rates.push(fields.next().and_then(|r| r.parse::<f64>().ok()).unwrap_or(0.0));
+        outcomes.push(fields.collect::<Vec<_>>().join(" "));
+    }
+    outcomes.dedup();
+    let outcome = if outcomes.len() == 1 { outcomes.remove(0) } else { format!("unstable: {outcomes:?}") };
+    Ok((median(rates), outcome))
+}
+
 fn main() -> sluice::Result<()> {
     let args = Args::parse();
+    if let Some(spec) = &args.single {
+        return single(spec, &args);
+    }
     if let Some(name) = &args.probe {
         let query = Query::parse(name).ok_or_else(|| sluice::Error::invalid_job(format!("unknown query {name}")))?;
         return probe(query, args.events);
@@ -145,79 +221,38 @@ fn main() -> sluice::Result<()> {
     let queries = parse_list(&args.queries, Query::parse);
     let file_queries = parse_list(&args.file_queries, Query::parse);
     let workers = parse_list(&args.workers, |s| s.parse::<usize>().ok());
-    let (memory, file) = match args.mode.as_str() {
-        "memory" => (true, false),
-        "file" => (false, true),
-        _ => (true, true),
+    let inputs: Vec<&str> = match args.mode.as_str() {
+        "memory" => vec!["memory"],
+        "file" => vec!["file"],
+        _ => vec!["memory", "file"],
     };
+    if inputs.contains(&"file") {
+        data::json_file(&args.data_dir, args.events)?;
+    }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_default();
-    eprintln!("machine: {} cores, {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    eprintln!("machine: {} cores, {cpu}; {} events, batch size {}, median of {} runs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), args.events, args.batch_size, args.runs);
     println!("| query | input | workers | sluice events/s | per worker | loop events/s | sluice / loop | results |");
     println!("|---|---|---:|---:|---:|---:|---:|---|");
-    let events = if memory { data::events(args.events) } else { Vec::new() };
     for &query in &queries {
-        if memory {
-            let mut loop_rates = Vec::new();
-            let mut expected = None;
-            for _ in 0..args.runs {
-                let (rate, outcome) = loop_memory(query, &events);
-                loop_rates.push(rate);
-                expected = Some(outcome);
+        for &input in &inputs {
+            if input == "file" && !file_queries.contains(&query) {
+                continue;
             }
-            let loop_rate = median(loop_rates);
+            let (loop_rate, expected) = measure(&args, query, input, 0)?;
             for &w in &workers {
-                let mut rates = Vec::new();
-                let mut agree = true;
-                for _ in 0..args.runs {
-                    let (rate, outcome) = engine_memory(query, &events, w)?;
-                    rates.push(rate);
-                    agree &= Some(&outcome) == expected.as_ref();
-                }
-                report(query, "memory", w, median(rates), loop_rate, agree, expected.as_ref());
-            }
-        }
-        if file && file_queries.contains(&query) {
-            let path = data::json_file(&args.data_dir, args.events)?;
-            let mut loop_rates = Vec::new();
-            let mut expected = None;
-            for _ in 0..args.runs {
-                let (rate, outcome) = loop_file(query, &path, args.events);
-                loop_rates.push(rate);
-                expected = Some(outcome);
-            }
-            let loop_rate = median(loop_rates);
-            for &w in &workers {
-                let mut rates = Vec::new();
-                let mut agree = true;
-                for _ in 0..args.runs {
-                    let (rate, outcome) = engine_file(query, &path, args.events, w)?;
-                    rates.push(rate);
-                    agree &= Some(&outcome) == expected.as_ref();
-                }
-                report(query, "json file", w, median(rates), loop_rate, agree, expected.as_ref());
+                let (rate, outcome) = measure(&args, query, input, w)?;
+                report(query, if input == "file" { "json file" } else { "memory" }, w, rate, loop_rate, outcome == expected, &expected);
             }
         }
     }
     Ok(())
 }
 
-fn report(
-    query: Query,
-    input: &str,
-    workers: usize,
-    rate: f64,
-    loop_rate: f64,
-    agree: bool,
-    expected: Option<&Outcome>,
-) {
-    let results = expected.map(|o| o.count).unwrap_or(0);
+fn report(query: Query, input: &str, workers: usize, rate: f64, loop_rate: f64, agree: bool, expected: &str) {
+    let results = expected.split_whitespace().next().unwrap_or("?");
     println!(
         "| {} | {} | {} | {:.2}M | {:.2}M | {:.2}M | {:.2} | {} ({}) |",
         query.name(),

@@ -1,5 +1,10 @@
 //! The `sluice` command.
 
+/// Worker threads free records that other threads allocated; mimalloc does that
+/// without the cross-thread lock contention of the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod demo;
 mod progress;
 

@@ -18,9 +18,24 @@ pub fn event_time(event: &Event) -> i64 {
     event.timestamp() as i64
 }
 
-/// The first `count` events of the default configuration, in order.
+/// The time of the first event of [`config`]: 2026-01-01T00:00:00Z.
+pub const BASE_TIME: u64 = 1_767_225_600_000;
+
+/// The standard configuration with a fixed start time, so every run generates the
+/// same events (the generator's own default starts at the current time).
+pub fn config() -> NexmarkConfig {
+    NexmarkConfig { base_time: BASE_TIME, ..NexmarkConfig::default() }
+}
+
+/// The generator of worker `worker` of `parallelism`: events `worker`,
+/// `worker + parallelism`, ... of [`config`].
+pub fn generator(worker: usize, parallelism: usize) -> EventGenerator {
+    EventGenerator::new(config()).with_offset(worker as u64).with_step(parallelism.max(1) as u64)
+}
+
+/// The first `count` events of [`config`], in order.
 pub fn generate(count: usize) -> Vec<Event> {
-    EventGenerator::new(NexmarkConfig::default()).take(count).collect()
+    EventGenerator::new(config()).take(count).collect()
 }
 
 /// Writes the first `count` events to `path` as JSON lines.
@@ -28,7 +43,7 @@ pub fn write_json_lines(path: &Path, count: usize) -> Result<()> {
     let shown = path.display().to_string();
     let file = std::fs::File::create(path).map_err(|e| sluice_types::Error::io(shown.clone(), e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    for event in EventGenerator::new(NexmarkConfig::default()).take(count) {
+    for event in EventGenerator::new(config()).take(count) {
         serde_json::to_writer(&mut out, &event)
             .map_err(|e| sluice_types::Error::io(shown.clone(), std::io::Error::other(e)))?;
         out.write_all(b"\n").map_err(|e| sluice_types::Error::io(shown.clone(), e))?;
@@ -44,9 +59,9 @@ pub struct NexmarkSource {
 }
 
 impl NexmarkSource {
-    /// The first `events` events of the default configuration.
+    /// The first `events` events of [`config`].
     pub fn new(events: u64) -> Self {
-        NexmarkSource { events, config: NexmarkConfig::default() }
+        NexmarkSource { events, config: config() }
     }
 
     /// Uses `config` instead of the default configuration.
