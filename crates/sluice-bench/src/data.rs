@@ -111,7 +111,8 @@ impl sluice::runtime::SourceReader for PregeneratedReader {
                 *self.start.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
             }
         }
-        let batch: Vec<Record<Event>> = self.records.as_mut().map(|r| r.by_ref().take(max_records).collect()).unwrap_or_default();
+        let batch: Vec<Record<Event>> =
+            self.records.as_mut().map(|r| r.by_ref().take(max_records).collect()).unwrap_or_default();
         if batch.is_empty() {
             return Ok(SourcePoll::Finished);
         }

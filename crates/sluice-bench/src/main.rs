@@ -74,13 +74,31 @@ fn engine_memory(query: Query, events: usize, workers: usize, batch_size: usize)
     let env = StreamEnvironment::new().parallelism(workers).batch_size(batch_size);
     let stream = env.source(source.clone());
     let outcome = queries::build(query, &stream);
-    env.execute()?;
+    let result = env.execute()?;
     let finished = Instant::now();
     let started = source.started().unwrap_or(finished);
+    if std::env::var_os("SLUICE_BENCH_VERBOSE").is_some() {
+        for o in &result.metrics.operators {
+            eprintln!(
+                "{:>20} in {:>9} out {:>9} blocked {:>6.3}s",
+                o.name,
+                o.records_in,
+                o.records_out,
+                o.blocked_nanos as f64 / 1e9
+            );
+        }
+        eprintln!("processing took {:.3}s", finished.duration_since(started).as_secs_f64());
+    }
     Ok((events as f64 / finished.duration_since(started).as_secs_f64(), outcome()))
 }
 
-fn engine_file(query: Query, path: &PathBuf, events: usize, workers: usize, batch_size: usize) -> sluice::Result<(f64, Outcome)> {
+fn engine_file(
+    query: Query,
+    path: &PathBuf,
+    events: usize,
+    workers: usize,
+    batch_size: usize,
+) -> sluice::Result<(f64, Outcome)> {
     let env = StreamEnvironment::new().parallelism(workers).batch_size(batch_size);
     let stream = env.source(JsonLinesSource::<Event>::new(path)?);
     let outcome = queries::build(query, &stream);
@@ -167,7 +185,9 @@ fn single(spec: &str, args: &Args) -> sluice::Result<()> {
         ("memory", 0) => loop_memory(query, args.events),
         ("memory", w) => engine_memory(query, args.events, w, args.batch_size)?,
         ("file", 0) => loop_file(query, &data::json_file(&args.data_dir, args.events)?, args.events),
-        ("file", w) => engine_file(query, &data::json_file(&args.data_dir, args.events)?, args.events, w, args.batch_size)?,
+        ("file", w) => {
+            engine_file(query, &data::json_file(&args.data_dir, args.events)?, args.events, w, args.batch_size)?
+        }
         _ => return Err(bad()),
     };
     let digest = sluice_bench::results::hash_of(&outcome.rows);
@@ -231,9 +251,19 @@ fn main() -> sluice::Result<()> {
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    eprintln!("machine: {} cores, {cpu}; {} events, batch size {}, median of {} runs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), args.events, args.batch_size, args.runs);
+    eprintln!(
+        "machine: {} cores, {cpu}; {} events, batch size {}, median of {} runs",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        args.events,
+        args.batch_size,
+        args.runs
+    );
     println!("| query | input | workers | sluice events/s | per worker | loop events/s | sluice / loop | results |");
     println!("|---|---|---:|---:|---:|---:|---:|---|");
     for &query in &queries {
@@ -244,7 +274,15 @@ fn main() -> sluice::Result<()> {
             let (loop_rate, expected) = measure(&args, query, input, 0)?;
             for &w in &workers {
                 let (rate, outcome) = measure(&args, query, input, w)?;
-                report(query, if input == "file" { "json file" } else { "memory" }, w, rate, loop_rate, outcome == expected, &expected);
+                report(
+                    query,
+                    if input == "file" { "json file" } else { "memory" },
+                    w,
+                    rate,
+                    loop_rate,
+                    outcome == expected,
+                    &expected,
+                );
             }
         }
     }
