@@ -3,7 +3,7 @@
 use crate::graph::{Graph, SharedGraph};
 use crate::source::{add_source, Source};
 use crate::Stream;
-use sluice_runtime::{run_tasks, BuildContext, JobSnapshot, MetricsRegistry, RuntimeConfig, Task};
+use sluice_runtime::{run_workers, BuildContext, JobSnapshot, MetricsRegistry, RuntimeConfig, Worker};
 use sluice_state::StateBackendKind;
 use sluice_types::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,17 +84,17 @@ impl StreamEnvironment {
         self.config.validate()?;
         let metrics = MetricsRegistry::default();
         let cancel = Arc::new(AtomicBool::new(false));
-        let tasks = self.instantiate(metrics.clone(), cancel.clone())?;
+        let workers = self.instantiate(metrics.clone(), cancel.clone())?;
         let started = Instant::now();
         let runner_cancel = cancel.clone();
         let runner = std::thread::Builder::new()
             .name("sluice-job".to_string())
-            .spawn(move || run_tasks(tasks, runner_cancel))
+            .spawn(move || run_workers(workers, runner_cancel))
             .map_err(|e| Error::io("thread sluice-job", e))?;
         Ok(JobHandle { metrics, cancel, runner: Some(runner), started })
     }
 
-    fn instantiate(&self, metrics: MetricsRegistry, cancel: Arc<AtomicBool>) -> Result<Vec<Box<dyn Task>>> {
+    fn instantiate(&self, metrics: MetricsRegistry, cancel: Arc<AtomicBool>) -> Result<Vec<Worker>> {
         let graph: &Graph = &self.graph.borrow();
         if graph.roots.is_empty() {
             return Err(Error::invalid_job("the job has no source"));
@@ -107,10 +107,10 @@ impl StreamEnvironment {
             ctx.worker = worker;
             for root in &graph.roots {
                 let task = root(graph, &mut ctx)?;
-                ctx.tasks.push(task);
+                ctx.add_task(task);
             }
         }
-        Ok(std::mem::take(&mut ctx.tasks))
+        Ok(ctx.into_workers())
     }
 }
 

@@ -9,7 +9,7 @@ use crate::two_input::{TwoInputNode, TwoInputOperator};
 use crate::window::{WindowAssigner, WindowedStream};
 use crate::Stream;
 use rustc_hash::FxHashMap;
-use sluice_runtime::exchange::{ChannelSender, HashExchange};
+use sluice_runtime::exchange::HashExchange;
 use sluice_runtime::{BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, UnaryGate};
 use sluice_types::{hash_key, Key, Record, Result};
 use std::marker::PhantomData;
@@ -41,9 +41,7 @@ where
         node,
         Box::new(move |graph, ctx| {
             let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Exchange);
-            let senders = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker)?;
-            let outputs =
-                senders.into_iter().map(|s| ChannelSender::new(s, metrics.clone(), ctx.cancel.clone())).collect();
+            let outputs = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker, &metrics)?;
             let key = key.clone();
             let hash = move |record: &Record<T>| hash_key(&key(&record.value));
             Ok(Box::new(HashExchange::new(outputs, hash, ctx.config.max_parallelism, metrics)))
@@ -77,13 +75,8 @@ where
             let receivers = ctx.edges.take_receivers::<Batch<T>>(edge, ctx.worker)?;
             let out: Output<Batch<U>> = graph.output::<U>(operator, node, ctx)?;
             let chain = Box::new(OperatorNode::new(make(), out));
-            Ok(Box::new(UnaryGate::new(
-                format!("{}-w{}", graph.operator_name(operator), ctx.worker),
-                receivers,
-                chain,
-                ctx.cancel.clone(),
-                ctx.config.tick_interval,
-            )))
+            let name = format!("{}-w{}", graph.operator_name(operator), ctx.worker);
+            Ok(Box::new(UnaryGate::new(name, receivers, chain, ctx.config.tick_interval)))
         }));
         drop(graph);
         self.stream.derive(node)
@@ -250,14 +243,9 @@ where
         let left = ctx.edges.take_receivers::<Batch<T>>(left_edge, ctx.worker)?;
         let right = ctx.edges.take_receivers::<Batch<U>>(right_edge, ctx.worker)?;
         let out = graph.output::<O::Out>(operator, node, ctx)?;
-        Ok(Box::new(BinaryGate::new(
-            format!("{}-w{}", graph.operator_name(operator), ctx.worker),
-            left,
-            right,
-            Box::new(TwoInputNode::new(make(), out)),
-            ctx.cancel.clone(),
-            ctx.config.tick_interval,
-        )))
+        let name = format!("{}-w{}", graph.operator_name(operator), ctx.worker);
+        let target = Box::new(TwoInputNode::new(make(), out));
+        Ok(Box::new(BinaryGate::new(name, left, right, target, ctx.config.tick_interval)))
     }));
     drop(graph);
     left.stream.derive(node)

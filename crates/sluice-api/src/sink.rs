@@ -53,4 +53,7 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
     fn end(&mut self) -> Result<()> {
         self.writer.close()
     }
+    fn backlogged(&mut self) -> Result<bool> {
+        Ok(false)
+    }
 }

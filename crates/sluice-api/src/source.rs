@@ -33,7 +33,6 @@ pub(crate) fn add_source<S: Source>(env: &StreamEnvironment, source: S) -> Strea
             next,
             metrics,
             ctx.config.batch_size,
-            ctx.cancel.clone(),
             ctx.config.tick_interval,
         )))
     }));

@@ -6,7 +6,7 @@ use crate::keyed::KeyedStream;
 use crate::process::OutputTag;
 use crate::sink::{Sink, SinkNode};
 use crate::watermark::{TimestampAssigner, WatermarkAssigner, WatermarkStrategy};
-use sluice_runtime::exchange::{BatchExchange, ChannelSender};
+use sluice_runtime::exchange::BatchExchange;
 use sluice_runtime::{EdgeKind, Operator, OperatorKind, OperatorNode, UnaryGate};
 use sluice_state::StateBackendKind;
 use sluice_types::{Key, Record};
@@ -173,11 +173,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
                 input.node,
                 Box::new(move |graph, ctx| {
                     let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Exchange);
-                    let senders = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker)?;
-                    let outputs = senders
-                        .into_iter()
-                        .map(|s| ChannelSender::new(s, metrics.clone(), ctx.cancel.clone()))
-                        .collect();
+                    let outputs = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker, &metrics)?;
                     Ok(Box::new(BatchExchange::new(outputs, metrics)))
                 }),
             );
@@ -193,7 +189,6 @@ impl<T: Clone + Send + 'static> Stream<T> {
                 format!("{gate_name}-w{}", ctx.worker),
                 receivers,
                 next,
-                ctx.cancel.clone(),
                 ctx.config.tick_interval,
             )))
         }));

@@ -57,4 +57,7 @@ impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoI
         self.out.flush_sides()?;
         self.out.end()
     }
+    fn backlogged(&mut self) -> Result<bool> {
+        self.out.backlogged()
+    }
 }

@@ -184,4 +184,8 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
     fn end(&mut self) -> Result<()> {
         self.out.end()
     }
+
+    fn backlogged(&mut self) -> Result<bool> {
+        self.out.backlogged()
+    }
 }

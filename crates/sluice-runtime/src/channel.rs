@@ -4,10 +4,91 @@
 //! receiving worker) pair, so a receiver can tell its senders apart (each has its own
 //! watermark) and a full channel blocks exactly one sender: backpressure.
 
-use crate::Message;
-use crossbeam_channel::{Receiver, Sender};
+use crate::{Doorbell, Message, OperatorMetrics};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use sluice_types::{Error, Result};
 use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The sending end of one channel. It never blocks: when the channel is full, messages
+/// wait in order in a local queue until the receiver makes room, and the chain reports
+/// itself backlogged so its worker stops feeding it.
+pub struct ChannelSender<B> {
+    sender: Sender<Message<B>>,
+    pending: VecDeque<Message<B>>,
+    receiver_bell: Arc<Doorbell>,
+    metrics: Arc<OperatorMetrics>,
+    blocked_since: Option<Instant>,
+}
+
+impl<B> ChannelSender<B> {
+    /// Sends `message`, or queues it behind earlier ones if the channel is full.
+    pub fn send(&mut self, message: Message<B>) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.pending.push_back(message);
+            return self.flush().map(|_| ());
+        }
+        match self.sender.try_send(message) {
+            Ok(()) => {
+                self.receiver_bell.ring();
+                Ok(())
+            }
+            Err(TrySendError::Full(message)) => {
+                self.pending.push_back(message);
+                self.blocked_since.get_or_insert_with(Instant::now);
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::Cancelled),
+        }
+    }
+
+    /// Sends queued messages while there is room; returns whether some still wait.
+    pub fn flush(&mut self) -> Result<bool> {
+        let mut sent = false;
+        while let Some(message) = self.pending.pop_front() {
+            match self.sender.try_send(message) {
+                Ok(()) => sent = true,
+                Err(TrySendError::Full(message)) => {
+                    self.pending.push_front(message);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(Error::Cancelled),
+            }
+        }
+        if sent {
+            self.receiver_bell.ring();
+        }
+        if self.pending.is_empty() {
+            if let Some(since) = self.blocked_since.take() {
+                self.metrics.add_blocked(since.elapsed().as_nanos() as u64);
+            }
+            Ok(false)
+        } else {
+            self.blocked_since.get_or_insert_with(Instant::now);
+            Ok(true)
+        }
+    }
+}
+
+/// The receiving end of one channel; it wakes the sender when it frees room in a full
+/// channel.
+pub struct ChannelReceiver<B> {
+    receiver: Receiver<Message<B>>,
+    sender_bell: Arc<Doorbell>,
+}
+
+impl<B> ChannelReceiver<B> {
+    /// Takes the next message, if any.
+    pub fn try_recv(&self) -> std::result::Result<Message<B>, TryRecvError> {
+        let message = self.receiver.try_recv()?;
+        if self.receiver.capacity().is_some_and(|c| self.receiver.len() + 1 >= c) {
+            self.sender_bell.ring();
+        }
+        Ok(message)
+    }
+}
 
 /// Identifies an edge of the job graph.
 pub type EdgeId = usize;
@@ -41,12 +122,19 @@ pub struct Edges {
     parallelism: usize,
     capacity: usize,
     slots: Vec<EdgeSlot>,
+    doorbells: Vec<Arc<Doorbell>>,
 }
 
 impl Edges {
     /// No edges yet, for `parallelism` workers and channels of `capacity` batches.
     pub fn new(parallelism: usize, capacity: usize) -> Self {
-        Edges { parallelism, capacity, slots: Vec::new() }
+        let doorbells = (0..parallelism).map(|_| Arc::new(Doorbell::default())).collect();
+        Edges { parallelism, capacity, slots: Vec::new(), doorbells }
+    }
+
+    /// The doorbell of each worker.
+    pub fn doorbells(&self) -> &[Arc<Doorbell>] {
+        &self.doorbells
     }
 
     /// Declares an edge; its channels are made when first asked for.
@@ -93,13 +181,30 @@ impl Edges {
             .ok_or_else(|| Error::invalid_job(format!("internal: edge {edge} used with two record types")))
     }
 
-    /// The senders of worker `from` on `edge`, one per receiving worker (just one for a
-    /// forward edge).
-    pub fn take_senders<B: Send + 'static>(&mut self, edge: EdgeId, from: usize) -> Result<Vec<Sender<Message<B>>>> {
+    /// The senders of worker `from` on `edge`, one per receiving worker in worker order
+    /// (just one for a forward edge), counting blocked time into `metrics`.
+    pub fn take_senders<B: Send + 'static>(
+        &mut self,
+        edge: EdgeId,
+        from: usize,
+        metrics: &Arc<OperatorMetrics>,
+    ) -> Result<Vec<ChannelSender<B>>> {
+        let doorbells = self.doorbells.clone();
         let matrix = self.matrix::<B>(edge)?;
         let row =
             matrix.senders.get_mut(from).ok_or_else(|| Error::invalid_job(format!("internal: no worker {from}")))?;
-        let senders: Vec<_> = row.iter_mut().filter_map(Option::take).collect();
+        let senders: Vec<_> = row
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(to, sender)| sender.take().map(|sender| (to, sender)))
+            .map(|(to, sender)| ChannelSender {
+                sender,
+                pending: VecDeque::new(),
+                receiver_bell: doorbells[to].clone(),
+                metrics: metrics.clone(),
+                blocked_since: None,
+            })
+            .collect();
         if senders.is_empty() {
             return Err(Error::invalid_job(format!("internal: senders of edge {edge} taken twice")));
         }
@@ -107,10 +212,16 @@ impl Edges {
     }
 
     /// The receivers of worker `to` on `edge`, one per sending worker.
-    pub fn take_receivers<B: Send + 'static>(&mut self, edge: EdgeId, to: usize) -> Result<Vec<Receiver<Message<B>>>> {
+    pub fn take_receivers<B: Send + 'static>(&mut self, edge: EdgeId, to: usize) -> Result<Vec<ChannelReceiver<B>>> {
+        let doorbells = self.doorbells.clone();
         let matrix = self.matrix::<B>(edge)?;
-        let receivers: Vec<_> =
-            matrix.receivers.iter_mut().filter_map(|row| row.get_mut(to).and_then(Option::take)).collect();
+        let receivers: Vec<_> = matrix
+            .receivers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(from, row)| row.get_mut(to).and_then(Option::take).map(|r| (from, r)))
+            .map(|(from, receiver)| ChannelReceiver { receiver, sender_bell: doorbells[from].clone() })
+            .collect();
         if receivers.is_empty() {
             return Err(Error::invalid_job(format!("internal: receivers of edge {edge} taken twice")));
         }

@@ -1,53 +1,20 @@
 //! The chain ends that send records to other workers.
 
+pub use crate::channel::ChannelSender;
 use crate::{Message, OperatorMetrics, Push};
-use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
-use sluice_types::{key_group_for_hash, worker_for_key_group, Error, Result, Timestamp};
-use std::sync::atomic::{AtomicBool, Ordering};
+use sluice_types::{key_group_for_hash, worker_for_key_group, Result, Timestamp};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// A channel sender that measures the time it is blocked and gives up when the job is
-/// cancelled.
-pub struct ChannelSender<B> {
-    sender: Sender<Message<B>>,
-    metrics: Arc<OperatorMetrics>,
-    cancel: Arc<AtomicBool>,
+fn broadcast<B>(outputs: &mut [ChannelSender<B>], message: impl Fn() -> Message<B>) -> Result<()> {
+    outputs.iter_mut().try_for_each(|o| o.send(message()))
 }
 
-impl<B> ChannelSender<B> {
-    /// Wraps `sender`, counting blocked time into `metrics`.
-    pub fn new(sender: Sender<Message<B>>, metrics: Arc<OperatorMetrics>, cancel: Arc<AtomicBool>) -> Self {
-        ChannelSender { sender, metrics, cancel }
+fn flush_all<B>(outputs: &mut [ChannelSender<B>]) -> Result<bool> {
+    let mut backlogged = false;
+    for output in outputs {
+        backlogged |= output.flush()?;
     }
-
-    /// Sends `message`, blocking while the channel is full (backpressure).
-    pub fn send(&self, message: Message<B>) -> Result<()> {
-        let mut message = match self.sender.try_send(message) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(message)) => message,
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Cancelled),
-        };
-        let started = Instant::now();
-        let result = loop {
-            match self.sender.send_timeout(message, Duration::from_millis(100)) {
-                Ok(()) => break Ok(()),
-                Err(SendTimeoutError::Timeout(returned)) => {
-                    if self.cancel.load(Ordering::Relaxed) {
-                        break Err(Error::Cancelled);
-                    }
-                    message = returned;
-                }
-                Err(SendTimeoutError::Disconnected(_)) => break Err(Error::Cancelled),
-            }
-        };
-        self.metrics.add_blocked(started.elapsed().as_nanos() as u64);
-        result
-    }
-}
-
-fn broadcast<B>(outputs: &[ChannelSender<B>], message: impl Fn() -> Message<B>) -> Result<()> {
-    outputs.iter().try_for_each(|o| o.send(message()))
+    Ok(backlogged)
 }
 
 /// Sends each record to the worker that owns its key's key group.
@@ -91,7 +58,7 @@ impl<T: Send + 'static, H: Fn(&T) -> u64 + Send> Push<Vec<T>> for HashExchange<T
             let target = worker_for_key_group(group, self.max_parallelism, targets);
             self.buffers[target].push(record);
         }
-        for (output, buffer) in self.outputs.iter().zip(self.buffers.iter_mut()) {
+        for (output, buffer) in self.outputs.iter_mut().zip(self.buffers.iter_mut()) {
             if !buffer.is_empty() {
                 let batch = std::mem::take(buffer);
                 self.metrics.add_out(batch.len());
@@ -102,16 +69,19 @@ impl<T: Send + 'static, H: Fn(&T) -> u64 + Send> Push<Vec<T>> for HashExchange<T
     }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
         self.metrics.set_watermark(watermark);
-        broadcast(&self.outputs, || Message::Watermark(watermark))
+        broadcast(&mut self.outputs, || Message::Watermark(watermark))
     }
     fn idle(&mut self) -> Result<()> {
-        broadcast(&self.outputs, || Message::Idle)
+        broadcast(&mut self.outputs, || Message::Idle)
     }
     fn tick(&mut self, _now: Timestamp) -> Result<()> {
         Ok(())
     }
     fn end(&mut self) -> Result<()> {
-        broadcast(&self.outputs, || Message::End)
+        broadcast(&mut self.outputs, || Message::End)
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        flush_all(&mut self.outputs)
     }
 }
 
@@ -136,23 +106,26 @@ impl<B: crate::Batch> Push<B> for BatchExchange<B> {
         self.metrics.add_out(batch.len());
         let target = self.next % self.outputs.len().max(1);
         self.next = self.next.wrapping_add(1);
-        match self.outputs.get(target) {
+        match self.outputs.get_mut(target) {
             Some(output) => output.send(Message::Data(batch)),
             None => Ok(()),
         }
     }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
         self.metrics.set_watermark(watermark);
-        broadcast(&self.outputs, || Message::Watermark(watermark))
+        broadcast(&mut self.outputs, || Message::Watermark(watermark))
     }
     fn idle(&mut self) -> Result<()> {
-        broadcast(&self.outputs, || Message::Idle)
+        broadcast(&mut self.outputs, || Message::Idle)
     }
     fn tick(&mut self, _now: Timestamp) -> Result<()> {
         Ok(())
     }
     fn end(&mut self) -> Result<()> {
-        broadcast(&self.outputs, || Message::End)
+        broadcast(&mut self.outputs, || Message::End)
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        flush_all(&mut self.outputs)
     }
 }
 
@@ -173,19 +146,22 @@ impl<B: crate::Batch + Clone> Push<B> for BroadcastExchange<B> {
     fn push(&mut self, batch: B) -> Result<()> {
         self.metrics.add_in(batch.len());
         self.metrics.add_out(batch.len() * self.outputs.len());
-        broadcast(&self.outputs, || Message::Data(batch.clone()))
+        broadcast(&mut self.outputs, || Message::Data(batch.clone()))
     }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
         self.metrics.set_watermark(watermark);
-        broadcast(&self.outputs, || Message::Watermark(watermark))
+        broadcast(&mut self.outputs, || Message::Watermark(watermark))
     }
     fn idle(&mut self) -> Result<()> {
-        broadcast(&self.outputs, || Message::Idle)
+        broadcast(&mut self.outputs, || Message::Idle)
     }
     fn tick(&mut self, _now: Timestamp) -> Result<()> {
         Ok(())
     }
     fn end(&mut self) -> Result<()> {
-        broadcast(&self.outputs, || Message::End)
+        broadcast(&mut self.outputs, || Message::End)
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        flush_all(&mut self.outputs)
     }
 }

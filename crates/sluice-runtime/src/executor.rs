@@ -1,17 +1,34 @@
-//! Runs the segment instances of a job on threads and collects the outcome.
+//! Runs a job: one thread per worker, each stepping its segment instances in turn.
 
-use crate::{Edges, MetricsRegistry, RuntimeConfig};
+use crate::{Doorbell, Edges, MetricsRegistry, RuntimeConfig};
 use sluice_types::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-/// A segment instance: a chain root (source or gate) with its chained operators, run to
-/// completion on its own thread.
+/// How long an idle worker sleeps before it looks again (timers, pending sources);
+/// arriving data wakes it sooner through its doorbell.
+const IDLE_WAIT: Duration = Duration::from_millis(2);
+
+/// What one step of a task achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// It did work; step it again soon.
+    Busy,
+    /// Nothing to do now: no input, or its output is backlogged.
+    Waiting,
+    /// It has finished for good.
+    Done,
+}
+
+/// A segment instance: a chain root (source or gate) with its chained operators. Its
+/// worker steps it until it is done; a step does a bounded amount of work and never
+/// blocks, so one thread can run all of a worker's segments without deadlock.
 pub trait Task: Send {
-    /// The thread name, for logs and panics.
+    /// The task's name, for logs and errors.
     fn name(&self) -> &str;
-    /// Runs until the input ends, the job is cancelled or an error occurs.
-    fn run(self: Box<Self>) -> Result<()>;
+    /// Does a bounded amount of work.
+    fn step(&mut self) -> Result<Step>;
 }
 
 /// Everything a job's builder needs to instantiate one worker's operators.
@@ -26,29 +43,86 @@ pub struct BuildContext {
     pub metrics: MetricsRegistry,
     /// Set when the job must stop.
     pub cancel: Arc<AtomicBool>,
-    /// The segment roots built so far, for all workers.
-    pub tasks: Vec<Box<dyn Task>>,
+    /// The segment roots built so far, per worker.
+    pub tasks: Vec<Vec<Box<dyn Task>>>,
 }
 
 impl BuildContext {
     /// A context for a job with `config`, reporting into `metrics`.
     pub fn new(config: RuntimeConfig, metrics: MetricsRegistry, cancel: Arc<AtomicBool>) -> Self {
         let edges = Edges::new(config.parallelism, config.channel_capacity);
-        BuildContext { worker: 0, config, edges, metrics, cancel, tasks: Vec::new() }
+        let tasks = (0..config.parallelism).map(|_| Vec::new()).collect();
+        BuildContext { worker: 0, config, edges, metrics, cancel, tasks }
+    }
+
+    /// Adds a segment root to the current worker.
+    pub fn add_task(&mut self, task: Box<dyn Task>) {
+        self.tasks[self.worker].push(task);
+    }
+
+    /// The worker threads' work: their tasks and doorbells.
+    pub fn into_workers(self) -> Vec<Worker> {
+        let doorbells = self.edges.doorbells().to_vec();
+        self.tasks
+            .into_iter()
+            .zip(doorbells)
+            .enumerate()
+            .map(|(index, (tasks, doorbell))| Worker { index, tasks, doorbell })
+            .collect()
     }
 }
 
-/// Runs `tasks` each on its own thread; returns the first real error (not a
+/// One worker: its segment instances and the doorbell that wakes it.
+pub struct Worker {
+    index: usize,
+    tasks: Vec<Box<dyn Task>>,
+    doorbell: Arc<Doorbell>,
+}
+
+impl Worker {
+    fn run(mut self, cancel: &AtomicBool) -> Result<()> {
+        self.doorbell.bind_current_thread();
+        // Downstream segments were built last: stepping them first drains channels
+        // before sources fill them further.
+        self.tasks.reverse();
+        while !self.tasks.is_empty() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+            let mut busy = false;
+            let mut i = 0;
+            while i < self.tasks.len() {
+                match self.tasks[i].step()? {
+                    Step::Busy => {
+                        busy = true;
+                        i += 1;
+                    }
+                    Step::Waiting => i += 1,
+                    Step::Done => {
+                        busy = true;
+                        self.tasks.remove(i);
+                    }
+                }
+            }
+            if !busy {
+                self.doorbell.wait(IDLE_WAIT);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs each worker on its own thread; returns the first real error (not a
 /// cancellation it caused) once all threads have stopped.
-pub fn run_tasks(tasks: Vec<Box<dyn Task>>, cancel: Arc<AtomicBool>) -> Result<()> {
-    let mut handles = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        let name = task.name().to_string();
+pub fn run_workers(workers: Vec<Worker>, cancel: Arc<AtomicBool>) -> Result<()> {
+    let mut handles = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let name = format!("sluice-worker-{}", worker.index);
         let cancel = cancel.clone();
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                let result = task.run();
+                let result = worker.run(&cancel);
                 if result.is_err() {
                     cancel.store(true, Ordering::Relaxed);
                 }

@@ -1,13 +1,15 @@
 //! Input gates: the roots of chains fed by channels from other workers.
 
-use crate::executor::Task;
+use crate::channel::ChannelReceiver;
+use crate::executor::{Step, Task};
 use crate::push::now_millis;
 use crate::{Message, Push, WatermarkTracker};
-use crossbeam_channel::{Receiver, Select, TryRecvError};
+use crossbeam_channel::TryRecvError;
 use sluice_types::{Error, Result, Timestamp};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Messages a gate handles per step before letting its worker run other tasks.
+const MESSAGES_PER_STEP: usize = 16;
 
 /// What arrived on one channel of a gate with inputs of two types.
 enum Arrived<L, R> {
@@ -16,18 +18,13 @@ enum Arrived<L, R> {
 }
 
 /// A set of channels a gate reads, possibly of different record types.
-trait Inputs {
+trait Inputs: Send {
     type Data;
     fn len(&self) -> usize;
     fn try_recv(&self, i: usize) -> std::result::Result<Message<Self::Data>, TryRecvError>;
-    fn select(
-        &self,
-        live: &[usize],
-        timeout: Duration,
-    ) -> Option<std::result::Result<(usize, Message<Self::Data>), usize>>;
 }
 
-impl<B> Inputs for Vec<Receiver<Message<B>>> {
+impl<B: Send> Inputs for Vec<ChannelReceiver<B>> {
     type Data = B;
     fn len(&self) -> usize {
         Vec::len(self)
@@ -35,20 +32,11 @@ impl<B> Inputs for Vec<Receiver<Message<B>>> {
     fn try_recv(&self, i: usize) -> std::result::Result<Message<B>, TryRecvError> {
         self[i].try_recv()
     }
-    fn select(&self, live: &[usize], timeout: Duration) -> Option<std::result::Result<(usize, Message<B>), usize>> {
-        let mut select = Select::new();
-        for &i in live {
-            select.recv(&self[i]);
-        }
-        let operation = select.select_timeout(timeout).ok()?;
-        let i = live[operation.index()];
-        Some(operation.recv(&self[i]).map(|m| (i, m)).map_err(|_| i))
-    }
 }
 
 struct TwoInputs<L, R> {
-    left: Vec<Receiver<Message<L>>>,
-    right: Vec<Receiver<Message<R>>>,
+    left: Vec<ChannelReceiver<L>>,
+    right: Vec<ChannelReceiver<R>>,
 }
 
 fn lift<T, U>(message: Message<T>, wrap: impl FnOnce(T) -> U) -> Message<U> {
@@ -60,7 +48,7 @@ fn lift<T, U>(message: Message<T>, wrap: impl FnOnce(T) -> U) -> Message<U> {
     }
 }
 
-impl<L, R> Inputs for TwoInputs<L, R> {
+impl<L: Send, R: Send> Inputs for TwoInputs<L, R> {
     type Data = Arrived<L, R>;
     fn len(&self) -> usize {
         self.left.len() + self.right.len()
@@ -73,47 +61,24 @@ impl<L, R> Inputs for TwoInputs<L, R> {
             self.right[i - n].try_recv().map(|m| lift(m, Arrived::Right))
         }
     }
-    fn select(
-        &self,
-        live: &[usize],
-        timeout: Duration,
-    ) -> Option<std::result::Result<(usize, Message<Arrived<L, R>>), usize>> {
-        let n = self.left.len();
-        let mut select = Select::new();
-        for &i in live {
-            if i < n {
-                select.recv(&self.left[i]);
-            } else {
-                select.recv(&self.right[i - n]);
-            }
-        }
-        let operation = select.select_timeout(timeout).ok()?;
-        let i = live[operation.index()];
-        Some(if i < n {
-            operation.recv(&self.left[i]).map(|m| (i, lift(m, Arrived::Left))).map_err(|_| i)
-        } else {
-            operation.recv(&self.right[i - n]).map(|m| (i, lift(m, Arrived::Right))).map_err(|_| i)
-        })
-    }
 }
 
 /// What a gate drives: one chain, or a two-input operator.
-trait GateTarget<D> {
+trait GateTarget<D>: Send {
     fn data(&mut self, data: D) -> Result<()>;
-    fn control(&mut self) -> &mut dyn ControlPush;
-}
-
-/// The control half of [`Push`], shared by one- and two-input targets.
-trait ControlPush {
     fn watermark(&mut self, watermark: Timestamp) -> Result<()>;
     fn idle(&mut self) -> Result<()>;
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     fn end(&mut self) -> Result<()>;
+    fn backlogged(&mut self) -> Result<bool>;
 }
 
 struct Chain<B>(Box<dyn Push<B>>);
 
-impl<B> ControlPush for Chain<B> {
+impl<B> GateTarget<B> for Chain<B> {
+    fn data(&mut self, data: B) -> Result<()> {
+        self.0.push(data)
+    }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
         self.0.watermark(watermark)
     }
@@ -126,14 +91,8 @@ impl<B> ControlPush for Chain<B> {
     fn end(&mut self) -> Result<()> {
         self.0.end()
     }
-}
-
-impl<B> GateTarget<B> for Chain<B> {
-    fn data(&mut self, data: B) -> Result<()> {
-        self.0.push(data)
-    }
-    fn control(&mut self) -> &mut dyn ControlPush {
-        self
+    fn backlogged(&mut self) -> Result<bool> {
+        self.0.backlogged()
     }
 }
 
@@ -151,11 +110,19 @@ pub trait TwoInputPush<L, R>: Send {
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     /// Both inputs ended.
     fn end(&mut self) -> Result<()>;
+    /// Whether the operator's output is backlogged.
+    fn backlogged(&mut self) -> Result<bool>;
 }
 
 struct TwoChain<L, R>(Box<dyn TwoInputPush<L, R>>);
 
-impl<L, R> ControlPush for TwoChain<L, R> {
+impl<L, R> GateTarget<Arrived<L, R>> for TwoChain<L, R> {
+    fn data(&mut self, data: Arrived<L, R>) -> Result<()> {
+        match data {
+            Arrived::Left(batch) => self.0.push_left(batch),
+            Arrived::Right(batch) => self.0.push_right(batch),
+        }
+    }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
         self.0.watermark(watermark)
     }
@@ -168,160 +135,161 @@ impl<L, R> ControlPush for TwoChain<L, R> {
     fn end(&mut self) -> Result<()> {
         self.0.end()
     }
+    fn backlogged(&mut self) -> Result<bool> {
+        self.0.backlogged()
+    }
 }
 
-impl<L, R> GateTarget<Arrived<L, R>> for TwoChain<L, R> {
-    fn data(&mut self, data: Arrived<L, R>) -> Result<()> {
-        match data {
-            Arrived::Left(batch) => self.0.push_left(batch),
-            Arrived::Right(batch) => self.0.push_right(batch),
+/// Reads channels until all have ended, merging their watermarks, and drives a target.
+struct Gate<I, T> {
+    name: String,
+    inputs: I,
+    target: T,
+    tracker: WatermarkTracker,
+    live: Vec<usize>,
+    next_start: usize,
+    tick_interval: Duration,
+    last_tick: Instant,
+    ended: bool,
+}
+
+impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
+    fn new(name: String, inputs: I, target: T, tick_interval: Duration) -> Self {
+        let n = inputs.len();
+        Gate {
+            name,
+            inputs,
+            target,
+            tracker: WatermarkTracker::new(n),
+            live: (0..n).collect(),
+            next_start: 0,
+            tick_interval,
+            last_tick: Instant::now(),
+            ended: false,
         }
     }
-    fn control(&mut self) -> &mut dyn ControlPush {
-        self
-    }
-}
 
-/// Reads every channel until all have ended, merging watermarks, and drives `target`.
-fn run_gate<I: Inputs, T: GateTarget<I::Data>>(
-    inputs: I,
-    target: &mut T,
-    cancel: &AtomicBool,
-    tick_interval: Duration,
-) -> Result<()> {
-    let n = inputs.len();
-    let mut tracker = WatermarkTracker::new(n);
-    let mut live: Vec<usize> = (0..n).collect();
-    let mut next_start = 0;
-    let mut last_tick = Instant::now();
-    while !live.is_empty() {
-        let mut arrived = None;
-        for k in 0..live.len() {
-            let i = live[(next_start + k) % live.len()];
-            match inputs.try_recv(i) {
+    fn receive(&mut self) -> Result<Option<(usize, Message<I::Data>)>> {
+        let n = self.live.len();
+        for k in 0..n {
+            let i = self.live[(self.next_start + k) % n];
+            match self.inputs.try_recv(i) {
                 Ok(message) => {
-                    arrived = Some((i, message));
-                    next_start = (next_start + k + 1) % live.len();
-                    break;
+                    self.next_start = (self.next_start + k + 1) % n;
+                    return Ok(Some((i, message)));
                 }
                 Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => return Err(upstream_failed(cancel)),
+                // The sender's worker stopped without ending the stream: it failed.
+                Err(TryRecvError::Disconnected) => return Err(Error::Cancelled),
             }
         }
-        if arrived.is_none() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled);
+        Ok(None)
+    }
+
+    fn handle(&mut self, i: usize, message: Message<I::Data>) -> Result<()> {
+        match message {
+            Message::Data(data) => {
+                self.tracker.on_data(i);
+                self.target.data(data)
             }
-            match inputs.select(&live, tick_interval) {
-                Some(Ok(message)) => arrived = Some(message),
-                Some(Err(_)) => return Err(upstream_failed(cancel)),
-                None => {}
+            Message::Watermark(w) => match self.tracker.on_watermark(i, w) {
+                Some(advanced) => self.target.watermark(advanced),
+                None => Ok(()),
+            },
+            Message::Idle => {
+                let (advanced, became_idle) = self.tracker.on_idle(i);
+                if let Some(advanced) = advanced {
+                    self.target.watermark(advanced)?;
+                }
+                if became_idle {
+                    self.target.idle()?;
+                }
+                Ok(())
             }
-        }
-        if let Some((i, message)) = arrived {
-            match message {
-                Message::Data(data) => {
-                    tracker.on_data(i);
-                    target.data(data)?;
-                }
-                Message::Watermark(w) => {
-                    if let Some(advanced) = tracker.on_watermark(i, w) {
-                        target.control().watermark(advanced)?;
-                    }
-                }
-                Message::Idle => {
-                    let (advanced, became_idle) = tracker.on_idle(i);
-                    if let Some(advanced) = advanced {
-                        target.control().watermark(advanced)?;
-                    }
-                    if became_idle {
-                        target.control().idle()?;
-                    }
-                }
-                Message::End => {
-                    live.retain(|&j| j != i);
-                    if let Some(advanced) = tracker.on_end(i) {
-                        target.control().watermark(advanced)?;
-                    }
-                    next_start = 0;
+            Message::End => {
+                self.live.retain(|&j| j != i);
+                self.next_start = 0;
+                match self.tracker.on_end(i) {
+                    Some(advanced) => self.target.watermark(advanced),
+                    None => Ok(()),
                 }
             }
-        }
-        if last_tick.elapsed() >= tick_interval {
-            last_tick = Instant::now();
-            target.control().tick(now_millis())?;
         }
     }
-    target.control().end()
-}
 
-fn upstream_failed(cancel: &AtomicBool) -> Error {
-    cancel.store(true, Ordering::Relaxed);
-    Error::Cancelled
+    fn step(&mut self) -> Result<Step> {
+        if self.target.backlogged()? {
+            return Ok(Step::Waiting);
+        }
+        if self.ended {
+            return Ok(Step::Done);
+        }
+        let mut handled = 0;
+        while handled < MESSAGES_PER_STEP && !self.live.is_empty() {
+            let Some((i, message)) = self.receive()? else { break };
+            self.handle(i, message)?;
+            handled += 1;
+            if self.target.backlogged()? {
+                break;
+            }
+        }
+        if self.last_tick.elapsed() >= self.tick_interval {
+            self.last_tick = Instant::now();
+            self.target.tick(now_millis())?;
+        }
+        if self.live.is_empty() {
+            self.ended = true;
+            self.target.end()?;
+            return Ok(if self.target.backlogged()? { Step::Waiting } else { Step::Done });
+        }
+        Ok(if handled > 0 { Step::Busy } else { Step::Waiting })
+    }
 }
 
 /// The root of a chain fed by channels of one record type (a keyed input, a union).
 pub struct UnaryGate<B> {
-    name: String,
-    inputs: Vec<Receiver<Message<B>>>,
-    next: Box<dyn Push<B>>,
-    cancel: Arc<AtomicBool>,
-    tick_interval: Duration,
+    gate: Gate<Vec<ChannelReceiver<B>>, Chain<B>>,
 }
 
-impl<B> UnaryGate<B> {
+impl<B: Send + 'static> UnaryGate<B> {
     /// A gate reading `inputs` into `next`.
-    pub fn new(
-        name: String,
-        inputs: Vec<Receiver<Message<B>>>,
-        next: Box<dyn Push<B>>,
-        cancel: Arc<AtomicBool>,
-        tick_interval: Duration,
-    ) -> Self {
-        UnaryGate { name, inputs, next, cancel, tick_interval }
+    pub fn new(name: String, inputs: Vec<ChannelReceiver<B>>, next: Box<dyn Push<B>>, tick_interval: Duration) -> Self {
+        UnaryGate { gate: Gate::new(name, inputs, Chain(next), tick_interval) }
     }
 }
 
 impl<B: Send + 'static> Task for UnaryGate<B> {
     fn name(&self) -> &str {
-        &self.name
+        &self.gate.name
     }
-    fn run(self: Box<Self>) -> Result<()> {
-        let UnaryGate { inputs, next, cancel, tick_interval, .. } = *self;
-        run_gate(inputs, &mut Chain(next), &cancel, tick_interval)
+    fn step(&mut self) -> Result<Step> {
+        self.gate.step()
     }
 }
 
 /// The root of a two-input operator fed by two sets of channels.
 pub struct BinaryGate<L, R> {
-    name: String,
-    left: Vec<Receiver<Message<L>>>,
-    right: Vec<Receiver<Message<R>>>,
-    target: Box<dyn TwoInputPush<L, R>>,
-    cancel: Arc<AtomicBool>,
-    tick_interval: Duration,
+    gate: Gate<TwoInputs<L, R>, TwoChain<L, R>>,
 }
 
-impl<L, R> BinaryGate<L, R> {
+impl<L: Send + 'static, R: Send + 'static> BinaryGate<L, R> {
     /// A gate reading `left` and `right` into `target`.
     pub fn new(
         name: String,
-        left: Vec<Receiver<Message<L>>>,
-        right: Vec<Receiver<Message<R>>>,
+        left: Vec<ChannelReceiver<L>>,
+        right: Vec<ChannelReceiver<R>>,
         target: Box<dyn TwoInputPush<L, R>>,
-        cancel: Arc<AtomicBool>,
         tick_interval: Duration,
     ) -> Self {
-        BinaryGate { name, left, right, target, cancel, tick_interval }
+        BinaryGate { gate: Gate::new(name, TwoInputs { left, right }, TwoChain(target), tick_interval) }
     }
 }
 
 impl<L: Send + 'static, R: Send + 'static> Task for BinaryGate<L, R> {
     fn name(&self) -> &str {
-        &self.name
+        &self.gate.name
     }
-    fn run(self: Box<Self>) -> Result<()> {
-        let BinaryGate { left, right, target, cancel, tick_interval, .. } = *self;
-        run_gate(TwoInputs { left, right }, &mut TwoChain(target), &cancel, tick_interval)
+    fn step(&mut self) -> Result<Step> {
+        self.gate.step()
     }
 }

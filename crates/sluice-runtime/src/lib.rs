@@ -5,8 +5,11 @@
 //! through the [`Push`] trait, once per batch, inside one thread. A chain starts at a
 //! *segment root*, either a source ([`SourceDriver`]) or an input gate
 //! ([`UnaryGate`], [`BinaryGate`]) that reads bounded channels filled by the exchanges
-//! ([`exchange`]) of the upstream chains. Each segment instance runs on its own thread,
-//! like a Flink task, so a DAG of bounded channels cannot deadlock.
+//! ([`exchange`]) of the upstream chains. Each worker is one thread that steps all its
+//! segment instances in turn ([`Task::step`]). Nothing ever blocks: a full channel
+//! keeps the batch in its sender's queue and the sender's chain reports itself
+//! backlogged, so its worker stops feeding it (backpressure) and runs other segments,
+//! which is why a graph of bounded channels cannot deadlock.
 //!
 //! Data, watermarks, idleness and end-of-stream travel in-band as [`Message`]s, so a
 //! watermark never overtakes the records before it. Checkpoint barriers will travel the
@@ -18,6 +21,7 @@
 mod batch;
 mod channel;
 mod config;
+mod doorbell;
 pub mod exchange;
 mod executor;
 mod gate;
@@ -30,9 +34,10 @@ mod timers;
 mod watermarks;
 
 pub use batch::Batch;
-pub use channel::{EdgeId, EdgeKind, Edges};
+pub use channel::{ChannelReceiver, ChannelSender, EdgeId, EdgeKind, Edges};
 pub use config::RuntimeConfig;
-pub use executor::{run_tasks, BuildContext, Task};
+pub use doorbell::Doorbell;
+pub use executor::{run_workers, BuildContext, Step, Task, Worker};
 pub use gate::{BinaryGate, TwoInputPush, UnaryGate};
 pub use message::Message;
 pub use metrics::{JobSnapshot, MetricsRegistry, OperatorKind, OperatorMetrics, OperatorSnapshot};

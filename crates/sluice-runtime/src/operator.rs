@@ -50,6 +50,8 @@ pub trait SidePort: Send {
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     /// Forwards the end of input.
     fn end(&mut self) -> Result<()>;
+    /// Whether the side output's downstream is backlogged.
+    fn backlogged(&mut self) -> Result<bool>;
 }
 
 struct TypedSidePort<T> {
@@ -81,6 +83,9 @@ impl<T: Send + 'static> SidePort for TypedSidePort<T> {
     }
     fn end(&mut self) -> Result<()> {
         self.next.end()
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        self.next.backlogged()
     }
 }
 
@@ -208,6 +213,15 @@ impl<B: Batch> Output<B> {
         }
         self.next.end()
     }
+
+    /// Whether anything downstream of the main or a side output is backlogged.
+    pub fn backlogged(&mut self) -> Result<bool> {
+        let mut backlogged = self.next.backlogged()?;
+        for port in self.sides.ports() {
+            backlogged |= port.backlogged()?;
+        }
+        Ok(backlogged)
+    }
 }
 
 /// An operator in a chain: counts its input, runs its hooks, forwards control.
@@ -251,6 +265,10 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
         self.out.flush_sides()?;
         self.out.end()
     }
+
+    fn backlogged(&mut self) -> Result<bool> {
+        self.out.backlogged()
+    }
 }
 
 /// Sends every batch to several downstream chains (a stream consumed more than once).
@@ -287,6 +305,13 @@ impl<B: Clone + Send> Push<B> for Tee<B> {
     fn end(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.end())
     }
+    fn backlogged(&mut self) -> Result<bool> {
+        let mut backlogged = false;
+        for output in &mut self.outputs {
+            backlogged |= output.backlogged()?;
+        }
+        Ok(backlogged)
+    }
 }
 
 /// A chain end that drops everything: a stream nobody consumes.
@@ -307,5 +332,8 @@ impl<B: Send> Push<B> for Discard {
     }
     fn end(&mut self) -> Result<()> {
         Ok(())
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        Ok(false)
     }
 }

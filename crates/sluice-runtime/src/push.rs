@@ -16,6 +16,10 @@ pub trait Push<B>: Send {
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     /// The input ended: flush and release everything.
     fn end(&mut self) -> Result<()>;
+    /// Tries to send what exchanges downstream could not send yet (their channel was
+    /// full); returns whether something is still waiting. A worker does not feed a
+    /// chain more input while it is backlogged: that is how backpressure travels.
+    fn backlogged(&mut self) -> Result<bool>;
 }
 
 impl<B, P: Push<B> + ?Sized> Push<B> for Box<P> {
@@ -33,6 +37,9 @@ impl<B, P: Push<B> + ?Sized> Push<B> for Box<P> {
     }
     fn end(&mut self) -> Result<()> {
         (**self).end()
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        (**self).backlogged()
     }
 }
 

@@ -1,10 +1,9 @@
-//! Sources and the driver that pumps them into their chain.
+//! Sources and the task that pumps them into their chain.
 
-use crate::executor::Task;
+use crate::executor::{Step, Task};
 use crate::push::now_millis;
 use crate::{Batch, OperatorMetrics, Push};
-use sluice_types::{Error, Result, MAX_TIMESTAMP};
-use std::sync::atomic::{AtomicBool, Ordering};
+use sluice_types::{Result, MAX_TIMESTAMP};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,8 @@ pub enum SourcePoll<B> {
 pub trait SourceReader: Send {
     /// The batches it produces.
     type Batch: Batch;
-    /// Reads up to `max_records` records.
+    /// Reads up to `max_records` records. It must not block for long: the worker runs
+    /// other tasks between polls.
     fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Self::Batch>>;
     /// Where the reader is: records, lines or bytes read, as the source defines.
     fn position(&self) -> u64;
@@ -34,16 +34,19 @@ pub trait SourceReader: Send {
     }
 }
 
-/// Pumps a source's batches into its chain until the source finishes, then sends the
-/// final watermark (which fires every pending window and timer) and ends the chain.
+/// Pumps a source's batches into its chain, one batch per step, while the chain is not
+/// backlogged; when the source finishes, sends the final watermark (which fires every
+/// pending window and timer) and ends the chain.
 pub struct SourceDriver<S: SourceReader> {
     name: String,
     reader: S,
     next: Box<dyn Push<S::Batch>>,
     metrics: Arc<OperatorMetrics>,
     batch_size: usize,
-    cancel: Arc<AtomicBool>,
     tick_interval: Duration,
+    last_tick: Instant,
+    idle: bool,
+    finished: bool,
 }
 
 impl<S: SourceReader> SourceDriver<S> {
@@ -54,10 +57,24 @@ impl<S: SourceReader> SourceDriver<S> {
         next: Box<dyn Push<S::Batch>>,
         metrics: Arc<OperatorMetrics>,
         batch_size: usize,
-        cancel: Arc<AtomicBool>,
         tick_interval: Duration,
     ) -> Self {
-        SourceDriver { name, reader, next, metrics, batch_size, cancel, tick_interval }
+        SourceDriver {
+            name,
+            reader,
+            next,
+            metrics,
+            batch_size,
+            tick_interval,
+            last_tick: Instant::now(),
+            idle: false,
+            finished: false,
+        }
+    }
+
+    fn report(&self) {
+        self.metrics.set_position(self.reader.position());
+        self.metrics.set_dead_letters(self.reader.dead_letters());
     }
 }
 
@@ -66,41 +83,43 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
         &self.name
     }
 
-    fn run(mut self: Box<Self>) -> Result<()> {
-        let mut last_tick = Instant::now();
-        let mut idle = false;
-        loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled);
-            }
-            match self.reader.poll(self.batch_size)? {
-                SourcePoll::Batch(batch) if batch.is_empty() => {}
-                SourcePoll::Batch(batch) => {
-                    idle = false;
-                    self.metrics.add_out(batch.len());
-                    self.metrics.set_position(self.reader.position());
-                    self.metrics.set_dead_letters(self.reader.dead_letters());
-                    self.next.push(batch)?;
-                }
-                SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
-                SourcePoll::Idle => {
-                    if !idle {
-                        idle = true;
-                        self.next.idle()?;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                SourcePoll::Finished => break,
-            }
-            if last_tick.elapsed() >= self.tick_interval {
-                last_tick = Instant::now();
-                self.next.tick(now_millis())?;
-            }
+    fn step(&mut self) -> Result<Step> {
+        if self.next.backlogged()? {
+            return Ok(Step::Waiting);
         }
-        self.metrics.set_position(self.reader.position());
-        self.metrics.set_dead_letters(self.reader.dead_letters());
-        self.metrics.set_watermark(MAX_TIMESTAMP);
-        self.next.watermark(MAX_TIMESTAMP)?;
-        self.next.end()
+        if self.finished {
+            return Ok(Step::Done);
+        }
+        let step = match self.reader.poll(self.batch_size)? {
+            SourcePoll::Batch(batch) if batch.is_empty() => Step::Busy,
+            SourcePoll::Batch(batch) => {
+                self.idle = false;
+                self.metrics.add_out(batch.len());
+                self.report();
+                self.next.push(batch)?;
+                Step::Busy
+            }
+            SourcePoll::Pending => Step::Waiting,
+            SourcePoll::Idle => {
+                if !self.idle {
+                    self.idle = true;
+                    self.next.idle()?;
+                }
+                Step::Waiting
+            }
+            SourcePoll::Finished => {
+                self.report();
+                self.metrics.set_watermark(MAX_TIMESTAMP);
+                self.next.watermark(MAX_TIMESTAMP)?;
+                self.next.end()?;
+                self.finished = true;
+                return Ok(if self.next.backlogged()? { Step::Waiting } else { Step::Done });
+            }
+        };
+        if self.last_tick.elapsed() >= self.tick_interval {
+            self.last_tick = Instant::now();
+            self.next.tick(now_millis())?;
+        }
+        Ok(step)
     }
 }
