@@ -7,12 +7,15 @@ use sluice_runtime::{SourcePoll, SourceReader};
 use sluice_types::{Record, Result, MIN_TIMESTAMP};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Partitions not yet handed to a reader.
+type Partitions<T> = Arc<Mutex<Vec<Option<Vec<Record<T>>>>>>;
+
 /// A source over records held in memory, split into partitions.
 ///
 /// Each worker reads the partitions `p` with `p % parallelism == worker`, one after the
 /// other. Records are moved out, not copied, so a `VecSource` feeds one run.
 pub struct VecSource<T> {
-    partitions: Arc<Mutex<Vec<Option<Vec<Record<T>>>>>>,
+    partitions: Partitions<T>,
     spread: bool,
 }
 

@@ -155,19 +155,24 @@ fn probe(query: Query, events: usize) -> sluice::Result<()> {
 
 fn memory_table() -> sluice::Result<()> {
     let exe = std::env::current_exe().map_err(|e| sluice::Error::io("current exe", e))?;
-    println!("| query | events | peak RSS | results |");
-    println!("|---|---:|---:|---:|");
+    println!("| query | events | peak RSS (median of 3) | runs | results |");
+    println!("|---|---:|---:|---|---:|");
     for query in [Query::Q5, Query::Q7] {
         for events in [1_000_000usize, 10_000_000] {
-            let output = std::process::Command::new(&exe)
-                .args(["--probe", query.name(), "--events", &events.to_string()])
-                .output()
-                .map_err(|e| sluice::Error::io("probe", e))?;
-            let text = String::from_utf8_lossy(&output.stdout);
-            let mut fields = text.split_whitespace();
-            let rss: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            let results = fields.next().unwrap_or("?");
-            println!("| {} | {} | {:.1} MiB | {} |", query.name(), events, rss as f64 / 1024.0, results);
+            let mut peaks = Vec::new();
+            let mut results = String::new();
+            for _ in 0..3 {
+                let output = std::process::Command::new(&exe)
+                    .args(["--probe", query.name(), "--events", &events.to_string()])
+                    .output()
+                    .map_err(|e| sluice::Error::io("probe", e))?;
+                let text = String::from_utf8_lossy(&output.stdout);
+                let mut fields = text.split_whitespace();
+                peaks.push(fields.next().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0);
+                results = fields.next().unwrap_or("?").to_string();
+            }
+            let runs = peaks.iter().map(|p| format!("{p:.0}")).collect::<Vec<_>>().join(", ");
+            println!("| {} | {} | {:.1} MiB | {} MiB | {} |", query.name(), events, median(peaks), runs, results);
         }
     }
     Ok(())

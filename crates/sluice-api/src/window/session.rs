@@ -108,7 +108,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
                 continue;
             };
             sessions[index].fired = true;
-            let session = if lateness == 0 { sessions.swap_remove(index) } else { sessions.swap_remove(index) };
+            let session = sessions.swap_remove(index);
             let result = self.result(&key, &session, ResultKind::Final);
             self.results.push(result);
             if lateness == 0 {
