@@ -19,6 +19,9 @@ pub struct DemoArgs {
     /// Write results to this JSON lines file instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// When to show the progress line on standard error.
+    #[arg(long, value_enum, default_value_t = progress::ProgressMode::Auto)]
+    progress: progress::ProgressMode,
 }
 
 /// The most-bid auction of one window.
@@ -60,7 +63,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => hot.sink(StdoutSink::new()),
     }
     eprintln!("sluice demo: {} Nexmark events, {parallelism} workers, hot auctions per 10 s window", args.events);
-    let result = progress::follow(env.start()?)?;
+    let result = progress::follow(env.start()?, args.progress)?;
     eprintln!("{}", progress::summary(&result));
     Ok(())
 }

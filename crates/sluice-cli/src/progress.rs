@@ -4,26 +4,47 @@ use sluice::{JobHandle, JobResult, JobSnapshot, OperatorKind, MIN_TIMESTAMP};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// Waits for `job`, redrawing a progress line on standard error when it is a terminal.
-pub fn follow(job: JobHandle) -> sluice::Result<JobResult> {
+/// When to show the progress line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// On a terminal, redrawn in place.
+    Auto,
+    /// Always, one line every 200 ms and a last one at the end (for logs and tests).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Waits for `job`, showing its progress on standard error as `mode` says.
+pub fn follow(job: JobHandle, mode: ProgressMode) -> sluice::Result<JobResult> {
     let terminal = std::io::stderr().is_terminal();
+    let redraw = mode == ProgressMode::Auto && terminal;
+    let lines = mode == ProgressMode::Always;
     let mut last = (Instant::now(), 0u64);
+    let mut show = |snapshot: &JobSnapshot, elapsed: Duration| {
+        let now = Instant::now();
+        let read = snapshot.source_records();
+        let rate = read.saturating_sub(last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
+        last = (now, read);
+        if redraw {
+            eprint!("\r\x1b[2K{}", line(snapshot, rate, elapsed));
+        } else if lines {
+            eprintln!("{}", line(snapshot, rate, elapsed));
+        }
+        let _ = std::io::stderr().flush();
+    };
     while !job.is_finished() {
         std::thread::sleep(Duration::from_millis(200));
-        if terminal {
-            let snapshot = job.snapshot();
-            let now = Instant::now();
-            let read = snapshot.source_records();
-            let rate = (read - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
-            last = (now, read);
-            eprint!("\r\x1b[2K{}", line(&snapshot, rate, job.elapsed()));
-            let _ = std::io::stderr().flush();
-        }
+        show(&job.snapshot(), job.elapsed());
     }
-    if terminal {
+    if redraw {
         eprint!("\r\x1b[2K");
     }
-    job.join()
+    let result = job.join()?;
+    if lines {
+        show(&result.metrics, result.elapsed);
+    }
+    Ok(result)
 }
 
 /// One line: records in and out, rate, watermark, dead letters.

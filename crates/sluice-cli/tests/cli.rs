@@ -1,0 +1,96 @@
+//! End-to-end tests of the `sluice` binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output().expect("the sluice binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_and_version() {
+    let help = sluice(&["--help"]);
+    assert!(help.status.success());
+    assert!(text(&help.stdout).contains("demo"), "{}", text(&help.stdout));
+    let version = sluice(&["--version"]);
+    assert!(version.status.success());
+    assert_eq!(text(&version.stdout).trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));
+}
+
+/// Parses `in N  out M` from a progress line; counts may be shortened (12.3k).
+fn field(line: &str, name: &str) -> String {
+    let mut words = line.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == name {
+            return words.next().unwrap_or_default().to_string();
+        }
+    }
+    panic!("no '{name}' in progress line: {line}");
+}
+
+#[test]
+fn demo_writes_results_and_its_progress_line_reports_the_counters() {
+    let dir = temp_dir("demo");
+    let output = dir.join("hot.jsonl");
+    let run = sluice(&[
+        "demo",
+        "--events",
+        "30000",
+        "--parallelism",
+        "2",
+        "--progress",
+        "always",
+        "--output",
+        output.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let results = std::fs::read_to_string(&output).expect("output written");
+    let rows: Vec<serde_json::Value> = results.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert!(!rows.is_empty(), "no results");
+    assert!(rows.iter().all(|r| r["bids"].as_u64().unwrap_or(0) > 0), "{results}");
+    // The last progress line is drawn from the finished job's counters.
+    let last = stderr.lines().filter(|l| l.contains("watermark")).last().expect("a progress line");
+    assert_eq!(field(last, "in"), "30.0k", "{last}");
+    assert_eq!(field(last, "out"), rows.len().to_string(), "{last}");
+    assert_eq!(field(last, "watermark"), "end", "{last}");
+    assert_eq!(field(last, "letters"), "0", "{last}");
+    let summary = stderr.lines().find(|l| l.starts_with("done:")).expect("a summary line");
+    assert!(summary.contains(&format!("{} results", rows.len())), "{summary}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message_naming_the_problem() {
+    let zero = sluice(&["demo", "--events", "10", "--parallelism", "0"]);
+    assert!(!zero.status.success());
+    assert!(text(&zero.stderr).contains("parallelism must be at least 1"), "{}", text(&zero.stderr));
+
+    let unwritable = sluice(&["generate", "--events", "10", "--output", "/nonexistent-dir/events.jsonl"]);
+    assert!(!unwritable.status.success());
+    assert!(text(&unwritable.stderr).contains("/nonexistent-dir/events.jsonl"), "{}", text(&unwritable.stderr));
+
+    let unknown = sluice(&["no-such-command"]);
+    assert!(!unknown.status.success());
+}
+
+#[test]
+fn generate_writes_nexmark_events() {
+    let dir = temp_dir("generate");
+    let path = dir.join("events.jsonl");
+    let run = sluice(&["generate", "--events", "100", "--output", path.to_str().expect("utf-8 path")]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let lines = std::fs::read_to_string(&path).expect("written");
+    assert_eq!(lines.lines().count(), 100);
+    std::fs::remove_dir_all(dir).ok();
+}
