@@ -53,7 +53,7 @@ fn q3(events: impl Iterator<Item = Event>, out: &mut OutcomeBuilder) {
     let mut waiting: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
     for event in events {
         match event {
-            Event::Person(p) if matches!(p.state.as_str(), "OR" | "ID" | "CA") => {
+            Event::Person(p) if matches!(p.state.as_str(), "or" | "id" | "ca") => {
                 for auction in waiting.remove(&p.id).unwrap_or_default() {
                     out.add(&(p.name.clone(), p.city.clone(), p.state.clone(), auction));
                 }

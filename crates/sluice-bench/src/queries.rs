@@ -124,7 +124,7 @@ pub fn build(query: Query, events: &Stream<Event>) -> Box<dyn FnOnce() -> Outcom
 fn q3(events: &Stream<Event>) -> Stream<(String, String, String, usize)> {
     let persons = events
         .filter_map(|e: Event| match e {
-            Event::Person(p) if matches!(p.state.as_str(), "OR" | "ID" | "CA") => Some((p.id, p.name, p.city, p.state)),
+            Event::Person(p) if matches!(p.state.as_str(), "or" | "id" | "ca") => Some((p.id, p.name, p.city, p.state)),
             _ => None,
         })
         .key_by(|p| p.0);
@@ -190,11 +190,15 @@ fn q4(events: &Stream<Event>) -> Stream<(usize, u64, u64)> {
         .reduce(|a, b| (a.0, a.1 + b.1, a.2 + b.2))
 }
 
-/// How long a closed auction is remembered (so late bids for it are ignored), and how
-/// long bids for an auction not seen yet are kept, in event time.
+/// How long a closed auction is remembered, in event time, so that bids arriving after
+/// it closed are recognised as too late rather than kept as early bids.
 const RETAIN: i64 = 60_000;
 
 /// Tracks the highest bid within an auction's lifetime and emits it when it expires.
+///
+/// Bids may arrive before their auction (they come from another partition). They wait
+/// in state until the watermark passes their own time: by then the auction, which
+/// opened no later than the bid, has arrived if it exists, so the bid can be dropped.
 #[derive(Clone, Default)]
 struct WinningBid {
     auction: ValueState<(usize, i64, i64)>,
@@ -211,8 +215,7 @@ impl KeyedCoProcessFunction for WinningBid {
     fn open(&mut self, state: &mut KeyedStateStore<usize>) {
         self.auction = state.value(&StateDescriptor::new("auction"));
         self.best = state.value(&StateDescriptor::new("best-price"));
-        // Bids that arrive before their auction; dropped if it never comes.
-        self.early = state.list(&StateDescriptor::new("early-bids").with_ttl(StateTtl::new(RETAIN).event_time()));
+        self.early = state.list(&StateDescriptor::new("early-bids"));
     }
 
     fn process_element1(&mut self, (_, category, opened, expires): Self::In1, ctx: &mut Context<'_, usize, Self::Out>) {
@@ -238,7 +241,10 @@ impl KeyedCoProcessFunction for WinningBid {
                     ctx.update_value(self.best, |best| Some(best.map_or(price, |b: usize| b.max(price))));
                 }
             }
-            None => ctx.add_to_list(self.early, (price, time)),
+            None => {
+                ctx.add_to_list(self.early, (price, time));
+                ctx.register_event_time_timer(time);
+            }
         }
     }
 
@@ -250,8 +256,14 @@ impl KeyedCoProcessFunction for WinningBid {
                 }
                 ctx.clear_value(self.best);
             }
-            // Closed long enough: forget the auction.
-            _ => ctx.clear_value(self.auction),
+            Some((_, _, expires)) if timestamp == expires + RETAIN => ctx.clear_value(self.auction),
+            Some(_) => {}
+            None => {
+                // The auction of bids at or before `timestamp` would have arrived.
+                let waiting: Vec<(usize, i64)> =
+                    ctx.list(self.early).into_iter().filter(|(_, t)| *t > timestamp).collect();
+                ctx.replace_list(self.early, waiting);
+            }
         }
     }
 }

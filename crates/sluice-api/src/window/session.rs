@@ -72,6 +72,10 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
             let s = &sessions[i];
             if s.start < merged.end && merged.start < s.end {
                 let s = sessions.swap_remove(i);
+                if !s.fired {
+                    // Its timer is replaced by the merged session's.
+                    self.fire_at.delete(s.end, &key);
+                }
                 merged.start = merged.start.min(s.start);
                 merged.end = merged.end.max(s.end);
                 merged.fired |= s.fired;
