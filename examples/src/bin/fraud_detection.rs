@@ -1,0 +1,49 @@
+//! `fraud-detection`: reads transactions as JSON lines and writes alerts as JSON lines.
+
+use clap::Parser;
+use sluice_examples::fraud::FraudJob;
+use sluice_examples::{report_error, summary};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Alerts on amount spikes and bursts of transactions, per account, in event time.
+#[derive(Parser, Debug)]
+#[command(name = "fraud-detection", version)]
+struct Args {
+    /// Transactions, one {"account", "amount", "time"} object per line (a file, or a
+    /// directory of files).
+    transactions: PathBuf,
+    /// Where to write the alerts, one JSON object per line.
+    alerts: PathBuf,
+    /// Where to write input lines that cannot be read, as JSON lines [default: standard
+    /// error].
+    #[arg(long, value_name = "PATH")]
+    dead_letters: Option<PathBuf>,
+    /// Where to write transactions that arrived more than 30 s late [default: dropped].
+    #[arg(long, value_name = "PATH")]
+    late: Option<PathBuf>,
+    /// Number of workers [default: one per core].
+    #[arg(long)]
+    parallelism: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let job = FraudJob {
+        transactions: args.transactions,
+        alerts: args.alerts,
+        late: args.late,
+        dead_letters: args.dead_letters,
+        parallelism: args.parallelism,
+    };
+    match job.run() {
+        Ok(result) => {
+            println!("{}", summary("fraud-detection", &result));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report_error("fraud-detection", &error);
+            ExitCode::FAILURE
+        }
+    }
+}
