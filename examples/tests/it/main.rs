@@ -5,7 +5,7 @@ mod fraud;
 mod orders;
 mod sample_data;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Every pipeline test runs at these parallelisms...
@@ -22,10 +22,28 @@ pub fn at(seconds: f64) -> i64 {
     T0 + (seconds * 1000.0).round() as i64
 }
 
-/// A fresh, empty directory under the system's temporary directory.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("sluice-examples-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("the temporary directory can be created");
-    dir
+/// A fresh, empty directory under the system's temporary directory, removed when
+/// dropped, so a failing test leaves nothing behind either.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("sluice-examples-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("the temporary directory can be created");
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -1,7 +1,7 @@
 //! The generated sample data, end to end: files in, JSON lines files and dead letters
 //! out, compared with straightforward single-threaded models of the two examples.
 
-use crate::temp_dir;
+use crate::TempDir;
 use serde::de::DeserializeOwned;
 use sluice_examples::fraud::{Alert, AlertKind, FraudJob, Transaction};
 use sluice_examples::generate::{write_samples, SampleConfig, SampleFiles};
@@ -177,7 +177,7 @@ fn check_orders(files: &SampleFiles, out: &Path, parallelism: usize, every_custo
 
 #[test]
 fn generated_sample_data_runs_end_to_end_through_files() {
-    let dir = temp_dir("sample-data");
+    let dir = TempDir::new("sample-data");
     let files = write_samples(&dir.join("input"), &config()).expect("the sample data is written");
     assert_eq!(files.bad_lines, 6);
     for parallelism in [1, 3] {
@@ -186,7 +186,6 @@ fn generated_sample_data_runs_end_to_end_through_files() {
         check_fraud(&files, &out, parallelism);
         check_orders(&files, &out, parallelism, false);
     }
-    std::fs::remove_dir_all(&dir).expect("the temporary directory can be removed");
 }
 
 #[test]
@@ -194,15 +193,14 @@ fn generated_sample_data_runs_end_to_end_through_files() {
             version of orders placed shortly before an update of their customer, see \
             orders::two_orders_before_an_update_both_join_the_old_record"]
 fn orders_are_enriched_exactly_end_to_end() {
-    let dir = temp_dir("sample-orders");
+    let dir = TempDir::new("sample-orders");
     let files = write_samples(&dir.join("input"), &config()).expect("the sample data is written");
     check_orders(&files, &dir, 2, true);
-    std::fs::remove_dir_all(&dir).expect("the temporary directory can be removed");
 }
 
 #[test]
 fn the_binaries_run_on_generated_data_and_print_a_summary() {
-    let dir = temp_dir("binaries");
+    let dir = TempDir::new("binaries");
     let input = dir.join("input");
     let generate = Command::new(env!("CARGO_BIN_EXE_generate-sample-data"))
         .arg(&input)
@@ -237,12 +235,11 @@ fn the_binaries_run_on_generated_data_and_print_a_summary() {
     // Without --dead-letters, the bad lines are reported on standard error.
     let stderr = String::from_utf8_lossy(&orders.stderr);
     assert_eq!(stderr.lines().filter(|l| l.starts_with("dead letter: ")).count(), 3, "{stderr}");
-    std::fs::remove_dir_all(&dir).expect("the temporary directory can be removed");
 }
 
 #[test]
 fn the_binaries_fail_with_a_clear_message() {
-    let dir = temp_dir("errors");
+    let dir = TempDir::new("errors");
     let missing = dir.join("no-such-file.jsonl");
     let fraud = Command::new(env!("CARGO_BIN_EXE_fraud-detection"))
         .arg(&missing)
@@ -258,5 +255,4 @@ fn the_binaries_fail_with_a_clear_message() {
     let usage =
         Command::new(env!("CARGO_BIN_EXE_order-analytics")).arg("orders.jsonl").output().expect("the binary runs");
     assert!(!usage.status.success(), "missing arguments are an error");
-    std::fs::remove_dir_all(&dir).expect("the temporary directory can be removed");
 }
