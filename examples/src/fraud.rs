@@ -121,19 +121,11 @@ impl History {
 }
 
 /// The time to live of an account's history: an account that stays quiet for a day
-/// leaves no state behind. The rules compare event timestamps themselves; the TTL only
-/// bounds the state. (On the wall clock it could drop a history the rules still need
-/// only if the job fell more than a day behind its input.)
-///
-/// The TTL runs on processing time, not event time (`.event_time()`). Event-time TTL is
-/// measured on the operator's watermark, and the watermark can jump far past the
-/// transactions a timer checks: at the end of a bounded input it jumps to the end of
-/// time, so every history written before then reads as expired, and the last
-/// transactions of each account would be checked against nothing. Which histories
-/// that hits depends on how far the watermark got before, so alerts would change with
-/// batching and parallelism.
+/// of event time leaves no state behind. Event-time TTL is timed by the transaction or
+/// timer being processed, so it is deterministic on replay; the rules also compare
+/// event timestamps themselves, so the TTL only bounds the state.
 fn history_ttl() -> StateTtl {
-    StateTtl::new(HISTORY_TTL)
+    StateTtl::new(HISTORY_TTL).event_time()
 }
 
 /// The keyed process function behind [`detect`]: buffers each account's transactions

@@ -60,13 +60,14 @@ impl<F: KeyedCoProcessFunction, KF1, KF2> KeyedCoProcessOperator<F, KF1, KF2> {
 
     fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let processing_time = now_millis();
-        self.state.set_time(processing_time, self.watermark);
+        self.state.set_watermark(self.watermark);
         loop {
             let due = match domain {
                 TimeDomain::EventTime => self.timers.event.pop_due(now),
                 TimeDomain::ProcessingTime => self.timers.processing.pop_due(now),
             };
             let Some((time, key)) = due else { break };
+            self.state.set_time(processing_time, if domain == TimeDomain::EventTime { time } else { MIN_TIMESTAMP });
             let mut ctx = Context {
                 key: &key,
                 timestamp: time,
@@ -87,9 +88,9 @@ impl<F: KeyedCoProcessFunction, KF1, KF2> KeyedCoProcessOperator<F, KF1, KF2> {
 macro_rules! process_side {
     ($self:ident, $batch:ident, $out:ident, $key:ident, $method:ident) => {{
         let processing_time = now_millis();
-        $self.state.set_time(processing_time, $self.watermark);
         for record in $batch {
             let key = ($self.$key)(&record.value);
+            $self.state.set_time(processing_time, record.timestamp);
             let mut ctx = Context {
                 key: &key,
                 timestamp: record.timestamp,

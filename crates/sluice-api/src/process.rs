@@ -261,13 +261,14 @@ impl<F: KeyedProcessFunction, KF> KeyedProcessOperator<F, KF> {
 
     fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) {
         let processing_time = now_millis();
-        self.state.set_time(processing_time, self.watermark);
+        self.state.set_watermark(self.watermark);
         loop {
             let due = match domain {
                 TimeDomain::EventTime => self.timers.event.pop_due(now),
                 TimeDomain::ProcessingTime => self.timers.processing.pop_due(now),
             };
             let Some((time, key)) = due else { break };
+            self.state.set_time(processing_time, if domain == TimeDomain::EventTime { time } else { MIN_TIMESTAMP });
             let mut ctx = Context {
                 key: &key,
                 timestamp: time,
@@ -293,9 +294,9 @@ where
 
     fn process_batch(&mut self, batch: Batch<F::In>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let processing_time = now_millis();
-        self.state.set_time(processing_time, self.watermark);
         for record in batch {
             let key = (self.key)(&record.value);
+            self.state.set_time(processing_time, record.timestamp);
             let mut ctx = Context {
                 key: &key,
                 timestamp: record.timestamp,

@@ -25,29 +25,48 @@ struct Slot<K> {
 
 /// All keyed state of one operator instance, on one worker.
 ///
-/// The store knows the two clocks TTL can use; the operator sets them before each call
-/// into user code.
+/// The store knows the clocks TTL can use; the operator sets them before each call into
+/// user code. Event-time TTL reads and writes are measured at the event time being
+/// processed (the record's or the timer's timestamp); expired entries are swept as the
+/// watermark passes them.
 pub struct KeyedStateStore<K> {
     backend: StateBackendKind,
     slots: Vec<Slot<K>>,
     processing_time: Timestamp,
+    event_time: Timestamp,
     watermark: Timestamp,
 }
 
 impl<K: Key> KeyedStateStore<K> {
     /// An empty store on `backend`.
     pub fn new(backend: StateBackendKind) -> Self {
-        KeyedStateStore { backend, slots: Vec::new(), processing_time: MIN_TIMESTAMP, watermark: MIN_TIMESTAMP }
+        KeyedStateStore {
+            backend,
+            slots: Vec::new(),
+            processing_time: MIN_TIMESTAMP,
+            event_time: MIN_TIMESTAMP,
+            watermark: MIN_TIMESTAMP,
+        }
     }
 
-    /// Sets the clocks TTL reads.
-    pub fn set_time(&mut self, processing_time: Timestamp, watermark: Timestamp) {
+    /// Sets the clocks TTL reads: the wall clock, and the event time being processed
+    /// (the current record's or timer's timestamp).
+    pub fn set_time(&mut self, processing_time: Timestamp, event_time: Timestamp) {
         self.processing_time = processing_time;
-        self.watermark = watermark;
+        self.event_time = event_time;
+    }
+
+    /// Sets the operator's watermark, which drives the sweeps of event-time TTL. The
+    /// final watermark of a bounded input sweeps nothing.
+    pub fn set_watermark(&mut self, watermark: Timestamp) {
+        if watermark != sluice_types::MAX_TIMESTAMP {
+            self.watermark = watermark;
+        }
     }
 
     fn now(&self, ttl: Option<&StateTtl>) -> Timestamp {
         match ttl.map(|t| t.clock) {
+            Some(TtlClock::EventTime) if self.event_time != MIN_TIMESTAMP => self.event_time,
             Some(TtlClock::EventTime) => self.watermark,
             _ => self.processing_time,
         }
@@ -299,11 +318,23 @@ mod tests {
         store.set(last, &1, 1);
         store.set_time(0, 5_000);
         assert_eq!(store.get(last, &1), Some(1));
+        store.set_watermark(5_000);
         store.cleanup_expired();
         store.set_time(0, 5_099);
         assert_eq!(store.get(last, &1), Some(1));
         store.set_time(0, 5_100);
         assert_eq!(store.get(last, &1), None);
+    }
+
+    #[test]
+    fn the_final_watermark_sweeps_nothing() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let last = store.value::<u64>(&StateDescriptor::new("last").with_ttl(StateTtl::new(100).event_time()));
+        store.set_time(0, 1_000);
+        store.set(last, &1, 1);
+        store.set_watermark(sluice_types::MAX_TIMESTAMP);
+        store.cleanup_expired();
+        assert_eq!(store.get(last, &1), Some(1));
     }
 
     #[test]
@@ -314,7 +345,7 @@ mod tests {
         for key in 0..10 {
             store.set(last, &key, key);
         }
-        store.set_time(0, 500);
+        store.set_watermark(500);
         store.cleanup_expired();
         assert_eq!(store.sizes(), vec![("last".to_string(), 0)]);
     }

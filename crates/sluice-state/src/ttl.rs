@@ -18,7 +18,9 @@ pub enum TtlClock {
     /// Wall-clock time (Flink's only option).
     #[default]
     ProcessingTime,
-    /// The operator's watermark: deterministic on replay.
+    /// Event time: reads and writes are timed by the record or timer being processed,
+    /// and expired entries are swept as the watermark passes them. Deterministic on
+    /// replay.
     EventTime,
 }
 

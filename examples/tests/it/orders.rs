@@ -104,10 +104,6 @@ fn a_customer_update_between_two_orders_applies_to_the_second_only() {
 }
 
 #[test]
-#[ignore = "engine bug: TableJoinOperator::on_watermark (sluice-api/src/join/table.rs) prunes a key's \
-            table versions to the new watermark right after joining the key's first pending order, so \
-            a second pending order of that key from before an update finds no version and joins None \
-            when one watermark step passes both orders and the update"]
 fn two_orders_before_an_update_both_join_the_old_record() {
     let customers = [
         customer(7, "Ada", "silver", 0.0),

@@ -189,9 +189,6 @@ fn generated_sample_data_runs_end_to_end_through_files() {
 }
 
 #[test]
-#[ignore = "engine bug: TableJoinOperator::on_watermark (sluice-api/src/join/table.rs) loses the table \
-            version of orders placed shortly before an update of their customer, see \
-            orders::two_orders_before_an_update_both_join_the_old_record"]
 fn orders_are_enriched_exactly_end_to_end() {
     let dir = TempDir::new("sample-orders");
     let files = write_samples(&dir.join("input"), &config()).expect("the sample data is written");

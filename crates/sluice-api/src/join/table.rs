@@ -123,8 +123,10 @@ where
                 if let Some(joined) = (self.join)(&value, self.lookup(&key, timestamp)) {
                     emitted.push(Record { timestamp, value: joined });
                 }
+                // Later pending records of this key are at or after `timestamp`: the
+                // versions before the one valid then are no longer needed.
                 if let Some(versions) = self.versions.get_mut(&key) {
-                    Self::prune(versions, watermark);
+                    Self::prune(versions, timestamp);
                 }
             }
         }

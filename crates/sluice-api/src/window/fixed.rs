@@ -1,7 +1,10 @@
 //! The operator for fixed-size windows (tumbling and sliding).
 //!
-//! Accumulators are kept per window end, then per key: all keys' windows with the same
-//! end fire together when the watermark passes it, which is one ordered-map pop.
+//! Records are aggregated into *panes*: slices of time of `gcd(size, slide)`
+//! milliseconds, one accumulator per key and pane. A window is the union of the
+//! `size / pane` panes it covers, so a record costs one accumulator update however many
+//! sliding windows it belongs to, and a window's result is the merge of its panes'
+//! accumulators when it fires. For tumbling windows a pane is a window.
 
 use super::{AggregateFunction, ResultKind, Window, WindowResult, WindowSettings};
 use crate::graph::Batch;
@@ -9,12 +12,20 @@ use crate::process::TimeDomain;
 use rustc_hash::FxHashMap;
 use sluice_runtime::{now_millis, Operator, Output};
 use sluice_types::{Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 struct Slot<A> {
     acc: A,
     dirty: bool,
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 pub(crate) struct FixedWindowOperator<K, T, KF, A: AggregateFunction<T>> {
@@ -23,10 +34,13 @@ pub(crate) struct FixedWindowOperator<K, T, KF, A: AggregateFunction<T>> {
     size: i64,
     slide: i64,
     offset: i64,
+    pane: i64,
     settings: WindowSettings,
-    /// Open windows by end, then by key.
-    windows: BTreeMap<Timestamp, FxHashMap<K, Slot<A::Acc>>>,
+    /// Accumulators by pane start, then by key.
+    panes: BTreeMap<Timestamp, FxHashMap<K, Slot<A::Acc>>>,
     watermark: Timestamp,
+    /// Windows ending at or before this (plus one) have fired.
+    fired_through: Timestamp,
     early_round: i64,
     results: Vec<Record<WindowResult<K, A::Out>>>,
     _type: PhantomData<fn(T)>,
@@ -40,102 +54,175 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             size,
             slide,
             offset,
+            pane: gcd(size, slide).max(1),
             settings,
-            windows: BTreeMap::new(),
+            panes: BTreeMap::new(),
             watermark: MIN_TIMESTAMP,
+            fired_through: MIN_TIMESTAMP,
             early_round: MIN_TIMESTAMP,
             results: Vec::new(),
             _type: PhantomData,
         }
     }
 
-    fn is_expired(&self, end: Timestamp) -> bool {
+    fn event_time(&self) -> bool {
         self.settings.domain == TimeDomain::EventTime
-            && (end - 1).saturating_add(self.settings.allowed_lateness) <= self.watermark
     }
 
-    fn emit(&mut self, key: &K, end: Timestamp, acc: &A::Acc, kind: ResultKind) {
+    /// Whether the window ending at `end` has fired and will take no more updates.
+    fn is_expired(&self, end: Timestamp) -> bool {
+        self.event_time() && (end - 1).saturating_add(self.settings.allowed_lateness) <= self.watermark
+    }
+
+    /// The ends of the windows containing `timestamp`, latest first.
+    fn window_ends(&self, timestamp: Timestamp) -> impl Iterator<Item = Timestamp> {
+        let (size, slide) = (self.size, self.slide);
+        let last_start = timestamp - (timestamp - self.offset).rem_euclid(slide);
+        (0..)
+            .map(move |i| last_start - i * slide)
+            .take_while(move |start| *start > timestamp - size)
+            .map(move |s| s + size)
+    }
+
+    fn pane_of(&self, timestamp: Timestamp) -> Timestamp {
+        timestamp - (timestamp - self.offset).rem_euclid(self.pane)
+    }
+
+    /// The merged accumulator of `key` over the panes of the window ending at `end`.
+    fn merged(&self, key: &K, end: Timestamp) -> Option<A::Acc> {
+        let mut merged: Option<A::Acc> = None;
+        for (_, slots) in self.panes.range(end - self.size..end) {
+            if let Some(slot) = slots.get(key) {
+                match &mut merged {
+                    Some(acc) => self.function.merge(acc, slot.acc.clone()),
+                    None => merged = Some(slot.acc.clone()),
+                }
+            }
+        }
+        merged
+    }
+
+    fn emit(&mut self, key: K, end: Timestamp, acc: &A::Acc, kind: ResultKind) {
         let window = Window { start: end - self.size, end };
         let value = self.function.result(acc);
-        self.results.push(Record { timestamp: end - 1, value: WindowResult { key: key.clone(), window, value, kind } });
+        self.results.push(Record { timestamp: end - 1, value: WindowResult { key, window, value, kind } });
     }
 
+    /// Adds a record to its pane; returns false when every window it belongs to has
+    /// expired (the record is late).
     fn add(&mut self, key: &K, timestamp: Timestamp, value: &T) -> bool {
-        let last_start = timestamp - (timestamp - self.offset).rem_euclid(self.slide);
-        let mut start = last_start;
-        let mut assigned = false;
-        while start > timestamp - self.size {
-            let end = start + self.size;
-            start -= self.slide;
+        let mut live = false;
+        let mut fired = Vec::new();
+        for end in self.window_ends(timestamp) {
             if self.is_expired(end) {
                 continue;
             }
-            assigned = true;
-            let fired = self.settings.domain == TimeDomain::EventTime && end - 1 <= self.watermark;
-            let slots = self.windows.entry(end).or_default();
-            let slot = match slots.get_mut(key) {
-                Some(slot) => slot,
-                None => slots.entry(key.clone()).or_insert(Slot { acc: self.function.create(), dirty: false }),
-            };
-            self.function.add(&mut slot.acc, value);
-            slot.dirty = true;
-            if fired {
-                let acc = slot.acc.clone();
-                self.emit(key, end, &acc, ResultKind::Update);
+            live = true;
+            if self.event_time() && end - 1 <= self.watermark {
+                fired.push(end);
             }
         }
-        assigned
+        if !live {
+            return false;
+        }
+        let pane = self.pane_of(timestamp);
+        let slots = self.panes.entry(pane).or_default();
+        let slot = match slots.get_mut(key) {
+            Some(slot) => slot,
+            None => slots.entry(key.clone()).or_insert(Slot { acc: self.function.create(), dirty: false }),
+        };
+        self.function.add(&mut slot.acc, value);
+        slot.dirty = true;
+        // A late record within the allowed lateness corrects windows that already fired.
+        for end in fired {
+            if let Some(acc) = self.merged(key, end) {
+                self.emit(key.clone(), end, &acc, ResultKind::Update);
+            }
+        }
+        true
     }
 
-    /// Fires windows whose end passed `time`, emits early results, drops expired state.
-    fn advance(&mut self, previous: Timestamp, time: Timestamp) {
+    /// The ends of windows that contain a pane and satisfy `wanted`, in order.
+    fn ends_of_panes(&self, wanted: impl Fn(Timestamp) -> bool) -> BTreeSet<Timestamp> {
+        let mut ends = BTreeSet::new();
+        for &pane in self.panes.keys() {
+            for end in self.window_ends(pane) {
+                if wanted(end) {
+                    ends.insert(end);
+                }
+            }
+        }
+        ends
+    }
+
+    /// Emits the merged result of the window ending at `end` for every key, or, with
+    /// `only_dirty`, for the keys updated since the last early firing.
+    fn fire(&mut self, end: Timestamp, kind: ResultKind, only_dirty: bool) {
+        let mut merged: FxHashMap<K, (A::Acc, bool)> = FxHashMap::default();
+        for (_, slots) in self.panes.range(end - self.size..end) {
+            for (key, slot) in slots {
+                match merged.get_mut(key) {
+                    Some((acc, dirty)) => {
+                        self.function.merge(acc, slot.acc.clone());
+                        *dirty |= slot.dirty;
+                    }
+                    None => {
+                        merged.insert(key.clone(), (slot.acc.clone(), slot.dirty));
+                    }
+                }
+            }
+        }
+        for (key, (acc, dirty)) in merged {
+            if dirty || !only_dirty {
+                self.emit(key, end, &acc, kind);
+            }
+        }
+    }
+
+    /// Fires windows whose end passed `time`, emits early results, drops expired panes.
+    fn advance(&mut self, time: Timestamp) {
+        let previous = self.fired_through;
+        if time <= previous {
+            return;
+        }
+        self.fired_through = time;
         if let Some(interval) = self.settings.early_interval {
             let round = time.div_euclid(interval);
             if round > self.early_round && time != MAX_TIMESTAMP {
                 self.early_round = round;
-                let open: Vec<Timestamp> = self.windows.range(time.saturating_add(2)..).map(|(end, _)| *end).collect();
+                let open = self.ends_of_panes(|end| end - 1 > time);
                 for end in open {
-                    let dirty: Vec<(K, A::Acc)> = self.windows[&end]
-                        .iter()
-                        .filter(|(_, s)| s.dirty)
-                        .map(|(k, s)| (k.clone(), s.acc.clone()))
-                        .collect();
-                    for (key, acc) in dirty {
-                        self.emit(&key, end, &acc, ResultKind::Early);
-                    }
-                    if let Some(slots) = self.windows.get_mut(&end) {
-                        slots.values_mut().for_each(|s| s.dirty = false);
-                    }
+                    self.fire(end, ResultKind::Early, true);
+                }
+                for slots in self.panes.values_mut() {
+                    slots.values_mut().for_each(|s| s.dirty = false);
                 }
             }
         }
         // Windows with previous < end - 1 <= time are due now.
-        let due: Vec<Timestamp> =
-            self.windows.range(previous.saturating_add(2)..=time.saturating_add(1)).map(|(end, _)| *end).collect();
-        let lateness = self.settings.allowed_lateness;
+        let due = self.ends_of_panes(|end| end - 1 > previous && end - 1 <= time);
+        let tumbling_without_lateness = self.pane == self.size && self.settings.allowed_lateness == 0;
         for end in due {
-            let purge = lateness == 0 || (end - 1).saturating_add(lateness) <= time;
-            if purge {
-                if let Some(slots) = self.windows.remove(&end) {
+            if tumbling_without_lateness {
+                // The window's only pane is dropped right after: move, do not copy.
+                if let Some(slots) = self.panes.remove(&(end - self.size)) {
                     for (key, slot) in slots {
-                        self.emit(&key, end, &slot.acc, ResultKind::Final);
+                        self.emit(key, end, &slot.acc, ResultKind::Final);
                     }
                 }
-            } else if let Some(slots) = self.windows.remove(&end) {
-                for (key, slot) in &slots {
-                    self.emit(key, end, &slot.acc, ResultKind::Final);
-                }
-                self.windows.insert(end, slots);
+            } else {
+                self.fire(end, ResultKind::Final, false);
             }
         }
-        if lateness > 0 {
-            let limit = time.saturating_sub(lateness).saturating_add(1);
-            while let Some(entry) = self.windows.first_entry() {
-                if *entry.key() <= limit && (*entry.key() - 1).saturating_add(lateness) <= time {
-                    entry.remove();
-                } else {
-                    break;
-                }
+        // A pane is needed until the last window containing it expires.
+        let lateness = if self.event_time() { self.settings.allowed_lateness } else { 0 };
+        while let Some(entry) = self.panes.first_entry() {
+            let pane = *entry.key();
+            let last_end = pane - (pane - self.offset).rem_euclid(self.slide) + self.size;
+            if (last_end - 1).saturating_add(lateness) <= time {
+                entry.remove();
+            } else {
+                break;
             }
         }
     }
@@ -166,12 +253,11 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
-        let previous = self.watermark;
         self.watermark = watermark;
         match self.settings.domain {
-            TimeDomain::EventTime => self.advance(previous, watermark),
+            TimeDomain::EventTime => self.advance(watermark),
             // The end of a bounded input fires processing-time windows too.
-            TimeDomain::ProcessingTime if watermark == MAX_TIMESTAMP => self.advance(MIN_TIMESTAMP, MAX_TIMESTAMP),
+            TimeDomain::ProcessingTime if watermark == MAX_TIMESTAMP => self.advance(MAX_TIMESTAMP),
             TimeDomain::ProcessingTime => {}
         }
         out.emit(std::mem::take(&mut self.results))
@@ -179,7 +265,7 @@ where
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
         if self.settings.domain == TimeDomain::ProcessingTime {
-            self.advance(MIN_TIMESTAMP, now);
+            self.advance(now);
             out.emit(std::mem::take(&mut self.results))?;
         }
         Ok(())
