@@ -1,0 +1,15 @@
+//! Integration tests of Sluice's typed API, in one test binary.
+//!
+//! - `model`: a naive single-threaded reference model of windows, joins and a keyed
+//!   process function with timers, with the engine's event-time semantics.
+//! - `properties`: random inputs with disorder and late data give the same results at
+//!   every parallelism and batch size, equal to the model's.
+//! - `counters`: operator counters and backpressure time.
+//! - `dead_letters`: unreadable input lines go to the dead letters, with the reason.
+//! - `api`: one small example per method of the DSL.
+
+mod api;
+mod counters;
+mod dead_letters;
+mod model;
+mod properties;
