@@ -19,17 +19,17 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "tests (unit, integration, property, end-to-end)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast
+    cargo nextest run --workspace --all-features --locked --no-fail-fast
 else
-    cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+    cargo test --workspace --all-features --locked --no-fail-fast --lib --bins --tests
 fi
 
 step "doc tests"
-cargo test --workspace --locked --doc
+cargo test --workspace --all-features --locked --doc
 
 step "docs build without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet

@@ -9,7 +9,7 @@ use crate::two_input::{TwoInputNode, TwoInputOperator};
 use crate::window::{WindowAssigner, WindowedStream};
 use crate::Stream;
 use rustc_hash::FxHashMap;
-use sluice_runtime::exchange::HashExchange;
+use sluice_runtime::exchange::{HashExchange, VecPartitioner};
 use sluice_runtime::{BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, UnaryGate};
 use sluice_types::{hash_key, Key, Record, Result};
 use std::marker::PhantomData;
@@ -43,8 +43,8 @@ where
             let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Exchange);
             let outputs = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker, &metrics)?;
             let key = key.clone();
-            let hash = move |record: &Record<T>| hash_key(&key(&record.value));
-            Ok(Box::new(HashExchange::new(outputs, hash, ctx.config.max_parallelism, metrics)))
+            let partitioner = VecPartitioner::new(move |record: &Record<T>| hash_key(&key(&record.value)));
+            Ok(Box::new(HashExchange::new(outputs, partitioner, ctx.config.max_parallelism, metrics)))
         }),
     );
     edge

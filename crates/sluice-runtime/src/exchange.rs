@@ -17,52 +17,95 @@ fn flush_all<B>(outputs: &mut [ChannelSender<B>]) -> Result<bool> {
     Ok(backlogged)
 }
 
-/// Sends each record to the worker that owns its key's key group.
-pub struct HashExchange<T, H> {
-    outputs: Vec<ChannelSender<Vec<T>>>,
-    buffers: Vec<Vec<T>>,
-    hash: H,
+/// Maps key hashes to workers: hash -> key group -> the worker owning the group.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRouter {
     max_parallelism: u16,
-    metrics: Arc<OperatorMetrics>,
+    targets: usize,
 }
 
-impl<T, H: Fn(&T) -> u64> HashExchange<T, H> {
-    /// An exchange over `outputs` (one per worker, in worker order) routing by `hash`.
-    pub fn new(
-        outputs: Vec<ChannelSender<Vec<T>>>,
-        hash: H,
-        max_parallelism: u16,
-        metrics: Arc<OperatorMetrics>,
-    ) -> Self {
-        let buffers = outputs.iter().map(|_| Vec::new()).collect();
-        HashExchange { outputs, buffers, hash, max_parallelism, metrics }
+impl KeyRouter {
+    /// A router over `targets` workers and `max_parallelism` key groups.
+    pub fn new(max_parallelism: u16, targets: usize) -> Self {
+        KeyRouter { max_parallelism, targets }
+    }
+
+    /// The number of workers.
+    pub fn targets(&self) -> usize {
+        self.targets
+    }
+
+    /// The worker that owns the key with this hash.
+    pub fn target(&self, hash: u64) -> usize {
+        worker_for_key_group(key_group_for_hash(hash, self.max_parallelism), self.max_parallelism, self.targets)
     }
 }
 
-impl<T: Send + 'static, H: Fn(&T) -> u64 + Send> Push<Vec<T>> for HashExchange<T, H> {
-    fn push(&mut self, batch: Vec<T>) -> Result<()> {
+/// Splits a batch by key for a [`HashExchange`]. The typed API splits `Vec`s of records
+/// ([`VecPartitioner`]); the SQL layer splits Arrow record batches by key columns.
+pub trait Partitioner<B>: Send {
+    /// One batch per target worker, in worker order (empty ones are not sent).
+    fn partition(&mut self, batch: B, router: &KeyRouter) -> Result<Vec<B>>;
+}
+
+/// Splits a `Vec` of records by the hash of each record's key.
+pub struct VecPartitioner<H> {
+    hash: H,
+}
+
+impl<H> VecPartitioner<H> {
+    /// Partitions by `hash`, the stable hash of a record's key.
+    pub fn new(hash: H) -> Self {
+        VecPartitioner { hash }
+    }
+}
+
+impl<T: Send, H: Fn(&T) -> u64 + Send> Partitioner<Vec<T>> for VecPartitioner<H> {
+    fn partition(&mut self, batch: Vec<T>, router: &KeyRouter) -> Result<Vec<Vec<T>>> {
+        let targets = router.targets();
+        let expected = batch.len() / targets.max(1) + 16;
+        let mut parts: Vec<Vec<T>> = (0..targets).map(|_| Vec::with_capacity(expected)).collect();
+        for record in batch {
+            parts[router.target((self.hash)(&record))].push(record);
+        }
+        Ok(parts)
+    }
+}
+
+/// Sends each record to the worker that owns its key's key group.
+pub struct HashExchange<B, P> {
+    outputs: Vec<ChannelSender<B>>,
+    partitioner: P,
+    router: KeyRouter,
+    metrics: Arc<OperatorMetrics>,
+}
+
+impl<B, P> HashExchange<B, P> {
+    /// An exchange over `outputs` (one per worker, in worker order) splitting batches
+    /// with `partitioner`.
+    pub fn new(
+        outputs: Vec<ChannelSender<B>>,
+        partitioner: P,
+        max_parallelism: u16,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Self {
+        let router = KeyRouter::new(max_parallelism, outputs.len());
+        HashExchange { outputs, partitioner, router, metrics }
+    }
+}
+
+impl<B: crate::Batch, P: Partitioner<B>> Push<B> for HashExchange<B, P> {
+    fn push(&mut self, batch: B) -> Result<()> {
         self.metrics.add_in(batch.len());
-        let targets = self.outputs.len();
-        if targets == 1 {
+        if self.outputs.len() == 1 {
             self.metrics.add_out(batch.len());
             return self.outputs[0].send(Message::Data(batch));
         }
-        let expected = batch.len() / targets + 16;
-        for buffer in &mut self.buffers {
-            if buffer.capacity() == 0 {
-                buffer.reserve(expected);
-            }
-        }
-        for record in batch {
-            let group = key_group_for_hash((self.hash)(&record), self.max_parallelism);
-            let target = worker_for_key_group(group, self.max_parallelism, targets);
-            self.buffers[target].push(record);
-        }
-        for (output, buffer) in self.outputs.iter_mut().zip(self.buffers.iter_mut()) {
-            if !buffer.is_empty() {
-                let batch = std::mem::take(buffer);
-                self.metrics.add_out(batch.len());
-                output.send(Message::Data(batch))?;
+        let parts = self.partitioner.partition(batch, &self.router)?;
+        for (output, part) in self.outputs.iter_mut().zip(parts) {
+            if !part.is_empty() {
+                self.metrics.add_out(part.len());
+                output.send(Message::Data(part))?;
             }
         }
         Ok(())

@@ -18,6 +18,8 @@
 //!
 //! The runtime knows nothing of SQL, Kafka, HTTP, files or tokio.
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod batch;
 mod channel;
 mod config;
