@@ -644,3 +644,62 @@ fn a_named_operator_shows_its_name_in_the_counters() {
     let named = result.metrics.operator("big-only").expect("the filter is named big-only");
     assert_eq!((named.records_in, named.records_out), (3, 2));
 }
+
+#[test]
+fn invalid_settings_are_rejected_with_their_name() {
+    let cases: [(StreamEnvironment, &str); 3] = [
+        (StreamEnvironment::new().parallelism(4).max_parallelism(2), "maximum parallelism"),
+        (StreamEnvironment::new().parallelism(1).batch_size(0), "batch size"),
+        (StreamEnvironment::new().parallelism(1).channel_capacity(0), "channel capacity"),
+    ];
+    for (env, problem) in cases {
+        env.source(VecSource::new(vec![1])).sink(CollectSink::new());
+        let error = env.execute().expect_err("an invalid setting fails the job");
+        assert!(matches!(error, Error::InvalidJob { .. }), "{error:?}");
+        assert!(error.to_string().contains(problem), "{error} does not name {problem}");
+    }
+}
+
+#[test]
+fn a_panicking_user_function_fails_the_job() {
+    let env = StreamEnvironment::new().parallelism(2).batch_size(1);
+    env.source(VecSource::new((0..100).collect::<Vec<u32>>()))
+        .map(|n| if n == 42 { panic!("no 42 here") } else { n })
+        .key_by(|n| n % 3)
+        .reduce(|a, b| a + b)
+        .sink(CollectSink::new());
+    let handle = env.start().unwrap_or_else(|error| panic!("the job did not start: {error}"));
+    // A guard against a hang, not a measure of speed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !handle.is_finished() {
+        assert!(Instant::now() < deadline, "the job did not stop after a worker panicked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let error = handle.join().expect_err("a panic fails the job");
+    assert!(matches!(error, Error::WorkerPanicked { .. }), "{error:?}");
+    assert!(error.to_string().contains("no 42 here"), "{error}");
+}
+
+#[test]
+fn a_cancelled_job_stops_and_says_so() {
+    let env = StreamEnvironment::new().parallelism(2);
+    let source = OpenSource::new(vec![(0, 1u32), (1, 2)], || false);
+    env.source(source).key_by(|n| *n).reduce(|a, b| a + b).sink(CollectSink::new());
+    let handle = env.start().unwrap_or_else(|error| panic!("the job did not start: {error}"));
+    assert!(!handle.is_finished(), "the source stays open");
+    handle.cancel();
+    let error = handle.join().expect_err("a cancelled job does not succeed");
+    assert!(matches!(error, Error::Cancelled), "{error:?}");
+}
+
+/// Records without event time (no timestamp assigned) in an event-time window.
+#[test]
+#[ignore = "engine bug: FixedWindowOperator::window_ends subtracts from MIN_TIMESTAMP: a worker panics with \
+            'attempt to subtract with overflow' (debug) instead of the job failing with a clear error"]
+fn an_event_time_window_over_untimed_records_fails_with_a_clear_error() {
+    let env = StreamEnvironment::new().parallelism(1);
+    env.source(VecSource::new(vec![1, 2, 3])).key_by(|n| *n).window(Tumbling::of(10)).count().sink(CollectSink::new());
+    let error = env.execute().expect_err("records without event time cannot be windowed by event time");
+    assert!(!matches!(error, Error::WorkerPanicked { .. }), "a worker panicked: {error}");
+    assert!(error.to_string().contains("time"), "{error} does not name the missing event time");
+}

@@ -97,17 +97,18 @@ fn window_record(key: u8, start: Timestamp, end: Timestamp, agg: &Agg, kind: Res
     Record::new(end - 1, WindowResult { key, window: Window { start, end }, value: agg.result(), kind })
 }
 
-/// The starts of the fixed windows of `size`, one every `slide`, that contain `ts`:
-/// every multiple of `slide` in `(ts - size, ts]`.
-pub fn window_starts(ts: Timestamp, size: i64, slide: i64) -> Vec<Timestamp> {
-    let lowest = ts - size + 1;
+/// The starts of the fixed windows of `size`, one every `slide` from `offset`, that
+/// contain `ts`: every `offset + k * slide` in `(ts - size, ts]`.
+pub fn window_starts(ts: Timestamp, size: i64, slide: i64, offset: i64) -> Vec<Timestamp> {
+    let lowest = ts - offset - size + 1;
     let first = -((-lowest).div_euclid(slide));
-    let last = ts.div_euclid(slide);
-    (first..=last).map(|k| k * slide).collect()
+    let last = (ts - offset).div_euclid(slide);
+    (first..=last).map(|k| offset + k * slide).collect()
 }
 
-/// Tumbling (`slide == size`) and sliding event-time windows over one partition.
-pub fn fixed_windows(events: &[Event], delay: i64, size: i64, slide: i64, lateness: i64) -> WindowOutput {
+/// Tumbling (`slide == size`) and sliding event-time windows over one partition, their
+/// starts shifted by `offset`.
+pub fn fixed_windows(events: &[Event], delay: i64, size: i64, slide: i64, offset: i64, lateness: i64) -> WindowOutput {
     struct Open {
         agg: Agg,
         fired: bool,
@@ -127,7 +128,7 @@ pub fn fixed_windows(events: &[Event], delay: i64, size: i64, slide: i64, latene
     for (event, watermark) in events.iter().zip(watermarks_before(events, delay)) {
         advance(&mut open, &mut out, watermark);
         let mut assigned = false;
-        for start in window_starts(event.ts, size, slide) {
+        for start in window_starts(event.ts, size, slide, offset) {
             let end = start + size;
             if expired(end, lateness, watermark) {
                 continue;
@@ -320,11 +321,15 @@ mod tests {
 
     #[test]
     fn window_starts_cover_the_timestamp() {
-        assert_eq!(window_starts(15, 10, 10), vec![10]);
-        assert_eq!(window_starts(10, 10, 10), vec![10]);
-        assert_eq!(window_starts(9, 10, 10), vec![0]);
-        assert_eq!(window_starts(15, 10, 3), vec![6, 9, 12, 15]);
-        assert_eq!(window_starts(-1, 10, 10), vec![-10]);
+        assert_eq!(window_starts(15, 10, 10, 0), vec![10]);
+        assert_eq!(window_starts(10, 10, 10, 0), vec![10]);
+        assert_eq!(window_starts(9, 10, 10, 0), vec![0]);
+        assert_eq!(window_starts(15, 10, 3, 0), vec![6, 9, 12, 15]);
+        assert_eq!(window_starts(-1, 10, 10, 0), vec![-10]);
+        assert_eq!(window_starts(15, 10, 10, 4), vec![14]);
+        assert_eq!(window_starts(15, 10, 3, 1), vec![7, 10, 13]);
+        // Hopping windows with gaps: 15 is in none of [0, 10), [30, 40).
+        assert_eq!(window_starts(15, 10, 30, 0), Vec::<Timestamp>::new());
     }
 
     #[test]
@@ -333,7 +338,7 @@ mod tests {
         // lateness of 15 (9 + 15 > 19) and updates; 4@3 arrives at watermark 29 (after
         // 30): 9 + 15 <= 29, late.
         let events = [event(1, 5, 0, 1), event(2, 20, 0, 2), event(3, 7, 0, 3), event(4, 30, 0, 4), event(5, 3, 0, 5)];
-        let out = fixed_windows(&events, 0, 10, 10, 15);
+        let out = fixed_windows(&events, 0, 10, 10, 0, 15);
         let kinds: Vec<(Timestamp, ResultKind, u64)> =
             out.results.iter().map(|r| (r.value.window.start, r.value.kind, r.value.value.count)).collect();
         assert_eq!(
