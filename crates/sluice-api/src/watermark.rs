@@ -134,23 +134,28 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
 }
 
 impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAssigner<T, A> {
-    fn push(&mut self, batch: Batch<T>) -> Result<()> {
+    fn push(&mut self, mut batch: Batch<T>) -> Result<()> {
         self.out.metrics().add_in(batch.len());
         self.idle = false;
         self.last_record_at = MIN_TIMESTAMP;
-        let mut pending = Vec::with_capacity(batch.len());
-        for mut record in batch {
+        // Timestamps are set in place; the batch is cut only before a record that is at
+        // or behind the watermark its predecessors imply (rare with a fitting bound).
+        let mut i = 0;
+        while i < batch.len() {
+            let record = &mut batch[i];
             let timestamp = self.strategy.assigner.timestamp(&record.value, record.timestamp);
             record.timestamp = timestamp;
             let implied = self.implied();
             if timestamp <= implied && implied > self.emitted {
-                self.out.emit(std::mem::take(&mut pending))?;
+                let rest = batch.split_off(i);
+                self.out.emit(std::mem::replace(&mut batch, rest))?;
                 self.emit_watermark(implied)?;
+                i = 0;
             }
-            pending.push(record);
             self.max_timestamp = self.max_timestamp.max(timestamp);
+            i += 1;
         }
-        self.out.emit(pending)?;
+        self.out.emit(batch)?;
         let implied = self.implied();
         self.emit_watermark(implied)
     }

@@ -109,6 +109,9 @@ impl sluice::runtime::SourceReader for PregeneratedReader {
             self.records = Some(records.into_iter());
             if self.start.barrier.wait().is_leader() {
                 *self.start.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+                if std::env::var_os("SLUICE_BENCH_VERBOSE").is_some() {
+                    eprintln!("processing starts");
+                }
             }
         }
         let batch: Vec<Record<Event>> =

@@ -111,32 +111,40 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
     /// Adds a record to its pane; returns false when every window it belongs to has
     /// expired (the record is late).
     fn add(&mut self, key: &K, timestamp: Timestamp, value: &T) -> bool {
-        let mut live = false;
-        let mut fired = Vec::new();
-        for end in self.window_ends(timestamp) {
-            if self.is_expired(end) {
-                continue;
-            }
-            live = true;
-            if self.event_time() && end - 1 <= self.watermark {
-                fired.push(end);
-            }
-        }
-        if !live {
+        let last_start = timestamp - (timestamp - self.offset).rem_euclid(self.slide);
+        let latest_end = last_start + self.size;
+        if self.is_expired(latest_end) {
             return false;
         }
+        // The earliest window containing the record ends first; if it has not fired, no
+        // window of this record has.
+        let earliest_end = latest_end - (self.size - 1 - (latest_end - 1 - timestamp)) / self.slide * self.slide;
+        let any_fired = self.event_time() && earliest_end - 1 <= self.watermark;
         let pane = self.pane_of(timestamp);
-        let slots = self.panes.entry(pane).or_default();
+        let slots = match self.panes.get_mut(&pane) {
+            Some(slots) => slots,
+            None => {
+                let capacity = self.panes.values().next_back().map_or(0, |p| p.len());
+                self.panes
+                    .entry(pane)
+                    .or_insert_with(|| FxHashMap::with_capacity_and_hasher(capacity, Default::default()))
+            }
+        };
         let slot = match slots.get_mut(key) {
             Some(slot) => slot,
             None => slots.entry(key.clone()).or_insert(Slot { acc: self.function.create(), dirty: false }),
         };
         self.function.add(&mut slot.acc, value);
         slot.dirty = true;
-        // A late record within the allowed lateness corrects windows that already fired.
-        for end in fired {
-            if let Some(acc) = self.merged(key, end) {
-                self.emit(key.clone(), end, &acc, ResultKind::Update);
+        if any_fired {
+            // A late record within the allowed lateness corrects the windows that
+            // already fired and have not expired.
+            let fired: Vec<Timestamp> =
+                self.window_ends(timestamp).filter(|&end| end - 1 <= self.watermark && !self.is_expired(end)).collect();
+            for end in fired {
+                if let Some(acc) = self.merged(key, end) {
+                    self.emit(key.clone(), end, &acc, ResultKind::Update);
+                }
             }
         }
         true
