@@ -4,6 +4,7 @@
 mod fraud;
 mod orders;
 mod sample_data;
+mod stdio;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
