@@ -251,6 +251,9 @@ where
         for record in batch {
             let key = (self.key)(&record.value);
             let timestamp = if self.settings.domain == TimeDomain::ProcessingTime { now } else { record.timestamp };
+            if timestamp == MIN_TIMESTAMP {
+                return Err(super::untimed_record());
+            }
             if !self.add(&key, timestamp, &record.value) {
                 if let Some(tag) = &self.settings.late_tag {
                     out.sides().emit_named(tag, record);

@@ -133,6 +133,14 @@ impl Session {
     }
 }
 
+/// The error of an event-time window that receives a record without event time.
+pub(crate) fn untimed_record() -> sluice_types::Error {
+    sluice_types::Error::invalid_job(
+        "an event-time window got a record without event time: assign timestamps with `with_watermarks(...)` \
+         before the window, or use processing-time windows (`.processing_time()`)",
+    )
+}
+
 /// How a window operator is configured, shared by the fixed and session operators.
 #[derive(Clone, Debug)]
 pub(crate) struct WindowSettings {

@@ -61,8 +61,21 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
         let lateness = self.settings.allowed_lateness;
         let end = timestamp.saturating_add(self.gap);
         let event_time = self.settings.domain == TimeDomain::EventTime;
-        if event_time && (end - 1).saturating_add(lateness) <= self.time {
-            return false;
+        if event_time {
+            // As in Flink, lateness is judged on the session the record merges into: a
+            // record behind the watermark still joins a session that has not expired.
+            let (mut start_bound, mut end_bound) = (timestamp, end);
+            if let Some(sessions) = self.sessions.get(&key) {
+                for s in sessions {
+                    if s.start < end_bound && start_bound < s.end {
+                        start_bound = start_bound.min(s.start);
+                        end_bound = end_bound.max(s.end);
+                    }
+                }
+            }
+            if (end_bound - 1).saturating_add(lateness) <= self.time {
+                return false;
+            }
         }
         let mut merged = SessionState { start: timestamp, end, acc: self.function.create(), fired: false };
         self.function.add(&mut merged.acc, value);
@@ -153,6 +166,9 @@ where
         for record in batch {
             let key = (self.key)(&record.value);
             let timestamp = if processing { now } else { record.timestamp };
+            if timestamp == MIN_TIMESTAMP {
+                return Err(super::untimed_record());
+            }
             if !self.add(key, timestamp, &record.value) {
                 if let Some(tag) = &self.settings.late_tag {
                     out.sides().emit_named(tag, record);
