@@ -58,6 +58,9 @@ pub type WindowRecord = Record<WindowResult<u8, Agg>>;
 pub struct WindowOutput {
     pub results: Vec<WindowRecord>,
     pub late: Vec<Record<Event>>,
+    /// Session windows: events whose own window `[ts, ts + gap)` had expired, but that
+    /// fell into a session still open (or within its allowed lateness), which took them.
+    pub rescued: usize,
 }
 
 impl WindowOutput {
@@ -150,7 +153,9 @@ pub fn fixed_windows(events: &[Event], delay: i64, size: i64, slide: i64, offset
     out.sorted()
 }
 
-/// Event-time session windows with inactivity `gap` over one partition.
+/// Event-time session windows with inactivity `gap` over one partition. An event is
+/// late when the session it belongs to, its own window merged with the kept sessions it
+/// overlaps, has expired.
 pub fn session_windows(events: &[Event], delay: i64, gap: i64, lateness: i64) -> WindowOutput {
     struct Session {
         start: Timestamp,
@@ -173,20 +178,30 @@ pub fn session_windows(events: &[Event], delay: i64, gap: i64, lateness: i64) ->
     };
     for (event, watermark) in events.iter().zip(watermarks_before(events, delay)) {
         advance(&mut sessions, &mut out, watermark);
+        // The event's own window, merged with every kept session it overlaps (and those
+        // they overlap): the session the event belongs to.
         let end = event.ts + gap;
-        if expired(end, lateness, watermark) {
-            out.late.push(Record::new(event.ts, event.clone()));
-            continue;
-        }
         let mut agg = Agg::default();
         agg.add(event);
         let mut merged = Session { start: event.ts, end, agg, fired: false };
         let list = sessions.entry(event.key).or_default();
+        let mut parts = Vec::new();
         while let Some(i) = list.iter().position(|s| s.start < merged.end && merged.start < s.end) {
-            let other = list.remove(i);
-            merged.start = merged.start.min(other.start);
-            merged.end = merged.end.max(other.end);
-            merged.agg.merge(other.agg);
+            let part = list.remove(i);
+            merged.start = merged.start.min(part.start);
+            merged.end = merged.end.max(part.end);
+            parts.push(part);
+        }
+        if expired(merged.end, lateness, watermark) {
+            list.extend(parts);
+            out.late.push(Record::new(event.ts, event.clone()));
+            continue;
+        }
+        if expired(end, lateness, watermark) {
+            out.rescued += 1;
+        }
+        for part in parts {
+            merged.agg.merge(part.agg);
         }
         // A session that is already due when it forms (late data within the allowed
         // lateness) is an update; otherwise it fires when the watermark passes its end.
@@ -370,6 +385,19 @@ mod tests {
             ]
         );
         assert!(out.late.is_empty());
+    }
+
+    #[test]
+    fn session_model_takes_an_event_behind_the_watermark_into_an_open_session() {
+        // gap 10: 20, 25 and 31 form [20, 41); 15 arrives at watermark 30. Its own window
+        // [15, 25) has expired, but it overlaps the open session, which takes it.
+        let events = [event(1, 20, 0, 1), event(2, 25, 0, 1), event(3, 31, 0, 1), event(4, 15, 0, 1)];
+        let out = session_windows(&events, 0, 10, 0);
+        let windows: Vec<(Window, ResultKind, Vec<u32>)> =
+            out.results.iter().map(|r| (r.value.window, r.value.kind, r.value.value.ids.clone())).collect();
+        assert_eq!(windows, vec![(Window { start: 15, end: 41 }, ResultKind::Final, vec![1, 2, 3, 4])]);
+        assert!(out.late.is_empty());
+        assert_eq!(out.rescued, 1);
     }
 
     #[test]
