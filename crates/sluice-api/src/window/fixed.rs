@@ -112,13 +112,18 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
     /// expired (the record is late).
     fn add(&mut self, key: &K, timestamp: Timestamp, value: &T) -> bool {
         let last_start = timestamp - (timestamp - self.offset).rem_euclid(self.slide);
+        let into_window = timestamp - last_start;
+        if into_window >= self.size {
+            // Hopping windows with gaps (slide > size): the record is in no window.
+            return true;
+        }
         let latest_end = last_start + self.size;
         if self.is_expired(latest_end) {
             return false;
         }
         // The earliest window containing the record ends first; if it has not fired, no
         // window of this record has.
-        let earliest_end = latest_end - (self.size - 1 - (latest_end - 1 - timestamp)) / self.slide * self.slide;
+        let earliest_end = latest_end - (self.size - 1 - into_window) / self.slide * self.slide;
         let any_fired = self.event_time() && earliest_end - 1 <= self.watermark;
         let pane = self.pane_of(timestamp);
         let slots = match self.panes.get_mut(&pane) {

@@ -13,7 +13,10 @@ struct SessionState<A> {
     start: Timestamp,
     end: Timestamp,
     acc: A,
+    /// Its result for the current end has been emitted.
     fired: bool,
+    /// A result of (part of) it was emitted before: the next one is an update.
+    emitted: bool,
 }
 
 pub(crate) struct SessionWindowOperator<K: Ord, T, KF, A: AggregateFunction<T>> {
@@ -77,7 +80,8 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
                 return false;
             }
         }
-        let mut merged = SessionState { start: timestamp, end, acc: self.function.create(), fired: false };
+        let mut merged =
+            SessionState { start: timestamp, end, acc: self.function.create(), fired: false, emitted: false };
         self.function.add(&mut merged.acc, value);
         let sessions = self.sessions.entry(key.clone()).or_default();
         let mut i = 0;
@@ -92,6 +96,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
                 merged.start = merged.start.min(s.start);
                 merged.end = merged.end.max(s.end);
                 merged.fired |= s.fired;
+                merged.emitted |= s.emitted;
                 self.function.merge(&mut merged.acc, s.acc);
             } else {
                 i += 1;
@@ -101,6 +106,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
         if already_due {
             // A late record extended or re-opened a fired session: emit the update.
             merged.fired = true;
+            merged.emitted = true;
             let update = self.result(&key, &merged, ResultKind::Update);
             self.results.push(update);
             self.purge_at.register((merged.end - 1).saturating_add(lateness), key.clone());
@@ -124,9 +130,11 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
             let Some(index) = sessions.iter().position(|s| s.end == end && !s.fired) else {
                 continue;
             };
-            sessions[index].fired = true;
-            let session = sessions.swap_remove(index);
-            let result = self.result(&key, &session, ResultKind::Final);
+            let mut session = sessions.swap_remove(index);
+            let kind = if session.emitted { ResultKind::Update } else { ResultKind::Final };
+            session.fired = true;
+            session.emitted = true;
+            let result = self.result(&key, &session, kind);
             self.results.push(result);
             if lateness == 0 {
                 if self.sessions.get(&key).is_some_and(|s| s.is_empty()) {

@@ -501,8 +501,6 @@ fn early_results_report_open_windows_as_the_watermark_crosses_each_interval() {
 /// A record behind the watermark but within the allowed lateness updates every sliding
 /// window of it that already fired, including one that had no record of its key.
 #[test]
-#[ignore = "engine bug: FixedWindowOperator::add takes the latest window of the record for its earliest, \
-            finds none fired, and emits no update (the window's record is lost)"]
 fn a_late_record_updates_the_sliding_windows_that_fired() {
     let env = StreamEnvironment::new().parallelism(1).batch_size(1);
     let (out, late) = (CollectSink::new(), CollectSink::new());

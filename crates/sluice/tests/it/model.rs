@@ -162,6 +162,8 @@ pub fn session_windows(events: &[Event], delay: i64, gap: i64, lateness: i64) ->
         end: Timestamp,
         agg: Agg,
         fired: bool,
+        /// A result of (part of) it was emitted: the next one is an update.
+        emitted: bool,
     }
     let mut sessions: BTreeMap<u8, Vec<Session>> = BTreeMap::new();
     let mut out = WindowOutput::default();
@@ -170,7 +172,9 @@ pub fn session_windows(events: &[Event], delay: i64, gap: i64, lateness: i64) ->
             for session in list.iter_mut() {
                 if !session.fired && session.end - 1 <= now {
                     session.fired = true;
-                    out.results.push(window_record(key, session.start, session.end, &session.agg, ResultKind::Final));
+                    let kind = if session.emitted { ResultKind::Update } else { ResultKind::Final };
+                    session.emitted = true;
+                    out.results.push(window_record(key, session.start, session.end, &session.agg, kind));
                 }
             }
             list.retain(|s| !(s.fired && expired(s.end, lateness, now)));
@@ -183,7 +187,7 @@ pub fn session_windows(events: &[Event], delay: i64, gap: i64, lateness: i64) ->
         let end = event.ts + gap;
         let mut agg = Agg::default();
         agg.add(event);
-        let mut merged = Session { start: event.ts, end, agg, fired: false };
+        let mut merged = Session { start: event.ts, end, agg, fired: false, emitted: false };
         let list = sessions.entry(event.key).or_default();
         let mut parts = Vec::new();
         while let Some(i) = list.iter().position(|s| s.start < merged.end && merged.start < s.end) {
@@ -201,12 +205,14 @@ pub fn session_windows(events: &[Event], delay: i64, gap: i64, lateness: i64) ->
             out.rescued += 1;
         }
         for part in parts {
+            merged.emitted |= part.emitted;
             merged.agg.merge(part.agg);
         }
         // A session that is already due when it forms (late data within the allowed
         // lateness) is an update; otherwise it fires when the watermark passes its end.
         merged.fired = merged.end - 1 <= watermark;
         if merged.fired {
+            merged.emitted = true;
             out.results.push(window_record(event.key, merged.start, merged.end, &merged.agg, ResultKind::Update));
         }
         list.push(merged);
