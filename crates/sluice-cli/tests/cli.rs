@@ -60,7 +60,7 @@ fn demo_writes_results_and_its_progress_line_reports_the_counters() {
     assert!(!rows.is_empty(), "no results");
     assert!(rows.iter().all(|r| r["bids"].as_u64().unwrap_or(0) > 0), "{results}");
     // The last progress line is drawn from the finished job's counters.
-    let last = stderr.lines().filter(|l| l.contains("watermark")).last().expect("a progress line");
+    let last = stderr.lines().rfind(|l| l.contains("watermark")).expect("a progress line");
     assert_eq!(field(last, "in"), "30.0k", "{last}");
     assert_eq!(field(last, "out"), rows.len().to_string(), "{last}");
     assert_eq!(field(last, "watermark"), "end", "{last}");
