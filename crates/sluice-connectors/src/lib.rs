@@ -1,6 +1,6 @@
 //! Sluice's connectors: where records come from and where they go.
 //!
-//! - [`file`]: JSON lines files or directories, read in parallel by byte ranges, and a
+//! - [`file`](mod@file): JSON lines files or directories, read in parallel by byte ranges, and a
 //!   JSON lines file sink.
 //! - [`stdio`]: JSON lines on standard input and output.
 //! - [`nexmark`]: the Nexmark auction event generator, partitioned over workers.
