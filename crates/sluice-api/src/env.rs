@@ -3,7 +3,9 @@
 use crate::graph::{Graph, SharedGraph};
 use crate::source::{add_source, Source};
 use crate::Stream;
-use sluice_runtime::{run_workers, BuildContext, JobSnapshot, MetricsRegistry, RuntimeConfig, Worker};
+use sluice_runtime::{
+    run_workers, BuildContext, JobSnapshot, MetricsRegistry, OperatorSnapshot, RuntimeConfig, Worker,
+};
 use sluice_state::StateBackendKind;
 use sluice_types::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,7 +154,7 @@ impl JobHandle {
             None => Ok(()),
         };
         let elapsed = self.started.elapsed();
-        outcome.map(|()| JobResult { metrics: self.metrics.snapshot(), elapsed })
+        outcome.map(|()| JobResult { metrics: self.metrics.snapshot(), instances: self.metrics.instances(), elapsed })
     }
 }
 
@@ -161,6 +163,8 @@ impl JobHandle {
 pub struct JobResult {
     /// Every operator's final counters.
     pub metrics: JobSnapshot,
+    /// Every operator instance's final counters, worker by worker.
+    pub instances: Vec<OperatorSnapshot>,
     /// How long the job ran.
     pub elapsed: Duration,
 }

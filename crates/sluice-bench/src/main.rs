@@ -51,6 +51,9 @@ struct Args {
     /// Records per batch.
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
+    /// Batches a channel holds before its sender is backlogged.
+    #[arg(long, default_value_t = 16)]
+    channel_capacity: usize,
     /// Internal: one measurement, `query:input:workers` (workers 0 = the loop), in
     /// this fresh process; prints the rate and a digest of the outcome.
     #[arg(long, hide = true)]
@@ -69,15 +72,24 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn engine_memory(query: Query, events: usize, workers: usize, batch_size: usize) -> sluice::Result<(f64, Outcome)> {
+fn engine_memory(
+    query: Query,
+    events: usize,
+    workers: usize,
+    batch_size: usize,
+    capacity: usize,
+) -> sluice::Result<(f64, Outcome)> {
     let source = data::PregeneratedSource::new(events, workers);
-    let env = StreamEnvironment::new().parallelism(workers).batch_size(batch_size);
+    let env = StreamEnvironment::new().parallelism(workers).batch_size(batch_size).channel_capacity(capacity);
     let stream = env.source(source.clone());
     let outcome = queries::build(query, &stream);
     let result = env.execute()?;
     let finished = Instant::now();
     let started = source.started().unwrap_or(finished);
     if std::env::var_os("SLUICE_BENCH_VERBOSE").is_some() {
+        for o in result.instances.iter().filter(|o| o.name == "window") {
+            eprintln!("{:>20} instance in {:>9} out {:>9}", o.name, o.records_in, o.records_out);
+        }
         for o in &result.metrics.operators {
             eprintln!(
                 "{:>20} in {:>9} out {:>9} blocked {:>6.3}s",
@@ -188,7 +200,7 @@ fn single(spec: &str, args: &Args) -> sluice::Result<()> {
     let workers: usize = parts.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
     let (rate, outcome) = match (input, workers) {
         ("memory", 0) => loop_memory(query, args.events),
-        ("memory", w) => engine_memory(query, args.events, w, args.batch_size)?,
+        ("memory", w) => engine_memory(query, args.events, w, args.batch_size, args.channel_capacity)?,
         ("file", 0) => loop_file(query, &data::json_file(&args.data_dir, args.events)?, args.events),
         ("file", w) => {
             engine_file(query, &data::json_file(&args.data_dir, args.events)?, args.events, w, args.batch_size)?
@@ -210,6 +222,7 @@ fn measure(args: &Args, query: Query, input: &str, workers: usize) -> sluice::Re
         let output = std::process::Command::new(&exe)
             .args(["--single", &format!("{}:{input}:{workers}", query.name())])
             .args(["--events", &args.events.to_string(), "--batch-size", &args.batch_size.to_string()])
+            .args(["--channel-capacity", &args.channel_capacity.to_string()])
             .arg("--data-dir")
             .arg(&args.data_dir)
             .output()

@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use sluice_types::{Error, Result};
 use std::any::Any;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +18,9 @@ use std::time::Instant;
 /// itself backlogged so its worker stops feeding it.
 pub struct ChannelSender<B> {
     sender: Sender<Message<B>>,
+    /// Set while the sender has messages the full channel could not take; the receiver
+    /// rings the sender's doorbell once the channel is half empty.
+    waiting: Arc<AtomicBool>,
     pending: VecDeque<Message<B>>,
     receiver_bell: Arc<Doorbell>,
     metrics: Arc<OperatorMetrics>,
@@ -38,7 +42,9 @@ impl<B> ChannelSender<B> {
             Err(TrySendError::Full(message)) => {
                 self.pending.push_back(message);
                 self.blocked_since.get_or_insert_with(Instant::now);
-                Ok(())
+                self.waiting.store(true, Ordering::Release);
+                // The receiver may have drained the channel before it saw the flag.
+                self.flush().map(|_| ())
             }
             Err(TrySendError::Disconnected(_)) => Err(Error::Cancelled),
         }
@@ -61,21 +67,24 @@ impl<B> ChannelSender<B> {
             self.receiver_bell.ring();
         }
         if self.pending.is_empty() {
+            self.waiting.store(false, Ordering::Release);
             if let Some(since) = self.blocked_since.take() {
                 self.metrics.add_blocked(since.elapsed().as_nanos() as u64);
             }
             Ok(false)
         } else {
             self.blocked_since.get_or_insert_with(Instant::now);
+            self.waiting.store(true, Ordering::Release);
             Ok(true)
         }
     }
 }
 
-/// The receiving end of one channel; it wakes the sender when it frees room in a full
-/// channel.
+/// The receiving end of one channel; it wakes a waiting sender once the channel is half
+/// empty, so the sender refills it in one go rather than message by message.
 pub struct ChannelReceiver<B> {
     receiver: Receiver<Message<B>>,
+    waiting: Arc<AtomicBool>,
     sender_bell: Arc<Doorbell>,
 }
 
@@ -83,7 +92,10 @@ impl<B> ChannelReceiver<B> {
     /// Takes the next message, if any.
     pub fn try_recv(&self) -> std::result::Result<Message<B>, TryRecvError> {
         let message = self.receiver.try_recv()?;
-        if self.receiver.capacity().is_some_and(|c| self.receiver.len() + 1 >= c) {
+        if self.waiting.load(Ordering::Acquire)
+            && self.receiver.capacity().is_none_or(|c| self.receiver.len() <= c / 2)
+            && self.waiting.swap(false, Ordering::AcqRel)
+        {
             self.sender_bell.ring();
         }
         Ok(message)
@@ -113,8 +125,8 @@ struct EdgeSlot {
 
 /// The channel matrix of one edge: `senders[from][to]` and `receivers[from][to]`.
 struct Matrix<B> {
-    senders: Vec<Vec<Option<Sender<Message<B>>>>>,
-    receivers: Vec<Vec<Option<Receiver<Message<B>>>>>,
+    senders: Vec<Vec<Option<(Sender<Message<B>>, Arc<AtomicBool>)>>>,
+    receivers: Vec<Vec<Option<(Receiver<Message<B>>, Arc<AtomicBool>)>>>,
 }
 
 /// All edges of a job and their channels, handed out once to each sender and receiver.
@@ -167,8 +179,9 @@ impl Edges {
                         row_rx.push(None);
                     } else {
                         let (tx, rx) = crossbeam_channel::bounded::<Message<B>>(capacity);
-                        row_tx.push(Some(tx));
-                        row_rx.push(Some(rx));
+                        let waiting = Arc::new(AtomicBool::new(false));
+                        row_tx.push(Some((tx, waiting.clone())));
+                        row_rx.push(Some((rx, waiting)));
                     }
                 }
                 senders.push(row_tx);
@@ -197,8 +210,9 @@ impl Edges {
             .iter_mut()
             .enumerate()
             .filter_map(|(to, sender)| sender.take().map(|sender| (to, sender)))
-            .map(|(to, sender)| ChannelSender {
+            .map(|(to, (sender, waiting))| ChannelSender {
                 sender,
+                waiting,
                 pending: VecDeque::new(),
                 receiver_bell: doorbells[to].clone(),
                 metrics: metrics.clone(),
@@ -220,7 +234,11 @@ impl Edges {
             .iter_mut()
             .enumerate()
             .filter_map(|(from, row)| row.get_mut(to).and_then(Option::take).map(|r| (from, r)))
-            .map(|(from, receiver)| ChannelReceiver { receiver, sender_bell: doorbells[from].clone() })
+            .map(|(from, (receiver, waiting))| ChannelReceiver {
+                receiver,
+                waiting,
+                sender_bell: doorbells[from].clone(),
+            })
             .collect();
         if receivers.is_empty() {
             return Err(Error::invalid_job(format!("internal: receivers of edge {edge} taken twice")));

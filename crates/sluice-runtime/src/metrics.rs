@@ -185,6 +185,27 @@ impl MetricsRegistry {
         metrics
     }
 
+    /// Every instance's counters, unsummed, in registration order (worker by worker):
+    /// shows skew between workers.
+    pub fn instances(&self) -> Vec<OperatorSnapshot> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries
+            .iter()
+            .map(|e| OperatorSnapshot {
+                operator_id: e.operator_id,
+                name: e.name.clone(),
+                kind: e.kind,
+                instances: 1,
+                records_in: e.metrics.records_in(),
+                records_out: e.metrics.records_out(),
+                dead_letters: e.metrics.dead_letters(),
+                blocked_nanos: e.metrics.blocked_nanos(),
+                watermark: e.metrics.watermark(),
+                position: e.metrics.position(),
+            })
+            .collect()
+    }
+
     /// Sums every operator's instances.
     pub fn snapshot(&self) -> JobSnapshot {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
