@@ -125,9 +125,14 @@ struct EdgeSlot {
 
 /// The channel matrix of one edge: `senders[from][to]` and `receivers[from][to]`.
 struct Matrix<B> {
-    senders: Vec<Vec<Option<(Sender<Message<B>>, Arc<AtomicBool>)>>>,
-    receivers: Vec<Vec<Option<(Receiver<Message<B>>, Arc<AtomicBool>)>>>,
+    senders: Vec<Vec<Option<SenderEnd<B>>>>,
+    receivers: Vec<Vec<Option<ReceiverEnd<B>>>>,
 }
+
+/// A channel's sending end and its "sender is waiting" flag, before it is handed out.
+type SenderEnd<B> = (Sender<Message<B>>, Arc<AtomicBool>);
+/// A channel's receiving end and the same flag.
+type ReceiverEnd<B> = (Receiver<Message<B>>, Arc<AtomicBool>);
 
 /// All edges of a job and their channels, handed out once to each sender and receiver.
 pub struct Edges {
