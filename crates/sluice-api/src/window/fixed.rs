@@ -20,6 +20,11 @@ struct Slot<A> {
     dirty: bool,
 }
 
+/// The pane of windows of `size` every `slide`: the largest slice both are multiples of.
+pub(crate) fn pane_size(size: i64, slide: i64) -> i64 {
+    gcd(size, slide).max(1)
+}
+
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a
@@ -54,7 +59,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             size,
             slide,
             offset,
-            pane: gcd(size, slide).max(1),
+            pane: pane_size(size, slide),
             settings,
             panes: BTreeMap::new(),
             watermark: MIN_TIMESTAMP,

@@ -17,6 +17,7 @@
 //! ```
 
 mod aggregate;
+mod combine;
 mod fixed;
 mod session;
 
@@ -25,6 +26,7 @@ pub use aggregate::{AggregateFunction, Avg, Collect, Count, Max, Min, Reduce, Su
 use crate::keyed::KeyedStream;
 use crate::process::{OutputTag, TimeDomain};
 use crate::Stream;
+use combine::{MergePartials, PaneCombiner, Partial};
 use fixed::FixedWindowOperator;
 use session::SessionWindowOperator;
 use sluice_types::{Key, Timestamp};
@@ -195,6 +197,22 @@ where
         let key = self.keyed.key.clone();
         let settings = self.settings.clone();
         match self.assigner.shape {
+            // Late records must reach the late output one by one: no combining then.
+            Shape::Fixed { size, slide, offset }
+                if settings.domain == TimeDomain::EventTime && settings.late_tag.is_none() =>
+            {
+                let pane = fixed::pane_size(size, slide);
+                let combine_key = key.clone();
+                let combine_function = function.clone();
+                let partials = self.keyed.stream.chain("combine", move || {
+                    PaneCombiner::new(combine_key.clone(), combine_function.clone(), pane, offset)
+                });
+                let merge = MergePartials::new(function);
+                partials.key_by(|p: &Partial<K, A::Acc>| p.key.clone()).keyed_operator("window", move || {
+                    let key = |p: &Partial<K, A::Acc>| p.key.clone();
+                    FixedWindowOperator::new(key, merge.clone(), size, slide, offset, settings.clone())
+                })
+            }
             Shape::Fixed { size, slide, offset } => self.keyed.keyed_operator("window", move || {
                 FixedWindowOperator::new(key.clone(), function.clone(), size, slide, offset, settings.clone())
             }),

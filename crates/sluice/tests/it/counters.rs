@@ -15,6 +15,20 @@ fn every_operator_counts_what_flowed_through_it() {
     let input: Vec<(i64, (u32, i64))> = (0..400i64).map(|i| ((i * 37) % 2_000, ((i % 7) as u32, i))).collect();
     let passed: Vec<(i64, (u32, i64))> = input.iter().copied().filter(|(_, (_, v))| v % 3 != 0).collect();
     let windows: BTreeSet<(u32, i64)> = passed.iter().map(|(t, (k, _))| (*k, t.div_euclid(100))).collect();
+    // The window pre-aggregates each batch before the exchange: one partial per
+    // (key, window) of each batch. Worker w reads records w, w + 2, ... in batches of 16.
+    let partials: usize = (0..2)
+        .map(|worker| {
+            let share: Vec<_> = input.iter().skip(worker).step_by(2).collect();
+            share
+                .chunks(16)
+                .map(|batch| {
+                    let kept = batch.iter().filter(|(_, (_, v))| v % 3 != 0);
+                    kept.map(|(t, (k, _))| (*k, t.div_euclid(100))).collect::<BTreeSet<_>>().len()
+                })
+                .sum::<usize>()
+        })
+        .sum();
 
     let env = StreamEnvironment::new().parallelism(2).batch_size(16);
     let out = CollectSink::new();
@@ -31,8 +45,9 @@ fn every_operator_counts_what_flowed_through_it() {
         ("memory-source", OperatorKind::Source, 0, input.len()),
         ("filter", OperatorKind::Operator, input.len(), passed.len()),
         ("map", OperatorKind::Operator, passed.len(), passed.len()),
-        ("key_by", OperatorKind::Exchange, passed.len(), passed.len()),
-        ("window", OperatorKind::Operator, passed.len(), windows.len()),
+        ("combine", OperatorKind::Operator, passed.len(), partials),
+        ("key_by", OperatorKind::Exchange, partials, partials),
+        ("window", OperatorKind::Operator, partials, windows.len()),
         ("collect-sink", OperatorKind::Sink, windows.len(), 0),
     ];
     assert_eq!(metrics.operators.len(), expected.len(), "{:#?}", metrics.operators);
