@@ -1,11 +1,11 @@
 //! Keyed co-process functions: two inputs, one keyed state.
 
 use crate::graph::Batch;
-use crate::process::{Context, TimeDomain, Timers};
+use crate::process::{Context, KeyedScope, TimeDomain};
 use crate::two_input::TwoInputOperator;
-use sluice_runtime::{now_millis, Output};
+use sluice_runtime::Output;
 use sluice_state::{KeyedStateStore, StateBackendKind};
-use sluice_types::{Key, Record, Result, Timestamp, MIN_TIMESTAMP};
+use sluice_types::{Key, Result, Timestamp};
 
 /// The context of a co-process function: the same as a process function's.
 pub type CoContext<'a, K, O> = Context<'a, K, O>;
@@ -37,74 +37,21 @@ pub(crate) struct KeyedCoProcessOperator<F: KeyedCoProcessFunction, KF1, KF2> {
     function: F,
     key1: KF1,
     key2: KF2,
-    state: KeyedStateStore<F::Key>,
-    timers: Timers<F::Key>,
-    watermark: Timestamp,
-    buffer: Vec<Record<F::Out>>,
+    scope: KeyedScope<F::Key, F::Out>,
 }
 
 impl<F: KeyedCoProcessFunction, KF1, KF2> KeyedCoProcessOperator<F, KF1, KF2> {
     pub fn new(mut function: F, key1: KF1, key2: KF2, backend: StateBackendKind) -> Self {
         let mut state = KeyedStateStore::new(backend);
         function.open(&mut state);
-        KeyedCoProcessOperator {
-            function,
-            key1,
-            key2,
-            state,
-            timers: Timers::default(),
-            watermark: MIN_TIMESTAMP,
-            buffer: Vec::new(),
-        }
+        KeyedCoProcessOperator { function, key1, key2, scope: KeyedScope::new(state) }
     }
 
     fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        let processing_time = now_millis();
-        self.state.set_watermark(self.watermark);
-        loop {
-            let due = match domain {
-                TimeDomain::EventTime => self.timers.event.pop_due(now),
-                TimeDomain::ProcessingTime => self.timers.processing.pop_due(now),
-            };
-            let Some((time, key)) = due else { break };
-            self.state.set_time(processing_time, if domain == TimeDomain::EventTime { time } else { MIN_TIMESTAMP });
-            let mut ctx = Context {
-                key: &key,
-                timestamp: time,
-                watermark: self.watermark,
-                processing_time,
-                state: &mut self.state,
-                timers: &mut self.timers,
-                out: &mut self.buffer,
-                sides: out.sides(),
-            };
-            self.function.on_timer(time, domain, &mut ctx);
-        }
-        self.state.cleanup_expired();
-        out.emit(std::mem::take(&mut self.buffer))
+        let function = &mut self.function;
+        self.scope.fire(domain, now, out.sides(), |time, ctx| function.on_timer(time, domain, ctx));
+        out.emit(std::mem::take(&mut self.scope.buffer))
     }
-}
-
-macro_rules! process_side {
-    ($self:ident, $batch:ident, $out:ident, $key:ident, $method:ident) => {{
-        let processing_time = now_millis();
-        for record in $batch {
-            let key = ($self.$key)(&record.value);
-            $self.state.set_time(processing_time, record.timestamp);
-            let mut ctx = Context {
-                key: &key,
-                timestamp: record.timestamp,
-                watermark: $self.watermark,
-                processing_time,
-                state: &mut $self.state,
-                timers: &mut $self.timers,
-                out: &mut $self.buffer,
-                sides: $out.sides(),
-            };
-            $self.function.$method(record.value, &mut ctx);
-        }
-        $out.emit(std::mem::take(&mut $self.buffer))
-    }};
 }
 
 impl<F, KF1, KF2> TwoInputOperator for KeyedCoProcessOperator<F, KF1, KF2>
@@ -118,15 +65,19 @@ where
     type Out = F::Out;
 
     fn process_left(&mut self, batch: Batch<F::In1>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        process_side!(self, batch, out, key1, process_element1)
+        let function = &mut self.function;
+        self.scope.each_record(batch, &self.key1, out.sides(), |value, ctx| function.process_element1(value, ctx));
+        out.emit(std::mem::take(&mut self.scope.buffer))
     }
 
     fn process_right(&mut self, batch: Batch<F::In2>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        process_side!(self, batch, out, key2, process_element2)
+        let function = &mut self.function;
+        self.scope.each_record(batch, &self.key2, out.sides(), |value, ctx| function.process_element2(value, ctx));
+        out.emit(std::mem::take(&mut self.scope.buffer))
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        self.watermark = watermark;
+        self.scope.watermark = watermark;
         self.fire(TimeDomain::EventTime, watermark, out)
     }
 

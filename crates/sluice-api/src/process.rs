@@ -59,6 +59,80 @@ impl<K: Ord> Default for Timers<K> {
     }
 }
 
+/// The keyed state, timers, watermark and output buffer that keyed process operators
+/// (one or two inputs) run user code with.
+pub(crate) struct KeyedScope<K: Ord, O> {
+    pub state: KeyedStateStore<K>,
+    pub timers: Timers<K>,
+    pub watermark: Timestamp,
+    pub buffer: Vec<Record<O>>,
+}
+
+impl<K: Key, O> KeyedScope<K, O> {
+    pub fn new(state: KeyedStateStore<K>) -> Self {
+        KeyedScope { state, timers: Timers::default(), watermark: MIN_TIMESTAMP, buffer: Vec::new() }
+    }
+
+    /// Calls `handle` for each record with a context scoped to the record's key.
+    pub fn each_record<T>(
+        &mut self,
+        batch: Batch<T>,
+        key: impl Fn(&T) -> K,
+        sides: &mut SideOutputs,
+        mut handle: impl FnMut(T, &mut Context<'_, K, O>),
+    ) {
+        let processing_time = now_millis();
+        for record in batch {
+            let record_key = key(&record.value);
+            self.state.set_time(processing_time, record.timestamp);
+            let mut ctx = Context {
+                key: &record_key,
+                timestamp: record.timestamp,
+                watermark: self.watermark,
+                processing_time,
+                state: &mut self.state,
+                timers: &mut self.timers,
+                out: &mut self.buffer,
+                sides,
+            };
+            handle(record.value, &mut ctx);
+        }
+    }
+
+    /// Calls `on_timer` for every timer of `domain` due at `now`, in (time, key) order,
+    /// then sweeps expired state.
+    pub fn fire(
+        &mut self,
+        domain: TimeDomain,
+        now: Timestamp,
+        sides: &mut SideOutputs,
+        mut on_timer: impl FnMut(Timestamp, &mut Context<'_, K, O>),
+    ) {
+        let processing_time = now_millis();
+        self.state.set_watermark(self.watermark);
+        loop {
+            let due = match domain {
+                TimeDomain::EventTime => self.timers.event.pop_due(now),
+                TimeDomain::ProcessingTime => self.timers.processing.pop_due(now),
+            };
+            let Some((time, key)) = due else { break };
+            self.state.set_time(processing_time, if domain == TimeDomain::EventTime { time } else { MIN_TIMESTAMP });
+            let mut ctx = Context {
+                key: &key,
+                timestamp: time,
+                watermark: self.watermark,
+                processing_time,
+                state: &mut self.state,
+                timers: &mut self.timers,
+                out: &mut self.buffer,
+                sides,
+            };
+            on_timer(time, &mut ctx);
+        }
+        self.state.cleanup_expired();
+    }
+}
+
 /// A function called for each record of a keyed stream and for each of its timers,
 /// with state scoped to the record's key (Flink's `KeyedProcessFunction`).
 ///
@@ -239,48 +313,20 @@ impl<K: Key, O> Context<'_, K, O> {
 pub(crate) struct KeyedProcessOperator<F: KeyedProcessFunction, KF> {
     function: F,
     key: KF,
-    state: KeyedStateStore<F::Key>,
-    timers: Timers<F::Key>,
-    watermark: Timestamp,
-    buffer: Vec<Record<F::Out>>,
+    scope: KeyedScope<F::Key, F::Out>,
 }
 
 impl<F: KeyedProcessFunction, KF> KeyedProcessOperator<F, KF> {
     pub fn new(mut function: F, key: KF, backend: StateBackendKind) -> Self {
         let mut state = KeyedStateStore::new(backend);
         function.open(&mut state);
-        KeyedProcessOperator {
-            function,
-            key,
-            state,
-            timers: Timers::default(),
-            watermark: MIN_TIMESTAMP,
-            buffer: Vec::new(),
-        }
+        KeyedProcessOperator { function, key, scope: KeyedScope::new(state) }
     }
 
-    fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) {
-        let processing_time = now_millis();
-        self.state.set_watermark(self.watermark);
-        loop {
-            let due = match domain {
-                TimeDomain::EventTime => self.timers.event.pop_due(now),
-                TimeDomain::ProcessingTime => self.timers.processing.pop_due(now),
-            };
-            let Some((time, key)) = due else { break };
-            self.state.set_time(processing_time, if domain == TimeDomain::EventTime { time } else { MIN_TIMESTAMP });
-            let mut ctx = Context {
-                key: &key,
-                timestamp: time,
-                watermark: self.watermark,
-                processing_time,
-                state: &mut self.state,
-                timers: &mut self.timers,
-                out: &mut self.buffer,
-                sides: out.sides(),
-            };
-            self.function.on_timer(time, domain, &mut ctx);
-        }
+    fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
+        let function = &mut self.function;
+        self.scope.fire(domain, now, out.sides(), |time, ctx| function.on_timer(time, domain, ctx));
+        out.emit(std::mem::take(&mut self.scope.buffer))
     }
 }
 
@@ -293,35 +339,17 @@ where
     type Out = Batch<F::Out>;
 
     fn process_batch(&mut self, batch: Batch<F::In>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        let processing_time = now_millis();
-        for record in batch {
-            let key = (self.key)(&record.value);
-            self.state.set_time(processing_time, record.timestamp);
-            let mut ctx = Context {
-                key: &key,
-                timestamp: record.timestamp,
-                watermark: self.watermark,
-                processing_time,
-                state: &mut self.state,
-                timers: &mut self.timers,
-                out: &mut self.buffer,
-                sides: out.sides(),
-            };
-            self.function.process_element(record.value, &mut ctx);
-        }
-        out.emit(std::mem::take(&mut self.buffer))
+        let function = &mut self.function;
+        self.scope.each_record(batch, &self.key, out.sides(), |value, ctx| function.process_element(value, ctx));
+        out.emit(std::mem::take(&mut self.scope.buffer))
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        self.watermark = watermark;
-        self.fire(TimeDomain::EventTime, watermark, out);
-        self.state.cleanup_expired();
-        out.emit(std::mem::take(&mut self.buffer))
+        self.scope.watermark = watermark;
+        self.fire(TimeDomain::EventTime, watermark, out)
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        self.fire(TimeDomain::ProcessingTime, now, out);
-        self.state.cleanup_expired();
-        out.emit(std::mem::take(&mut self.buffer))
+        self.fire(TimeDomain::ProcessingTime, now, out)
     }
 }

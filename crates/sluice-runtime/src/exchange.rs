@@ -17,6 +17,30 @@ fn flush_all<B>(outputs: &mut [ChannelSender<B>]) -> Result<bool> {
     Ok(backlogged)
 }
 
+/// The control half of every exchange's `Push`: watermarks, idleness and end-of-stream
+/// go to every worker (each receiver tracks each sender's clock); processing time stays
+/// with the sending worker.
+macro_rules! control_to_every_worker {
+    () => {
+        fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+            self.metrics.set_watermark(watermark);
+            broadcast(&mut self.outputs, || Message::Watermark(watermark))
+        }
+        fn idle(&mut self) -> Result<()> {
+            broadcast(&mut self.outputs, || Message::Idle)
+        }
+        fn tick(&mut self, _now: Timestamp) -> Result<()> {
+            Ok(())
+        }
+        fn end(&mut self) -> Result<()> {
+            broadcast(&mut self.outputs, || Message::End)
+        }
+        fn backlogged(&mut self) -> Result<bool> {
+            flush_all(&mut self.outputs)
+        }
+    };
+}
+
 /// Maps key hashes to workers: hash -> key group -> the worker owning the group.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyRouter {
@@ -110,22 +134,7 @@ impl<B: crate::Batch, P: Partitioner<B>> Push<B> for HashExchange<B, P> {
         }
         Ok(())
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.metrics.set_watermark(watermark);
-        broadcast(&mut self.outputs, || Message::Watermark(watermark))
-    }
-    fn idle(&mut self) -> Result<()> {
-        broadcast(&mut self.outputs, || Message::Idle)
-    }
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn end(&mut self) -> Result<()> {
-        broadcast(&mut self.outputs, || Message::End)
-    }
-    fn backlogged(&mut self) -> Result<bool> {
-        flush_all(&mut self.outputs)
-    }
+    control_to_every_worker!();
 }
 
 /// Sends whole batches to one worker (forward) or to each worker in turn (rebalance).
@@ -154,22 +163,7 @@ impl<B: crate::Batch> Push<B> for BatchExchange<B> {
             None => Ok(()),
         }
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.metrics.set_watermark(watermark);
-        broadcast(&mut self.outputs, || Message::Watermark(watermark))
-    }
-    fn idle(&mut self) -> Result<()> {
-        broadcast(&mut self.outputs, || Message::Idle)
-    }
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn end(&mut self) -> Result<()> {
-        broadcast(&mut self.outputs, || Message::End)
-    }
-    fn backlogged(&mut self) -> Result<bool> {
-        flush_all(&mut self.outputs)
-    }
+    control_to_every_worker!();
 }
 
 /// Sends every batch to every worker.
@@ -191,20 +185,5 @@ impl<B: crate::Batch + Clone> Push<B> for BroadcastExchange<B> {
         self.metrics.add_out(batch.len() * self.outputs.len());
         broadcast(&mut self.outputs, || Message::Data(batch.clone()))
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.metrics.set_watermark(watermark);
-        broadcast(&mut self.outputs, || Message::Watermark(watermark))
-    }
-    fn idle(&mut self) -> Result<()> {
-        broadcast(&mut self.outputs, || Message::Idle)
-    }
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn end(&mut self) -> Result<()> {
-        broadcast(&mut self.outputs, || Message::End)
-    }
-    fn backlogged(&mut self) -> Result<bool> {
-        flush_all(&mut self.outputs)
-    }
+    control_to_every_worker!();
 }
