@@ -110,7 +110,7 @@ impl sluice::runtime::SourceReader for PregeneratedReader {
             if self.start.barrier.wait().is_leader() {
                 *self.start.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
                 if std::env::var_os("SLUICE_BENCH_VERBOSE").is_some() {
-                    eprintln!("processing starts");
+                    eprintln!("processing starts; cpu so far {:.2}s", cpu_seconds());
                 }
             }
         }
@@ -125,4 +125,13 @@ impl sluice::runtime::SourceReader for PregeneratedReader {
     fn position(&self) -> u64 {
         0
     }
+}
+
+/// CPU time (user + system) this process has used, from /proc (Linux), for the
+/// benchmark's verbose mode.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -99,7 +99,11 @@ fn engine_memory(
                 o.blocked_nanos as f64 / 1e9
             );
         }
-        eprintln!("processing took {:.3}s", finished.duration_since(started).as_secs_f64());
+        eprintln!(
+            "processing took {:.3}s; cpu at end {:.2}s",
+            finished.duration_since(started).as_secs_f64(),
+            data::cpu_seconds()
+        );
     }
     Ok((events as f64 / finished.duration_since(started).as_secs_f64(), outcome()))
 }
@@ -212,36 +216,54 @@ fn single(spec: &str, args: &Args) -> sluice::Result<()> {
     Ok(())
 }
 
-/// Runs one measurement `runs` times, each in a fresh process so that allocator state
-/// left by one run never slows the next; returns the median rate and the outcome.
-fn measure(args: &Args, query: Query, input: &str, workers: usize) -> sluice::Result<(f64, String)> {
+/// One measurement in a fresh process, so that allocator state left by one run never
+/// slows the next: the rate and the outcome's digest.
+fn measure_once(args: &Args, query: Query, input: &str, workers: usize) -> sluice::Result<(f64, String)> {
     let exe = std::env::current_exe().map_err(|e| sluice::Error::io("current exe", e))?;
-    let mut rates = Vec::new();
-    let mut outcomes = Vec::new();
-    for _ in 0..args.runs.max(1) {
-        let output = std::process::Command::new(&exe)
-            .args(["--single", &format!("{}:{input}:{workers}", query.name())])
-            .args(["--events", &args.events.to_string(), "--batch-size", &args.batch_size.to_string()])
-            .args(["--channel-capacity", &args.channel_capacity.to_string()])
-            .arg("--data-dir")
-            .arg(&args.data_dir)
-            .output()
-            .map_err(|e| sluice::Error::io("measurement", e))?;
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        if !output.status.success() {
-            return Err(sluice::Error::invalid_job(format!(
-                "measurement {} {input} {workers} failed: {}",
-                query.name(),
-                String::from_utf8_lossy(&output.stderr)
-            )));
-        }
-        let mut fields = text.split_whitespace();
-        rates.push(fields.next().and_then(|r| r.parse::<f64>().ok()).unwrap_or(0.0));
-        outcomes.push(fields.collect::<Vec<_>>().join(" "));
+    let output = std::process::Command::new(&exe)
+        .args(["--single", &format!("{}:{input}:{workers}", query.name())])
+        .args(["--events", &args.events.to_string(), "--batch-size", &args.batch_size.to_string()])
+        .args(["--channel-capacity", &args.channel_capacity.to_string()])
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .output()
+        .map_err(|e| sluice::Error::io("measurement", e))?;
+    if !output.status.success() {
+        return Err(sluice::Error::invalid_job(format!(
+            "measurement {} {input} {workers} failed: {}",
+            query.name(),
+            String::from_utf8_lossy(&output.stderr)
+        )));
     }
-    outcomes.dedup();
-    let outcome = if outcomes.len() == 1 { outcomes.remove(0) } else { format!("unstable: {outcomes:?}") };
-    Ok((median(rates), outcome))
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let mut fields = text.split_whitespace();
+    let rate = fields.next().and_then(|r| r.parse::<f64>().ok()).unwrap_or(0.0);
+    Ok((rate, fields.collect::<Vec<_>>().join(" ")))
+}
+
+/// Measures the loop (workers 0) and each worker count `runs` times, interleaved (loop,
+/// 1 worker, 2 workers, loop, ...) so that the machine's drift affects all alike;
+/// returns the median rate and the outcome of each.
+fn measure(args: &Args, query: Query, input: &str, workers: &[usize]) -> sluice::Result<Vec<(f64, String)>> {
+    let configs: Vec<usize> = std::iter::once(0).chain(workers.iter().copied()).collect();
+    let mut rates = vec![Vec::new(); configs.len()];
+    let mut outcomes = vec![Vec::new(); configs.len()];
+    for _ in 0..args.runs.max(1) {
+        for (i, &w) in configs.iter().enumerate() {
+            let (rate, outcome) = measure_once(args, query, input, w)?;
+            rates[i].push(rate);
+            outcomes[i].push(outcome);
+        }
+    }
+    Ok(rates
+        .into_iter()
+        .zip(outcomes)
+        .map(|(rates, mut outcomes)| {
+            outcomes.dedup();
+            let outcome = if outcomes.len() == 1 { outcomes.remove(0) } else { format!("unstable: {outcomes:?}") };
+            (median(rates), outcome)
+        })
+        .collect())
 }
 
 fn main() -> sluice::Result<()> {
@@ -289,18 +311,11 @@ fn main() -> sluice::Result<()> {
             if input == "file" && !file_queries.contains(&query) {
                 continue;
             }
-            let (loop_rate, expected) = measure(&args, query, input, 0)?;
-            for &w in &workers {
-                let (rate, outcome) = measure(&args, query, input, w)?;
-                report(
-                    query,
-                    if input == "file" { "json file" } else { "memory" },
-                    w,
-                    rate,
-                    loop_rate,
-                    outcome == expected,
-                    &expected,
-                );
+            let measured = measure(&args, query, input, &workers)?;
+            let (loop_rate, expected) = &measured[0];
+            for (&w, (rate, outcome)) in workers.iter().zip(&measured[1..]) {
+                let shown = if input == "file" { "json file" } else { "memory" };
+                report(query, shown, w, *rate, *loop_rate, outcome == expected, expected);
             }
         }
     }
