@@ -6,7 +6,7 @@ use crate::join::interval::IntervalJoin;
 use crate::join::table::{Table, TableJoinOperator};
 use crate::process::{KeyedProcessFunction, KeyedProcessOperator};
 use crate::two_input::{TwoInputNode, TwoInputOperator};
-use crate::window::{WindowAssigner, WindowedStream};
+use crate::window::{AggregateFunction, WindowAssigner, WindowedStream};
 use crate::Stream;
 use rustc_hash::FxHashMap;
 use sluice_runtime::exchange::{HashExchange, VecPartitioner};
@@ -113,6 +113,32 @@ where
             key: key.clone(),
             f: f.clone(),
             state: FxHashMap::default(),
+        })
+    }
+
+    /// A rolling aggregate: for each record, adds it to its key's accumulator and emits
+    /// the key with the new result (an updating, per-key aggregate, as Kafka Streams'
+    /// `aggregate` on a grouped stream).
+    ///
+    /// ```
+    /// # use sluice_api::*;
+    /// # use sluice_api::window::Sum;
+    /// let env = StreamEnvironment::new().parallelism(2);
+    /// let out = CollectSink::new();
+    /// env.source(VecSource::new(vec![("a", 1), ("b", 2), ("a", 3)]))
+    ///     .key_by(|(k, _)| *k)
+    ///     .aggregate(Sum::of(|(_, n): &(&str, i32)| *n))
+    ///     .sink(out.clone());
+    /// env.execute().unwrap();
+    /// assert_eq!(out.sorted_values(), vec![("a", 1), ("a", 4), ("b", 2)]);
+    /// ```
+    pub fn aggregate<A: AggregateFunction<T>>(&self, function: A) -> Stream<(K, A::Out)> {
+        let key = self.key.clone();
+        self.keyed_operator("aggregate", move || RollingAggregate {
+            key: key.clone(),
+            function: function.clone(),
+            state: FxHashMap::default(),
+            _type: PhantomData,
         })
     }
 
@@ -249,6 +275,39 @@ where
     }));
     drop(graph);
     left.stream.derive(node)
+}
+
+struct RollingAggregate<K, T, KF, A: AggregateFunction<T>> {
+    key: KF,
+    function: A,
+    state: FxHashMap<K, A::Acc>,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<K, T, KF, A> Operator for RollingAggregate<K, T, KF, A>
+where
+    K: Key,
+    T: Send + 'static,
+    KF: Fn(&T) -> K + Send + 'static,
+    A: AggregateFunction<T>,
+{
+    type In = Batch<T>;
+    type Out = Batch<(K, A::Out)>;
+
+    fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Self::Out>) -> Result<()> {
+        let mut emitted = Vec::with_capacity(batch.len());
+        for record in batch {
+            let key = (self.key)(&record.value);
+            let acc = match self.state.get_mut(&key) {
+                Some(acc) => acc,
+                None => self.state.entry(key.clone()).or_insert_with(|| self.function.create()),
+            };
+            self.function.add(acc, &record.value);
+            let result = self.function.result(acc);
+            emitted.push(Record { timestamp: record.timestamp, value: (key, result) });
+        }
+        out.emit(emitted)
+    }
 }
 
 struct RollingReduce<K, T, KF, F> {
