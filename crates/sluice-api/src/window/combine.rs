@@ -1,18 +1,19 @@
 //! Local pre-aggregation before the key exchange of a fixed-size window (a combiner,
 //! Flink's local-global aggregation).
 //!
-//! Each worker folds the records of a batch into one accumulator per (key, pane) and
-//! sends those partial accumulators, not the records, to the worker owning the key,
-//! whose window operator merges them into its panes. The exchange carries fewer records
-//! and most of the aggregation work stays on the worker that read the records. A batch
-//! never spans a watermark (the watermark assigner cuts batches where it emits one), so
-//! combining within a batch does not change which records are late.
+//! Each worker folds its records into one accumulator per (key, pane) and sends those
+//! partial accumulators, not the records, to the worker owning the key, whose window
+//! operator merges them into its panes. The exchange carries far fewer records and most
+//! of the aggregation work stays on the worker that read the records. Partials leave
+//! before the watermark that could fire a window holding them, so results and lateness
+//! are those of the window without a combiner.
 
 use super::AggregateFunction;
 use crate::graph::Batch;
 use rustc_hash::FxHashMap;
 use sluice_runtime::{Operator, Output};
 use sluice_types::{Key, Record, Result, Timestamp, MIN_TIMESTAMP};
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 /// The partial aggregate of one key over one pane, from one batch.
@@ -22,19 +23,65 @@ pub struct Partial<K, Acc> {
     pub(crate) acc: Acc,
 }
 
-/// Folds each batch into partial accumulators per (key, pane).
+/// Folds records into partial accumulators per (pane, key) and holds them until the
+/// watermark reaches the end of the pane's first window: until then no window holding
+/// the pane can fire downstream, so one partial per key and pane is enough. Partials of
+/// panes that are already due (late records) leave after their batch.
 pub(crate) struct PaneCombiner<K, T, KF, A: AggregateFunction<T>> {
     key: KF,
     function: A,
+    size: i64,
+    slide: i64,
     pane: i64,
     offset: i64,
-    partials: FxHashMap<(K, Timestamp), A::Acc>,
+    /// Hold partials across batches (false: flush after every batch, for early results).
+    hold: bool,
+    partials: BTreeMap<Timestamp, FxHashMap<K, A::Acc>>,
+    watermark: Timestamp,
     _type: PhantomData<fn(T)>,
 }
 
-impl<K, T, KF, A: AggregateFunction<T>> PaneCombiner<K, T, KF, A> {
-    pub fn new(key: KF, function: A, pane: i64, offset: i64) -> Self {
-        PaneCombiner { key, function, pane, offset, partials: FxHashMap::default(), _type: PhantomData }
+impl<K: Key, T, KF, A: AggregateFunction<T>> PaneCombiner<K, T, KF, A> {
+    pub fn new(key: KF, function: A, size: i64, slide: i64, offset: i64, hold: bool) -> Self {
+        PaneCombiner {
+            key,
+            function,
+            size,
+            slide,
+            pane: super::fixed::pane_size(size, slide),
+            offset,
+            hold,
+            partials: BTreeMap::new(),
+            watermark: MIN_TIMESTAMP,
+            _type: PhantomData,
+        }
+    }
+
+    /// The end of the first window containing pane `pane`: the pane must be downstream
+    /// before the watermark reaches that end.
+    fn first_window_end(&self, pane: Timestamp) -> Timestamp {
+        let last_start = pane - (pane - self.offset).rem_euclid(self.slide);
+        let windows = (self.size - 1 - (pane - last_start)).max(0) / self.slide;
+        last_start - windows * self.slide + self.size
+    }
+
+    /// Sends the partials of every pane that is due at `watermark` (all when not holding).
+    fn flush(&mut self, watermark: Timestamp, out: &mut Output<Batch<Partial<K, A::Acc>>>) -> Result<()> {
+        let due: Vec<Timestamp> = self
+            .partials
+            .keys()
+            .copied()
+            .filter(|&pane| !self.hold || pane == MIN_TIMESTAMP || self.first_window_end(pane) - 1 <= watermark)
+            .collect();
+        let mut batch = Vec::new();
+        for pane in due {
+            if let Some(partials) = self.partials.remove(&pane) {
+                batch.extend(
+                    partials.into_iter().map(|(key, acc)| Record { timestamp: pane, value: Partial { key, acc } }),
+                );
+            }
+        }
+        out.emit(batch)
     }
 }
 
@@ -57,15 +104,19 @@ where
                 record.timestamp - (record.timestamp - self.offset).rem_euclid(self.pane)
             };
             let key = (self.key)(&record.value);
-            let acc = self.partials.entry((key, pane)).or_insert_with(|| self.function.create());
+            let partials = self.partials.entry(pane).or_default();
+            let acc = match partials.get_mut(&key) {
+                Some(acc) => acc,
+                None => partials.entry(key).or_insert_with(|| self.function.create()),
+            };
             self.function.add(acc, &record.value);
         }
-        let partials: Batch<Partial<K, A::Acc>> = self
-            .partials
-            .drain()
-            .map(|((key, pane), acc)| Record { timestamp: pane, value: Partial { key, acc } })
-            .collect();
-        out.emit(partials)
+        self.flush(self.watermark, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
+        self.watermark = watermark;
+        self.flush(watermark, out)
     }
 }
 

@@ -201,11 +201,12 @@ where
             Shape::Fixed { size, slide, offset }
                 if settings.domain == TimeDomain::EventTime && settings.late_tag.is_none() =>
             {
-                let pane = fixed::pane_size(size, slide);
                 let combine_key = key.clone();
                 let combine_function = function.clone();
+                // Early results need every record downstream at each early firing.
+                let hold = settings.early_interval.is_none();
                 let partials = self.keyed.stream.chain("combine", move || {
-                    PaneCombiner::new(combine_key.clone(), combine_function.clone(), pane, offset)
+                    PaneCombiner::new(combine_key.clone(), combine_function.clone(), size, slide, offset, hold)
                 });
                 let merge = MergePartials::new(function);
                 partials.key_by(|p: &Partial<K, A::Acc>| p.key.clone()).keyed_operator("window", move || {

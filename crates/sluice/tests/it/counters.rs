@@ -15,21 +15,15 @@ fn every_operator_counts_what_flowed_through_it() {
     let input: Vec<(i64, (u32, i64))> = (0..400i64).map(|i| ((i * 37) % 2_000, ((i % 7) as u32, i))).collect();
     let passed: Vec<(i64, (u32, i64))> = input.iter().copied().filter(|(_, (_, v))| v % 3 != 0).collect();
     let windows: BTreeSet<(u32, i64)> = passed.iter().map(|(t, (k, _))| (*k, t.div_euclid(100))).collect();
-    // The window pre-aggregates each batch before the exchange: one partial per
-    // (key, window) of each batch. Worker w reads records w, w + 2, ... in batches of 16.
+    // The window pre-aggregates before the exchange: each worker sends one partial per
+    // (key, window) it saw, once the watermark (here only the final one) passes it.
+    // Worker w reads records w, w + 2, ...
     let partials: usize = (0..2)
         .map(|worker| {
-            let share: Vec<_> = input.iter().skip(worker).step_by(2).collect();
-            share
-                .chunks(16)
-                .map(|batch| {
-                    let kept = batch.iter().filter(|(_, (_, v))| v % 3 != 0);
-                    kept.map(|(t, (k, _))| (*k, t.div_euclid(100))).collect::<BTreeSet<_>>().len()
-                })
-                .sum::<usize>()
+            let kept = input.iter().skip(worker).step_by(2).filter(|(_, (_, v))| v % 3 != 0);
+            kept.map(|(t, (k, _))| (*k, t.div_euclid(100))).collect::<BTreeSet<_>>().len()
         })
         .sum();
-
     let env = StreamEnvironment::new().parallelism(2).batch_size(16);
     let out = CollectSink::new();
     env.source(VecSource::timestamped(input.clone()))
