@@ -12,5 +12,5 @@ out="bench/runs/$(date -u +%Y-%m-%d)-$(nproc)cores"
 mkdir -p "$out"
 git rev-parse --short HEAD > "$out/commit" 2>/dev/null || true
 grep -m1 "model name" /proc/cpuinfo > "$out/machine" || true
-"$runner" --events 5000000 --workers 1,2 --runs 5 --mode both --data-dir "${CARGO_TARGET_DIR}/bench-data" "$@" | tee "$out/nexmark.md"
+"$runner" --events 8000000 --workers 1,2 --runs 5 --mode both --data-dir "${CARGO_TARGET_DIR}/bench-data" "$@" | tee "$out/nexmark.md"
 "$runner" --memory | tee "$out/memory.md"
