@@ -235,14 +235,8 @@ pub struct FraudJob {
 impl FraudJob {
     /// Runs the job to completion.
     pub fn run(&self) -> Result<JobResult> {
-        let mut env = StreamEnvironment::new();
-        if let Some(parallelism) = self.parallelism {
-            env = env.parallelism(parallelism);
-        }
-        let dead_letters = match &self.dead_letters {
-            Some(path) => DeadLetters::file(path)?,
-            None => DeadLetters::stderr(),
-        };
+        let env = crate::environment(self.parallelism);
+        let dead_letters = crate::dead_letters(self.dead_letters.as_deref())?;
         let source = JsonLinesSource::<Transaction>::new(&self.transactions)?.dead_letters(dead_letters);
         let detection = detect(&env.source(source));
         detection.alerts.sink(JsonLinesSink::new(&self.alerts)?);

@@ -17,7 +17,25 @@ pub mod fraud;
 pub mod generate;
 pub mod orders;
 
-use sluice::JobResult;
+use sluice::connectors::DeadLetters;
+use sluice::{JobResult, StreamEnvironment};
+use std::path::Path;
+
+/// The environment of an example job: `parallelism` workers, or one per core.
+pub fn environment(parallelism: Option<usize>) -> StreamEnvironment {
+    match parallelism {
+        Some(parallelism) => StreamEnvironment::new().parallelism(parallelism),
+        None => StreamEnvironment::new(),
+    }
+}
+
+/// Where unreadable input lines go: a JSON lines file, or standard error.
+pub fn dead_letters(path: Option<&Path>) -> sluice::Result<DeadLetters> {
+    match path {
+        Some(path) => DeadLetters::file(path),
+        None => Ok(DeadLetters::stderr()),
+    }
+}
 
 /// The one-line summary a binary prints when its job finished.
 pub fn summary(name: &str, result: &JobResult) -> String {
@@ -33,7 +51,7 @@ pub fn summary(name: &str, result: &JobResult) -> String {
 
 /// Prints `error` and its causes on one line of standard error, as
 /// `name: error: ...: ...`. A cause whose text the line already shows is not repeated
-/// (`sluice::Error::Io` prints its source in its own message).
+/// (a defensive check: causes are not expected to repeat their parent).
 pub fn report_error(name: &str, error: &dyn std::error::Error) {
     let mut line = format!("{name}: error: {error}");
     let mut cause = error.source();

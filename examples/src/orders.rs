@@ -198,14 +198,8 @@ pub struct OrderJob {
 impl OrderJob {
     /// Runs the job to completion.
     pub fn run(&self) -> Result<JobResult> {
-        let mut env = StreamEnvironment::new();
-        if let Some(parallelism) = self.parallelism {
-            env = env.parallelism(parallelism);
-        }
-        let dead_letters = match &self.dead_letters {
-            Some(path) => DeadLetters::file(path)?,
-            None => DeadLetters::stderr(),
-        };
+        let env = crate::environment(self.parallelism);
+        let dead_letters = crate::dead_letters(self.dead_letters.as_deref())?;
         let orders = JsonLinesSource::<Order>::new(&self.orders)?.dead_letters(dead_letters.clone());
         let customers = JsonLinesSource::<Customer>::new(&self.customers)?.dead_letters(dead_letters);
         let analytics = analyze(&env.source(orders), &env.source(customers));
