@@ -35,6 +35,9 @@ macro_rules! control_to_every_worker {
         fn end(&mut self) -> Result<()> {
             broadcast(&mut self.outputs, || Message::End)
         }
+        fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<()> {
+            broadcast(&mut self.outputs, || Message::Barrier(barrier))
+        }
         fn backlogged(&mut self) -> Result<bool> {
             flush_all(&mut self.outputs)
         }

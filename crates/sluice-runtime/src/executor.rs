@@ -1,5 +1,6 @@
 //! Runs a job: one thread per worker, each stepping its segment instances in turn.
 
+use crate::checkpoint::CheckpointHub;
 use crate::{Doorbell, Edges, MetricsRegistry, RuntimeConfig};
 use sluice_types::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,16 +44,24 @@ pub struct BuildContext {
     pub metrics: MetricsRegistry,
     /// Set when the job must stop.
     pub cancel: Arc<AtomicBool>,
+    /// Where checkpoint participants register, and the state they restore.
+    pub checkpoints: Arc<CheckpointHub>,
     /// The segment roots built so far, per worker.
     pub tasks: Vec<Vec<Box<dyn Task>>>,
 }
 
 impl BuildContext {
-    /// A context for a job with `config`, reporting into `metrics`.
-    pub fn new(config: RuntimeConfig, metrics: MetricsRegistry, cancel: Arc<AtomicBool>) -> Self {
+    /// A context for a job with `config`, reporting into `metrics`, checkpointing
+    /// through `checkpoints`.
+    pub fn new(
+        config: RuntimeConfig,
+        metrics: MetricsRegistry,
+        cancel: Arc<AtomicBool>,
+        checkpoints: Arc<CheckpointHub>,
+    ) -> Self {
         let edges = Edges::new(config.parallelism, config.channel_capacity);
         let tasks = (0..config.parallelism).map(|_| Vec::new()).collect();
-        BuildContext { worker: 0, config, edges, metrics, cancel, tasks }
+        BuildContext { worker: 0, config, edges, metrics, cancel, checkpoints, tasks }
     }
 
     /// Adds a segment root to the current worker.

@@ -1,6 +1,7 @@
 //! Input gates: the roots of chains fed by channels from other workers.
 
 use crate::channel::ChannelReceiver;
+use crate::checkpoint::{Alignment, Barrier};
 use crate::executor::{Step, Task};
 use crate::push::now_millis;
 use crate::{Message, Push, WatermarkTracker};
@@ -45,6 +46,7 @@ fn lift<T, U>(message: Message<T>, wrap: impl FnOnce(T) -> U) -> Message<U> {
         Message::Watermark(w) => Message::Watermark(w),
         Message::Idle => Message::Idle,
         Message::End => Message::End,
+        Message::Barrier(b) => Message::Barrier(b),
     }
 }
 
@@ -70,6 +72,7 @@ trait GateTarget<D>: Send {
     fn idle(&mut self) -> Result<()>;
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     fn end(&mut self) -> Result<()>;
+    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
     fn backlogged(&mut self) -> Result<bool>;
 }
 
@@ -91,6 +94,9 @@ impl<B> GateTarget<B> for Chain<B> {
     fn end(&mut self) -> Result<()> {
         self.0.end()
     }
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.0.barrier(barrier)
+    }
     fn backlogged(&mut self) -> Result<bool> {
         self.0.backlogged()
     }
@@ -110,6 +116,8 @@ pub trait TwoInputPush<L, R>: Send {
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     /// Both inputs ended.
     fn end(&mut self) -> Result<()>;
+    /// A checkpoint barrier arrived on every input: snapshot, then forward it.
+    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
     /// Whether the operator's output is backlogged.
     fn backlogged(&mut self) -> Result<bool>;
 }
@@ -135,9 +143,18 @@ impl<L, R> GateTarget<Arrived<L, R>> for TwoChain<L, R> {
     fn end(&mut self) -> Result<()> {
         self.0.end()
     }
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.0.barrier(barrier)
+    }
     fn backlogged(&mut self) -> Result<bool> {
         self.0.backlogged()
     }
+}
+
+/// The barrier a gate is aligning, and which channels have delivered it.
+struct Aligning {
+    barrier: Barrier,
+    arrived: Vec<bool>,
 }
 
 /// Reads channels until all have ended, merging their watermarks, and drives a target.
@@ -147,6 +164,8 @@ struct Gate<I, T> {
     target: T,
     tracker: WatermarkTracker,
     live: Vec<usize>,
+    alignment: Alignment,
+    aligning: Option<Aligning>,
     next_start: usize,
     tick_interval: Duration,
     last_tick: Instant,
@@ -154,7 +173,7 @@ struct Gate<I, T> {
 }
 
 impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
-    fn new(name: String, inputs: I, target: T, tick_interval: Duration) -> Self {
+    fn new(name: String, inputs: I, target: T, tick_interval: Duration, alignment: Alignment) -> Self {
         let n = inputs.len();
         Gate {
             name,
@@ -162,6 +181,8 @@ impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
             target,
             tracker: WatermarkTracker::new(n),
             live: (0..n).collect(),
+            alignment,
+            aligning: None,
             next_start: 0,
             tick_interval,
             last_tick: Instant::now(),
@@ -173,6 +194,9 @@ impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
         let n = self.live.len();
         for k in 0..n {
             let i = self.live[(self.next_start + k) % n];
+            if self.blocked(i) {
+                continue;
+            }
             match self.inputs.try_recv(i) {
                 Ok(message) => {
                     self.next_start = (self.next_start + k + 1) % n;
@@ -184,6 +208,35 @@ impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
             }
         }
         Ok(None)
+    }
+
+    /// Whether channel `i` waits for the others' barriers (aligned checkpoints only).
+    fn blocked(&self, i: usize) -> bool {
+        self.alignment == Alignment::Aligned && self.aligning.as_ref().is_some_and(|a| a.arrived[i])
+    }
+
+    fn on_barrier(&mut self, i: usize, barrier: Barrier) -> Result<()> {
+        match &self.aligning {
+            // A barrier of an abandoned checkpoint, overtaken by a newer one.
+            Some(current) if barrier.id < current.barrier.id => return Ok(()),
+            Some(current) if barrier.id == current.barrier.id => {}
+            _ => self.aligning = Some(Aligning { barrier, arrived: vec![false; self.inputs.len()] }),
+        }
+        if let Some(aligning) = &mut self.aligning {
+            aligning.arrived[i] = true;
+        }
+        self.complete_alignment()
+    }
+
+    /// Forwards the barrier being aligned once every live channel has delivered it.
+    fn complete_alignment(&mut self) -> Result<()> {
+        let Some(aligning) = &self.aligning else { return Ok(()) };
+        if self.live.iter().all(|&j| aligning.arrived[j]) {
+            let barrier = aligning.barrier;
+            self.aligning = None;
+            self.target.barrier(barrier)?;
+        }
+        Ok(())
     }
 
     fn handle(&mut self, i: usize, message: Message<I::Data>) -> Result<()> {
@@ -209,11 +262,12 @@ impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
             Message::End => {
                 self.live.retain(|&j| j != i);
                 self.next_start = 0;
-                match self.tracker.on_end(i) {
-                    Some(advanced) => self.target.watermark(advanced),
-                    None => Ok(()),
+                if let Some(advanced) = self.tracker.on_end(i) {
+                    self.target.watermark(advanced)?;
                 }
+                self.complete_alignment()
             }
+            Message::Barrier(barrier) => self.on_barrier(i, barrier),
         }
     }
 
@@ -252,9 +306,15 @@ pub struct UnaryGate<B> {
 }
 
 impl<B: Send + 'static> UnaryGate<B> {
-    /// A gate reading `inputs` into `next`.
-    pub fn new(name: String, inputs: Vec<ChannelReceiver<B>>, next: Box<dyn Push<B>>, tick_interval: Duration) -> Self {
-        UnaryGate { gate: Gate::new(name, inputs, Chain(next), tick_interval) }
+    /// A gate reading `inputs` into `next`, aligning barriers as `alignment` says.
+    pub fn new(
+        name: String,
+        inputs: Vec<ChannelReceiver<B>>,
+        next: Box<dyn Push<B>>,
+        tick_interval: Duration,
+        alignment: Alignment,
+    ) -> Self {
+        UnaryGate { gate: Gate::new(name, inputs, Chain(next), tick_interval, alignment) }
     }
 }
 
@@ -280,8 +340,9 @@ impl<L: Send + 'static, R: Send + 'static> BinaryGate<L, R> {
         right: Vec<ChannelReceiver<R>>,
         target: Box<dyn TwoInputPush<L, R>>,
         tick_interval: Duration,
+        alignment: Alignment,
     ) -> Self {
-        BinaryGate { gate: Gate::new(name, TwoInputs { left, right }, TwoChain(target), tick_interval) }
+        BinaryGate { gate: Gate::new(name, TwoInputs { left, right }, TwoChain(target), tick_interval, alignment) }
     }
 }
 

@@ -12,8 +12,8 @@
 //! which is why a graph of bounded channels cannot deadlock.
 //!
 //! Data, watermarks, idleness and end-of-stream travel in-band as [`Message`]s, so a
-//! watermark never overtakes the records before it. Checkpoint barriers will travel the
-//! same way. Batches are any [`Batch`]: the typed API uses `Vec<Record<T>>`, and the SQL
+//! watermark never overtakes the records before it. Checkpoint barriers travel the
+//! same way ([`checkpoint`]). Batches are any [`Batch`]: the typed API uses `Vec<Record<T>>`, and the SQL
 //! layer will use Arrow record batches through the same interfaces.
 //!
 //! The runtime knows nothing of SQL, Kafka, HTTP, files or tokio.
@@ -21,6 +21,7 @@
 #[cfg(feature = "arrow")]
 pub mod arrow;
 mod batch;
+pub mod checkpoint;
 mod channel;
 mod config;
 mod doorbell;

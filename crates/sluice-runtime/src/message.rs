@@ -1,5 +1,6 @@
 //! What travels on a channel between two workers.
 
+use crate::checkpoint::Barrier;
 use sluice_types::Timestamp;
 
 /// One message on a channel. Control messages travel in-band, behind the data sent
@@ -15,4 +16,6 @@ pub enum Message<B> {
     Idle,
     /// The sender is done: nothing follows.
     End,
+    /// Everything before belongs to checkpoint `barrier.id`, everything after to the next.
+    Barrier(Barrier),
 }

@@ -1,5 +1,6 @@
 //! Operators, the nodes that wrap them in a chain, and their outputs.
 
+use crate::checkpoint::{Barrier, Participant, StateReader, StateWriter};
 use crate::{Batch, OperatorMetrics, Push};
 use sluice_types::{Result, Timestamp};
 use std::any::Any;
@@ -33,6 +34,18 @@ pub trait Operator: Send + 'static {
     fn close(&mut self, _out: &mut Output<Self::Out>) -> Result<()> {
         Ok(())
     }
+
+    /// Writes the operator's state into a checkpoint. Keyed state goes in by key
+    /// ([`StateWriter::keyed`]) so that it can be split by key group on restore.
+    fn snapshot(&mut self, _state: &mut StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restores the state written by [`Operator::snapshot`] (of the key groups this
+    /// instance owns now), before any input arrives.
+    fn restore(&mut self, _state: &StateReader) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A side output's downstream, type-erased so one operator can have several of
@@ -50,6 +63,8 @@ pub trait SidePort: Send {
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     /// Forwards the end of input.
     fn end(&mut self) -> Result<()>;
+    /// Forwards a checkpoint barrier.
+    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
     /// Whether the side output's downstream is backlogged.
     fn backlogged(&mut self) -> Result<bool>;
 }
@@ -83,6 +98,9 @@ impl<T: Send + 'static> SidePort for TypedSidePort<T> {
     }
     fn end(&mut self) -> Result<()> {
         self.next.end()
+    }
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.next.barrier(barrier)
     }
     fn backlogged(&mut self) -> Result<bool> {
         self.next.backlogged()
@@ -214,6 +232,14 @@ impl<B: Batch> Output<B> {
         self.next.end()
     }
 
+    /// Forwards a checkpoint barrier to the main and side outputs.
+    pub fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        for port in self.sides.ports() {
+            port.barrier(barrier)?;
+        }
+        self.next.barrier(barrier)
+    }
+
     /// Whether anything downstream of the main or a side output is backlogged.
     pub fn backlogged(&mut self) -> Result<bool> {
         let mut backlogged = self.next.backlogged()?;
@@ -228,12 +254,29 @@ impl<B: Batch> Output<B> {
 pub struct OperatorNode<O: Operator> {
     operator: O,
     out: Output<O::Out>,
+    participant: Option<Participant>,
 }
 
 impl<O: Operator> OperatorNode<O> {
-    /// Wraps `operator` so it can be chained.
+    /// Wraps a stateless `operator` so it can be chained.
     pub fn new(operator: O, out: Output<O::Out>) -> Self {
-        OperatorNode { operator, out }
+        OperatorNode { operator, out, participant: None }
+    }
+
+    /// Wraps a stateful `operator`: it restores from the job's checkpoint, if any, and
+    /// snapshots at every barrier.
+    pub fn stateful(mut operator: O, out: Output<O::Out>, participant: Participant) -> Result<Self> {
+        if let Some(state) = participant.restored() {
+            operator.restore(&state)?;
+        }
+        Ok(OperatorNode { operator, out, participant: Some(participant) })
+    }
+
+    fn snapshot(&mut self) -> Result<Option<(Participant, crate::checkpoint::InstanceState)>> {
+        let Some(participant) = self.participant.as_ref().filter(|p| p.enabled()) else { return Ok(None) };
+        let mut state = participant.writer();
+        self.operator.snapshot(&mut state)?;
+        Ok(Some((participant.clone(), state.finish())))
     }
 }
 
@@ -263,7 +306,17 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
     fn end(&mut self) -> Result<()> {
         self.operator.close(&mut self.out)?;
         self.out.flush_sides()?;
+        if let Some((participant, state)) = self.snapshot()? {
+            participant.finished(state);
+        }
         self.out.end()
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        if let Some((participant, state)) = self.snapshot()? {
+            participant.ack(barrier.id, state);
+        }
+        self.out.barrier(barrier)
     }
 
     fn backlogged(&mut self) -> Result<bool> {
@@ -305,6 +358,9 @@ impl<B: Clone + Send> Push<B> for Tee<B> {
     fn end(&mut self) -> Result<()> {
         self.outputs.iter_mut().try_for_each(|o| o.end())
     }
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.barrier(barrier))
+    }
     fn backlogged(&mut self) -> Result<bool> {
         let mut backlogged = false;
         for output in &mut self.outputs {
@@ -331,6 +387,9 @@ impl<B: Send> Push<B> for Discard {
         Ok(())
     }
     fn end(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn barrier(&mut self, _barrier: Barrier) -> Result<()> {
         Ok(())
     }
     fn backlogged(&mut self) -> Result<bool> {

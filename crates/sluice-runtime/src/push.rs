@@ -1,5 +1,6 @@
 //! The interface between chained operators.
 
+use crate::checkpoint::Barrier;
 use sluice_types::{Result, Timestamp};
 
 /// The input side of an operator chain: what an upstream operator, source or gate
@@ -16,6 +17,8 @@ pub trait Push<B>: Send {
     fn tick(&mut self, now: Timestamp) -> Result<()>;
     /// The input ended: flush and release everything.
     fn end(&mut self) -> Result<()>;
+    /// A checkpoint barrier: snapshot (if stateful), then forward it.
+    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
     /// Tries to send what exchanges downstream could not send yet (their channel was
     /// full); returns whether something is still waiting. A worker does not feed a
     /// chain more input while it is backlogged: that is how backpressure travels.
@@ -37,6 +40,9 @@ impl<B, P: Push<B> + ?Sized> Push<B> for Box<P> {
     }
     fn end(&mut self) -> Result<()> {
         (**self).end()
+    }
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        (**self).barrier(barrier)
     }
     fn backlogged(&mut self) -> Result<bool> {
         (**self).backlogged()

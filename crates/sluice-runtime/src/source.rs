@@ -1,9 +1,10 @@
 //! Sources and the task that pumps them into their chain.
 
+use crate::checkpoint::{CheckpointId, Participant, StateWriter};
 use crate::executor::{Step, Task};
 use crate::push::now_millis;
 use crate::{Batch, OperatorMetrics, Push};
-use sluice_types::{Result, MAX_TIMESTAMP};
+use sluice_types::{Error, Result, MAX_TIMESTAMP};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,13 @@ pub trait SourceReader: Send {
     fn dead_letters(&self) -> u64 {
         0
     }
+    /// Writes where it is, as items of [`StateWriter::item`] (one per split it reads,
+    /// so that splits can be dealt to other workers on rescale), for a checkpoint. The
+    /// source restores readers from them. Sources that cannot replay their input (stdin)
+    /// keep the default, which fails the checkpoint.
+    fn snapshot(&self, _state: &mut StateWriter) -> Result<()> {
+        Err(Error::invalid_job("this source cannot be replayed, so a job reading it cannot take checkpoints"))
+    }
 }
 
 /// Pumps a source's batches into its chain, one batch per step, while the chain is not
@@ -47,6 +55,8 @@ pub struct SourceDriver<S: SourceReader> {
     last_tick: Instant,
     idle: bool,
     finished: bool,
+    participant: Option<Participant>,
+    last_barrier: CheckpointId,
 }
 
 impl<S: SourceReader> SourceDriver<S> {
@@ -69,7 +79,31 @@ impl<S: SourceReader> SourceDriver<S> {
             last_tick: Instant::now(),
             idle: false,
             finished: false,
+            participant: None,
+            last_barrier: 0,
         }
+    }
+
+    /// Takes part in checkpoints: injects the barriers the coordinator requests.
+    pub fn with_checkpoints(mut self, participant: Participant) -> Self {
+        self.participant = Some(participant);
+        self
+    }
+
+    fn snapshot(&self, participant: &Participant) -> Result<crate::checkpoint::InstanceState> {
+        let mut state = participant.writer();
+        self.reader.snapshot(&mut state)?;
+        Ok(state.finish())
+    }
+
+    /// Injects the latest requested barrier, once, behind the records read so far.
+    fn inject_barrier(&mut self) -> Result<()> {
+        let Some(participant) = self.participant.as_ref().filter(|p| p.enabled()) else { return Ok(()) };
+        let Some(barrier) = participant.requested().filter(|b| b.id > self.last_barrier) else { return Ok(()) };
+        let participant = participant.clone();
+        self.last_barrier = barrier.id;
+        participant.ack(barrier.id, self.snapshot(&participant)?);
+        self.next.barrier(barrier)
     }
 
     fn report(&self) {
@@ -84,6 +118,9 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
     }
 
     fn step(&mut self) -> Result<Step> {
+        if !self.finished {
+            self.inject_barrier()?;
+        }
         if self.next.backlogged()? {
             return Ok(Step::Waiting);
         }
@@ -109,6 +146,9 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
             }
             SourcePoll::Finished => {
                 self.report();
+                if let Some(participant) = self.participant.as_ref().filter(|p| p.enabled()) {
+                    participant.finished(self.snapshot(participant)?);
+                }
                 self.metrics.set_watermark(MAX_TIMESTAMP);
                 self.next.watermark(MAX_TIMESTAMP)?;
                 self.next.end()?;

@@ -1,12 +1,43 @@
 //! The heap backend: objects in hash maps, with a write timestamp per entry for TTL.
 
+use crate::table::EntrySink;
 use crate::{ListTable, MapTable, StateTable, StateTtl, TtlUpdate, ValueTable};
 use rustc_hash::FxHashMap;
-use sluice_types::{Key, Timestamp, MIN_TIMESTAMP};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sluice_types::{Data, Error, Key, Result, Timestamp, MIN_TIMESTAMP};
 use std::any::Any;
 use std::hash::Hash;
 
-#[derive(Clone, Debug)]
+/// Encodes one key's entry for a checkpoint.
+pub(crate) fn encode<E: Serialize + ?Sized>(entry: &E) -> Result<Vec<u8>> {
+    postcard::to_stdvec(entry).map_err(|e| Error::checkpoint("snapshot", format!("cannot encode state: {e}")))
+}
+
+/// Decodes one key's entry from a checkpoint.
+pub(crate) fn decode<E: DeserializeOwned>(bytes: &[u8]) -> Result<E> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::checkpoint("restore", format!("cannot decode state (was its type changed?): {e}")))
+}
+
+/// The checkpoint hooks shared by the three heap tables: entries are written as they
+/// are kept, key by key.
+macro_rules! snapshot_entries {
+    () => {
+        fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+            for (key, entry) in &self.entries {
+                sink(key, encode(entry)?)?;
+            }
+            Ok(())
+        }
+        fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
+            self.entries.insert(key, decode(entry)?);
+            Ok(())
+        }
+    };
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entry<V> {
     value: V,
     touched: Timestamp,
@@ -44,7 +75,8 @@ impl<K, V> HeapValueTable<K, V> {
     }
 }
 
-impl<K: Key, V: Send + 'static> StateTable<K> for HeapValueTable<K, V> {
+impl<K: Key, V: Data> StateTable<K> for HeapValueTable<K, V> {
+    snapshot_entries!();
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         self.entries.retain(|_, e| sweep(e, ttl.as_ref(), now));
@@ -60,7 +92,7 @@ impl<K: Key, V: Send + 'static> StateTable<K> for HeapValueTable<K, V> {
     }
 }
 
-impl<K: Key, V: Clone + Send + 'static> ValueTable<K, V> for HeapValueTable<K, V> {
+impl<K: Key, V: Data> ValueTable<K, V> for HeapValueTable<K, V> {
     fn get(&mut self, key: &K, now: Timestamp) -> Option<V> {
         let ttl = self.ttl;
         let entry = self.entries.get_mut(key)?;
@@ -107,7 +139,8 @@ impl<K, V> HeapListTable<K, V> {
     }
 }
 
-impl<K: Key, V: Send + 'static> StateTable<K> for HeapListTable<K, V> {
+impl<K: Key, V: Data> StateTable<K> for HeapListTable<K, V> {
+    snapshot_entries!();
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         self.entries.retain(|_, list| {
@@ -126,7 +159,7 @@ impl<K: Key, V: Send + 'static> StateTable<K> for HeapListTable<K, V> {
     }
 }
 
-impl<K: Key, V: Clone + Send + 'static> ListTable<K, V> for HeapListTable<K, V> {
+impl<K: Key, V: Data> ListTable<K, V> for HeapListTable<K, V> {
     fn get(&mut self, key: &K, now: Timestamp) -> Vec<V> {
         let ttl = self.ttl;
         let Some(list) = self.entries.get_mut(key) else {
@@ -174,7 +207,8 @@ impl<K, UK, UV> HeapMapTable<K, UK, UV> {
     }
 }
 
-impl<K: Key, UK: Send + 'static, UV: Send + 'static> StateTable<K> for HeapMapTable<K, UK, UV> {
+impl<K: Key, UK: Data + Hash + Eq, UV: Data> StateTable<K> for HeapMapTable<K, UK, UV> {
+    snapshot_entries!();
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         self.entries.retain(|_, map| {
@@ -193,7 +227,7 @@ impl<K: Key, UK: Send + 'static, UV: Send + 'static> StateTable<K> for HeapMapTa
     }
 }
 
-impl<K: Key, UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static> MapTable<K, UK, UV>
+impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> MapTable<K, UK, UV>
     for HeapMapTable<K, UK, UV>
 {
     fn get(&mut self, key: &K, user_key: &UK, now: Timestamp) -> Option<UV> {

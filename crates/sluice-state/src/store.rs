@@ -4,7 +4,9 @@ use crate::heap::{HeapListTable, HeapMapTable, HeapValueTable};
 use crate::{
     ListState, ListTable, MapState, MapTable, StateDescriptor, StateTable, StateTtl, TtlClock, ValueState, ValueTable,
 };
-use sluice_types::{Key, Timestamp, MIN_TIMESTAMP};
+use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
+use sluice_types::{Data, Key, Result, Timestamp, MIN_TIMESTAMP};
 use std::hash::Hash;
 
 /// Which backend keeps the state.
@@ -35,6 +37,8 @@ pub struct KeyedStateStore<K> {
     processing_time: Timestamp,
     event_time: Timestamp,
     watermark: Timestamp,
+    /// Restored entries of states not declared yet, by state name.
+    restored: FxHashMap<String, Vec<(K, Vec<u8>)>>,
 }
 
 impl<K: Key> KeyedStateStore<K> {
@@ -46,6 +50,7 @@ impl<K: Key> KeyedStateStore<K> {
             processing_time: MIN_TIMESTAMP,
             event_time: MIN_TIMESTAMP,
             watermark: MIN_TIMESTAMP,
+            restored: FxHashMap::default(),
         }
     }
 
@@ -76,7 +81,15 @@ impl<K: Key> KeyedStateStore<K> {
         self.slots.iter().position(|s| s.name == name)
     }
 
-    fn add_slot(&mut self, descriptor: &StateDescriptor, table: Box<dyn StateTable<K>>) -> usize {
+    fn add_slot(&mut self, descriptor: &StateDescriptor, mut table: Box<dyn StateTable<K>>) -> usize {
+        for (key, entry) in self.restored.remove(&descriptor.name).unwrap_or_default() {
+            // A state whose type changed since the checkpoint cannot be read back: the
+            // job then starts this state empty rather than with garbage.
+            if let Err(error) = table.restore(key, &entry) {
+                warn_unrestorable(&descriptor.name, &error);
+                break;
+            }
+        }
         self.slots.push(Slot {
             name: descriptor.name.clone(),
             ttl: descriptor.ttl,
@@ -87,7 +100,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Declares a value state; declaring the same name again returns the same handle.
-    pub fn value<V: Clone + Send + 'static>(&mut self, descriptor: &StateDescriptor) -> ValueState<V> {
+    pub fn value<V: Data>(&mut self, descriptor: &StateDescriptor) -> ValueState<V> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return ValueState::new(i);
         }
@@ -98,7 +111,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Declares a list state.
-    pub fn list<V: Clone + Send + 'static>(&mut self, descriptor: &StateDescriptor) -> ListState<V> {
+    pub fn list<V: Data>(&mut self, descriptor: &StateDescriptor) -> ListState<V> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return ListState::new(i);
         }
@@ -109,7 +122,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Declares a map state.
-    pub fn map<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+    pub fn map<UK: Data + Hash + Eq + Ord, UV: Data>(
         &mut self,
         descriptor: &StateDescriptor,
     ) -> MapState<UK, UV> {
@@ -134,19 +147,19 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// The value of `key`.
-    pub fn get<V: Clone + Send + 'static>(&mut self, state: ValueState<V>, key: &K) -> Option<V> {
+    pub fn get<V: Data>(&mut self, state: ValueState<V>, key: &K) -> Option<V> {
         let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
         ValueTable::get(table, key, now)
     }
 
     /// Sets the value of `key`.
-    pub fn set<V: Clone + Send + 'static>(&mut self, state: ValueState<V>, key: &K, value: V) {
+    pub fn set<V: Data>(&mut self, state: ValueState<V>, key: &K, value: V) {
         let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
         ValueTable::set(table, key, value, now)
     }
 
     /// Reads, changes and writes the value of `key` in one step; `None` clears it.
-    pub fn update<V: Clone + Send + 'static>(
+    pub fn update<V: Data>(
         &mut self,
         state: ValueState<V>,
         key: &K,
@@ -157,25 +170,25 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// The live elements of `key`'s list.
-    pub fn list_get<V: Clone + Send + 'static>(&mut self, state: ListState<V>, key: &K) -> Vec<V> {
+    pub fn list_get<V: Data>(&mut self, state: ListState<V>, key: &K) -> Vec<V> {
         let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
         ListTable::get(table, key, now)
     }
 
     /// Appends to `key`'s list.
-    pub fn list_add<V: Clone + Send + 'static>(&mut self, state: ListState<V>, key: &K, value: V) {
+    pub fn list_add<V: Data>(&mut self, state: ListState<V>, key: &K, value: V) {
         let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
         ListTable::add(table, key, value, now)
     }
 
     /// Replaces `key`'s list.
-    pub fn list_replace<V: Clone + Send + 'static>(&mut self, state: ListState<V>, key: &K, values: Vec<V>) {
+    pub fn list_replace<V: Data>(&mut self, state: ListState<V>, key: &K, values: Vec<V>) {
         let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
         ListTable::replace(table, key, values, now)
     }
 
     /// The value under `user_key` in `key`'s map.
-    pub fn map_get<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+    pub fn map_get<UK: Data + Hash + Eq + Ord, UV: Data>(
         &mut self,
         state: MapState<UK, UV>,
         key: &K,
@@ -186,7 +199,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Puts into `key`'s map.
-    pub fn map_put<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+    pub fn map_put<UK: Data + Hash + Eq + Ord, UV: Data>(
         &mut self,
         state: MapState<UK, UV>,
         key: &K,
@@ -198,7 +211,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Removes from `key`'s map.
-    pub fn map_remove<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+    pub fn map_remove<UK: Data + Hash + Eq + Ord, UV: Data>(
         &mut self,
         state: MapState<UK, UV>,
         key: &K,
@@ -209,7 +222,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// The live entries of `key`'s map, sorted by user key.
-    pub fn map_entries<UK: Hash + Eq + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
+    pub fn map_entries<UK: Data + Hash + Eq + Ord, UV: Data>(
         &mut self,
         state: MapState<UK, UV>,
         key: &K,
@@ -242,10 +255,36 @@ impl<K: Key> KeyedStateStore<K> {
         }
     }
 
+    /// Writes every state of every key into a checkpoint, by key (so that key groups
+    /// can move between workers) and state name.
+    pub fn snapshot(&self, writer: &mut StateWriter) -> Result<()> {
+        for slot in &self.slots {
+            let name = slot.name.as_str();
+            slot.table.snapshot(&mut |key, entry| writer.keyed(key, &(name, entry)))?;
+        }
+        Ok(())
+    }
+
+    /// Restores the entries written by [`KeyedStateStore::snapshot`]. States declared
+    /// later get theirs when they are declared.
+    pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
+        for (key, (name, entry)) in reader.keyed::<K, (String, Vec<u8>)>()? {
+            match self.slot_index(&name) {
+                Some(i) => self.slots[i].table.restore(key, &entry)?,
+                None => self.restored.entry(name).or_default().push((key, entry)),
+            }
+        }
+        Ok(())
+    }
+
     /// Number of keys with an entry in each state, by name.
     pub fn sizes(&self) -> Vec<(String, usize)> {
         self.slots.iter().map(|s| (s.name.clone(), s.table.len())).collect()
     }
+}
+
+fn warn_unrestorable(state: &str, error: &sluice_types::Error) {
+    eprintln!("warning: state '{state}' cannot be restored ({error}); it starts empty");
 }
 
 impl<V> ValueState<V> {
@@ -352,16 +391,42 @@ mod tests {
 
     #[test]
     fn list_and_map_state() {
-        let mut store = KeyedStateStore::<&'static str>::new(StateBackendKind::Heap);
+        let mut store = KeyedStateStore::<String>::new(StateBackendKind::Heap);
         let list = store.list::<i32>(&StateDescriptor::new("list"));
         let map = store.map::<String, i32>(&StateDescriptor::new("map"));
-        store.list_add(list, &"a", 1);
-        store.list_add(list, &"a", 2);
-        assert_eq!(store.list_get(list, &"a"), vec![1, 2]);
-        store.map_put(map, &"a", "x".to_string(), 1);
-        store.map_put(map, &"a", "w".to_string(), 2);
-        assert_eq!(store.map_entries(map, &"a"), vec![("w".to_string(), 2), ("x".to_string(), 1)]);
-        store.map_remove(map, &"a", &"w".to_string());
-        assert_eq!(store.map_get(map, &"a", &"w".to_string()), None);
+        let a = "a".to_string();
+        store.list_add(list, &a, 1);
+        store.list_add(list, &a, 2);
+        assert_eq!(store.list_get(list, &a), vec![1, 2]);
+        store.map_put(map, &a, "x".to_string(), 1);
+        store.map_put(map, &a, "w".to_string(), 2);
+        assert_eq!(store.map_entries(map, &a), vec![("w".to_string(), 2), ("x".to_string(), 1)]);
+        store.map_remove(map, &a, &"w".to_string());
+        assert_eq!(store.map_get(map, &a, &"w".to_string()), None);
+    }
+
+    #[test]
+    fn snapshot_restores_every_state_with_its_ttl_clock() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let count = store.value::<u64>(&StateDescriptor::new("count").with_ttl(StateTtl::new(100).event_time()));
+        let seen = store.list::<String>(&StateDescriptor::new("seen"));
+        store.set_time(0, 1_000);
+        for key in 0..50 {
+            store.set(count, &key, key * 10);
+            store.list_add(seen, &key, format!("k{key}"));
+        }
+        let mut writer = StateWriter::new(128);
+        store.snapshot(&mut writer).unwrap();
+        let reader = StateReader::new(writer.finish());
+
+        let mut restored = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        restored.restore(&reader).unwrap();
+        let count = restored.value::<u64>(&StateDescriptor::new("count").with_ttl(StateTtl::new(100).event_time()));
+        let seen = restored.list::<String>(&StateDescriptor::new("seen"));
+        restored.set_time(0, 1_099);
+        assert_eq!(restored.get(count, &7), Some(70));
+        assert_eq!(restored.list_get(seen, &49), vec!["k49".to_string()]);
+        restored.set_time(0, 1_100);
+        assert_eq!(restored.get(count, &7), None, "the write time survives the checkpoint");
     }
 }

@@ -1,7 +1,10 @@
 //! The interfaces every state backend implements.
 
-use sluice_types::Timestamp;
+use sluice_types::{Result, Timestamp};
 use std::any::Any;
+
+/// Receives a table's entries for a checkpoint: a key and its encoded entry.
+pub type EntrySink<'a, K> = dyn FnMut(&K, Vec<u8>) -> Result<()> + 'a;
 
 /// What every table offers the store, whatever its type.
 pub trait StateTable<K>: Send {
@@ -17,6 +20,10 @@ pub trait StateTable<K>: Send {
     }
     /// The table as `Any`, to reach its typed interface.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Hands every key's encoded entry to `sink`, for a checkpoint.
+    fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()>;
+    /// Puts back one key's entry written by [`StateTable::snapshot`].
+    fn restore(&mut self, key: K, entry: &[u8]) -> Result<()>;
 }
 
 /// One value per key.

@@ -60,6 +60,14 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// Taking, storing or restoring a checkpoint failed.
+    #[error("checkpoint {location}: {message}")]
+    Checkpoint {
+        /// The checkpoint or file involved.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -71,12 +79,18 @@ impl Error {
             Error::Operator { .. } => ErrorDomain::External,
             Error::Cancelled => ErrorDomain::External,
             Error::WorkerPanicked { .. } => ErrorDomain::Internal,
+            Error::Checkpoint { .. } => ErrorDomain::External,
         }
     }
 
     /// An [`Error::InvalidJob`] with the given message.
     pub fn invalid_job(message: impl Into<String>) -> Self {
         Error::InvalidJob { message: message.into() }
+    }
+
+    /// An [`Error::Checkpoint`] about `location`.
+    pub fn checkpoint(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Checkpoint { location: location.into(), message: message.into() }
     }
 
     /// An [`Error::Io`] for the given path.

@@ -6,6 +6,8 @@
 //! groups. The hash is fixed (not randomly seeded) so that routing and output are the
 //! same in every run and every process.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 
@@ -13,9 +15,15 @@ use std::hash::{Hash, Hasher};
 pub const DEFAULT_MAX_PARALLELISM: u16 = 128;
 
 /// What a type needs to be a key: hashable for routing, ordered so timers fire in a
-/// deterministic order, cloneable into state.
-pub trait Key: Hash + Eq + Ord + Clone + Debug + Send + Sync + 'static {}
-impl<T: Hash + Eq + Ord + Clone + Debug + Send + Sync + 'static> Key for T {}
+/// deterministic order, cloneable into state, and serializable into checkpoints.
+pub trait Key: Hash + Eq + Ord + Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static {}
+impl<T: Hash + Eq + Ord + Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static> Key for T {}
+
+/// What a type needs to be kept in state (values, accumulators, buffered records): it
+/// is copied, moved between threads and written into checkpoints. Derive `Serialize`
+/// and `Deserialize` (serde) on your types, as Flink asks for serializable types.
+pub trait Data: Clone + Send + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Data for T {}
 
 /// One of the `max_parallelism` slices of the key space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

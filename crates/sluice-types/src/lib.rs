@@ -10,6 +10,6 @@ mod record;
 mod time;
 
 pub use error::{Error, ErrorDomain, Result};
-pub use key::{hash_key, key_group_for_hash, worker_for_key_group, Key, KeyGroup, DEFAULT_MAX_PARALLELISM};
+pub use key::{hash_key, key_group_for_hash, worker_for_key_group, Data, Key, KeyGroup, DEFAULT_MAX_PARALLELISM};
 pub use record::Record;
 pub use time::{days, hours, millis, minutes, seconds, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};

@@ -6,7 +6,7 @@ use crate::Timestamp;
 ///
 /// Batches of records (`Vec<Record<T>>`) travel between operators; the timestamp follows
 /// the value through `map`, `filter` and `flat_map`, as in Flink's `StreamRecord`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Record<T> {
     /// Event time in milliseconds, or [`crate::MIN_TIMESTAMP`] when none was assigned.
     pub timestamp: Timestamp,

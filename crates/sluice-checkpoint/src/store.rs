@@ -1,0 +1,189 @@
+//! Writing, reading, verifying and pruning checkpoints in a [`Storage`].
+
+use crate::manifest::{checkpoint_dir, parse_checkpoint_dir, Manifest, StateFile, MANIFEST};
+use crate::Storage;
+use sluice_runtime::checkpoint::{CheckpointId, InstanceState, ParticipantId, RestoredCheckpoint};
+use sluice_types::{Error, Result};
+use std::collections::BTreeMap;
+
+/// A checkpoint read back and verified.
+#[derive(Debug)]
+pub struct LoadedCheckpoint {
+    /// Where it was read from.
+    pub location: String,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Every participant's state.
+    pub states: BTreeMap<ParticipantId, InstanceState>,
+}
+
+impl LoadedCheckpoint {
+    /// The state to hand to the job's operators.
+    pub fn restored(&self) -> RestoredCheckpoint {
+        RestoredCheckpoint { id: self.manifest.id, parallelism: self.manifest.parallelism, states: self.states.clone() }
+    }
+
+    /// What each sink operator pre-committed in it.
+    pub fn committables(&self) -> BTreeMap<usize, Vec<Vec<u8>>> {
+        let mut by_operator: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+        for (id, state) in &self.states {
+            by_operator.entry(id.operator).or_default().extend(state.committables.iter().cloned());
+        }
+        by_operator
+    }
+}
+
+/// The checkpoints of one location.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    storage: Storage,
+}
+
+fn join(dir: &str, file: &str) -> String {
+    if dir.is_empty() {
+        file.to_string()
+    } else {
+        format!("{dir}/{file}")
+    }
+}
+
+impl CheckpointStore {
+    /// The checkpoints kept in `storage`.
+    pub fn new(storage: Storage) -> Self {
+        CheckpointStore { storage }
+    }
+
+    /// Opens the location `location` (a path or URL).
+    pub fn open(location: &str) -> Result<Self> {
+        Ok(Self::new(Storage::open(location)?))
+    }
+
+    /// The location, as given.
+    pub fn location(&self) -> &str {
+        self.storage.location()
+    }
+
+    /// Writes the state files under `dir`, then the manifest: only then is the
+    /// checkpoint complete. Returns the manifest written and the bytes of state.
+    pub fn write(
+        &self,
+        dir: &str,
+        mut manifest: Manifest,
+        states: &BTreeMap<ParticipantId, InstanceState>,
+    ) -> Result<(Manifest, u64)> {
+        let mut total = 0u64;
+        for (participant, state) in states {
+            let bytes = postcard::to_stdvec(state)
+                .map_err(|e| Error::checkpoint(dir, format!("cannot encode the state of {participant:?}: {e}")))?;
+            let path = format!("o{}-w{}.state", participant.operator, participant.worker);
+            let file = StateFile { participant: *participant, path, size: bytes.len() as u64, crc32: crc32fast::hash(&bytes) };
+            total += file.size;
+            self.storage.put(&join(dir, &file.path), bytes)?;
+            manifest.files.push(file);
+        }
+        self.storage.put(&join(dir, MANIFEST), manifest.encode()?)?;
+        Ok((manifest, total))
+    }
+
+    /// Reads the checkpoint under `dir`, verifying the manifest and every file's size
+    /// and checksum. `Ok(None)` if it has no manifest (it never completed).
+    pub fn read(&self, dir: &str) -> Result<Option<LoadedCheckpoint>> {
+        let location = join(&format!("{}", self.storage.location()), dir);
+        let Some(bytes) = self.storage.get(&join(dir, MANIFEST))? else { return Ok(None) };
+        let manifest = Manifest::decode(&bytes, &location)?;
+        let mut states = BTreeMap::new();
+        for file in &manifest.files {
+            let path = join(dir, &file.path);
+            let bytes = self
+                .storage
+                .get(&path)?
+                .ok_or_else(|| Error::checkpoint(&location, format!("state file {} is missing", file.path)))?;
+            if bytes.len() as u64 != file.size {
+                return Err(Error::checkpoint(
+                    &location,
+                    format!("state file {} has {} bytes, expected {} (truncated?)", file.path, bytes.len(), file.size),
+                ));
+            }
+            if crc32fast::hash(&bytes) != file.crc32 {
+                return Err(Error::checkpoint(&location, format!("state file {} fails its checksum", file.path)));
+            }
+            let state: InstanceState = postcard::from_bytes(&bytes)
+                .map_err(|e| Error::checkpoint(&location, format!("state file {} cannot be decoded: {e}", file.path)))?;
+            states.insert(file.participant, state);
+        }
+        Ok(Some(LoadedCheckpoint { location, manifest, states }))
+    }
+
+    /// The ids of the checkpoint directories, complete or not, oldest first.
+    pub fn checkpoint_ids(&self) -> Result<Vec<CheckpointId>> {
+        let mut ids: Vec<CheckpointId> =
+            self.storage.list_dirs("")?.iter().filter_map(|d| parse_checkpoint_dir(d)).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The latest complete checkpoint that reads back intact. A corrupt one is skipped,
+    /// with a warning, for the one before it; an error only if checkpoints exist but
+    /// none can be used (restoring nothing would replay output already committed).
+    pub fn latest(&self) -> Result<Option<LoadedCheckpoint>> {
+        let mut last_error = None;
+        for id in self.checkpoint_ids()?.into_iter().rev() {
+            match self.read(&checkpoint_dir(id)) {
+                Ok(Some(loaded)) => return Ok(Some(loaded)),
+                Ok(None) => tracing::debug!("checkpoint {id} is incomplete (no manifest); skipping it"),
+                Err(error) => {
+                    tracing::warn!("checkpoint {id} is corrupt, falling back to the previous one: {error}");
+                    last_error = Some(error);
+                }
+            }
+        }
+        match last_error {
+            Some(error) => Err(Error::checkpoint(
+                self.storage.location(),
+                format!("no usable checkpoint; the last error was: {error}"),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the checkpoint directories other than the `retain` newest complete
+    /// ones, and incomplete directories older than the newest complete one.
+    pub fn prune(&self, retain: usize, newest_complete: CheckpointId) -> Result<()> {
+        let ids = self.checkpoint_ids()?;
+        let mut kept = 0;
+        for id in ids.into_iter().rev() {
+            if id > newest_complete {
+                continue;
+            }
+            let complete = self.storage.get(&join(&checkpoint_dir(id), MANIFEST))?.is_some();
+            if complete && kept < retain {
+                kept += 1;
+                continue;
+            }
+            self.storage.delete_dir(&checkpoint_dir(id))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes checkpoint directories newer than `id`: left by a run that crashed before
+    /// completing them.
+    pub fn delete_after(&self, id: CheckpointId) -> Result<()> {
+        for newer in self.checkpoint_ids()?.into_iter().filter(|&n| n > id) {
+            self.storage.delete_dir(&checkpoint_dir(newer))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every checkpoint.
+    pub fn delete_all(&self) -> Result<()> {
+        for id in self.checkpoint_ids()? {
+            self.storage.delete_dir(&checkpoint_dir(id))?;
+        }
+        Ok(())
+    }
+
+    /// Reads one file, for tests and tools.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}

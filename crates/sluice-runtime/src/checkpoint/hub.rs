@@ -1,0 +1,219 @@
+//! The meeting point of the coordinator and the operator instances of a running job.
+
+use super::{Alignment, Barrier, BarrierKind, CheckpointId, InstanceState, StateReader, StateWriter};
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use sluice_types::{worker_for_key_group, KeyGroup};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One operator instance that takes part in checkpoints: a source, a stateful operator
+/// or a sink, on one worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ParticipantId {
+    /// The operator's index in the job graph (stable for the same job code).
+    pub operator: usize,
+    /// The worker running the instance.
+    pub worker: usize,
+}
+
+/// What a participant reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckKind {
+    /// Its snapshot for a checkpoint.
+    Snapshot(CheckpointId),
+    /// It has finished (its input ended); this final state stands in for it in every
+    /// later checkpoint.
+    Finished,
+}
+
+/// A participant's report to the coordinator.
+#[derive(Debug)]
+pub struct Ack {
+    /// Who reports.
+    pub participant: ParticipantId,
+    /// A snapshot or the final state.
+    pub kind: AckKind,
+    /// The state.
+    pub state: InstanceState,
+}
+
+/// The checkpoint a job restores from, read and verified.
+#[derive(Clone, Debug, Default)]
+pub struct RestoredCheckpoint {
+    /// Its id; new checkpoints continue after it.
+    pub id: CheckpointId,
+    /// The parallelism it was taken at.
+    pub parallelism: usize,
+    /// Every instance's state.
+    pub states: BTreeMap<ParticipantId, InstanceState>,
+}
+
+impl RestoredCheckpoint {
+    /// What instance `worker` of `operator` restores at `parallelism`: the key groups it
+    /// now owns, from every old instance, and its share of the non-keyed items (its own
+    /// when the parallelism is unchanged, dealt round-robin otherwise).
+    pub fn share(&self, operator: usize, worker: usize, parallelism: usize, max_parallelism: u16) -> InstanceState {
+        let old: Vec<(&ParticipantId, &InstanceState)> =
+            self.states.iter().filter(|(id, _)| id.operator == operator).collect();
+        let mut share = InstanceState::default();
+        for (_, state) in &old {
+            for (group, entries) in &state.keyed {
+                if worker_for_key_group(KeyGroup(*group), max_parallelism, parallelism) == worker {
+                    share.keyed.entry(*group).or_default().extend_from_slice(entries);
+                }
+            }
+        }
+        if parallelism == self.parallelism {
+            if let Some((_, state)) = old.iter().find(|(id, _)| id.worker == worker) {
+                share.items = state.items.clone();
+            }
+        } else {
+            let all = old.iter().flat_map(|(_, s)| s.items.iter());
+            share.items = all.enumerate().filter(|(i, _)| i % parallelism == worker).map(|(_, b)| b.clone()).collect();
+        }
+        share
+    }
+
+    /// Whether the checkpoint holds state for `operator`.
+    pub fn has_operator(&self, operator: usize) -> bool {
+        self.states.keys().any(|id| id.operator == operator)
+    }
+}
+
+/// Shared by the coordinator and every participant of one job.
+pub struct CheckpointHub {
+    enabled: bool,
+    alignment: Alignment,
+    max_parallelism: u16,
+    parallelism: usize,
+    /// The latest requested checkpoint: `id << 1 | savepoint`; 0 when none.
+    requested: AtomicU64,
+    acks: Sender<Ack>,
+    restored: Option<Arc<RestoredCheckpoint>>,
+    participants: Mutex<Vec<ParticipantId>>,
+}
+
+impl CheckpointHub {
+    /// A hub for a job without checkpoints: nothing is requested, nothing reported.
+    pub fn disabled(parallelism: usize, max_parallelism: u16) -> (Arc<Self>, Receiver<Ack>) {
+        Self::new(false, Alignment::Aligned, parallelism, max_parallelism, None)
+    }
+
+    /// A hub for a job with checkpoints, restoring from `restored` if given.
+    pub fn new(
+        enabled: bool,
+        alignment: Alignment,
+        parallelism: usize,
+        max_parallelism: u16,
+        restored: Option<Arc<RestoredCheckpoint>>,
+    ) -> (Arc<Self>, Receiver<Ack>) {
+        let (acks, receiver) = crossbeam_channel::unbounded();
+        let hub = CheckpointHub {
+            enabled,
+            alignment,
+            max_parallelism,
+            parallelism,
+            requested: AtomicU64::new(0),
+            acks,
+            restored,
+            participants: Mutex::new(Vec::new()),
+        };
+        (Arc::new(hub), receiver)
+    }
+
+    /// Whether checkpoints are taken.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// How gates treat barriers.
+    pub fn alignment(&self) -> Alignment {
+        self.alignment
+    }
+
+    /// The checkpoint the job restores from.
+    pub fn restored(&self) -> Option<&Arc<RestoredCheckpoint>> {
+        self.restored.as_ref()
+    }
+
+    /// Registers the instance of `operator` on `worker` as a participant.
+    pub fn register(self: &Arc<Self>, operator: usize, worker: usize) -> Participant {
+        let id = ParticipantId { operator, worker };
+        self.participants.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+        Participant { id, hub: self.clone() }
+    }
+
+    /// Every registered participant.
+    pub fn participants(&self) -> Vec<ParticipantId> {
+        self.participants.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks the sources for checkpoint `id`.
+    pub fn request(&self, barrier: Barrier) {
+        let savepoint = u64::from(barrier.kind == BarrierKind::Savepoint);
+        self.requested.store(barrier.id << 1 | savepoint, Ordering::Release);
+    }
+
+    fn requested(&self) -> Option<Barrier> {
+        let raw = self.requested.load(Ordering::Acquire);
+        (raw != 0).then(|| Barrier {
+            id: raw >> 1,
+            kind: if raw & 1 == 1 { BarrierKind::Savepoint } else { BarrierKind::Checkpoint },
+        })
+    }
+}
+
+/// One participant's handle on the hub.
+#[derive(Clone)]
+pub struct Participant {
+    id: ParticipantId,
+    hub: Arc<CheckpointHub>,
+}
+
+impl Participant {
+    /// Who this is.
+    pub fn id(&self) -> ParticipantId {
+        self.id
+    }
+
+    /// Whether checkpoints are taken.
+    pub fn enabled(&self) -> bool {
+        self.hub.enabled
+    }
+
+    /// The latest checkpoint requested, for sources to inject.
+    pub fn requested(&self) -> Option<Barrier> {
+        self.hub.requested()
+    }
+
+    /// An empty snapshot to write into.
+    pub fn writer(&self) -> StateWriter {
+        StateWriter::new(self.hub.max_parallelism)
+    }
+
+    /// The state this instance restores, if the job restores from a checkpoint.
+    pub fn restored(&self) -> Option<StateReader> {
+        let restored = self.hub.restored.as_ref()?;
+        let share = restored.share(self.id.operator, self.id.worker, self.hub.parallelism, self.hub.max_parallelism);
+        Some(StateReader::new(share))
+    }
+
+    /// Hands a snapshot for `checkpoint` to the coordinator.
+    pub fn ack(&self, checkpoint: CheckpointId, state: InstanceState) {
+        self.send(AckKind::Snapshot(checkpoint), state);
+    }
+
+    /// Reports the instance finished, with its final state.
+    pub fn finished(&self, state: InstanceState) {
+        self.send(AckKind::Finished, state);
+    }
+
+    fn send(&self, kind: AckKind, state: InstanceState) {
+        if self.hub.enabled {
+            // The coordinator gone means the job is stopping: nothing to report to.
+            let _ = self.hub.acks.send(Ack { participant: self.id, kind, state });
+        }
+    }
+}
