@@ -93,7 +93,7 @@ pub struct Alert {
 
 /// What the rules remember of an account: all they need, however many transactions it
 /// made.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct History {
     /// Time and amount of the latest transaction.
     previous: Option<(Timestamp, f64)>,

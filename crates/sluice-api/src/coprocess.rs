@@ -3,6 +3,7 @@
 use crate::graph::Batch;
 use crate::process::{Context, KeyedScope, TimeDomain};
 use crate::two_input::TwoInputOperator;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::Output;
 use sluice_state::{KeyedStateStore, StateBackendKind};
 use sluice_types::{Key, Result, Timestamp};
@@ -77,11 +78,19 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        self.scope.watermark = watermark;
+        self.scope.advance_watermark(watermark);
         self.fire(TimeDomain::EventTime, watermark, out)
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.scope.snapshot(state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        self.scope.restore(state)
     }
 }

@@ -3,13 +3,16 @@
 use crate::graph::{Graph, SharedGraph};
 use crate::source::{add_source, Source};
 use crate::Stream;
+use sluice_checkpoint::coordinator::{self, Command, CoordinatorSetup};
+use sluice_checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, DeliveryGuarantee, LoadedCheckpoint};
+use sluice_runtime::checkpoint::CheckpointHub;
 use sluice_runtime::{
     run_workers, BuildContext, JobSnapshot, MetricsRegistry, OperatorSnapshot, RuntimeConfig, Worker,
 };
 use sluice_state::StateBackendKind;
 use sluice_types::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,7 @@ pub struct StreamEnvironment {
     pub(crate) graph: SharedGraph,
     config: RuntimeConfig,
     pub(crate) state_backend: StateBackendKind,
+    checkpoints: Option<CheckpointConfig>,
 }
 
 impl Default for StreamEnvironment {
@@ -33,6 +37,7 @@ impl StreamEnvironment {
             graph: SharedGraph::default(),
             config: RuntimeConfig::default(),
             state_backend: StateBackendKind::Heap,
+            checkpoints: None,
         }
     }
 
@@ -76,6 +81,26 @@ impl StreamEnvironment {
         add_source(self, source)
     }
 
+    /// Takes checkpoints as `config` says; a job started again with the same location
+    /// resumes from its latest complete checkpoint.
+    ///
+    /// ```
+    /// # use sluice_api::*;
+    /// # let dir = std::env::temp_dir().join(format!("sluice-doc-{}", std::process::id()));
+    /// let env = StreamEnvironment::new()
+    ///     .parallelism(2)
+    ///     .checkpointing(CheckpointConfig::new(dir.to_str().unwrap(), std::time::Duration::from_millis(200)));
+    /// ```
+    pub fn checkpointing(mut self, config: CheckpointConfig) -> Self {
+        self.checkpoints = Some(config);
+        self
+    }
+
+    /// The checkpoint settings, if the job checkpoints.
+    pub fn checkpoint_config(&self) -> Option<&CheckpointConfig> {
+        self.checkpoints.as_ref()
+    }
+
     /// Builds every worker's operators and runs the job to completion.
     pub fn execute(self) -> Result<JobResult> {
         self.start()?.join()
@@ -86,22 +111,139 @@ impl StreamEnvironment {
         self.config.validate()?;
         let metrics = MetricsRegistry::default();
         let cancel = Arc::new(AtomicBool::new(false));
-        let workers = self.instantiate(metrics.clone(), cancel.clone())?;
         let started = Instant::now();
+        let Some(plan) = self.checkpoint_plan()? else {
+            let (hub, _) = CheckpointHub::disabled(self.config.parallelism, self.config.max_parallelism);
+            let workers = self.instantiate(metrics.clone(), cancel.clone(), hub)?;
+            let runner_cancel = cancel.clone();
+            let runner = spawn("sluice-job", move || run_workers(workers, runner_cancel))?;
+            return Ok(JobHandle { metrics, cancel, runner: Some(runner), started, checkpoints: None });
+        };
+        if let Some(loaded) = plan.restore.as_ref().filter(|l| l.manifest.finished) {
+            tracing::info!("the job already finished (checkpoint {} is final); nothing to run", loaded.manifest.id);
+            self.recover_committers(Some(loaded))?;
+            return Ok(JobHandle { metrics, cancel, runner: None, started, checkpoints: None });
+        }
+        let restored = plan.restore.as_ref().map(|l| Arc::new(l.restored()));
+        let config = plan.config;
+        let (hub, acks) = CheckpointHub::new(
+            true,
+            config.guarantee.alignment(),
+            self.config.parallelism,
+            self.config.max_parallelism,
+            restored,
+        );
+        let workers = self.instantiate(metrics.clone(), cancel.clone(), hub.clone())?;
+        self.recover_committers(plan.restore.as_ref())?;
+        if let Some(loaded) = &plan.restore {
+            tracing::info!("restoring from {}", loaded.location);
+        }
+        let stats = Arc::new(Mutex::new(CheckpointStats {
+            restored_from: plan.restore.as_ref().map(|l| l.manifest.id),
+            ..CheckpointStats::default()
+        }));
+        let graph = self.graph.borrow();
+        let setup = CoordinatorSetup {
+            config,
+            store: plan.store,
+            hub,
+            acks,
+            committers: graph.committers.clone(),
+            operators: graph.operators.iter().map(|o| o.name.clone()).collect(),
+            parallelism: self.config.parallelism,
+            max_parallelism: self.config.max_parallelism,
+            first_id: plan.first_id,
+            stats: stats.clone(),
+        };
+        drop(graph);
+        let (commands, command_receiver) = crossbeam_channel::unbounded();
+        let coordinator = spawn("sluice-checkpoints", move || coordinator::run(setup, command_receiver))?;
         let runner_cancel = cancel.clone();
-        let runner = std::thread::Builder::new()
-            .name("sluice-job".to_string())
-            .spawn(move || run_workers(workers, runner_cancel))
-            .map_err(|e| Error::io("thread sluice-job", e))?;
-        Ok(JobHandle { metrics, cancel, runner: Some(runner), started })
+        let ended = commands.clone();
+        let runner = spawn("sluice-job", move || {
+            let outcome = run_workers(workers, runner_cancel);
+            let cancelled = matches!(outcome, Err(Error::Cancelled));
+            let _ = ended.send(Command::JobEnded { finished: outcome.is_ok(), cancelled });
+            let checkpoints = coordinator.join().unwrap_or_else(|_| {
+                Err(Error::WorkerPanicked {
+                    thread: "sluice-checkpoints".into(),
+                    message: "coordinator panicked".into(),
+                })
+            });
+            outcome.and(checkpoints)
+        })?;
+        Ok(JobHandle { metrics, cancel, runner: Some(runner), started, checkpoints: Some((commands, stats)) })
     }
 
-    fn instantiate(&self, metrics: MetricsRegistry, cancel: Arc<AtomicBool>) -> Result<Vec<Worker>> {
+    /// Opens the checkpoint location and finds the checkpoint to restore, if the job
+    /// checkpoints.
+    fn checkpoint_plan(&self) -> Result<Option<CheckpointPlan>> {
+        let Some(config) = self.checkpoints.clone() else { return Ok(None) };
+        if config.guarantee == DeliveryGuarantee::AtMostOnce {
+            return Ok(None);
+        }
+        config.validate()?;
+        let store = CheckpointStore::open(&config.location)?;
+        let restore = match &config.restore {
+            Some(path) => Some(CheckpointStore::open(path)?.read("")?.ok_or_else(|| {
+                Error::checkpoint(path.as_str(), "no manifest.json here: not a complete checkpoint or savepoint")
+            })?),
+            None => store.latest()?,
+        };
+        if let Some(loaded) = &restore {
+            self.check_compatible(loaded)?;
+        }
+        let newest = store.checkpoint_ids()?.last().copied().unwrap_or(0);
+        let first_id = newest.max(restore.as_ref().map_or(0, |l| l.manifest.id)) + 1;
+        Ok(Some(CheckpointPlan { config, store, restore, first_id }))
+    }
+
+    /// Checks that a checkpoint was taken by this job.
+    fn check_compatible(&self, loaded: &LoadedCheckpoint) -> Result<()> {
+        let manifest = &loaded.manifest;
+        if manifest.max_parallelism != self.config.max_parallelism {
+            return Err(Error::checkpoint(
+                &loaded.location,
+                format!(
+                    "it has {} key groups and the job {}: the maximum parallelism cannot change",
+                    manifest.max_parallelism, self.config.max_parallelism
+                ),
+            ));
+        }
+        let graph = self.graph.borrow();
+        let operators: Vec<&str> = graph.operators.iter().map(|o| o.name.as_str()).collect();
+        if manifest.operators.iter().map(String::as_str).ne(operators.iter().copied()) {
+            return Err(Error::checkpoint(
+                &loaded.location,
+                format!(
+                    "it was taken by another job: its operators are {:?}, this job's are {:?}",
+                    manifest.operators, operators
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Publishes what the restored checkpoint pre-committed and aborts the rest.
+    fn recover_committers(&self, restored: Option<&LoadedCheckpoint>) -> Result<()> {
+        let committables = restored.map(|l| l.committables()).unwrap_or_default();
+        for (operator, committer) in &self.graph.borrow().committers {
+            committer.recover(committables.get(operator).map(Vec::as_slice).unwrap_or(&[]))?;
+        }
+        Ok(())
+    }
+
+    fn instantiate(
+        &self,
+        metrics: MetricsRegistry,
+        cancel: Arc<AtomicBool>,
+        checkpoints: Arc<CheckpointHub>,
+    ) -> Result<Vec<Worker>> {
         let graph: &Graph = &self.graph.borrow();
         if graph.roots.is_empty() {
             return Err(Error::invalid_job("the job has no source"));
         }
-        let mut ctx = BuildContext::new(self.config.clone(), metrics, cancel);
+        let mut ctx = BuildContext::new(self.config.clone(), metrics, cancel, checkpoints);
         for kind in &graph.edges {
             ctx.edges.declare(*kind);
         }
@@ -116,18 +258,46 @@ impl StreamEnvironment {
     }
 }
 
+/// What a checkpointing job starts from.
+struct CheckpointPlan {
+    config: CheckpointConfig,
+    store: CheckpointStore,
+    restore: Option<LoadedCheckpoint>,
+    first_id: u64,
+}
+
+fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new().name(name.to_string()).spawn(f).map_err(|e| Error::io(format!("thread {name}"), e))
+}
+
 /// A running job.
 pub struct JobHandle {
     metrics: MetricsRegistry,
     cancel: Arc<AtomicBool>,
     runner: Option<JoinHandle<Result<()>>>,
     started: Instant,
+    checkpoints: Option<(crossbeam_channel::Sender<Command>, Arc<Mutex<CheckpointStats>>)>,
 }
 
 impl JobHandle {
     /// Every operator's counters now.
     pub fn snapshot(&self) -> JobSnapshot {
         self.metrics.snapshot()
+    }
+
+    /// The job's checkpoint counters, if it checkpoints.
+    pub fn checkpoint_stats(&self) -> Option<CheckpointStats> {
+        self.checkpoints.as_ref().map(|(_, stats)| stats.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Takes a savepoint now and waits for it; returns its location. The job goes on.
+    pub fn savepoint(&self) -> Result<String> {
+        let Some((commands, _)) = &self.checkpoints else {
+            return Err(Error::invalid_job("savepoints need checkpointing: set a checkpoint location"));
+        };
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        commands.send(Command::Savepoint(reply)).map_err(|_| Error::checkpoint("savepoint", "the job has ended"))?;
+        answer.recv().map_err(|_| Error::checkpoint("savepoint", "the job has ended"))?
     }
 
     /// Whether the job has stopped (finished, failed or cancelled).
@@ -154,7 +324,13 @@ impl JobHandle {
             None => Ok(()),
         };
         let elapsed = self.started.elapsed();
-        outcome.map(|()| JobResult { metrics: self.metrics.snapshot(), instances: self.metrics.instances(), elapsed })
+        let checkpoints = self.checkpoint_stats();
+        outcome.map(|()| JobResult {
+            metrics: self.metrics.snapshot(),
+            instances: self.metrics.instances(),
+            elapsed,
+            checkpoints,
+        })
     }
 }
 
@@ -167,4 +343,6 @@ pub struct JobResult {
     pub instances: Vec<OperatorSnapshot>,
     /// How long the job ran.
     pub elapsed: Duration,
+    /// Its checkpoint counters, if it checkpointed.
+    pub checkpoints: Option<CheckpointStats>,
 }

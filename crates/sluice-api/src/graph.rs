@@ -5,11 +5,14 @@
 //! Segment roots (sources and gates) are factories that build a runtime [`Task`].
 //! Factories are type-erased for storage and recovered by type at build time only.
 
+use sluice_runtime::checkpoint::Committer;
 use sluice_runtime::{BuildContext, Discard, EdgeId, EdgeKind, OperatorKind, Output, Push, SideOutputs, Task, Tee};
 use sluice_types::{Error, Record, Result};
 use std::any::Any;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A typed batch of the typed API.
 pub(crate) type Batch<T> = Vec<Record<T>>;
@@ -40,6 +43,8 @@ pub(crate) struct Graph {
     pub producers: Vec<usize>,
     pub roots: Vec<RootFactory>,
     pub edges: Vec<EdgeKind>,
+    /// The committers of transactional sinks, by operator.
+    pub committers: BTreeMap<usize, Arc<dyn Committer>>,
 }
 
 pub(crate) type SharedGraph = Rc<RefCell<Graph>>;

@@ -9,9 +9,10 @@ use crate::two_input::{TwoInputNode, TwoInputOperator};
 use crate::window::{AggregateFunction, WindowAssigner, WindowedStream};
 use crate::Stream;
 use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::exchange::{HashExchange, VecPartitioner};
 use sluice_runtime::{BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, UnaryGate};
-use sluice_types::{hash_key, Key, Record, Result};
+use sluice_types::{hash_key, Data, Key, Record, Result};
 use std::marker::PhantomData;
 
 /// A stream partitioned by key: every record with a given key is processed by the same
@@ -74,9 +75,11 @@ where
         graph.roots.push(Box::new(move |graph, ctx| {
             let receivers = ctx.edges.take_receivers::<Batch<T>>(edge, ctx.worker)?;
             let out: Output<Batch<U>> = graph.output::<U>(operator, node, ctx)?;
-            let chain = Box::new(OperatorNode::new(make(), out));
+            let participant = ctx.checkpoints.register(operator, ctx.worker);
+            let chain = Box::new(OperatorNode::stateful(make(), out, participant)?);
             let name = format!("{}-w{}", graph.operator_name(operator), ctx.worker);
-            Ok(Box::new(UnaryGate::new(name, receivers, chain, ctx.config.tick_interval)))
+            let alignment = ctx.checkpoints.alignment();
+            Ok(Box::new(UnaryGate::new(name, receivers, chain, ctx.config.tick_interval, alignment)))
         }));
         drop(graph);
         self.stream.derive(node)
@@ -100,14 +103,17 @@ where
     /// # use sluice_api::*;
     /// let env = StreamEnvironment::new().parallelism(2);
     /// let out = CollectSink::new();
-    /// env.source(VecSource::new(vec![("a", 1), ("b", 2), ("a", 3)]))
+    /// env.source(VecSource::new(vec![('a', 1), ('b', 2), ('a', 3)]))
     ///     .key_by(|(k, _)| *k)
     ///     .reduce(|(k, x), (_, y)| (*k, x + y))
     ///     .sink(out.clone());
     /// env.execute().unwrap();
-    /// assert_eq!(out.sorted_values(), vec![("a", 1), ("a", 4), ("b", 2)]);
+    /// assert_eq!(out.sorted_values(), vec![('a', 1), ('a', 4), ('b', 2)]);
     /// ```
-    pub fn reduce(&self, f: impl Fn(&T, &T) -> T + Clone + Send + 'static) -> Stream<T> {
+    pub fn reduce(&self, f: impl Fn(&T, &T) -> T + Clone + Send + 'static) -> Stream<T>
+    where
+        T: Data,
+    {
         let key = self.key.clone();
         self.keyed_operator("reduce", move || RollingReduce {
             key: key.clone(),
@@ -125,12 +131,12 @@ where
     /// # use sluice_api::window::Sum;
     /// let env = StreamEnvironment::new().parallelism(2);
     /// let out = CollectSink::new();
-    /// env.source(VecSource::new(vec![("a", 1), ("b", 2), ("a", 3)]))
+    /// env.source(VecSource::new(vec![('a', 1), ('b', 2), ('a', 3)]))
     ///     .key_by(|(k, _)| *k)
-    ///     .aggregate(Sum::of(|(_, n): &(&str, i32)| *n))
+    ///     .aggregate(Sum::of(|(_, n): &(char, i32)| *n))
     ///     .sink(out.clone());
     /// env.execute().unwrap();
-    /// assert_eq!(out.sorted_values(), vec![("a", 1), ("a", 4), ("b", 2)]);
+    /// assert_eq!(out.sorted_values(), vec![('a', 1), ('a', 4), ('b', 2)]);
     /// ```
     pub fn aggregate<A: AggregateFunction<T>>(&self, function: A) -> Stream<(K, A::Out)> {
         let key = self.key.clone();
@@ -184,7 +190,8 @@ where
     /// time; records without a table value are dropped (inner join).
     pub fn join_table<V, O>(&self, table: &Table<K, V>, f: impl Fn(&T, &V) -> O + Clone + Send + 'static) -> Stream<O>
     where
-        V: Clone + Send + 'static,
+        T: Data,
+        V: Data,
         O: Clone + Send + 'static,
     {
         self.table_join(table, "join_table", move |t: &T, v: Option<&V>| v.map(|v| f(t, v)))
@@ -198,7 +205,8 @@ where
         f: impl Fn(&T, Option<&V>) -> O + Clone + Send + 'static,
     ) -> Stream<O>
     where
-        V: Clone + Send + 'static,
+        T: Data,
+        V: Data,
         O: Clone + Send + 'static,
     {
         self.table_join(table, "left_join_table", move |t: &T, v: Option<&V>| Some(f(t, v)))
@@ -206,7 +214,8 @@ where
 
     fn table_join<V, O, J>(&self, table: &Table<K, V>, name: &str, join: J) -> Stream<O>
     where
-        V: Clone + Send + 'static,
+        T: Data,
+        V: Data,
         O: Clone + Send + 'static,
         J: Fn(&T, Option<&V>) -> Option<O> + Clone + Send + 'static,
     {
@@ -270,8 +279,10 @@ where
         let right = ctx.edges.take_receivers::<Batch<U>>(right_edge, ctx.worker)?;
         let out = graph.output::<O::Out>(operator, node, ctx)?;
         let name = format!("{}-w{}", graph.operator_name(operator), ctx.worker);
-        let target = Box::new(TwoInputNode::new(make(), out));
-        Ok(Box::new(BinaryGate::new(name, left, right, target, ctx.config.tick_interval)))
+        let participant = ctx.checkpoints.register(operator, ctx.worker);
+        let target = Box::new(TwoInputNode::new(make(), out, participant)?);
+        let alignment = ctx.checkpoints.alignment();
+        Ok(Box::new(BinaryGate::new(name, left, right, target, ctx.config.tick_interval, alignment)))
     }));
     drop(graph);
     left.stream.derive(node)
@@ -308,6 +319,15 @@ where
         }
         out.emit(emitted)
     }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.state.iter().try_for_each(|(key, acc)| state.keyed(key, acc))
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        self.state.extend(state.keyed::<K, A::Acc>()?);
+        Ok(())
+    }
 }
 
 struct RollingReduce<K, T, KF, F> {
@@ -319,7 +339,7 @@ struct RollingReduce<K, T, KF, F> {
 impl<K, T, KF, F> Operator for RollingReduce<K, T, KF, F>
 where
     K: Key,
-    T: Clone + Send + 'static,
+    T: Data,
     KF: Fn(&T) -> K + Send + 'static,
     F: Fn(&T, &T) -> T + Send + 'static,
 {
@@ -343,5 +363,14 @@ where
             emitted.push(Record { timestamp: record.timestamp, value });
         }
         out.emit(emitted)
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.state.iter().try_for_each(|(key, value)| state.keyed(key, value))
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        self.state.extend(state.keyed::<K, T>()?);
+        Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! An in-memory source and a collecting sink, for tests, examples and benchmarks.
 
 use crate::graph::Batch;
-use crate::sink::{Sink, SinkWriter};
+use crate::sink::{Sink, SinkContext, SinkWriter};
 use crate::source::Source;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{SourcePoll, SourceReader};
 use sluice_types::{Record, Result, MIN_TIMESTAMP};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,7 +14,9 @@ type Partitions<T> = Arc<Mutex<Vec<Option<Vec<Record<T>>>>>>;
 /// A source over records held in memory, split into partitions.
 ///
 /// Each worker reads the partitions `p` with `p % parallelism == worker`, one after the
-/// other. Records are moved out, not copied, so a `VecSource` feeds one run.
+/// other. Records are moved out, not copied, so a `VecSource` feeds one run. A job
+/// restored from a checkpoint skips, in a new `VecSource` with the same records, what
+/// the checkpoint says was read.
 pub struct VecSource<T> {
     partitions: Partitions<T>,
     spread: bool,
@@ -61,6 +64,25 @@ impl<T: Clone + Send + 'static> Source for VecSource<T> {
     }
 
     fn reader(&self, worker: usize, parallelism: usize) -> Result<VecReader<T>> {
+        let spread_over = self.spread(parallelism);
+        let mut partitions = lock(&self.partitions);
+        let mine: Vec<usize> = (0..partitions.len()).filter(|p| p % parallelism == worker).collect();
+        Ok(VecReader::new(&mut partitions, mine.into_iter().map(|p| (p, 0)).collect(), spread_over))
+    }
+
+    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<VecReader<T>> {
+        let splits: Vec<VecSplit> = state.items()?;
+        let spread_over = splits.first().map_or(1, |s| s.spread_over);
+        self.spread(spread_over);
+        let mut partitions = lock(&self.partitions);
+        Ok(VecReader::new(&mut partitions, splits.iter().map(|s| (s.partition, s.offset)).collect(), spread_over))
+    }
+}
+
+impl<T> VecSource<T> {
+    /// Spreads a single list of records over `parallelism` partitions, once; returns
+    /// the number of partitions it was spread over.
+    fn spread(&self, parallelism: usize) -> usize {
         let mut partitions = lock(&self.partitions);
         if self.spread && partitions.len() == 1 && parallelism > 1 {
             let all = partitions[0].take().unwrap_or_default();
@@ -71,23 +93,52 @@ impl<T: Clone + Send + 'static> Source for VecSource<T> {
             }
             *partitions = spread.into_iter().map(Some).collect();
         }
-        // Hand over the partitions themselves: records are moved once, into batches.
-        let mut mine: Vec<std::vec::IntoIter<Record<T>>> = partitions
-            .iter_mut()
-            .enumerate()
-            .filter(|(p, _)| p % parallelism == worker)
-            .map(|(_, records)| records.take().unwrap_or_default().into_iter())
-            .collect();
-        mine.reverse();
-        Ok(VecReader { partitions: mine, read: 0 })
+        partitions.len()
     }
+}
+
+/// Where a reader is in one partition, as a checkpoint keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct VecSplit {
+    partition: usize,
+    offset: u64,
+    /// How many partitions the records were spread over.
+    spread_over: usize,
+}
+
+/// A partition being read: its index, the records left, and how many were read.
+struct Reading<T> {
+    partition: usize,
+    records: std::vec::IntoIter<Record<T>>,
+    offset: u64,
 }
 
 /// One worker's share of a [`VecSource`].
 pub struct VecReader<T> {
     /// Partitions still to read, the current one last.
-    partitions: Vec<std::vec::IntoIter<Record<T>>>,
+    partitions: Vec<Reading<T>>,
     read: u64,
+    spread_over: usize,
+}
+
+impl<T> VecReader<T> {
+    /// Takes the partitions `(index, records to skip)` out of the source.
+    fn new(all: &mut [Option<Vec<Record<T>>>], splits: Vec<(usize, u64)>, spread_over: usize) -> Self {
+        // Hand over the partitions themselves: records are moved once, into batches.
+        let mut partitions: Vec<Reading<T>> = splits
+            .into_iter()
+            .map(|(partition, offset)| {
+                let records = all.get_mut(partition).and_then(Option::take).unwrap_or_default();
+                let mut records = records.into_iter();
+                if offset > 0 {
+                    records.nth(offset as usize - 1);
+                }
+                Reading { partition, records, offset }
+            })
+            .collect();
+        partitions.reverse();
+        VecReader { partitions, read: 0, spread_over }
+    }
 }
 
 impl<T: Send + 'static> SourceReader for VecReader<T> {
@@ -96,8 +147,9 @@ impl<T: Send + 'static> SourceReader for VecReader<T> {
     fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Batch<T>>> {
         let batch: Batch<T> = loop {
             let Some(current) = self.partitions.last_mut() else { return Ok(SourcePoll::Finished) };
-            let batch: Batch<T> = current.by_ref().take(max_records).collect();
+            let batch: Batch<T> = current.records.by_ref().take(max_records).collect();
             if !batch.is_empty() {
+                current.offset += batch.len() as u64;
                 break batch;
             }
             self.partitions.pop();
@@ -108,6 +160,15 @@ impl<T: Send + 'static> SourceReader for VecReader<T> {
 
     fn position(&self) -> u64 {
         self.read
+    }
+
+    fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
+        for reading in self.partitions.iter().rev() {
+            let split =
+                VecSplit { partition: reading.partition, offset: reading.offset, spread_over: self.spread_over };
+            state.item(&split)?;
+        }
+        Ok(())
     }
 }
 
@@ -173,7 +234,7 @@ impl<T: Clone + Send + 'static> Sink<T> for CollectSink<T> {
         "collect-sink".to_string()
     }
 
-    fn writer(&self, _worker: usize, _parallelism: usize) -> Result<CollectSink<T>> {
+    fn writer(&self, _context: &SinkContext) -> Result<CollectSink<T>> {
         Ok(self.clone())
     }
 }

@@ -1,9 +1,10 @@
 //! Keyed process functions: per-key state, timers and side outputs.
 
 use crate::graph::Batch;
+use sluice_runtime::checkpoint::{decode, encode, StateReader, StateWriter};
 use sluice_runtime::{now_millis, Operator, Output, SideOutputs, TimerQueue};
 use sluice_state::{KeyedStateStore, ListState, MapState, StateBackendKind, ValueState};
-use sluice_types::{Key, Record, Result, Timestamp, MIN_TIMESTAMP};
+use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::hash::Hash;
 use std::marker::PhantomData;
 
@@ -68,9 +69,51 @@ pub(crate) struct KeyedScope<K: Ord, O> {
     pub buffer: Vec<Record<O>>,
 }
 
+/// Names under which timers are kept in a snapshot, beside the states (whose names
+/// cannot start with a NUL).
+const EVENT_TIMER: &str = "\0event-timer";
+const PROCESSING_TIMER: &str = "\0processing-timer";
+
+/// The watermark an operator restores: the lowest of the instances it takes over (none
+/// when it took over no instance's items, on a rescale).
+pub(crate) fn restored_watermark(state: &StateReader) -> Result<Timestamp> {
+    Ok(state.items::<Timestamp>()?.into_iter().min().unwrap_or(MIN_TIMESTAMP))
+}
+
 impl<K: Key, O> KeyedScope<K, O> {
     pub fn new(state: KeyedStateStore<K>) -> Self {
         KeyedScope { state, timers: Timers::default(), watermark: MIN_TIMESTAMP, buffer: Vec::new() }
+    }
+
+    /// Advances the watermark; after a restore it never goes back below the restored one.
+    pub fn advance_watermark(&mut self, watermark: Timestamp) {
+        self.watermark = self.watermark.max(watermark);
+    }
+
+    /// Writes the state and timers of every key, and the watermark.
+    pub fn snapshot(&self, writer: &mut StateWriter) -> Result<()> {
+        self.state.snapshot(writer)?;
+        for (name, queue) in [(EVENT_TIMER, &self.timers.event), (PROCESSING_TIMER, &self.timers.processing)] {
+            for (time, key) in queue.iter() {
+                writer.keyed(key, &(name, encode(time)?))?;
+            }
+        }
+        writer.item(&self.watermark)
+    }
+
+    /// Restores what [`KeyedScope::snapshot`] wrote, for the key groups of this worker.
+    pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
+        let mut states = Vec::new();
+        for (key, (name, bytes)) in reader.keyed::<K, (String, Vec<u8>)>()? {
+            match name.as_str() {
+                EVENT_TIMER => self.timers.event.register(decode(&bytes)?, key),
+                PROCESSING_TIMER => self.timers.processing.register(decode(&bytes)?, key),
+                _ => states.push((key, (name, bytes))),
+            }
+        }
+        self.state.restore_entries(states)?;
+        self.watermark = restored_watermark(reader)?;
+        Ok(())
     }
 
     /// Calls `handle` for each record with a context scoped to the record's key.
@@ -224,21 +267,17 @@ impl<K: Key, O> Context<'_, K, O> {
     }
 
     /// The current key's value.
-    pub fn value<V: Clone + Send + 'static>(&mut self, state: ValueState<V>) -> Option<V> {
+    pub fn value<V: Data>(&mut self, state: ValueState<V>) -> Option<V> {
         self.state.get(state, self.key)
     }
 
     /// Sets the current key's value.
-    pub fn set_value<V: Clone + Send + 'static>(&mut self, state: ValueState<V>, value: V) {
+    pub fn set_value<V: Data>(&mut self, state: ValueState<V>, value: V) {
         self.state.set(state, self.key, value)
     }
 
     /// Reads, changes and writes the current key's value; `None` clears it.
-    pub fn update_value<V: Clone + Send + 'static>(
-        &mut self,
-        state: ValueState<V>,
-        change: impl FnMut(Option<V>) -> Option<V>,
-    ) {
+    pub fn update_value<V: Data>(&mut self, state: ValueState<V>, change: impl FnMut(Option<V>) -> Option<V>) {
         self.state.update(state, self.key, change)
     }
 
@@ -248,17 +287,17 @@ impl<K: Key, O> Context<'_, K, O> {
     }
 
     /// The current key's list.
-    pub fn list<V: Clone + Send + 'static>(&mut self, state: ListState<V>) -> Vec<V> {
+    pub fn list<V: Data>(&mut self, state: ListState<V>) -> Vec<V> {
         self.state.list_get(state, self.key)
     }
 
     /// Appends to the current key's list.
-    pub fn add_to_list<V: Clone + Send + 'static>(&mut self, state: ListState<V>, value: V) {
+    pub fn add_to_list<V: Data>(&mut self, state: ListState<V>, value: V) {
         self.state.list_add(state, self.key, value)
     }
 
     /// Replaces the current key's list.
-    pub fn replace_list<V: Clone + Send + 'static>(&mut self, state: ListState<V>, values: Vec<V>) {
+    pub fn replace_list<V: Data>(&mut self, state: ListState<V>, values: Vec<V>) {
         self.state.list_replace(state, self.key, values)
     }
 
@@ -268,38 +307,22 @@ impl<K: Key, O> Context<'_, K, O> {
     }
 
     /// A value of the current key's map.
-    pub fn map_get<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
-        &mut self,
-        state: MapState<UK, UV>,
-        user_key: &UK,
-    ) -> Option<UV> {
+    pub fn map_get<UK: Data + Hash + Ord, UV: Data>(&mut self, state: MapState<UK, UV>, user_key: &UK) -> Option<UV> {
         self.state.map_get(state, self.key, user_key)
     }
 
     /// Puts into the current key's map.
-    pub fn map_put<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
-        &mut self,
-        state: MapState<UK, UV>,
-        user_key: UK,
-        value: UV,
-    ) {
+    pub fn map_put<UK: Data + Hash + Ord, UV: Data>(&mut self, state: MapState<UK, UV>, user_key: UK, value: UV) {
         self.state.map_put(state, self.key, user_key, value)
     }
 
     /// Removes from the current key's map.
-    pub fn map_remove<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
-        &mut self,
-        state: MapState<UK, UV>,
-        user_key: &UK,
-    ) {
+    pub fn map_remove<UK: Data + Hash + Ord, UV: Data>(&mut self, state: MapState<UK, UV>, user_key: &UK) {
         self.state.map_remove(state, self.key, user_key)
     }
 
     /// The current key's map entries, sorted by user key.
-    pub fn map_entries<UK: Hash + Ord + Clone + Send + 'static, UV: Clone + Send + 'static>(
-        &mut self,
-        state: MapState<UK, UV>,
-    ) -> Vec<(UK, UV)> {
+    pub fn map_entries<UK: Data + Hash + Ord, UV: Data>(&mut self, state: MapState<UK, UV>) -> Vec<(UK, UV)> {
         self.state.map_entries(state, self.key)
     }
 
@@ -345,11 +368,19 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
-        self.scope.watermark = watermark;
+        self.scope.advance_watermark(watermark);
         self.fire(TimeDomain::EventTime, watermark, out)
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         self.fire(TimeDomain::ProcessingTime, now, out)
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.scope.snapshot(state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        self.scope.restore(state)
     }
 }

@@ -1,9 +1,43 @@
-//! Sinks of the typed API.
+//! Sinks of the typed API, and the two-phase commit that makes them exactly-once.
+//!
+//! A transactional sink writes each checkpoint's records into a transaction its readers
+//! cannot see yet (an in-progress file, a Kafka transaction). When the barrier of
+//! checkpoint `n` reaches the writer it *pre-commits*: it closes the transaction and
+//! hands a description of it (a committable) to the checkpoint. Once checkpoint `n` is
+//! complete the coordinator gives the committable to the sink's [`Committer`], which
+//! publishes it. On restore, the committer publishes what the restored checkpoint
+//! pre-committed and aborts everything written after it.
 
 use crate::graph::Batch;
+use sluice_runtime::checkpoint::{Barrier, CheckpointId, Committer, Participant, StateWriter};
 use sluice_runtime::{OperatorMetrics, Push};
 use sluice_types::{Result, Timestamp};
 use std::sync::Arc;
+
+/// The checkpoint id a writer pre-commits its last transaction under, at the end of
+/// its input; the job's final checkpoint holds it.
+pub const FINAL_CHECKPOINT: CheckpointId = CheckpointId::MAX;
+
+/// What a sink's writer knows about the job it runs in.
+#[derive(Clone, Copy, Debug)]
+pub struct SinkContext {
+    /// The worker the writer runs on.
+    pub worker: usize,
+    /// The job's number of workers.
+    pub parallelism: usize,
+    /// Whether the job takes checkpoints.
+    pub checkpointing: bool,
+    /// Whether its checkpoints are exactly-once (aligned).
+    pub exactly_once: bool,
+}
+
+impl SinkContext {
+    /// Whether the writer must write in transactions committed by checkpoints: the job
+    /// checkpoints, exactly-once. Otherwise it writes straight through.
+    pub fn transactional(&self) -> bool {
+        self.checkpointing && self.exactly_once
+    }
+}
 
 /// One worker's writer of a sink.
 pub trait SinkWriter<T>: Send {
@@ -11,6 +45,13 @@ pub trait SinkWriter<T>: Send {
     fn write_batch(&mut self, batch: Batch<T>) -> Result<()>;
     /// The event-time clock advanced (sinks that roll files or commit on time use it).
     fn on_watermark(&mut self, _watermark: Timestamp) -> Result<()> {
+        Ok(())
+    }
+    /// Everything written so far belongs to checkpoint `checkpoint`: a transactional
+    /// writer closes its transaction and adds it with [`StateWriter::committable`];
+    /// others flush. Also called after [`SinkWriter::close`] with
+    /// [`FINAL_CHECKPOINT`], for what was written after the last barrier.
+    fn pre_commit(&mut self, _checkpoint: CheckpointId, _state: &mut StateWriter) -> Result<()> {
         Ok(())
     }
     /// The input ended: flush everything.
@@ -25,14 +66,35 @@ pub trait Sink<T>: 'static {
     type Writer: SinkWriter<T> + 'static;
     /// The display name.
     fn name(&self) -> String;
-    /// The writer for `worker` of `parallelism`.
-    fn writer(&self, worker: usize, parallelism: usize) -> Result<Self::Writer>;
+    /// The writer for one worker.
+    fn writer(&self, context: &SinkContext) -> Result<Self::Writer>;
+    /// What publishes the writers' pre-committed transactions; `None` for sinks that
+    /// write straight through.
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        None
+    }
 }
 
-/// The chain end that feeds a sink writer and counts what it writes.
+/// The chain end that feeds a sink writer, counts what it writes and takes part in
+/// checkpoints.
 pub(crate) struct SinkNode<W> {
     pub writer: W,
     pub metrics: Arc<OperatorMetrics>,
+    pub participant: Participant,
+}
+
+impl<W> SinkNode<W> {
+    fn pre_commit<T>(&mut self, checkpoint: CheckpointId) -> Result<Option<sluice_runtime::checkpoint::InstanceState>>
+    where
+        W: SinkWriter<T>,
+    {
+        if !self.participant.enabled() {
+            return Ok(None);
+        }
+        let mut state = self.participant.writer();
+        self.writer.pre_commit(checkpoint, &mut state)?;
+        Ok(Some(state.finish()))
+    }
 }
 
 impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
@@ -51,7 +113,17 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
         Ok(())
     }
     fn end(&mut self) -> Result<()> {
-        self.writer.close()
+        self.writer.close()?;
+        if let Some(state) = self.pre_commit(FINAL_CHECKPOINT)? {
+            self.participant.finished(state);
+        }
+        Ok(())
+    }
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        if let Some(state) = self.pre_commit(barrier.id)? {
+            self.participant.ack(barrier.id, state);
+        }
+        Ok(())
     }
     fn backlogged(&mut self) -> Result<bool> {
         Ok(false)

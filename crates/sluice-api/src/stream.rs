@@ -4,8 +4,9 @@ use crate::basic::{Branch, Filter, FilterMap, FlatMap, Map};
 use crate::graph::{Batch, SharedGraph};
 use crate::keyed::KeyedStream;
 use crate::process::OutputTag;
-use crate::sink::{Sink, SinkNode};
+use crate::sink::{Sink, SinkContext, SinkNode};
 use crate::watermark::{TimestampAssigner, WatermarkAssigner, WatermarkStrategy};
+use sluice_runtime::checkpoint::Alignment;
 use sluice_runtime::exchange::BatchExchange;
 use sluice_runtime::{EdgeKind, Operator, OperatorKind, OperatorNode, UnaryGate};
 use sluice_state::StateBackendKind;
@@ -36,8 +37,27 @@ impl<T: Clone + Send + 'static> Stream<T> {
         Stream { graph: self.graph.clone(), node, backend: self.backend, _type: PhantomData }
     }
 
-    /// Chains an operator built by `make` (once per worker) after this stream.
+    /// Chains a stateless operator built by `make` (once per worker) after this stream.
     pub(crate) fn chain<U, O, M>(&self, name: &str, make: M) -> Stream<U>
+    where
+        U: Clone + Send + 'static,
+        O: Operator<In = Batch<T>, Out = Batch<U>>,
+        M: Fn() -> O + 'static,
+    {
+        self.chain_operator(name, false, make)
+    }
+
+    /// Chains an operator that keeps state across batches: it takes part in checkpoints.
+    pub(crate) fn chain_stateful<U, O, M>(&self, name: &str, make: M) -> Stream<U>
+    where
+        U: Clone + Send + 'static,
+        O: Operator<In = Batch<T>, Out = Batch<U>>,
+        M: Fn() -> O + 'static,
+    {
+        self.chain_operator(name, true, make)
+    }
+
+    fn chain_operator<U, O, M>(&self, name: &str, stateful: bool, make: M) -> Stream<U>
     where
         U: Clone + Send + 'static,
         O: Operator<In = Batch<T>, Out = Batch<U>>,
@@ -50,7 +70,12 @@ impl<T: Clone + Send + 'static> Stream<T> {
             self.node,
             Box::new(move |graph, ctx| {
                 let out = graph.output::<U>(operator, node, ctx)?;
-                Ok(Box::new(OperatorNode::new(make(), out)))
+                Ok(if stateful {
+                    let participant = ctx.checkpoints.register(operator, ctx.worker);
+                    Box::new(OperatorNode::stateful(make(), out, participant)?)
+                } else {
+                    Box::new(OperatorNode::new(make(), out))
+                })
             }),
         );
         drop(graph);
@@ -136,7 +161,8 @@ impl<T: Clone + Send + 'static> Stream<T> {
             self.node,
             Box::new(move |graph, ctx| {
                 let out = graph.output::<T>(operator, node, ctx)?;
-                Ok(Box::new(WatermarkAssigner::new(strategy.clone(), out)))
+                let participant = ctx.checkpoints.register(operator, ctx.worker);
+                Ok(Box::new(WatermarkAssigner::new(strategy.clone(), out, participant)?))
             }),
         );
         drop(graph);
@@ -190,6 +216,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
                 receivers,
                 next,
                 ctx.config.tick_interval,
+                ctx.checkpoints.alignment(),
             )))
         }));
         drop(graph);
@@ -219,12 +246,22 @@ impl<T: Clone + Send + 'static> Stream<T> {
     pub fn sink<S: Sink<T>>(&self, sink: S) {
         let mut graph = self.graph.borrow_mut();
         let operator = graph.add_operator(&sink.name(), OperatorKind::Sink);
+        if let Some(committer) = sink.committer() {
+            graph.committers.insert(operator, committer);
+        }
         graph.add_consumer::<T>(
             self.node,
             Box::new(move |graph, ctx| {
-                let writer = sink.writer(ctx.worker, ctx.config.parallelism)?;
+                let context = SinkContext {
+                    worker: ctx.worker,
+                    parallelism: ctx.config.parallelism,
+                    checkpointing: ctx.checkpoints.enabled(),
+                    exactly_once: ctx.checkpoints.alignment() == Alignment::Aligned,
+                };
+                let writer = sink.writer(&context)?;
                 let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Sink);
-                Ok(Box::new(SinkNode { writer, metrics }))
+                let participant = ctx.checkpoints.register(operator, ctx.worker);
+                Ok(Box::new(SinkNode { writer, metrics, participant }))
             }),
         );
     }

@@ -1,6 +1,7 @@
 //! Two-input operators and the node that connects one to its gate and output.
 
 use crate::graph::Batch;
+use sluice_runtime::checkpoint::{Barrier, InstanceState, Participant, StateReader, StateWriter};
 use sluice_runtime::{Output, TwoInputPush};
 use sluice_types::{Result, Timestamp};
 
@@ -16,16 +17,35 @@ pub(crate) trait TwoInputOperator: Send + 'static {
     fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Output<Batch<Self::Out>>) -> Result<()> {
         Ok(())
     }
+    /// Writes the operator's state into a checkpoint (see `Operator::snapshot`).
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()>;
+    /// Restores what `snapshot` wrote.
+    fn restore(&mut self, state: &StateReader) -> Result<()>;
 }
 
+/// A two-input operator in its chain. Every two-input operator is keyed and stateful,
+/// so every one takes part in checkpoints.
 pub(crate) struct TwoInputNode<O: TwoInputOperator> {
     operator: O,
     out: Output<Batch<O::Out>>,
+    participant: Participant,
 }
 
 impl<O: TwoInputOperator> TwoInputNode<O> {
-    pub fn new(operator: O, out: Output<Batch<O::Out>>) -> Self {
-        TwoInputNode { operator, out }
+    pub fn new(mut operator: O, out: Output<Batch<O::Out>>, participant: Participant) -> Result<Self> {
+        if let Some(state) = participant.restored() {
+            operator.restore(&state)?;
+        }
+        Ok(TwoInputNode { operator, out, participant })
+    }
+
+    fn snapshot(&mut self) -> Result<Option<InstanceState>> {
+        if !self.participant.enabled() {
+            return Ok(None);
+        }
+        let mut state = self.participant.writer();
+        self.operator.snapshot(&mut state)?;
+        Ok(Some(state.finish()))
     }
 }
 
@@ -55,7 +75,16 @@ impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoI
     }
     fn end(&mut self) -> Result<()> {
         self.out.flush_sides()?;
+        if let Some(state) = self.snapshot()? {
+            self.participant.finished(state);
+        }
         self.out.end()
+    }
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        if let Some(state) = self.snapshot()? {
+            self.participant.ack(barrier.id, state);
+        }
+        self.out.barrier(barrier)
     }
     fn backlogged(&mut self) -> Result<bool> {
         self.out.backlogged()

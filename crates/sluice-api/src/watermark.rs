@@ -1,6 +1,7 @@
 //! Watermark strategies and the operator that applies them.
 
 use crate::graph::Batch;
+use sluice_runtime::checkpoint::{Barrier, InstanceState, Participant};
 use sluice_runtime::{Output, Push};
 use sluice_types::{Result, Timestamp, MIN_TIMESTAMP};
 use std::marker::PhantomData;
@@ -102,18 +103,36 @@ pub(crate) struct WatermarkAssigner<T, A> {
     emitted: Timestamp,
     last_record_at: Timestamp,
     idle: bool,
+    participant: Participant,
 }
 
 impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
-    pub fn new(strategy: WatermarkStrategy<T, A>, out: Output<Batch<T>>) -> Self {
-        WatermarkAssigner {
+    /// An assigner that restores the highest timestamp seen from the job's checkpoint,
+    /// so that it resumes with the watermark it had (and records late before a crash
+    /// are late after it).
+    pub fn new(strategy: WatermarkStrategy<T, A>, out: Output<Batch<T>>, participant: Participant) -> Result<Self> {
+        let max_timestamp = match participant.restored() {
+            Some(state) => state.items::<Timestamp>()?.into_iter().min().unwrap_or(MIN_TIMESTAMP),
+            None => MIN_TIMESTAMP,
+        };
+        Ok(WatermarkAssigner {
             strategy,
             out,
-            max_timestamp: MIN_TIMESTAMP,
+            max_timestamp,
             emitted: MIN_TIMESTAMP,
             last_record_at: MIN_TIMESTAMP,
             idle: false,
+            participant,
+        })
+    }
+
+    fn snapshot(&self) -> Result<Option<InstanceState>> {
+        if !self.participant.enabled() {
+            return Ok(None);
         }
+        let mut state = self.participant.writer();
+        state.item(&self.max_timestamp)?;
+        Ok(Some(state.finish()))
     }
 
     fn implied(&self) -> Timestamp {
@@ -187,7 +206,17 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
     }
 
     fn end(&mut self) -> Result<()> {
+        if let Some(state) = self.snapshot()? {
+            self.participant.finished(state);
+        }
         self.out.end()
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        if let Some(state) = self.snapshot()? {
+            self.participant.ack(barrier.id, state);
+        }
+        self.out.barrier(barrier)
     }
 
     fn backlogged(&mut self) -> Result<bool> {

@@ -1,6 +1,6 @@
 //! Query results in a form both the engine and the loops produce, to compare them.
 
-use sluice::{Result, Sink, SinkWriter};
+use sluice::{Result, Sink, SinkContext, SinkWriter};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -56,7 +56,7 @@ impl<T: Hash + std::fmt::Debug + Send + 'static> Sink<T> for OutcomeSink {
     fn name(&self) -> String {
         "outcome".to_string()
     }
-    fn writer(&self, _worker: usize, _parallelism: usize) -> Result<OutcomeWriter> {
+    fn writer(&self, _context: &SinkContext) -> Result<OutcomeWriter> {
         Ok(OutcomeWriter { shared: self.shared.clone(), local: Outcome::default(), keep: self.keep })
     }
 }

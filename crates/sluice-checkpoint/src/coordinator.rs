@@ -216,8 +216,7 @@ impl Coordinator {
             BarrierKind::Checkpoint => checkpoint_dir(barrier.id),
             BarrierKind::Savepoint => savepoint_dir(barrier.id),
         };
-        let mut manifest =
-            Manifest::new(barrier.id, barrier.kind, self.setup.parallelism, self.setup.max_parallelism);
+        let mut manifest = Manifest::new(barrier.id, barrier.kind, self.setup.parallelism, self.setup.max_parallelism);
         manifest.operators = self.setup.operators.clone();
         manifest.completed_at = sluice_runtime::now_millis();
         manifest.finished = finished;

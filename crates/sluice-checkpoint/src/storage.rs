@@ -36,7 +36,8 @@ impl Storage {
             .build()
             .map_err(|e| Error::io("checkpoint storage runtime", e))?;
         let (store, root): (Arc<dyn ObjectStore>, Path) = if location.contains("://") {
-            let url = url::Url::parse(location).map_err(|e| storage_error(location, format!("not a valid URL: {e}")))?;
+            let url =
+                url::Url::parse(location).map_err(|e| storage_error(location, format!("not a valid URL: {e}")))?;
             if url.scheme() == "file" {
                 let path = url.to_file_path().map_err(|()| storage_error(location, "not a local file URL"))?;
                 return Self::local(&path.to_string_lossy(), location, runtime);

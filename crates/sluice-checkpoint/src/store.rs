@@ -76,7 +76,8 @@ impl CheckpointStore {
             let bytes = postcard::to_stdvec(state)
                 .map_err(|e| Error::checkpoint(dir, format!("cannot encode the state of {participant:?}: {e}")))?;
             let path = format!("o{}-w{}.state", participant.operator, participant.worker);
-            let file = StateFile { participant: *participant, path, size: bytes.len() as u64, crc32: crc32fast::hash(&bytes) };
+            let file =
+                StateFile { participant: *participant, path, size: bytes.len() as u64, crc32: crc32fast::hash(&bytes) };
             total += file.size;
             self.storage.put(&join(dir, &file.path), bytes)?;
             manifest.files.push(file);
@@ -88,7 +89,7 @@ impl CheckpointStore {
     /// Reads the checkpoint under `dir`, verifying the manifest and every file's size
     /// and checksum. `Ok(None)` if it has no manifest (it never completed).
     pub fn read(&self, dir: &str) -> Result<Option<LoadedCheckpoint>> {
-        let location = join(&format!("{}", self.storage.location()), dir);
+        let location = join(self.storage.location(), dir);
         let Some(bytes) = self.storage.get(&join(dir, MANIFEST))? else { return Ok(None) };
         let manifest = Manifest::decode(&bytes, &location)?;
         let mut states = BTreeMap::new();
@@ -107,8 +108,9 @@ impl CheckpointStore {
             if crc32fast::hash(&bytes) != file.crc32 {
                 return Err(Error::checkpoint(&location, format!("state file {} fails its checksum", file.path)));
             }
-            let state: InstanceState = postcard::from_bytes(&bytes)
-                .map_err(|e| Error::checkpoint(&location, format!("state file {} cannot be decoded: {e}", file.path)))?;
+            let state: InstanceState = postcard::from_bytes(&bytes).map_err(|e| {
+                Error::checkpoint(&location, format!("state file {} cannot be decoded: {e}", file.path))
+            })?;
             states.insert(file.participant, state);
         }
         Ok(Some(LoadedCheckpoint { location, manifest, states }))

@@ -21,8 +21,8 @@
 #[cfg(feature = "arrow")]
 pub mod arrow;
 mod batch;
-pub mod checkpoint;
 mod channel;
+pub mod checkpoint;
 mod config;
 mod doorbell;
 pub mod exchange;

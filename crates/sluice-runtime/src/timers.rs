@@ -37,6 +37,11 @@ impl<K: Ord + Clone> TimerQueue<K> {
         }
     }
 
+    /// Every pending timer, in firing order.
+    pub fn iter(&self) -> impl Iterator<Item = &(Timestamp, K)> {
+        self.timers.iter()
+    }
+
     /// How many timers are pending.
     pub fn len(&self) -> usize {
         self.timers.len()

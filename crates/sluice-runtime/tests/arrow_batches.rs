@@ -6,6 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{BooleanArray, Int64Array, RecordBatch};
 use sluice_runtime::arrow::ColumnPartitioner;
+use sluice_runtime::checkpoint::{Alignment, Barrier, CheckpointHub};
 use sluice_runtime::exchange::{HashExchange, KeyRouter};
 use sluice_runtime::{
     run_workers, BuildContext, EdgeKind, MetricsRegistry, Operator, OperatorKind, OperatorNode, Output, Push,
@@ -84,6 +85,9 @@ impl Push<RecordBatch> for Collect {
     fn end(&mut self) -> Result<()> {
         Ok(())
     }
+    fn barrier(&mut self, _barrier: Barrier) -> Result<()> {
+        Ok(())
+    }
     fn backlogged(&mut self) -> Result<bool> {
         Ok(false)
     }
@@ -94,7 +98,8 @@ fn record_batches_are_filtered_and_routed_by_key_column() {
     let config = RuntimeConfig { parallelism: 2, channel_capacity: 2, ..RuntimeConfig::default() };
     let metrics = MetricsRegistry::default();
     let cancel = Arc::new(AtomicBool::new(false));
-    let mut ctx = BuildContext::new(config.clone(), metrics.clone(), cancel.clone());
+    let (hub, _) = CheckpointHub::disabled(config.parallelism, config.max_parallelism);
+    let mut ctx = BuildContext::new(config.clone(), metrics.clone(), cancel.clone(), hub);
     let edge = ctx.edges.declare(EdgeKind::Hash);
     let received: Received = Arc::default();
     let watermarks: Arc<Mutex<Vec<Timestamp>>> = Arc::default();
@@ -124,6 +129,7 @@ fn record_batches_are_filtered_and_routed_by_key_column() {
             receivers,
             Box::new(sink),
             Duration::from_millis(10),
+            Alignment::Aligned,
         )));
     }
     run_workers(ctx.into_workers(), cancel).expect("the job runs");

@@ -3,22 +3,11 @@
 use crate::table::EntrySink;
 use crate::{ListTable, MapTable, StateTable, StateTtl, TtlUpdate, ValueTable};
 use rustc_hash::FxHashMap;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sluice_types::{Data, Error, Key, Result, Timestamp, MIN_TIMESTAMP};
+use sluice_runtime::checkpoint::{decode, encode};
+use sluice_types::{Data, Key, Result, Timestamp, MIN_TIMESTAMP};
 use std::any::Any;
 use std::hash::Hash;
-
-/// Encodes one key's entry for a checkpoint.
-pub(crate) fn encode<E: Serialize + ?Sized>(entry: &E) -> Result<Vec<u8>> {
-    postcard::to_stdvec(entry).map_err(|e| Error::checkpoint("snapshot", format!("cannot encode state: {e}")))
-}
-
-/// Decodes one key's entry from a checkpoint.
-pub(crate) fn decode<E: DeserializeOwned>(bytes: &[u8]) -> Result<E> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| Error::checkpoint("restore", format!("cannot decode state (was its type changed?): {e}")))
-}
 
 /// The checkpoint hooks shared by the three heap tables: entries are written as they
 /// are kept, key by key.
@@ -227,9 +216,7 @@ impl<K: Key, UK: Data + Hash + Eq, UV: Data> StateTable<K> for HeapMapTable<K, U
     }
 }
 
-impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> MapTable<K, UK, UV>
-    for HeapMapTable<K, UK, UV>
-{
+impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> MapTable<K, UK, UV> for HeapMapTable<K, UK, UV> {
     fn get(&mut self, key: &K, user_key: &UK, now: Timestamp) -> Option<UV> {
         let ttl = self.ttl;
         let map = self.entries.get_mut(key)?;

@@ -122,10 +122,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Declares a map state.
-    pub fn map<UK: Data + Hash + Eq + Ord, UV: Data>(
-        &mut self,
-        descriptor: &StateDescriptor,
-    ) -> MapState<UK, UV> {
+    pub fn map<UK: Data + Hash + Eq + Ord, UV: Data>(&mut self, descriptor: &StateDescriptor) -> MapState<UK, UV> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return MapState::new(i);
         }
@@ -159,12 +156,7 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     /// Reads, changes and writes the value of `key` in one step; `None` clears it.
-    pub fn update<V: Data>(
-        &mut self,
-        state: ValueState<V>,
-        key: &K,
-        mut change: impl FnMut(Option<V>) -> Option<V>,
-    ) {
+    pub fn update<V: Data>(&mut self, state: ValueState<V>, key: &K, mut change: impl FnMut(Option<V>) -> Option<V>) {
         let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
         ValueTable::update(table, key, now, &mut change)
     }
@@ -268,7 +260,13 @@ impl<K: Key> KeyedStateStore<K> {
     /// Restores the entries written by [`KeyedStateStore::snapshot`]. States declared
     /// later get theirs when they are declared.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        for (key, (name, entry)) in reader.keyed::<K, (String, Vec<u8>)>()? {
+        self.restore_entries(reader.keyed::<K, (String, Vec<u8>)>()?)
+    }
+
+    /// Restores entries as [`KeyedStateStore::restore`] does, for operators that keep
+    /// more than the store under the same keys (timers).
+    pub fn restore_entries(&mut self, entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
+        for (key, (name, entry)) in entries {
             match self.slot_index(&name) {
                 Some(i) => self.slots[i].table.restore(key, &entry)?,
                 None => self.restored.entry(name).or_default().push((key, entry)),

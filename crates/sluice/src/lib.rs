@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub use sluice_api::*;
+pub use sluice_checkpoint as checkpoint;
 pub use sluice_connectors as connectors;
 pub use sluice_runtime as runtime;
 pub use sluice_state as state;
@@ -41,10 +42,10 @@ pub mod testing;
 pub mod prelude {
     pub use sluice_api::window::{Avg, Collect, Count, Max, Min, Reduce, Session, Sliding, Sum, Tumbling};
     pub use sluice_api::{
-        days, hours, millis, minutes, seconds, AggregateFunction, CollectSink, Context, Error, KeyedCoProcessFunction,
-        KeyedProcessFunction, KeyedStateStore, OutputTag, Record, ResultKind, Sink, Source, StateDescriptor, StateTtl,
-        Stream, StreamEnvironment, Table, TimeDomain, Timestamp, ValueState, VecSource, WatermarkStrategy, Window,
-        WindowResult,
+        days, hours, millis, minutes, seconds, AggregateFunction, CheckpointConfig, CollectSink, Context,
+        DeliveryGuarantee, Error, KeyedCoProcessFunction, KeyedProcessFunction, KeyedStateStore, OutputTag, Record,
+        ResultKind, Sink, SinkContext, Source, StateDescriptor, StateTtl, Stream, StreamEnvironment, Table, TimeDomain,
+        Timestamp, ValueState, VecSource, WatermarkStrategy, Window, WindowResult,
     };
     pub use sluice_connectors::{DeadLetters, JsonLinesSink, JsonLinesSource, StdinSource, StdoutSink};
 }

@@ -5,8 +5,9 @@ use crate::keyed::{two_input, KeyedStream};
 use crate::two_input::TwoInputOperator;
 use crate::Stream;
 use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::Output;
-use sluice_types::{Key, Record, Result, Timestamp, MIN_TIMESTAMP};
+use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
 /// An interval join being declared: finish it with [`IntervalJoin::process`].
@@ -32,10 +33,11 @@ where
     /// Emits `f(left, right)` for every pair with equal keys and
     /// `left.t + lower <= right.t <= left.t + upper`, timestamped with the later of the
     /// two. Records behind the watermark when they arrive are dropped, as in Flink.
-    pub fn process<O: Clone + Send + 'static>(
-        &self,
-        f: impl Fn(&K, &T, &U) -> O + Clone + Send + 'static,
-    ) -> Stream<O> {
+    pub fn process<O: Clone + Send + 'static>(&self, f: impl Fn(&K, &T, &U) -> O + Clone + Send + 'static) -> Stream<O>
+    where
+        T: Data,
+        U: Data,
+    {
         let (lower, upper) = (self.lower, self.upper);
         let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
         two_input(&self.left, &self.right, "interval_join", move || IntervalJoinOperator {
@@ -88,6 +90,13 @@ impl<K: Key, V> Side<K, V> {
     }
 }
 
+/// What a snapshot keeps per key: the buffered records of each side.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum JoinEntry<T, U> {
+    Left(Vec<Record<T>>),
+    Right(Vec<Record<U>>),
+}
+
 struct IntervalJoinOperator<K, T, U, KF, KF2, F> {
     key1: KF,
     key2: KF2,
@@ -102,8 +111,8 @@ struct IntervalJoinOperator<K, T, U, KF, KF2, F> {
 impl<K, T, U, O, KF, KF2, F> TwoInputOperator for IntervalJoinOperator<K, T, U, KF, KF2, F>
 where
     K: Key,
-    T: Clone + Send + 'static,
-    U: Clone + Send + 'static,
+    T: Data,
+    U: Data,
     O: Send + 'static,
     KF: Fn(&T) -> K + Send + 'static,
     KF2: Fn(&U) -> K + Send + 'static,
@@ -154,12 +163,44 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<Batch<O>>) -> Result<()> {
-        self.watermark = watermark;
+        self.watermark = self.watermark.max(watermark);
+        let watermark = self.watermark;
         let (lower, upper) = (self.lower, self.upper);
         // A left record at t matches rights up to t + upper; rights arriving from now on
         // are at or after the watermark.
         self.left.expire(watermark, |t| t.saturating_add(upper) >= watermark);
         self.right.expire(watermark, |t| t.saturating_sub(lower) >= watermark);
+        Ok(())
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        for (key, records) in &self.left.records {
+            state.keyed(key, &JoinEntry::<T, U>::Left(records.clone()))?;
+        }
+        for (key, records) in &self.right.records {
+            state.keyed(key, &JoinEntry::<T, U>::Right(records.clone()))?;
+        }
+        state.item(&self.watermark)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        for (key, entry) in state.keyed::<K, JoinEntry<T, U>>()? {
+            match entry {
+                JoinEntry::Left(records) => {
+                    for record in records {
+                        let expires_at = record.timestamp.saturating_add(self.upper);
+                        self.left.insert(key.clone(), record, expires_at);
+                    }
+                }
+                JoinEntry::Right(records) => {
+                    for record in records {
+                        let expires_at = record.timestamp.saturating_sub(self.lower);
+                        self.right.insert(key.clone(), record, expires_at);
+                    }
+                }
+            }
+        }
+        self.watermark = crate::process::restored_watermark(state)?;
         Ok(())
     }
 }

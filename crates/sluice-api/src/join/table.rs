@@ -5,8 +5,9 @@ use crate::graph::Batch;
 use crate::two_input::TwoInputOperator;
 use crate::Stream;
 use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::Output;
-use sluice_types::{Key, Record, Result, Timestamp, MIN_TIMESTAMP};
+use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
 /// A table: the latest value per key of a changelog stream (like a Kafka Streams
@@ -30,6 +31,14 @@ impl<K: Key, V: Clone + Send + 'static> Table<K, V> {
 /// Versioned (event-time) stream-table join: stream records wait until the watermark
 /// passes their timestamp, then join the version of the table valid at that time. The
 /// result does not depend on how the two inputs interleave, only on event time.
+/// What a snapshot keeps per key: stream records waiting for the watermark, and the
+/// table's versions.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum TableJoinEntry<T, V> {
+    Pending(Timestamp, T),
+    Versions(Vec<(Timestamp, Option<V>)>),
+}
+
 pub(crate) struct TableJoinOperator<K, T, V, KF, J> {
     key: KF,
     join: J,
@@ -76,8 +85,8 @@ impl<K: Key, T, V: Clone, KF, J> TableJoinOperator<K, T, V, KF, J> {
 impl<K, T, V, O, KF, J> TwoInputOperator for TableJoinOperator<K, T, V, KF, J>
 where
     K: Key,
-    T: Send + 'static,
-    V: Clone + Send + 'static,
+    T: Data,
+    V: Data,
     O: Send + 'static,
     KF: Fn(&T) -> K + Send + 'static,
     J: Fn(&T, Option<&V>) -> Option<O> + Send + 'static,
@@ -112,7 +121,8 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<O>>) -> Result<()> {
-        self.watermark = watermark;
+        self.watermark = self.watermark.max(watermark);
+        let watermark = self.watermark;
         let mut emitted = Vec::new();
         while let Some(entry) = self.pending.first_entry() {
             if *entry.key() > watermark {
@@ -131,5 +141,35 @@ where
             }
         }
         out.emit(emitted)
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        for (timestamp, records) in &self.pending {
+            for (key, value) in records {
+                state.keyed(key, &TableJoinEntry::<&T, &V>::Pending(*timestamp, value))?;
+            }
+        }
+        for (key, versions) in &self.versions {
+            state.keyed(
+                key,
+                &TableJoinEntry::<&T, &V>::Versions(versions.iter().map(|(t, v)| (*t, v.as_ref())).collect()),
+            )?;
+        }
+        state.item(&self.watermark)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        for (key, entry) in state.keyed::<K, TableJoinEntry<T, V>>()? {
+            match entry {
+                TableJoinEntry::Pending(timestamp, value) => {
+                    self.pending.entry(timestamp).or_default().push((key, value))
+                }
+                TableJoinEntry::Versions(versions) => {
+                    self.versions.insert(key, versions.into_iter().collect());
+                }
+            }
+        }
+        self.watermark = crate::process::restored_watermark(state)?;
+        Ok(())
     }
 }

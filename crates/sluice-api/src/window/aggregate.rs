@@ -1,12 +1,13 @@
 //! Aggregate functions for windows, and the common ones.
 
+use sluice_types::Data;
 use std::ops::Add;
 
 /// An incremental aggregation: records are added to an accumulator as they arrive, so a
 /// window keeps one accumulator per key, not its records.
 pub trait AggregateFunction<T>: Clone + Send + 'static {
-    /// The running state.
-    type Acc: Clone + Send + 'static;
+    /// The running state (kept in checkpoints, hence serializable).
+    type Acc: Data;
     /// The result.
     type Out: Clone + Send + 'static;
     /// A fresh accumulator.
@@ -55,7 +56,7 @@ impl Sum<()> {
 
 impl<T, N, F> AggregateFunction<T> for Sum<F>
 where
-    N: Add<Output = N> + Default + Copy + Send + 'static,
+    N: Add<Output = N> + Default + Copy + Data,
     F: Fn(&T) -> N + Clone + Send + 'static,
 {
     type Acc = N;
@@ -89,7 +90,7 @@ impl Max<()> {
 
 impl<T, N, F> AggregateFunction<T> for Max<F>
 where
-    N: PartialOrd + Copy + Send + 'static,
+    N: PartialOrd + Copy + Data,
     F: Fn(&T) -> N + Clone + Send + 'static,
 {
     type Acc = Option<N>;
@@ -130,7 +131,7 @@ impl Min<()> {
 
 impl<T, N, F> AggregateFunction<T> for Min<F>
 where
-    N: PartialOrd + Copy + Send + 'static,
+    N: PartialOrd + Copy + Data,
     F: Fn(&T) -> N + Clone + Send + 'static,
 {
     type Acc = Option<N>;
@@ -205,7 +206,7 @@ impl<F> Reduce<F> {
     }
 }
 
-impl<T: Clone + Send + 'static, F: Fn(&T, &T) -> T + Clone + Send + 'static> AggregateFunction<T> for Reduce<F> {
+impl<T: Data, F: Fn(&T, &T) -> T + Clone + Send + 'static> AggregateFunction<T> for Reduce<F> {
     type Acc = Option<T>;
     type Out = T;
     fn create(&self) -> Option<T> {
@@ -231,7 +232,7 @@ impl<T: Clone + Send + 'static, F: Fn(&T, &T) -> T + Clone + Send + 'static> Agg
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Collect;
 
-impl<T: Clone + Send + 'static> AggregateFunction<T> for Collect {
+impl<T: Data> AggregateFunction<T> for Collect {
     type Acc = Vec<T>;
     type Out = Vec<T>;
     fn create(&self) -> Vec<T> {

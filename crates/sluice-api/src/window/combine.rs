@@ -11,13 +11,14 @@
 use super::AggregateFunction;
 use crate::graph::Batch;
 use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{Operator, Output};
 use sluice_types::{Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 /// The partial aggregate of one key over one pane, from one batch.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Partial<K, Acc> {
     pub(crate) key: K,
     pub(crate) acc: Acc,
@@ -115,8 +116,25 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
-        self.watermark = watermark;
+        self.watermark = self.watermark.max(watermark);
         self.flush(watermark, out)
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        for (pane, partials) in &self.partials {
+            for (key, acc) in partials {
+                state.keyed(key, &(*pane, acc))?;
+            }
+        }
+        state.item(&self.watermark)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        for (key, (pane, acc)) in state.keyed::<K, (Timestamp, A::Acc)>()? {
+            self.partials.entry(pane).or_default().insert(key, acc);
+        }
+        self.watermark = crate::process::restored_watermark(state)?;
+        Ok(())
     }
 }
 

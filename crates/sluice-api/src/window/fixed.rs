@@ -10,6 +10,7 @@ use super::{AggregateFunction, ResultKind, Window, WindowResult, WindowSettings}
 use crate::graph::Batch;
 use crate::process::TimeDomain;
 use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{now_millis, Operator, Output};
 use sluice_types::{Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use std::collections::{BTreeMap, BTreeSet};
@@ -274,7 +275,7 @@ where
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
-        self.watermark = watermark;
+        self.watermark = self.watermark.max(watermark);
         match self.settings.domain {
             TimeDomain::EventTime => self.advance(watermark),
             // The end of a bounded input fires processing-time windows too.
@@ -288,6 +289,27 @@ where
         if self.settings.domain == TimeDomain::ProcessingTime {
             self.advance(now);
             out.emit(std::mem::take(&mut self.results))?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        for (pane, slots) in &self.panes {
+            for (key, slot) in slots {
+                state.keyed(key, &(*pane, &slot.acc, slot.dirty))?;
+            }
+        }
+        state.item(&(self.watermark, self.fired_through, self.early_round))
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        for (key, (pane, acc, dirty)) in state.keyed::<K, (Timestamp, A::Acc, bool)>()? {
+            self.panes.entry(pane).or_default().insert(key, Slot { acc, dirty });
+        }
+        // Aligned barriers reach every instance after the same watermarks: the clocks of
+        // the instances taken over agree; the minimum is the safe choice if they do not.
+        if let Some(clock) = state.items::<(Timestamp, Timestamp, Timestamp)>()?.into_iter().min() {
+            (self.watermark, self.fired_through, self.early_round) = clock;
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! # use sluice_api::window::{Tumbling, Count};
 //! let env = StreamEnvironment::new().parallelism(2);
 //! let out = CollectSink::new();
-//! env.source(VecSource::timestamped(vec![(1_000, "a"), (1_500, "a"), (2_500, "a"), (1_200, "b")]))
+//! env.source(VecSource::timestamped(vec![(1_000, 'a'), (1_500, 'a'), (2_500, 'a'), (1_200, 'b')]))
 //!     .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(500))
 //!     .key_by(|k| *k)
 //!     .window(Tumbling::of(seconds(1)))
@@ -13,7 +13,7 @@
 //!     .map(|r| (r.key, r.window.start, r.value))
 //!     .sink(out.clone());
 //! env.execute().unwrap();
-//! assert_eq!(out.sorted_values(), vec![("a", 1_000, 2), ("a", 2_000, 1), ("b", 1_000, 1)]);
+//! assert_eq!(out.sorted_values(), vec![('a', 1_000, 2), ('a', 2_000, 1), ('b', 1_000, 1)]);
 //! ```
 
 mod aggregate;
@@ -29,10 +29,10 @@ use crate::Stream;
 use combine::{MergePartials, PaneCombiner, Partial};
 use fixed::FixedWindowOperator;
 use session::SessionWindowOperator;
-use sluice_types::{Key, Timestamp};
+use sluice_types::{Data, Key, Timestamp};
 
 /// A window: the half-open interval `[start, end)` of time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// The first millisecond in the window.
     pub start: Timestamp,
@@ -48,7 +48,7 @@ impl Window {
 }
 
 /// Why a window result was emitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ResultKind {
     /// An early, partial result, before the window closed.
     Early,
@@ -59,7 +59,7 @@ pub enum ResultKind {
 }
 
 /// The result of one window for one key.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct WindowResult<K, V> {
     /// The key.
     pub key: K,
@@ -205,7 +205,7 @@ where
                 let combine_function = function.clone();
                 // Early results need every record downstream at each early firing.
                 let hold = settings.early_interval.is_none();
-                let partials = self.keyed.stream.chain("combine", move || {
+                let partials = self.keyed.stream.chain_stateful("combine", move || {
                     PaneCombiner::new(combine_key.clone(), combine_function.clone(), size, slide, offset, hold)
                 });
                 let merge = MergePartials::new(function);
@@ -224,7 +224,10 @@ where
     }
 
     /// Reduces each window's records with `f`.
-    pub fn reduce(&self, f: impl Fn(&T, &T) -> T + Clone + Send + Sync + 'static) -> Stream<WindowResult<K, T>> {
+    pub fn reduce(&self, f: impl Fn(&T, &T) -> T + Clone + Send + Sync + 'static) -> Stream<WindowResult<K, T>>
+    where
+        T: Data,
+    {
         self.aggregate(Reduce::new(f))
     }
 
@@ -237,7 +240,10 @@ where
     pub fn process<O: Clone + Send + 'static>(
         &self,
         f: impl Fn(&K, &Window, &[T]) -> Vec<O> + Clone + Send + 'static,
-    ) -> Stream<O> {
+    ) -> Stream<O>
+    where
+        T: Data,
+    {
         self.aggregate(Collect).flat_map(move |r: WindowResult<K, Vec<T>>| f(&r.key, &r.window, &r.value))
     }
 }

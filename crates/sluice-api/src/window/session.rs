@@ -5,10 +5,13 @@ use super::{AggregateFunction, ResultKind, Window, WindowResult, WindowSettings}
 use crate::graph::Batch;
 use crate::process::TimeDomain;
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{now_millis, Operator, Output, TimerQueue};
 use sluice_types::{Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use std::marker::PhantomData;
 
+#[derive(Clone, Serialize, Deserialize)]
 struct SessionState<A> {
     start: Timestamp,
     end: Timestamp,
@@ -17,6 +20,14 @@ struct SessionState<A> {
     fired: bool,
     /// A result of (part of) it was emitted before: the next one is an update.
     emitted: bool,
+}
+
+/// What a snapshot keeps per key.
+#[derive(Serialize, Deserialize)]
+enum SessionEntry<A> {
+    Sessions(Vec<SessionState<A>>),
+    FireAt(Timestamp),
+    PurgeAt(Timestamp),
 }
 
 pub(crate) struct SessionWindowOperator<K: Ord, T, KF, A: AggregateFunction<T>> {
@@ -121,7 +132,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
     }
 
     fn advance(&mut self, time: Timestamp) {
-        self.time = time;
+        self.time = self.time.max(time);
         let lateness = if self.settings.domain == TimeDomain::EventTime { self.settings.allowed_lateness } else { 0 };
         while let Some((end, key)) = self.fire_at.pop_due(time.saturating_add(1)) {
             let Some(sessions) = self.sessions.get_mut(&key) else {
@@ -198,6 +209,33 @@ where
             self.advance(now);
             out.emit(std::mem::take(&mut self.results))?;
         }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        for (key, sessions) in &self.sessions {
+            state.keyed(key, &SessionEntry::Sessions(sessions.clone()))?;
+        }
+        for (time, key) in self.fire_at.iter() {
+            state.keyed(key, &SessionEntry::<A::Acc>::FireAt(*time))?;
+        }
+        for (time, key) in self.purge_at.iter() {
+            state.keyed(key, &SessionEntry::<A::Acc>::PurgeAt(*time))?;
+        }
+        state.item(&self.time)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        for (key, entry) in state.keyed::<K, SessionEntry<A::Acc>>()? {
+            match entry {
+                SessionEntry::Sessions(sessions) => {
+                    self.sessions.insert(key, sessions);
+                }
+                SessionEntry::FireAt(time) => self.fire_at.register(time, key),
+                SessionEntry::PurgeAt(time) => self.purge_at.register(time, key),
+            }
+        }
+        self.time = crate::process::restored_watermark(state)?;
         Ok(())
     }
 }

@@ -1,7 +1,16 @@
-//! Writes records as JSON lines to one file, shared by all workers.
+//! Writes records as JSON lines: to one file shared by all workers, or to a directory
+//! of part files, exactly-once.
+//!
+//! In a directory, each worker writes its own part files. When the job checkpoints
+//! exactly-once, a part file is written hidden (`.part-….inprogress`), closed and
+//! synced when a checkpoint barrier arrives (pre-commit), and renamed to its final name
+//! once that checkpoint is complete (commit), so readers of the directory only ever see
+//! output that a checkpoint covers. A restart publishes what the restored checkpoint
+//! pre-committed and deletes every other in-progress file.
 
 use serde::Serialize;
-use sluice_api::{Sink, SinkWriter};
+use sluice_api::{Sink, SinkContext, SinkWriter, FINAL_CHECKPOINT};
+use sluice_runtime::checkpoint::{decode, CheckpointId, Committer, StateWriter};
 use sluice_types::{Error, Record, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -9,24 +18,41 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// A sink writing each record's value as one JSON line. Workers serialize their batches
-/// on their own and append whole batches under a short lock.
+/// Where a [`JsonLinesSink`] writes.
+enum Target {
+    /// One file, appended to by every worker under a short lock.
+    File(Arc<Mutex<BufWriter<File>>>),
+    /// A directory of part files, one writer per worker.
+    Directory,
+}
+
+/// A sink writing each record's value as one JSON line.
 pub struct JsonLinesSink<T> {
     path: PathBuf,
-    file: Arc<Mutex<BufWriter<File>>>,
+    target: Target,
     _type: PhantomData<fn(T)>,
 }
 
+fn io_error(path: &Path, error: std::io::Error) -> Error {
+    Error::io(path.display().to_string(), error)
+}
+
 impl<T> JsonLinesSink<T> {
-    /// Creates (or truncates) `path`.
+    /// Creates (or truncates) the file `path`, shared by all workers. It cannot be
+    /// written exactly-once: use [`JsonLinesSink::directory`] for that.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::create(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
-        Ok(JsonLinesSink {
-            path,
-            file: Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, file))),
-            _type: PhantomData,
-        })
+        let file = File::create(&path).map_err(|e| io_error(&path, e))?;
+        let target = Target::File(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, file))));
+        Ok(JsonLinesSink { path, target, _type: PhantomData })
+    }
+
+    /// Writes part files into the directory `path` (created if missing): exactly-once
+    /// when the job checkpoints exactly-once, straight through otherwise.
+    pub fn directory(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|e| io_error(&path, e))?;
+        Ok(JsonLinesSink { path, target: Target::Directory, _type: PhantomData })
     }
 }
 
@@ -37,23 +63,106 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
         "json-lines-sink".to_string()
     }
 
-    fn writer(&self, _worker: usize, _parallelism: usize) -> Result<JsonLinesWriter<T>> {
-        Ok(JsonLinesWriter { path: self.path.clone(), file: self.file.clone(), buffer: Vec::new(), _type: PhantomData })
+    fn writer(&self, context: &SinkContext) -> Result<JsonLinesWriter<T>> {
+        let output = match &self.target {
+            Target::File(_) if context.transactional() => {
+                return Err(Error::invalid_job(format!(
+                    "{} is a single file, which cannot be written exactly-once: write to a directory \
+                     (JsonLinesSink::directory), or run at-least-once",
+                    self.path.display()
+                )))
+            }
+            Target::File(file) => Output::Shared(file.clone()),
+            Target::Directory => Output::Parts(PartWriter {
+                dir: self.path.clone(),
+                worker: context.worker,
+                transactional: context.transactional(),
+                run: sluice_runtime::now_millis(),
+                sequence: 0,
+                open: None,
+            }),
+        };
+        Ok(JsonLinesWriter { path: self.path.clone(), output, buffer: Vec::new(), _type: PhantomData })
     }
+
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        match self.target {
+            Target::Directory => Some(Arc::new(PartCommitter { dir: self.path.clone() })),
+            Target::File(_) => None,
+        }
+    }
+}
+
+/// A part file being written.
+struct OpenPart {
+    path: PathBuf,
+    file: BufWriter<File>,
+}
+
+/// One worker's part files.
+struct PartWriter {
+    dir: PathBuf,
+    worker: usize,
+    transactional: bool,
+    /// When this run started: names of files written straight through are unique.
+    run: i64,
+    sequence: u64,
+    open: Option<OpenPart>,
+}
+
+/// What a pre-commit hands to the checkpoint: the file to publish, and its final name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingPart {
+    in_progress: String,
+    published: String,
+}
+
+impl PartWriter {
+    fn in_progress_name(&self) -> String {
+        format!(".part-w{:03}-{}-{}.inprogress", self.worker, self.run, self.sequence)
+    }
+
+    fn published_name(&self, checkpoint: CheckpointId) -> String {
+        if !self.transactional {
+            return format!("part-w{:03}-{}-{:06}.jsonl", self.worker, self.run, self.sequence);
+        }
+        match checkpoint {
+            FINAL_CHECKPOINT => format!("part-final-w{:03}.jsonl", self.worker),
+            id => format!("part-{id:010}-w{:03}.jsonl", self.worker),
+        }
+    }
+
+    fn file(&mut self) -> Result<&mut BufWriter<File>> {
+        if self.open.is_none() {
+            let name = if self.transactional { self.in_progress_name() } else { self.published_name(0) };
+            let path = self.dir.join(name);
+            let file = File::create(&path).map_err(|e| io_error(&path, e))?;
+            self.open = Some(OpenPart { path, file: BufWriter::with_capacity(1 << 20, file) });
+        }
+        Ok(&mut self.open.as_mut().expect("invariant: opened above").file)
+    }
+
+    /// Closes the open part, durably; returns its path.
+    fn close_part(&mut self) -> Result<Option<PathBuf>> {
+        let Some(mut part) = self.open.take() else { return Ok(None) };
+        part.file.flush().map_err(|e| io_error(&part.path, e))?;
+        part.file.get_ref().sync_all().map_err(|e| io_error(&part.path, e))?;
+        self.sequence += 1;
+        Ok(Some(part.path))
+    }
+}
+
+enum Output {
+    Shared(Arc<Mutex<BufWriter<File>>>),
+    Parts(PartWriter),
 }
 
 /// One worker's writer of a [`JsonLinesSink`].
 pub struct JsonLinesWriter<T> {
     path: PathBuf,
-    file: Arc<Mutex<BufWriter<File>>>,
+    output: Output,
     buffer: Vec<u8>,
     _type: PhantomData<fn(T)>,
-}
-
-impl<T> JsonLinesWriter<T> {
-    fn io(&self, error: std::io::Error) -> Error {
-        Error::io(self.path.display().to_string(), error)
-    }
 }
 
 pub(crate) fn encode<T: Serialize>(batch: &[Record<T>], buffer: &mut Vec<u8>) -> Result<()> {
@@ -69,12 +178,80 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for JsonLinesWriter<T> {
     fn write_batch(&mut self, batch: Vec<Record<T>>) -> Result<()> {
         self.buffer.clear();
         encode(&batch, &mut self.buffer)?;
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&self.buffer).map_err(|e| self.io(e))
+        match &mut self.output {
+            Output::Shared(file) => {
+                let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                file.write_all(&self.buffer).map_err(|e| io_error(&self.path, e))
+            }
+            Output::Parts(parts) => {
+                let file = parts.file()?;
+                file.write_all(&self.buffer).map_err(|e| io_error(&self.path, e))
+            }
+        }
+    }
+
+    fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+        match &mut self.output {
+            Output::Shared(file) => {
+                let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                file.flush().map_err(|e| io_error(&self.path, e))
+            }
+            Output::Parts(parts) => {
+                let published = parts.published_name(checkpoint);
+                let Some(path) = parts.close_part()? else { return Ok(()) };
+                if parts.transactional {
+                    let in_progress = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    state.committable(&PendingPart { in_progress, published })?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn close(&mut self) -> Result<()> {
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.flush().map_err(|e| self.io(e))
+        match &mut self.output {
+            Output::Shared(file) => {
+                let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                file.flush().map_err(|e| io_error(&self.path, e))
+            }
+            // A transactional part stays open for the final pre-commit.
+            Output::Parts(parts) if parts.transactional => Ok(()),
+            Output::Parts(parts) => parts.close_part().map(|_| ()),
+        }
+    }
+}
+
+/// Publishes pre-committed part files by renaming them.
+struct PartCommitter {
+    dir: PathBuf,
+}
+
+impl Committer for PartCommitter {
+    fn commit(&self, committable: &[u8]) -> Result<()> {
+        let part: PendingPart = decode(committable)?;
+        let from = self.dir.join(&part.in_progress);
+        let to = self.dir.join(&part.published);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Ok(()),
+            // Committed before a crash: the rename already happened.
+            Err(_) if !from.exists() && to.exists() => Ok(()),
+            Err(e) => Err(io_error(&from, e)),
+        }
+    }
+
+    fn recover(&self, committables: &[Vec<u8>]) -> Result<()> {
+        for committable in committables {
+            self.commit(committable)?;
+        }
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".part-") && name.ends_with(".inprogress") {
+                // Written after the restored checkpoint: it will be written again.
+                std::fs::remove_file(entry.path()).map_err(|e| io_error(&entry.path(), e))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 use crate::{DeadLetter, DeadLetters};
 use serde::de::DeserializeOwned;
 use sluice_api::Source;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{SourcePoll, SourceReader};
 use sluice_types::{Error, Record, Result, MIN_TIMESTAMP};
 use std::fs::File;
@@ -68,6 +69,19 @@ struct Block {
     file: usize,
     start: u64,
     end: u64,
+    /// Where to resume: the start of the next line to read, when restored from a
+    /// checkpoint taken while the block was being read.
+    resume: Option<u64>,
+}
+
+/// A block as a checkpoint keeps it: by file path, so that it survives the files being
+/// listed again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BlockSplit {
+    path: String,
+    start: u64,
+    end: u64,
+    resume: Option<u64>,
 }
 
 impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T> {
@@ -86,14 +100,32 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
             while start < *length {
                 let end = (start + self.block_size).min(*length);
                 if index % parallelism == worker {
-                    blocks.push(Block { file, start, end });
+                    blocks.push(Block { file, start, end, resume: None });
                 }
                 index += 1;
                 start = end;
             }
         }
+        Ok(self.reader_of(blocks))
+    }
+
+    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<JsonLinesReader<T>> {
+        let mut blocks = Vec::new();
+        for split in state.items::<BlockSplit>()? {
+            let file = self.files.iter().position(|(p, _)| p.display().to_string() == split.path).ok_or_else(|| {
+                Error::checkpoint(&split.path, "the checkpoint reads this file, which is no longer among the input")
+            })?;
+            blocks.push(Block { file, start: split.start, end: split.end, resume: split.resume });
+        }
+        Ok(self.reader_of(blocks))
+    }
+}
+
+impl<T> JsonLinesSource<T> {
+    /// A reader of `blocks`, in order.
+    fn reader_of(&self, mut blocks: Vec<Block>) -> JsonLinesReader<T> {
         blocks.reverse();
-        Ok(JsonLinesReader {
+        JsonLinesReader {
             paths: self.files.iter().map(|(p, _)| p.clone()).collect(),
             blocks,
             current: None,
@@ -102,13 +134,14 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
             dead_letters: self.dead_letters.clone(),
             dead_letter_count: 0,
             _type: PhantomData,
-        })
+        }
     }
 }
 
 struct OpenBlock {
     reader: BufReader<File>,
     file: usize,
+    start: u64,
     offset: u64,
     end: u64,
 }
@@ -132,6 +165,11 @@ impl<T> JsonLinesReader<T> {
         let shown = || path.display().to_string();
         let mut file = File::open(path).map_err(|e| Error::io(shown(), e))?;
         let mut offset = block.start;
+        if let Some(resume) = block.resume {
+            file.seek(SeekFrom::Start(resume)).map_err(|e| Error::io(shown(), e))?;
+            let reader = BufReader::with_capacity(256 << 10, file);
+            return Ok(OpenBlock { reader, file: block.file, start: block.start, offset: resume, end: block.end });
+        }
         if block.start > 0 {
             // The line that starts before this block belongs to the previous one: skip
             // to the first line that starts at or after `start`.
@@ -140,9 +178,10 @@ impl<T> JsonLinesReader<T> {
             let mut skipped = Vec::new();
             let n = reader.read_until(b'\n', &mut skipped).map_err(|e| Error::io(shown(), e))?;
             offset = block.start - 1 + n as u64;
-            return Ok(OpenBlock { reader, file: block.file, offset, end: block.end });
+            return Ok(OpenBlock { reader, file: block.file, start: block.start, offset, end: block.end });
         }
-        Ok(OpenBlock { reader: BufReader::with_capacity(256 << 10, file), file: block.file, offset, end: block.end })
+        let reader = BufReader::with_capacity(256 << 10, file);
+        Ok(OpenBlock { reader, file: block.file, start: block.start, offset, end: block.end })
     }
 }
 
@@ -212,5 +251,23 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
 
     fn dead_letters(&self) -> u64 {
         self.dead_letter_count
+    }
+
+    fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
+        let path = |file: usize| self.paths[file].display().to_string();
+        if let Some(open) = &self.current {
+            let split =
+                BlockSplit { path: path(open.file), start: open.start, end: open.end, resume: Some(open.offset) };
+            state.item(&split)?;
+        }
+        for block in self.blocks.iter().rev() {
+            state.item(&BlockSplit {
+                path: path(block.file),
+                start: block.start,
+                end: block.end,
+                resume: block.resume,
+            })?;
+        }
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub use nexmark::event::{Auction, Bid, Event, Person};
 
 use nexmark::EventGenerator;
 use sluice_api::Source;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{SourcePoll, SourceReader};
 use sluice_types::{Record, Result};
 use std::io::Write;
@@ -80,19 +81,55 @@ impl Source for NexmarkSource {
     }
 
     fn reader(&self, worker: usize, parallelism: usize) -> Result<NexmarkReader> {
-        let generator =
-            EventGenerator::new(self.config.clone()).with_offset(worker as u64).with_step(parallelism as u64);
-        Ok(NexmarkReader { generator, step: parallelism as u64, next: worker as u64, total: self.events, generated: 0 })
+        let split = NexmarkSplit { next: worker as u64, step: parallelism as u64 };
+        Ok(NexmarkReader::new(&self.config, vec![split], self.events))
+    }
+
+    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<NexmarkReader> {
+        Ok(NexmarkReader::new(&self.config, state.items()?, self.events))
     }
 }
 
-/// One worker's share of a [`NexmarkSource`].
-pub struct NexmarkReader {
-    generator: EventGenerator,
-    step: u64,
+/// A share of the event sequence: events `next`, `next + step`, `next + 2 step`…
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+struct NexmarkSplit {
     next: u64,
+    step: u64,
+}
+
+/// One split being generated.
+struct Generating {
+    split: NexmarkSplit,
+    generator: EventGenerator,
+}
+
+/// One worker's share of a [`NexmarkSource`]: one split, or several after a restore at
+/// a lower parallelism, read merged in sequence order (so in event-time order).
+pub struct NexmarkReader {
+    splits: Vec<Generating>,
     total: u64,
     generated: u64,
+}
+
+impl NexmarkReader {
+    fn new(config: &NexmarkConfig, splits: Vec<NexmarkSplit>, total: u64) -> Self {
+        let splits = splits
+            .into_iter()
+            .map(|split| Generating {
+                split,
+                generator: EventGenerator::new(config.clone()).with_offset(split.next).with_step(split.step),
+            })
+            .collect();
+        NexmarkReader { splits, total, generated: 0 }
+    }
+
+    fn next_event(&mut self) -> Option<Event> {
+        let total = self.total;
+        let current = self.splits.iter_mut().filter(|s| s.split.next < total).min_by_key(|s| s.split.next)?;
+        let event = current.generator.next()?;
+        current.split.next += current.split.step;
+        Some(event)
+    }
 }
 
 impl SourceReader for NexmarkReader {
@@ -100,9 +137,8 @@ impl SourceReader for NexmarkReader {
 
     fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Vec<Record<Event>>>> {
         let mut batch = Vec::with_capacity(max_records);
-        while batch.len() < max_records && self.next < self.total {
-            let Some(event) = self.generator.next() else { break };
-            self.next += self.step;
+        while batch.len() < max_records {
+            let Some(event) = self.next_event() else { break };
             batch.push(Record { timestamp: event_time(&event), value: event });
         }
         if batch.is_empty() {
@@ -114,5 +150,12 @@ impl SourceReader for NexmarkReader {
 
     fn position(&self) -> u64 {
         self.generated
+    }
+
+    fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
+        for generating in self.splits.iter().filter(|s| s.split.next < self.total) {
+            state.item(&generating.split)?;
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@ use crate::file::sink_encode;
 use crate::{DeadLetter, DeadLetters};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sluice_api::{Sink, SinkWriter, Source};
+use sluice_api::{Sink, SinkContext, SinkWriter, Source};
 use sluice_runtime::{SourcePoll, SourceReader};
 use sluice_types::{Error, Record, Result, MIN_TIMESTAMP};
 use std::io::{BufRead, Write};
@@ -162,7 +162,7 @@ impl<T: Serialize + Send + 'static> Sink<T> for StdoutSink<T> {
         "stdout".to_string()
     }
 
-    fn writer(&self, _worker: usize, _parallelism: usize) -> Result<StdoutWriter<T>> {
+    fn writer(&self, _context: &SinkContext) -> Result<StdoutWriter<T>> {
         Ok(StdoutWriter { buffer: Vec::new(), _type: PhantomData })
     }
 }

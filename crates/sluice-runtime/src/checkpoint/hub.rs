@@ -158,10 +158,8 @@ impl CheckpointHub {
 
     fn requested(&self) -> Option<Barrier> {
         let raw = self.requested.load(Ordering::Acquire);
-        (raw != 0).then(|| Barrier {
-            id: raw >> 1,
-            kind: if raw & 1 == 1 { BarrierKind::Savepoint } else { BarrierKind::Checkpoint },
-        })
+        let kind = if raw & 1 == 1 { BarrierKind::Savepoint } else { BarrierKind::Checkpoint };
+        (raw != 0).then_some(Barrier { id: raw >> 1, kind })
     }
 }
 

@@ -123,8 +123,14 @@ impl StateReader {
     }
 }
 
-/// Decodes one committable written by [`StateWriter::committable`].
-pub fn decode_committable<E: DeserializeOwned>(bytes: &[u8]) -> Result<E> {
+/// Encodes a value the way snapshots do (for entries nested in entries, committables).
+pub fn encode<E: Serialize + ?Sized>(value: &E) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(encode_error)
+}
+
+/// Decodes a value written by [`encode`], [`StateWriter::item`] or
+/// [`StateWriter::committable`].
+pub fn decode<E: DeserializeOwned>(bytes: &[u8]) -> Result<E> {
     postcard::from_bytes(bytes).map_err(decode_error)
 }
 

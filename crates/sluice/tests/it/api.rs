@@ -92,8 +92,8 @@ impl Sink<u32> for WorkerSink {
     fn name(&self) -> String {
         "worker-sink".to_string()
     }
-    fn writer(&self, worker: usize, _parallelism: usize) -> sluice::Result<WorkerWriter> {
-        Ok(WorkerWriter { worker, written: self.written.clone() })
+    fn writer(&self, context: &SinkContext) -> sluice::Result<WorkerWriter> {
+        Ok(WorkerWriter { worker: context.worker, written: self.written.clone() })
     }
 }
 
@@ -134,13 +134,13 @@ fn rebalance_spreads_batches_round_robin_over_workers() {
 fn rolling_reduce_emits_every_running_result() {
     let env = StreamEnvironment::new().parallelism(2);
     let out = CollectSink::new();
-    let input = vec![("a", 1), ("b", 10), ("a", 2), ("a", 3), ("b", 20)];
+    let input = vec![('a', 1), ('b', 10), ('a', 2), ('a', 3), ('b', 20)];
     env.source(VecSource::partitioned(vec![input]))
         .key_by(|(key, _)| *key)
         .reduce(|(key, x), (_, y)| (*key, x + y))
         .sink(out.clone());
     run(env);
-    assert_eq!(out.sorted_values(), vec![("a", 1), ("a", 3), ("a", 6), ("b", 10), ("b", 30)]);
+    assert_eq!(out.sorted_values(), vec![('a', 1), ('a', 3), ('a', 6), ('b', 10), ('b', 30)]);
 }
 
 /// Orders add to an account's balance and payments take from it, in one keyed state;
@@ -331,11 +331,11 @@ impl<T: Send + 'static> SourceReader for OpenReader<T> {
 struct Reminder;
 
 impl KeyedProcessFunction for Reminder {
-    type Key = &'static str;
-    type In = &'static str;
-    type Out = (&'static str, bool, bool);
+    type Key = char;
+    type In = char;
+    type Out = (char, bool, bool);
 
-    fn process_element(&mut self, _value: &'static str, ctx: &mut Context<'_, &'static str, Self::Out>) {
+    fn process_element(&mut self, _value: char, ctx: &mut Context<'_, char, Self::Out>) {
         let at = ctx.current_processing_time() + 20;
         ctx.register_processing_time_timer(at);
         // A timer set and deleted never fires.
@@ -343,7 +343,7 @@ impl KeyedProcessFunction for Reminder {
         ctx.delete_processing_time_timer(at + 1);
     }
 
-    fn on_timer(&mut self, at: Timestamp, domain: TimeDomain, ctx: &mut Context<'_, &'static str, Self::Out>) {
+    fn on_timer(&mut self, at: Timestamp, domain: TimeDomain, ctx: &mut Context<'_, char, Self::Out>) {
         let on_time = ctx.current_processing_time() >= at;
         ctx.emit((*ctx.key(), domain == TimeDomain::ProcessingTime, on_time));
     }
@@ -354,12 +354,12 @@ fn processing_time_timers_fire_while_the_input_is_open() {
     let env = StreamEnvironment::new().parallelism(1).tick_interval(Duration::from_millis(5));
     let out = CollectSink::new();
     let watched = out.clone();
-    let source = OpenSource::new(vec![(0, "a"), (0, "b")], move || watched.len() >= 2);
+    let source = OpenSource::new(vec![(0, 'a'), (0, 'b')], move || watched.len() >= 2);
     let gave_up = source.gave_up.clone();
     env.source(source).key_by(|k| *k).process(Reminder).sink(out.clone());
     run(env);
     assert!(!gave_up.load(Ordering::Relaxed), "no processing-time timer fired while the input was open");
-    assert_eq!(out.sorted_values(), vec![("a", true, true), ("b", true, true)]);
+    assert_eq!(out.sorted_values(), vec![('a', true, true), ('b', true, true)]);
 }
 
 /// Commands for a keyed value with an event-time time to live.
@@ -611,8 +611,8 @@ fn a_session_still_open_takes_in_an_event_behind_the_watermark() {
 fn interval_join_pairs_records_within_the_bounds() {
     let env = StreamEnvironment::new().parallelism(2);
     let out = CollectSink::new();
-    let clicks = env.source(VecSource::timestamped(vec![(100, ('u', "c1")), (200, ('u', "c2")), (100, ('v', "c3"))]));
-    let buys = env.source(VecSource::timestamped(vec![(105, ('u', "b1")), (240, ('u', "b2")), (90, ('v', "b3"))]));
+    let clicks = env.source(VecSource::timestamped(vec![(100, ('u', 1)), (200, ('u', 2)), (100, ('v', 3))]));
+    let buys = env.source(VecSource::timestamped(vec![(105, ('u', 11)), (240, ('u', 12)), (90, ('v', 13))]));
     clicks
         .key_by(|(user, _)| *user)
         .interval_join(&buys.key_by(|(user, _)| *user), 0, 50)
@@ -620,29 +620,26 @@ fn interval_join_pairs_records_within_the_bounds() {
         .sink(out.clone());
     run(env);
     // A buy matches the clicks of the 50 ms before it; the pair has the later timestamp.
-    assert_eq!(timestamped(&out), vec![(105, ('u', "c1", "b1")), (240, ('u', "c2", "b2"))]);
+    assert_eq!(timestamped(&out), vec![(105, ('u', 1, 11)), (240, ('u', 2, 12))]);
 }
 
 #[test]
 fn stream_table_joins_use_the_version_valid_at_each_event() {
     let env = StreamEnvironment::new().parallelism(2);
     let (inner, left) = (CollectSink::new(), CollectSink::new());
-    let rates = env.source(VecSource::timestamped(vec![(0, ("eur", 10)), (50, ("eur", 11)), (20, ("usd", 7))]));
+    // Currencies: e(uro), u(s dollar), g(b pound).
+    let rates = env.source(VecSource::timestamped(vec![(0, ('e', 10)), (50, ('e', 11)), (20, ('u', 7))]));
     let table = rates.key_by(|(currency, _)| *currency).into_table();
-    let orders = env.source(VecSource::timestamped(vec![
-        (10, ("eur", 2)),
-        (60, ("eur", 3)),
-        (10, ("usd", 1)),
-        (70, ("gbp", 1)),
-    ]));
+    let orders =
+        env.source(VecSource::timestamped(vec![(10, ('e', 2)), (60, ('e', 3)), (10, ('u', 1)), (70, ('g', 1))]));
     let orders = orders.key_by(|(currency, _)| *currency);
     orders.join_table(&table, |(c, n), (_, rate)| (*c, n * rate)).sink(inner.clone());
     orders.left_join_table(&table, |(c, n), rate| (*c, *n, rate.map(|(_, r)| *r))).sink(left.clone());
     run(env);
-    assert_eq!(timestamped(&inner), vec![(10, ("eur", 20)), (60, ("eur", 33))]);
+    assert_eq!(timestamped(&inner), vec![(10, ('e', 20)), (60, ('e', 33))]);
     assert_eq!(
         timestamped(&left),
-        vec![(10, ("eur", 2, Some(10))), (10, ("usd", 1, None)), (60, ("eur", 3, Some(11))), (70, ("gbp", 1, None))]
+        vec![(10, ('e', 2, Some(10))), (10, ('u', 1, None)), (60, ('e', 3, Some(11))), (70, ('g', 1, None))]
     );
 }
 
@@ -651,14 +648,14 @@ fn a_changelog_table_deletes_keys() {
     let env = StreamEnvironment::new().parallelism(1);
     let out = CollectSink::new();
     let changes =
-        env.source(VecSource::timestamped(vec![(0, (1u8, Some("on"))), (10, (1, None)), (20, (1, Some("back")))]));
+        env.source(VecSource::timestamped(vec![(0, (1u8, Some('+'))), (10, (1, None)), (20, (1, Some('=')))]));
     let table = Table::from_changelog(&changes);
     env.source(VecSource::timestamped(vec![(5, 1u8), (15, 1), (25, 1)]))
         .key_by(|k| *k)
         .left_join_table(&table, |_, v| v.copied())
         .sink(out.clone());
     run(env);
-    assert_eq!(timestamped(&out), vec![(5, Some("on")), (15, None), (25, Some("back"))]);
+    assert_eq!(timestamped(&out), vec![(5, Some('+')), (15, None), (25, Some('='))]);
 }
 
 /// Regression: two events of one key wait for the same watermark, and a table version
@@ -668,7 +665,7 @@ fn a_changelog_table_deletes_keys() {
 fn table_join_keeps_the_versions_pending_events_need() {
     let env = StreamEnvironment::new().parallelism(1);
     let out = CollectSink::new();
-    let changes = env.source(VecSource::timestamped(vec![(0, (1u8, Some("old"))), (15, (1, Some("new")))]));
+    let changes = env.source(VecSource::timestamped(vec![(0, (1u8, Some('o'))), (15, (1, Some('n')))]));
     let table = Table::from_changelog(&changes);
     // No watermarks but the final one: both events wait for it.
     env.source(VecSource::timestamped(vec![(5, 1u8), (10, 1)]))
@@ -676,7 +673,7 @@ fn table_join_keeps_the_versions_pending_events_need() {
         .left_join_table(&table, |_, v| v.copied())
         .sink(out.clone());
     run(env);
-    assert_eq!(timestamped(&out), vec![(5, Some("old")), (10, Some("old"))]);
+    assert_eq!(timestamped(&out), vec![(5, Some('o')), (10, Some('o'))]);
 }
 
 // ---------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ impl Sink<(u32, u64)> for SlowSink {
     fn name(&self) -> String {
         "slow-sink".to_string()
     }
-    fn writer(&self, _worker: usize, _parallelism: usize) -> sluice::Result<SlowWriter> {
+    fn writer(&self, _context: &SinkContext) -> sluice::Result<SlowWriter> {
         Ok(SlowWriter)
     }
 }

@@ -14,7 +14,7 @@ use sluice::{Record, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
 /// One input event: an id (unique within a test input), event time, key and value.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub id: u32,
     pub ts: Timestamp,
@@ -23,7 +23,7 @@ pub struct Event {
 }
 
 /// A window aggregate: how many events, their sum, and which events (ids, sorted).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Agg {
     pub count: u64,
     pub sum: i64,
