@@ -130,8 +130,15 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
+        // Every old instance may hold a partial of the same key: merge them, since the
+        // combiner sits before the exchange and owns no keys.
         for (key, (pane, acc)) in state.keyed::<K, (Timestamp, A::Acc)>()? {
-            self.partials.entry(pane).or_default().insert(key, acc);
+            match self.partials.entry(pane).or_default().entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut held) => self.function.merge(held.get_mut(), acc),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(acc);
+                }
+            }
         }
         self.watermark = crate::process::restored_watermark(state)?;
         Ok(())

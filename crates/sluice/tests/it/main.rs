@@ -7,8 +7,11 @@
 //! - `counters`: operator counters and backpressure time.
 //! - `dead_letters`: unreadable input lines go to the dead letters, with the reason.
 //! - `api`: one small example per method of the DSL.
+//! - `checkpoints`: checkpoints, recovery after a cancel, savepoints restored at other
+//!   parallelisms, corrupt checkpoints.
 
 mod api;
+mod checkpoints;
 mod counters;
 mod dead_letters;
 mod model;

@@ -1,0 +1,248 @@
+//! Checkpoints and recovery inside one process: a checkpointed run gives the output of
+//! a plain run; a job cancelled mid-way and started again resumes from its latest
+//! checkpoint and commits every result exactly once; a savepoint taken at parallelism 2
+//! restores at 1 and at 4; a corrupt checkpoint is skipped for the one before it.
+//!
+//! Killing real processes with SIGKILL is the job of the crash test (`sluice-bench`).
+
+use sluice::connectors::nexmark::{Event, NexmarkSource};
+use sluice::prelude::*;
+use sluice::runtime::checkpoint::{StateReader, StateWriter};
+use sluice::runtime::{SourcePoll, SourceReader};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const EVENTS: u64 = 60_000;
+
+/// Nexmark events, slowed down so that a job lasts long enough to be interrupted.
+struct Slow {
+    inner: NexmarkSource,
+    pause: Duration,
+}
+
+struct SlowReader {
+    inner: <NexmarkSource as Source>::Reader,
+    pause: Duration,
+}
+
+impl Source for Slow {
+    type Item = Event;
+    type Reader = SlowReader;
+    fn name(&self) -> String {
+        "slow-nexmark".to_string()
+    }
+    fn reader(&self, worker: usize, parallelism: usize) -> sluice::Result<SlowReader> {
+        Ok(SlowReader { inner: self.inner.reader(worker, parallelism)?, pause: self.pause })
+    }
+    fn restore_reader(&self, worker: usize, parallelism: usize, state: &StateReader) -> sluice::Result<SlowReader> {
+        Ok(SlowReader { inner: self.inner.restore_reader(worker, parallelism, state)?, pause: self.pause })
+    }
+}
+
+impl SourceReader for SlowReader {
+    type Batch = Vec<Record<Event>>;
+    fn poll(&mut self, max_records: usize) -> sluice::Result<SourcePoll<Self::Batch>> {
+        std::thread::sleep(self.pause);
+        self.inner.poll(max_records)
+    }
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+    fn snapshot(&self, state: &mut StateWriter) -> sluice::Result<()> {
+        self.inner.snapshot(state)
+    }
+}
+
+/// Bids per auction per 10 s window, plus a running count of bids per bidder: windows,
+/// keyed state and two exchanges.
+fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
+    let events = env.source(Slow { inner: NexmarkSource::new(EVENTS), pause }).with_watermarks(
+        WatermarkStrategy::bounded_out_of_orderness(seconds(1)).with_timestamp(|e: &Event| e.timestamp() as i64),
+    );
+    let bids = events.filter_map(|e| match e {
+        Event::Bid(bid) => Some(bid),
+        _ => None,
+    });
+    let per_auction = bids
+        .key_by(|b| b.auction)
+        .window(Tumbling::of(seconds(10)))
+        .count()
+        .map(|r| format!("auction {} window {} count {}", r.key, r.window.start, r.value));
+    let per_bidder = bids
+        .key_by(|b| b.bidder)
+        .aggregate(Count)
+        .filter(|(_, n)| n % 50 == 0)
+        .map(|(bidder, n)| format!("bidder {bidder} reached {n}"));
+    per_auction.union(&[per_bidder]).sink(JsonLinesSink::directory(output).expect("output directory"));
+}
+
+fn checkpointed(parallelism: usize, checkpoints: &Path, interval: Duration) -> StreamEnvironment {
+    let config = CheckpointConfig::new(checkpoints.to_str().expect("utf-8 path"), interval);
+    StreamEnvironment::new().parallelism(parallelism).batch_size(256).checkpointing(config)
+}
+
+/// Every line of every published part file, sorted; in-progress files are ignored.
+fn published(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("output directory") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        if name.starts_with("part-") {
+            let text = std::fs::read_to_string(&path).expect("part file");
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Compares two sorted multisets of lines, reporting a few differences, not all lines.
+fn assert_same_lines(actual: &[String], expected: &[String], context: &str) {
+    if actual == expected {
+        return;
+    }
+    let mut missing = Vec::new();
+    let mut extra = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < actual.len() || j < expected.len() {
+        match (actual.get(i), expected.get(j)) {
+            (Some(a), Some(e)) if a == e => (i, j) = (i + 1, j + 1),
+            (Some(a), Some(e)) if a < e => (extra.push(a.clone()), i += 1).1,
+            (Some(_), Some(e)) => (missing.push(e.clone()), j += 1).1,
+            (Some(a), None) => (extra.push(a.clone()), i += 1).1,
+            (None, Some(e)) => (missing.push(e.clone()), j += 1).1,
+            (None, None) => break,
+        }
+    }
+    panic!(
+        "{context}: {} lines, expected {}; {} missing (first: {:?}), {} extra (first: {:?})",
+        actual.len(),
+        expected.len(),
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        extra.len(),
+        &extra[..extra.len().min(5)]
+    );
+}
+
+fn reference(parallelism: usize) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = StreamEnvironment::new().parallelism(parallelism).batch_size(256);
+    job(&env, Duration::ZERO, dir.path());
+    env.execute().expect("reference run");
+    let lines = published(dir.path());
+    assert!(lines.len() > 100, "the reference run produced {} lines", lines.len());
+    lines
+}
+
+fn wait_for_checkpoints(handle: &sluice::JobHandle, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handle.checkpoint_stats().is_none_or(|s| s.completed < at_least) {
+        assert!(!handle.is_finished(), "the job ended before {at_least} checkpoints");
+        assert!(Instant::now() < deadline, "no checkpoint completed in time");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_checkpointed_run_gives_the_output_of_a_plain_run() {
+    let (checkpoints, output) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let env = checkpointed(2, checkpoints.path(), Duration::from_millis(20));
+    job(&env, Duration::from_micros(200), output.path());
+    let result = env.execute().expect("checkpointed run");
+    let stats = result.checkpoints.expect("checkpoint counters");
+    assert!(stats.completed >= 2, "{stats:?}");
+    assert_same_lines(&published(output.path()), &reference(2), "checkpointed run");
+}
+
+#[test]
+fn a_cancelled_job_resumes_from_its_latest_checkpoint_exactly_once() {
+    let (checkpoints, output) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    for round in 0..3 {
+        let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
+        job(&env, Duration::from_millis(1), output.path());
+        let handle = env.start().expect("start");
+        wait_for_checkpoints(&handle, 2);
+        if round > 0 {
+            assert!(handle.checkpoint_stats().and_then(|s| s.restored_from).is_some(), "round {round} restored");
+        }
+        handle.cancel();
+        assert!(matches!(handle.join(), Err(sluice::Error::Cancelled)));
+    }
+    let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
+    job(&env, Duration::ZERO, output.path());
+    env.execute().expect("the last run finishes");
+    let expected = reference(2);
+    assert_same_lines(&published(output.path()), &expected, "after three cancels");
+
+    // Started again, a finished job does nothing.
+    let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
+    job(&env, Duration::ZERO, output.path());
+    env.execute().expect("a finished job starts and stops");
+    assert_same_lines(&published(output.path()), &expected, "after a restart of the finished job");
+}
+
+fn copy_published(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_owned();
+        if name.to_string_lossy().starts_with("part-") {
+            std::fs::copy(&path, to.join(name)).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn a_savepoint_taken_at_parallelism_2_restores_at_1_and_at_4() {
+    let (checkpoints, output) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    // No periodic checkpoint: what is published when the job stops is what the
+    // savepoint covers.
+    let env = checkpointed(2, checkpoints.path(), Duration::from_secs(3600));
+    job(&env, Duration::from_millis(1), output.path());
+    let handle = env.start().expect("start");
+    std::thread::sleep(Duration::from_millis(150));
+    let savepoint = handle.savepoint().expect("savepoint");
+    handle.cancel();
+    let _ = handle.join();
+    let expected = reference(2);
+    for parallelism in [1, 4] {
+        let (checkpoints, output_again) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        copy_published(output.path(), output_again.path());
+        let mut config = CheckpointConfig::new(checkpoints.path().to_str().expect("utf-8"), Duration::from_millis(50));
+        config.restore = Some(savepoint.clone());
+        let env = StreamEnvironment::new().parallelism(parallelism).batch_size(256).checkpointing(config);
+        job(&env, Duration::ZERO, output_again.path());
+        let result = env.execute().expect("restored run");
+        assert!(result.checkpoints.and_then(|s| s.restored_from).is_some());
+        assert_same_lines(&published(output_again.path()), &expected, &format!("restored at {parallelism}"));
+    }
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_skipped_for_the_one_before() {
+    let (checkpoints, output) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
+    job(&env, Duration::from_millis(1), output.path());
+    let handle = env.start().expect("start");
+    wait_for_checkpoints(&handle, 3);
+    handle.cancel();
+    let _ = handle.join();
+
+    let store = sluice::checkpoint::CheckpointStore::open(checkpoints.path().to_str().expect("utf-8")).expect("store");
+    let latest = store.latest().expect("read").expect("a checkpoint").manifest.id;
+    let dir = checkpoints.path().join(format!("chk-{latest:010}"));
+    let victim = std::fs::read_dir(&dir)
+        .expect("checkpoint dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))
+        .expect("a state file");
+    let bytes = std::fs::read(&victim).expect("state file");
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).expect("truncate");
+
+    let loaded = store.latest().expect("falls back").expect("an older checkpoint");
+    assert!(loaded.manifest.id < latest, "restores {} instead of the corrupt {latest}", loaded.manifest.id);
+    let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
+    job(&env, Duration::ZERO, output.path());
+    let result = env.execute().expect("the job runs from the older checkpoint");
+    assert_eq!(result.checkpoints.and_then(|s| s.restored_from), Some(loaded.manifest.id));
+}
