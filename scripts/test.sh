@@ -28,6 +28,10 @@ else
     cargo test --workspace --all-features --locked --no-fail-fast --lib --bins --tests
 fi
 
+step "crash test: jobs killed with SIGKILL 10 times each, output exactly once"
+cargo build --workspace --bins --locked --quiet
+"$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --work "$CARGO_TARGET_DIR/crash-test"
+
 step "doc tests"
 cargo test --workspace --all-features --locked --doc
 

@@ -228,20 +228,20 @@ pub struct FraudJob {
     pub late: Option<PathBuf>,
     /// Where unreadable lines go, as JSON lines; standard error when `None`.
     pub dead_letters: Option<PathBuf>,
-    /// Number of workers; one per core when `None`.
-    pub parallelism: Option<usize>,
+    /// Workers, checkpoints and input pace.
+    pub options: crate::JobOptions,
 }
 
 impl FraudJob {
     /// Runs the job to completion.
     pub fn run(&self) -> Result<JobResult> {
-        let env = crate::environment(self.parallelism);
+        let env = self.options.environment();
         let dead_letters = crate::dead_letters(self.dead_letters.as_deref())?;
         let source = JsonLinesSource::<Transaction>::new(&self.transactions)?.dead_letters(dead_letters);
-        let detection = detect(&env.source(source));
-        detection.alerts.sink(JsonLinesSink::new(&self.alerts)?);
+        let detection = detect(&self.options.source(&env, source));
+        detection.alerts.sink(crate::json_lines_sink(&self.alerts)?);
         if let Some(path) = &self.late {
-            detection.late.sink(JsonLinesSink::new(path)?);
+            detection.late.sink(crate::json_lines_sink(path)?);
         }
         env.execute()
     }

@@ -17,15 +17,92 @@ pub mod fraud;
 pub mod generate;
 pub mod orders;
 
-use sluice::connectors::DeadLetters;
-use sluice::{JobResult, StreamEnvironment};
+use serde::Serialize;
+use sluice::connectors::{DeadLetters, JsonLinesSink};
+use sluice::{CheckpointConfig, DeliveryGuarantee, JobResult, Source, Stream, StreamEnvironment, Throttled};
 use std::path::Path;
+use std::time::Duration;
 
-/// The environment of an example job: `parallelism` workers, or one per core.
-pub fn environment(parallelism: Option<usize>) -> StreamEnvironment {
-    match parallelism {
-        Some(parallelism) => StreamEnvironment::new().parallelism(parallelism),
-        None => StreamEnvironment::new(),
+/// How an example job runs: workers, checkpoints, input pace. The binaries take these
+/// as command-line options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct JobOptions {
+    /// Number of workers [default: one per core].
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Take checkpoints into this directory (or object storage URL). Started again with
+    /// the same one, the job resumes from its latest complete checkpoint.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoints: Option<String>,
+    /// Time between two checkpoints (200ms, 1s, 5m, ...).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = sluice::parse_duration)]
+    pub checkpoint_interval: Duration,
+    /// Restore from this checkpoint or savepoint directory instead of the latest
+    /// checkpoint; needs --checkpoints.
+    #[arg(long, value_name = "DIR", requires = "checkpoints")]
+    pub restore: Option<String>,
+    /// What the output promises after a crash: exactly-once, at-least-once or
+    /// at-most-once. Exactly-once output must go to a directory.
+    #[arg(long, value_name = "GUARANTEE", default_value = "exactly-once")]
+    pub delivery: DeliveryGuarantee,
+    /// Read each input at no more than this many records per second.
+    #[arg(long, value_name = "RECORDS")]
+    pub rate: Option<u64>,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            parallelism: None,
+            checkpoints: None,
+            checkpoint_interval: Duration::from_secs(1),
+            restore: None,
+            delivery: DeliveryGuarantee::ExactlyOnce,
+            rate: None,
+        }
+    }
+}
+
+impl JobOptions {
+    /// One worker per core.
+    pub fn with_parallelism(parallelism: usize) -> Self {
+        JobOptions { parallelism: Some(parallelism), ..JobOptions::default() }
+    }
+
+    /// The environment these options describe.
+    pub fn environment(&self) -> StreamEnvironment {
+        let mut env = StreamEnvironment::new();
+        if let Some(parallelism) = self.parallelism {
+            env = env.parallelism(parallelism);
+        }
+        if let Some(location) = &self.checkpoints {
+            let mut config = CheckpointConfig::new(location.clone(), self.checkpoint_interval);
+            config.guarantee = self.delivery;
+            config.restore = self.restore.clone();
+            env = env.checkpointing(config);
+        }
+        env
+    }
+
+    /// A stream read from `source`, at the pace these options set.
+    pub fn source<S: Source>(&self, env: &StreamEnvironment, source: S) -> Stream<S::Item> {
+        match self.rate {
+            Some(rate) => env.source(Throttled::new(source, rate)),
+            None => env.source(source),
+        }
+    }
+}
+
+/// A JSON lines sink at `path`: a directory of part files if `path` is a directory or
+/// ends with `/` (what exactly-once output needs), else one file.
+pub fn json_lines_sink<T>(path: &Path) -> sluice::Result<JsonLinesSink<T>>
+where
+    T: Serialize + Send + 'static,
+{
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+        JsonLinesSink::directory(path)
+    } else {
+        JsonLinesSink::new(path)
     }
 }
 
@@ -64,4 +141,13 @@ pub fn report_error(name: &str, error: &dyn std::error::Error) {
         cause = inner.source();
     }
     eprintln!("{line}");
+}
+
+/// Sends the engine's log (checkpoints, restores, warnings) to standard error; set
+/// `RUST_LOG` to see more or less (default: `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

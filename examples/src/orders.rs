@@ -191,22 +191,22 @@ pub struct OrderJob {
     /// Where unreadable lines of both inputs go, as JSON lines; standard error when
     /// `None`.
     pub dead_letters: Option<PathBuf>,
-    /// Number of workers; one per core when `None`.
-    pub parallelism: Option<usize>,
+    /// Workers, checkpoints and input pace.
+    pub options: crate::JobOptions,
 }
 
 impl OrderJob {
     /// Runs the job to completion.
     pub fn run(&self) -> Result<JobResult> {
-        let env = crate::environment(self.parallelism);
+        let env = self.options.environment();
         let dead_letters = crate::dead_letters(self.dead_letters.as_deref())?;
         let orders = JsonLinesSource::<Order>::new(&self.orders)?.dead_letters(dead_letters.clone());
         let customers = JsonLinesSource::<Customer>::new(&self.customers)?.dead_letters(dead_letters);
-        let analytics = analyze(&env.source(orders), &env.source(customers));
-        analytics.enriched.sink(JsonLinesSink::new(&self.enriched)?);
-        analytics.revenue.sink(JsonLinesSink::new(&self.revenue)?);
+        let analytics = analyze(&self.options.source(&env, orders), &self.options.source(&env, customers));
+        analytics.enriched.sink(crate::json_lines_sink(&self.enriched)?);
+        analytics.revenue.sink(crate::json_lines_sink(&self.revenue)?);
         if let Some(path) = &self.late {
-            analytics.late.sink(JsonLinesSink::new(path)?);
+            analytics.late.sink(crate::json_lines_sink(path)?);
         }
         env.execute()
     }

@@ -30,6 +30,7 @@ mod process;
 mod sink;
 mod source;
 mod stream;
+mod throttle;
 mod two_input;
 mod watermark;
 pub mod window;
@@ -46,6 +47,7 @@ pub use sluice_checkpoint::{parse_duration, CheckpointConfig, CheckpointStats, D
 pub use sluice_state::KeyedStateStore;
 pub use source::Source;
 pub use stream::Stream;
+pub use throttle::{Throttled, ThrottledReader};
 pub use watermark::{KeepTimestamp, TimestampAssigner, WatermarkStrategy};
 pub use window::{AggregateFunction, ResultKind, Window, WindowResult, WindowedStream};
 

@@ -120,6 +120,33 @@ pub fn build(query: Query, events: &Stream<Event>) -> Box<dyn FnOnce() -> Outcom
     Box::new(move || sink.outcome())
 }
 
+/// Adds `query` over `events` to the job, writing its results as JSON lines into part
+/// files in `output` (exactly-once when the job checkpoints exactly-once). q4 writes
+/// its running averages as they change.
+pub fn write_json_lines(query: Query, events: &Stream<Event>, output: &std::path::Path) -> sluice::Result<()> {
+    match query {
+        Query::Q0 => bids(events)
+            .map(|b| (b.auction, b.bidder, b.price, b.date_time, b.extra))
+            .sink(JsonLinesSink::directory(output)?),
+        Query::Q1 => bids(events)
+            .map(|b| (b.auction, b.bidder, b.price * 908 / 1000, b.date_time))
+            .sink(JsonLinesSink::directory(output)?),
+        Query::Q2 => events
+            .filter_map(|e: Event| match e {
+                Event::Bid(b) if b.auction % 123 == 0 => Some((b.auction, b.price)),
+                _ => None,
+            })
+            .sink(JsonLinesSink::directory(output)?),
+        Query::Q3 => q3(events).sink(JsonLinesSink::directory(output)?),
+        Query::Q4 => q4(events).sink(JsonLinesSink::directory(output)?),
+        Query::Q5 => q5(events).sink(JsonLinesSink::directory(output)?),
+        Query::Q7 => q7(events).sink(JsonLinesSink::directory(output)?),
+        Query::Q8 => q8(events).sink(JsonLinesSink::directory(output)?),
+        Query::Q11 => q11(events).sink(JsonLinesSink::directory(output)?),
+    }
+    Ok(())
+}
+
 /// q3: people from OR, ID or CA who sell in category 10: (name, city, state, auction).
 fn q3(events: &Stream<Event>) -> Stream<(String, String, String, usize)> {
     let persons = events

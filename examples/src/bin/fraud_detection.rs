@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sluice_examples::fraud::FraudJob;
-use sluice_examples::{report_error, summary};
+use sluice_examples::{report_error, summary, JobOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,7 +13,8 @@ struct Args {
     /// Transactions, one {"account", "amount", "time"} object per line (a file, or a
     /// directory of files).
     transactions: PathBuf,
-    /// Where to write the alerts, one JSON object per line.
+    /// Where to write the alerts, one JSON object per line: a file, or a directory of
+    /// part files if it ends with `/` (needed for exactly-once output with checkpoints).
     alerts: PathBuf,
     /// Where to write input lines that cannot be read, as JSON lines [default: standard
     /// error].
@@ -22,19 +23,19 @@ struct Args {
     /// Where to write transactions that arrived more than 30 s late [default: dropped].
     #[arg(long, value_name = "PATH")]
     late: Option<PathBuf>,
-    /// Number of workers [default: one per core].
-    #[arg(long)]
-    parallelism: Option<usize>,
+    #[command(flatten)]
+    options: JobOptions,
 }
 
 fn main() -> ExitCode {
+    sluice_examples::init_logging();
     let args = Args::parse();
     let job = FraudJob {
         transactions: args.transactions,
         alerts: args.alerts,
         late: args.late,
         dead_letters: args.dead_letters,
-        parallelism: args.parallelism,
+        options: args.options,
     };
     match job.run() {
         Ok(result) => {

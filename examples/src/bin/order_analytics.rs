@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use sluice_examples::orders::OrderJob;
-use sluice_examples::{report_error, summary};
+use sluice_examples::{report_error, summary, JobOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,12 +30,12 @@ struct Args {
     /// dropped].
     #[arg(long, value_name = "PATH")]
     late: Option<PathBuf>,
-    /// Number of workers [default: one per core].
-    #[arg(long)]
-    parallelism: Option<usize>,
+    #[command(flatten)]
+    options: JobOptions,
 }
 
 fn main() -> ExitCode {
+    sluice_examples::init_logging();
     let args = Args::parse();
     let job = OrderJob {
         orders: args.orders,
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         revenue: args.revenue,
         late: args.late,
         dead_letters: args.dead_letters,
-        parallelism: args.parallelism,
+        options: args.options,
     };
     match job.run() {
         Ok(result) => {

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use sluice_examples::fraud::{Alert, AlertKind, FraudJob, Transaction};
 use sluice_examples::generate::{write_samples, SampleConfig, SampleFiles};
 use sluice_examples::orders::{cents, CategoryRevenue, Customer, EnrichedOrder, Order, OrderJob};
+use sluice_examples::JobOptions;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -111,7 +112,7 @@ fn check_fraud(files: &SampleFiles, out: &Path, parallelism: usize) {
         alerts: out.join("alerts.jsonl"),
         late: Some(out.join("late-transactions.jsonl")),
         dead_letters: Some(out.join("transactions-dead-letters.jsonl")),
-        parallelism: Some(parallelism),
+        options: JobOptions::with_parallelism(parallelism),
     };
     let result = job.run().expect("the job runs");
     assert_eq!(result.metrics.source_records(), good.len() as u64);
@@ -148,7 +149,7 @@ fn check_orders(files: &SampleFiles, out: &Path, parallelism: usize, every_custo
         revenue: out.join("revenue.jsonl"),
         late: Some(out.join("late-orders.jsonl")),
         dead_letters: Some(out.join("orders-dead-letters.jsonl")),
-        parallelism: Some(parallelism),
+        options: JobOptions::with_parallelism(parallelism),
     };
     let result = job.run().expect("the job runs");
     assert_eq!(result.metrics.source_records(), (orders.len() + customers.len()) as u64);
