@@ -11,6 +11,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 cargo build --release --locked -p sluice-examples -p sluice-bench --bins
 out="bench/runs/$(date -u +%Y-%m-%d)-$(nproc)cores"
 mkdir -p "$out"
-git rev-parse --short HEAD > "$out/commit" 2>/dev/null || true
-"$CARGO_TARGET_DIR/release/crash-test" --kills 200 --events 4000000 --transactions 1000000 \
-    --work "$CARGO_TARGET_DIR/crash-test-long" "$@" | tee "$out/crash-test.txt"
+{
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), release build, $(nproc) vCPUs (scripts/crash-test.sh)"
+    "$CARGO_TARGET_DIR/release/crash-test" --kills 200 --events 4000000 --transactions 1000000 \
+        --work "$CARGO_TARGET_DIR/crash-test-long" "$@"
+} | tee "$out/crash-test.txt"

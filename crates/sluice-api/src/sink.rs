@@ -120,8 +120,9 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
         Ok(())
     }
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let started = std::time::Instant::now();
         if let Some(state) = self.pre_commit(barrier.id)? {
-            self.participant.ack(barrier.id, state);
+            self.participant.ack(barrier.id, state, started.elapsed());
         }
         Ok(())
     }

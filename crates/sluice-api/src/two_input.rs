@@ -81,8 +81,9 @@ impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoI
         self.out.end()
     }
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let started = std::time::Instant::now();
         if let Some(state) = self.snapshot()? {
-            self.participant.ack(barrier.id, state);
+            self.participant.ack(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)
     }

@@ -213,8 +213,9 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let started = std::time::Instant::now();
         if let Some(state) = self.snapshot()? {
-            self.participant.ack(barrier.id, state);
+            self.participant.ack(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)
     }

@@ -6,6 +6,7 @@
 //! after the previous started and at least `min_pause` after it completed.
 
 use crate::manifest::{checkpoint_dir, savepoint_dir, Manifest};
+use crate::request::SavepointRequest;
 use crate::{CheckpointConfig, CheckpointStore};
 use crossbeam_channel::{select, Receiver, Sender};
 use sluice_runtime::checkpoint::{
@@ -42,6 +43,9 @@ pub struct CheckpointStats {
     pub latest_duration: Duration,
     /// Bytes of state in the latest.
     pub latest_size: u64,
+    /// The longest time an operator stopped processing to write its part of the
+    /// latest checkpoint (the rest of the work happens off the workers).
+    pub latest_sync: Duration,
     /// The checkpoint the job restored from.
     pub restored_from: Option<CheckpointId>,
 }
@@ -70,12 +74,25 @@ pub struct CoordinatorSetup {
     pub stats: Arc<Mutex<CheckpointStats>>,
 }
 
+/// Who asked for a savepoint, to tell them where it is.
+enum Requester {
+    /// The job's own handle.
+    Handle(Sender<Result<String>>),
+    /// A request object in the checkpoint location (`sluice savepoint`).
+    Location(SavepointRequest),
+}
+
 struct InFlight {
     barrier: Barrier,
     started: Instant,
     states: BTreeMap<ParticipantId, InstanceState>,
-    reply: Option<Sender<Result<String>>>,
+    /// The longest time a participant stopped processing to write its snapshot.
+    longest_sync: Duration,
+    requester: Option<Requester>,
 }
+
+/// How often the location is looked at for savepoint requests.
+const REQUEST_POLL: Duration = Duration::from_millis(500);
 
 /// Runs the coordinator until the job ends; returns its first fatal error.
 pub fn run(setup: CoordinatorSetup, commands: Receiver<Command>) -> Result<()> {
@@ -88,8 +105,9 @@ struct Coordinator {
     finished: BTreeMap<ParticipantId, InstanceState>,
     next_id: CheckpointId,
     in_flight: Option<InFlight>,
-    savepoints: Vec<Sender<Result<String>>>,
+    savepoints: Vec<Requester>,
     next_trigger: Instant,
+    next_request_poll: Instant,
     /// Transactions whose commit failed, retried after the next checkpoint.
     uncommitted: Vec<(usize, Vec<u8>)>,
 }
@@ -107,6 +125,7 @@ impl Coordinator {
             in_flight: None,
             savepoints: Vec::new(),
             next_trigger,
+            next_request_poll: Instant::now(),
             uncommitted: Vec::new(),
         }
     }
@@ -122,22 +141,50 @@ impl Coordinator {
                     }
                 }
                 recv(commands) -> command => match command {
-                    Ok(Command::Savepoint(reply)) => self.savepoints.push(reply),
+                    Ok(Command::Savepoint(reply)) => self.savepoints.push(Requester::Handle(reply)),
                     Ok(Command::JobEnded { finished, cancelled }) => return self.on_job_end(finished, cancelled),
                     Err(_) => return Ok(()),
                 },
                 default(wait) => {}
             }
             self.expire()?;
+            self.poll_requests();
             self.maybe_trigger();
         }
     }
 
     fn next_deadline(&self) -> Instant {
-        match &self.in_flight {
+        let deadline = match &self.in_flight {
             Some(flight) => flight.started + self.setup.config.timeout,
             None if !self.savepoints.is_empty() => Instant::now(),
             None => self.next_trigger,
+        };
+        deadline.min(self.next_request_poll)
+    }
+
+    /// Picks up a savepoint request written into the location by `sluice savepoint`.
+    fn poll_requests(&mut self) {
+        if Instant::now() < self.next_request_poll {
+            return;
+        }
+        self.next_request_poll = Instant::now() + REQUEST_POLL;
+        match crate::request::take_request(self.setup.store.storage()) {
+            Ok(Some(request)) => self.savepoints.push(Requester::Location(request)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!("cannot read savepoint requests: {error}"),
+        }
+    }
+
+    fn answer(&self, requester: Requester, outcome: Result<String>) {
+        match requester {
+            Requester::Handle(reply) => {
+                let _ = reply.send(outcome);
+            }
+            Requester::Location(request) => {
+                if let Err(error) = crate::request::reply(self.setup.store.storage(), &request, &outcome) {
+                    tracing::warn!("cannot answer savepoint request {}: {error}", request.id);
+                }
+            }
         }
     }
 
@@ -145,16 +192,22 @@ impl Coordinator {
         if self.in_flight.is_some() {
             return;
         }
-        let kind = if let Some(reply) = self.savepoints.pop() {
-            (BarrierKind::Savepoint, Some(reply))
+        let (kind, requester) = if !self.savepoints.is_empty() {
+            (BarrierKind::Savepoint, Some(self.savepoints.remove(0)))
         } else if Instant::now() >= self.next_trigger {
             (BarrierKind::Checkpoint, None)
         } else {
             return;
         };
-        let barrier = Barrier { id: self.next_id, kind: kind.0 };
+        let barrier = Barrier { id: self.next_id, kind };
         self.next_id += 1;
-        self.in_flight = Some(InFlight { barrier, started: Instant::now(), states: BTreeMap::new(), reply: kind.1 });
+        self.in_flight = Some(InFlight {
+            barrier,
+            started: Instant::now(),
+            states: BTreeMap::new(),
+            longest_sync: Duration::ZERO,
+            requester,
+        });
         self.next_trigger = Instant::now() + self.setup.config.interval;
         self.setup.hub.request(barrier);
     }
@@ -166,6 +219,7 @@ impl Coordinator {
             }
             AckKind::Snapshot(id) => match &mut self.in_flight {
                 Some(flight) if flight.barrier.id == id => {
+                    flight.longest_sync = flight.longest_sync.max(ack.sync);
                     flight.states.insert(ack.participant, ack.state);
                 }
                 // A late snapshot of an abandoned checkpoint.
@@ -189,10 +243,11 @@ impl Coordinator {
             }
         }
         let outcome = self.complete(flight.barrier, flight.started, &flight.states, false);
-        match (flight.reply, outcome) {
-            (Some(reply), outcome) => {
-                let _ = reply.send(outcome);
-            }
+        if outcome.is_ok() {
+            self.lock_stats().latest_sync = flight.longest_sync;
+        }
+        match (flight.requester, outcome) {
+            (Some(requester), outcome) => self.answer(requester, outcome),
             (None, Ok(_)) => {}
             (None, Err(error)) => {
                 tracing::warn!("checkpoint {} failed: {error}", flight.barrier.id);
@@ -277,21 +332,19 @@ impl Coordinator {
             );
             tracing::warn!("{message}");
             self.lock_stats().failed += 1;
-            if let Some(reply) = flight.reply {
-                let _ = reply.send(Err(Error::checkpoint(self.setup.store.location(), message)));
+            if let Some(requester) = flight.requester {
+                self.answer(requester, Err(Error::checkpoint(self.setup.store.location(), message)));
             }
         }
         Ok(())
     }
 
     fn on_job_end(mut self, finished: bool, cancelled: bool) -> Result<()> {
-        for reply in self.savepoints.drain(..) {
-            let _ = reply.send(Err(Error::checkpoint(self.setup.store.location(), "the job ended first")));
-        }
-        if let Some(flight) = self.in_flight.take() {
-            if let Some(reply) = flight.reply {
-                let _ = reply.send(Err(Error::checkpoint(self.setup.store.location(), "the job ended first")));
-            }
+        let ended = || Err(Error::checkpoint(self.setup.store.location(), "the job ended first"));
+        let mut requesters: Vec<Requester> = self.savepoints.drain(..).collect();
+        requesters.extend(self.in_flight.take().and_then(|f| f.requester));
+        for requester in requesters {
+            self.answer(requester, ended());
         }
         if finished {
             // Every participant reported its final state before its worker stopped.

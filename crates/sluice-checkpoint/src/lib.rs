@@ -12,10 +12,12 @@
 mod config;
 pub mod coordinator;
 pub mod manifest;
+mod request;
 mod storage;
 mod store;
 
 pub use config::{parse_duration, CheckpointConfig, DeliveryGuarantee};
 pub use coordinator::{CheckpointStats, Command, CoordinatorSetup};
+pub use request::{request_savepoint, SavepointReply, SavepointRequest};
 pub use storage::Storage;
 pub use store::{CheckpointStore, LoadedCheckpoint};

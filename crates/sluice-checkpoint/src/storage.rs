@@ -93,6 +93,15 @@ impl Storage {
         }
     }
 
+    /// Deletes one object, if it exists.
+    pub fn delete(&self, relative: &str) -> Result<()> {
+        let path = self.path(relative);
+        match self.runtime.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage_error(&format!("{}/{relative}", self.display), e)),
+        }
+    }
+
     /// The names of the directories directly under `relative`.
     pub fn list_dirs(&self, relative: &str) -> Result<Vec<String>> {
         let prefix = self.path(relative);

@@ -184,7 +184,7 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Reads one file, for tests and tools.
+    /// The storage, for tests and tools.
     pub fn storage(&self) -> &Storage {
         &self.storage
     }

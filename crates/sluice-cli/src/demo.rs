@@ -16,9 +16,22 @@ pub struct DemoArgs {
     /// Number of workers (default: one per core).
     #[arg(long)]
     parallelism: Option<usize>,
-    /// Write results to this JSON lines file instead of standard output.
+    /// Write results to this JSON lines file instead of standard output; to a directory
+    /// of part files if it ends with `/` (exactly-once with --checkpoints).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Take checkpoints into this directory; run again with the same one to resume.
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<String>,
+    /// Time between checkpoints.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = sluice::parse_duration)]
+    checkpoint_interval: std::time::Duration,
+    /// Restore from this checkpoint or savepoint directory; needs --checkpoints.
+    #[arg(long, value_name = "DIR", requires = "checkpoints")]
+    restore: Option<String>,
+    /// Generate no more than this many events per second.
+    #[arg(long, value_name = "EVENTS")]
+    rate: Option<u64>,
     /// When to show the progress line on standard error.
     #[arg(long, value_enum, default_value_t = progress::ProgressMode::Auto)]
     progress: progress::ProgressMode,
@@ -38,9 +51,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(parallelism) = args.parallelism {
         env = env.parallelism(parallelism);
     }
+    if let Some(location) = &args.checkpoints {
+        let mut config = CheckpointConfig::new(location.clone(), args.checkpoint_interval);
+        config.restore = args.restore.clone();
+        env = env.checkpointing(config);
+    }
     let parallelism = env.config().parallelism;
-    let hot = env
-        .source(NexmarkSource::new(args.events))
+    let events = match args.rate {
+        Some(rate) => env.source(sluice::Throttled::new(NexmarkSource::new(args.events), rate)),
+        None => env.source(NexmarkSource::new(args.events)),
+    };
+    let hot = events
         .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(seconds(1)))
         .flat_map(|event: Event| match event {
             Event::Bid(bid) => Some(bid),
@@ -59,6 +80,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             bids: top.value.value,
         });
     match &args.output {
+        Some(path) if path.is_dir() || path.to_string_lossy().ends_with('/') => {
+            hot.sink(JsonLinesSink::directory(path).with_context(|| format!("cannot write into {}", path.display()))?)
+        }
         Some(path) => hot.sink(JsonLinesSink::new(path).with_context(|| format!("cannot write {}", path.display()))?),
         None => hot.sink(StdoutSink::new()),
     }

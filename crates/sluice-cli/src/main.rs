@@ -34,6 +34,15 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Asks the running job that checkpoints into LOCATION for a savepoint, waits for
+    /// it and prints where it is. Restore it with `--restore`, at any parallelism.
+    Savepoint {
+        /// The job's checkpoint location (its `--checkpoints` directory or URL).
+        location: String,
+        /// How long to wait for the savepoint.
+        #[arg(long, default_value = "60s", value_parser = sluice::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +52,9 @@ fn main() -> ExitCode {
         Command::Generate { events, output } => {
             sluice::connectors::nexmark::write_json_lines(&output, events).map_err(anyhow::Error::from)
         }
+        Command::Savepoint { location, timeout } => sluice::checkpoint::request_savepoint(&location, timeout)
+            .map(|savepoint| println!("{savepoint}"))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,3 +94,33 @@ fn generate_writes_nexmark_events() {
     assert_eq!(lines.lines().count(), 100);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn savepoint_asks_a_running_job_for_a_savepoint() {
+    let dir = temp_dir("savepoint");
+    let checkpoints = dir.join("checkpoints");
+    let output = format!("{}/", dir.join("out").display());
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--events", "100000000", "--rate", "200000", "--parallelism", "2", "--progress", "never"])
+        .args(["--output", &output, "--checkpoints", checkpoints.to_str().expect("utf-8")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    let answer = sluice(&["savepoint", checkpoints.to_str().expect("utf-8"), "--timeout", "60s"]);
+    demo.kill().expect("kill the demo");
+    let _ = demo.wait();
+    assert!(answer.status.success(), "{}", text(&answer.stderr));
+    let savepoint = text(&answer.stdout).trim().to_string();
+    assert!(savepoint.contains("savepoints/sp-"), "{savepoint}");
+    assert!(PathBuf::from(&savepoint).join("manifest.json").exists(), "{savepoint} has a manifest");
+
+    // Nobody checkpoints into an empty location: the command says so and fails.
+    let nobody = sluice(&["savepoint", dir.join("nobody").to_str().expect("utf-8"), "--timeout", "1s"]);
+    assert!(!nobody.status.success());
+    assert!(
+        text(&nobody.stderr).contains("is a job with checkpoints in this location running"),
+        "{}",
+        text(&nobody.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

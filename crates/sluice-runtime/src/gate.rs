@@ -354,3 +354,125 @@ impl<L: Send + 'static, R: Send + 'static> Task for BinaryGate<L, R> {
         self.gate.step()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::BarrierKind;
+    use crate::{ChannelSender, EdgeKind, Edges, OperatorMetrics};
+    use std::sync::{Arc, Mutex};
+
+    /// What reached the chain, in order.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Data(u32),
+        Barrier(u64),
+    }
+
+    struct Recorder(Arc<Mutex<Vec<Seen>>>);
+
+    impl Push<u32> for Recorder {
+        fn push(&mut self, batch: u32) -> Result<()> {
+            self.0.lock().expect("lock").push(Seen::Data(batch));
+            Ok(())
+        }
+        fn watermark(&mut self, _watermark: Timestamp) -> Result<()> {
+            Ok(())
+        }
+        fn idle(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn tick(&mut self, _now: Timestamp) -> Result<()> {
+            Ok(())
+        }
+        fn end(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+            self.0.lock().expect("lock").push(Seen::Barrier(barrier.id));
+            Ok(())
+        }
+        fn backlogged(&mut self) -> Result<bool> {
+            Ok(false)
+        }
+    }
+
+    /// A gate, the senders into it from workers 0 and 1, and what its chain saw.
+    type Fixture = (UnaryGate<u32>, ChannelSender<u32>, ChannelSender<u32>, Arc<Mutex<Vec<Seen>>>);
+
+    /// A gate on worker 0 reading from workers 0 and 1, and the senders into it.
+    fn gate(alignment: Alignment) -> Fixture {
+        let mut edges = Edges::new(2, 16);
+        let edge = edges.declare(EdgeKind::Hash);
+        let metrics = Arc::new(OperatorMetrics::default());
+        let from0 = edges.take_senders::<u32>(edge, 0, &metrics).expect("senders").remove(0);
+        let from1 = edges.take_senders::<u32>(edge, 1, &metrics).expect("senders").remove(0);
+        let receivers = edges.take_receivers::<u32>(edge, 0).expect("receivers");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let chain = Box::new(Recorder(seen.clone()));
+        let gate = UnaryGate::new("gate".into(), receivers, chain, Duration::from_secs(60), alignment);
+        (gate, from0, from1, seen)
+    }
+
+    fn barrier(id: u64) -> Message<u32> {
+        Message::Barrier(Barrier { id, kind: BarrierKind::Checkpoint })
+    }
+
+    fn drain(gate: &mut UnaryGate<u32>) {
+        for _ in 0..10 {
+            gate.step().expect("step");
+        }
+    }
+
+    #[test]
+    fn an_aligned_gate_holds_a_channel_back_from_its_barrier_until_every_channel_has_it() {
+        let (mut gate, mut from0, mut from1, seen) = gate(Alignment::Aligned);
+        for message in [Message::Data(1), barrier(1), Message::Data(2)] {
+            from0.send(message).expect("send");
+        }
+        from1.send(Message::Data(10)).expect("send");
+        drain(&mut gate);
+        assert_eq!(*seen.lock().expect("lock"), vec![Seen::Data(1), Seen::Data(10)], "2 waits behind the barrier");
+        from1.send(barrier(1)).expect("send");
+        from1.send(Message::Data(11)).expect("send");
+        drain(&mut gate);
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen[..3], [Seen::Data(1), Seen::Data(10), Seen::Barrier(1)]);
+        assert!(seen[3..].contains(&Seen::Data(2)) && seen[3..].contains(&Seen::Data(11)), "{seen:?}");
+    }
+
+    #[test]
+    fn an_ended_channel_counts_as_aligned() {
+        let (mut gate, mut from0, mut from1, seen) = gate(Alignment::Aligned);
+        from0.send(barrier(3)).expect("send");
+        drain(&mut gate);
+        assert!(seen.lock().expect("lock").is_empty());
+        from1.send(Message::End).expect("send");
+        drain(&mut gate);
+        assert_eq!(*seen.lock().expect("lock"), vec![Seen::Barrier(3)]);
+    }
+
+    #[test]
+    fn an_unaligned_gate_keeps_reading_and_forwards_the_last_barrier() {
+        let (mut gate, mut from0, mut from1, seen) = gate(Alignment::Unaligned);
+        for message in [barrier(1), Message::Data(2)] {
+            from0.send(message).expect("send");
+        }
+        drain(&mut gate);
+        assert_eq!(*seen.lock().expect("lock"), vec![Seen::Data(2)], "not held back");
+        from1.send(barrier(1)).expect("send");
+        drain(&mut gate);
+        assert_eq!(*seen.lock().expect("lock"), vec![Seen::Data(2), Seen::Barrier(1)]);
+    }
+
+    #[test]
+    fn a_newer_barrier_overtakes_an_abandoned_one() {
+        let (mut gate, mut from0, mut from1, seen) = gate(Alignment::Aligned);
+        from0.send(barrier(1)).expect("send");
+        from1.send(barrier(2)).expect("send");
+        drain(&mut gate);
+        from0.send(barrier(2)).expect("send");
+        drain(&mut gate);
+        assert_eq!(*seen.lock().expect("lock"), vec![Seen::Barrier(2)]);
+    }
+}

@@ -313,8 +313,9 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let started = std::time::Instant::now();
         if let Some((participant, state)) = self.snapshot()? {
-            participant.ack(barrier.id, state);
+            participant.ack(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)
     }

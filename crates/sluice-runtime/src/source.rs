@@ -102,7 +102,9 @@ impl<S: SourceReader> SourceDriver<S> {
         let Some(barrier) = participant.requested().filter(|b| b.id > self.last_barrier) else { return Ok(()) };
         let participant = participant.clone();
         self.last_barrier = barrier.id;
-        participant.ack(barrier.id, self.snapshot(&participant)?);
+        let started = std::time::Instant::now();
+        let state = self.snapshot(&participant)?;
+        participant.ack(barrier.id, state, started.elapsed());
         self.next.barrier(barrier)
     }
 

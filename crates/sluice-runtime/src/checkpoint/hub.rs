@@ -37,6 +37,8 @@ pub struct Ack {
     pub kind: AckKind,
     /// The state.
     pub state: InstanceState,
+    /// How long the participant stopped processing to write it.
+    pub sync: std::time::Duration,
 }
 
 /// The checkpoint a job restores from, read and verified.
@@ -198,20 +200,21 @@ impl Participant {
         Some(StateReader::new(share))
     }
 
-    /// Hands a snapshot for `checkpoint` to the coordinator.
-    pub fn ack(&self, checkpoint: CheckpointId, state: InstanceState) {
-        self.send(AckKind::Snapshot(checkpoint), state);
+    /// Hands a snapshot for `checkpoint` to the coordinator; writing it stopped the
+    /// participant for `sync`.
+    pub fn ack(&self, checkpoint: CheckpointId, state: InstanceState, sync: std::time::Duration) {
+        self.send(AckKind::Snapshot(checkpoint), state, sync);
     }
 
     /// Reports the instance finished, with its final state.
     pub fn finished(&self, state: InstanceState) {
-        self.send(AckKind::Finished, state);
+        self.send(AckKind::Finished, state, std::time::Duration::ZERO);
     }
 
-    fn send(&self, kind: AckKind, state: InstanceState) {
+    fn send(&self, kind: AckKind, state: InstanceState, sync: std::time::Duration) {
         if self.hub.enabled {
             // The coordinator gone means the job is stopping: nothing to report to.
-            let _ = self.hub.acks.send(Ack { participant: self.id, kind, state });
+            let _ = self.hub.acks.send(Ack { participant: self.id, kind, state, sync });
         }
     }
 }

@@ -1,0 +1,270 @@
+//! `checkpoint-bench`: what checkpoints cost.
+//!
+//! - `overhead`: Nexmark q5 throughput with checkpoints every second against none, in
+//!   fresh `nexmark-job` processes, interleaved, median of `--runs`.
+//! - `state`: a job holding `--mb` of keyed state (one value per key) takes a
+//!   savepoint and is restored from it; prints the checkpoint's duration, the longest
+//!   time an operator stopped processing for it, its size, and the restore time.
+
+use clap::{Parser, Subcommand};
+use sluice::prelude::*;
+use sluice::runtime::checkpoint::{StateReader, StateWriter};
+use sluice::runtime::{SourcePoll, SourceReader};
+use sluice::{KeyedStateStore, StateBackendKind};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "checkpoint-bench", version)]
+struct Args {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// q5 throughput with checkpoints every second against none.
+    Overhead {
+        /// Events per run.
+        #[arg(long, default_value_t = 30_000_000)]
+        events: u64,
+        /// Workers.
+        #[arg(long, default_value_t = 2)]
+        parallelism: usize,
+        /// Runs of each variant.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Checkpoint interval.
+        #[arg(long, default_value = "1s")]
+        interval: String,
+        /// Scratch directory.
+        #[arg(long, default_value = "target/checkpoint-bench")]
+        work: std::path::PathBuf,
+    },
+    /// Checkpoint and restore times of a job holding `--mb` of keyed state.
+    State {
+        /// Megabytes of encoded state to hold.
+        #[arg(long, default_value_t = 1024)]
+        mb: u64,
+        /// Bytes of each value.
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+        /// Workers.
+        #[arg(long, default_value_t = 2)]
+        parallelism: usize,
+        /// The state backend: heap.
+        #[arg(long, default_value = "heap")]
+        backend: String,
+        /// Scratch directory.
+        #[arg(long, default_value = "target/checkpoint-bench")]
+        work: std::path::PathBuf,
+    },
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs `nexmark-job` once; returns events per second.
+fn q5_run(
+    events: u64,
+    parallelism: usize,
+    checkpoints: Option<(&std::path::Path, &str)>,
+    work: &std::path::Path,
+) -> f64 {
+    let exe = std::env::current_exe().expect("own path").with_file_name("nexmark-job");
+    let output = work.join("q5-output");
+    let _ = std::fs::remove_dir_all(&output);
+    let mut command = Command::new(exe);
+    command.args(["--query", "q5", "--events", &events.to_string(), "--parallelism", &parallelism.to_string()]);
+    command.arg("--output").arg(&output);
+    if let Some((dir, interval)) = checkpoints {
+        let _ = std::fs::remove_dir_all(dir);
+        command.arg("--checkpoints").arg(dir).args(["--checkpoint-interval", interval]);
+    }
+    let started = Instant::now();
+    let out = command.output().expect("nexmark-job runs (build it: cargo build --release -p sluice-bench)");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "nexmark-job failed: {}", String::from_utf8_lossy(&out.stderr));
+    let completed = String::from_utf8_lossy(&out.stderr).matches("complete:").count();
+    if checkpoints.is_some() {
+        eprintln!("  {completed} checkpoints in {elapsed:.2} s");
+    }
+    events as f64 / elapsed
+}
+
+fn overhead(events: u64, parallelism: usize, runs: usize, interval: &str, work: &std::path::Path) {
+    std::fs::create_dir_all(work).expect("scratch directory");
+    let checkpoints = work.join("q5-checkpoints");
+    let (mut plain, mut checkpointed) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        plain.push(q5_run(events, parallelism, None, work));
+        checkpointed.push(q5_run(events, parallelism, Some((&checkpoints, interval)), work));
+        eprintln!(
+            "run {run}: {:.2} M/s without, {:.2} M/s with checkpoints",
+            plain[run] / 1e6,
+            checkpointed[run] / 1e6
+        );
+    }
+    let (plain, checkpointed) = (median(plain), median(checkpointed));
+    println!(
+        "| q5, {events} events, {parallelism} workers | without checkpoints | checkpoints every {interval} | ratio |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| events/s (median of {runs}, wall clock of the process) | {:.2} M | {:.2} M | {:.1} % |",
+        plain / 1e6,
+        checkpointed / 1e6,
+        100.0 * checkpointed / plain
+    );
+}
+
+/// Emits keys 0..keys, each once with a value, then waits until told to finish.
+struct KeyFill {
+    keys: u64,
+    value_bytes: usize,
+    finish: Arc<AtomicBool>,
+}
+
+struct KeyFillReader {
+    next: u64,
+    step: u64,
+    keys: u64,
+    value: String,
+    finish: Arc<AtomicBool>,
+}
+
+impl Source for KeyFill {
+    type Item = (u64, String);
+    type Reader = KeyFillReader;
+    fn name(&self) -> String {
+        "key-fill".into()
+    }
+    fn reader(&self, worker: usize, parallelism: usize) -> sluice::Result<KeyFillReader> {
+        Ok(KeyFillReader {
+            next: worker as u64,
+            step: parallelism as u64,
+            keys: self.keys,
+            value: "v".repeat(self.value_bytes),
+            finish: self.finish.clone(),
+        })
+    }
+    fn restore_reader(&self, worker: usize, parallelism: usize, state: &StateReader) -> sluice::Result<KeyFillReader> {
+        let mut reader = self.reader(worker, parallelism)?;
+        if let Some(&(next, step)) = state.items::<(u64, u64)>()?.first() {
+            (reader.next, reader.step) = (next, step);
+        } else {
+            reader.next = self.keys;
+        }
+        Ok(reader)
+    }
+}
+
+impl SourceReader for KeyFillReader {
+    type Batch = Vec<Record<(u64, String)>>;
+    fn poll(&mut self, max_records: usize) -> sluice::Result<SourcePoll<Self::Batch>> {
+        if self.next >= self.keys {
+            return Ok(if self.finish.load(Ordering::Relaxed) { SourcePoll::Finished } else { SourcePoll::Idle });
+        }
+        let mut batch = Vec::with_capacity(max_records);
+        while batch.len() < max_records && self.next < self.keys {
+            batch.push(Record::new(0, (self.next, self.value.clone())));
+            self.next += self.step;
+        }
+        Ok(SourcePoll::Batch(batch))
+    }
+    fn position(&self) -> u64 {
+        self.next
+    }
+    fn snapshot(&self, state: &mut StateWriter) -> sluice::Result<()> {
+        state.item(&(self.next, self.step))
+    }
+}
+
+/// Keeps the latest value of each key.
+#[derive(Clone, Default)]
+struct Keep {
+    value: ValueState<String>,
+}
+
+impl KeyedProcessFunction for Keep {
+    type Key = u64;
+    type In = (u64, String);
+    type Out = u64;
+    fn open(&mut self, state: &mut KeyedStateStore<u64>) {
+        self.value = state.value(&StateDescriptor::new("value"));
+    }
+    fn process_element(&mut self, (_, value): (u64, String), ctx: &mut Context<'_, u64, u64>) {
+        ctx.set_value(self.value, value);
+    }
+}
+
+fn state_job(
+    keys: u64,
+    value_bytes: usize,
+    parallelism: usize,
+    config: CheckpointConfig,
+) -> (StreamEnvironment, Arc<AtomicBool>) {
+    let finish = Arc::new(AtomicBool::new(false));
+    let env = StreamEnvironment::new().parallelism(parallelism).checkpointing(config);
+    env.source(KeyFill { keys, value_bytes, finish: finish.clone() })
+        .key_by(|(key, _)| *key)
+        .process(Keep::default())
+        .sink(CollectSink::new());
+    (env, finish)
+}
+
+fn state(mb: u64, value_bytes: usize, parallelism: usize, backend: &str, work: &std::path::Path) {
+    assert_eq!(backend, "heap", "only the heap backend exists so far");
+    let _ = StateBackendKind::Heap;
+    // Each entry is encoded as its key, the state's name, the value and its write time.
+    let keys = mb * 1_000_000 / (value_bytes as u64 + 24);
+    let location = work.join("state-checkpoints");
+    let _ = std::fs::remove_dir_all(&location);
+    let config = CheckpointConfig::new(location.to_str().expect("utf-8 path"), Duration::from_secs(3600));
+    let (env, finish) = state_job(keys, value_bytes, parallelism, config.clone());
+    let started = Instant::now();
+    let handle = env.start().expect("the job starts");
+    while handle.snapshot().source_records() < keys {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{keys} keys loaded in {:.1} s", started.elapsed().as_secs_f64());
+    let savepoint = handle.savepoint().expect("savepoint");
+    let stats = handle.checkpoint_stats().expect("stats");
+    finish.store(true, Ordering::Relaxed);
+    handle.cancel();
+    let _ = handle.join();
+
+    let mut restore = config;
+    restore.restore = Some(savepoint.clone());
+    let (env, finish) = state_job(keys, value_bytes, parallelism, restore);
+    let started = Instant::now();
+    let handle = env.start().expect("the job restores");
+    let restore_time = started.elapsed();
+    finish.store(true, Ordering::Relaxed);
+    let _ = handle.join();
+    println!("| {backend} state, {keys} keys, {parallelism} workers | value |");
+    println!("|---|---|");
+    println!("| checkpoint size | {:.0} MB |", stats.latest_size as f64 / 1e6);
+    println!("| checkpoint duration (trigger to manifest written) | {:.2} s |", stats.latest_duration.as_secs_f64());
+    println!("| longest stop of an operator to snapshot | {:.2} s |", stats.latest_sync.as_secs_f64());
+    println!("| restore (read, verify, decode, rebuild the state) | {:.2} s |", restore_time.as_secs_f64());
+}
+
+fn main() {
+    sluice_examples::init_logging();
+    match Args::parse().bench {
+        Bench::Overhead { events, parallelism, runs, interval, work } => {
+            overhead(events, parallelism, runs, &interval, &work)
+        }
+        Bench::State { mb, value_bytes, parallelism, backend, work } => {
+            state(mb, value_bytes, parallelism, &backend, &work)
+        }
+    }
+}
