@@ -47,6 +47,21 @@ impl StreamEnvironment {
         self
     }
 
+    /// Sets where keyed state is kept: on the heap (the default) or on disk
+    /// ([`StateBackendKind::OnDisk`], for state larger than memory). Set it before
+    /// adding sources: streams take the backend of their environment when created.
+    ///
+    /// ```
+    /// # use sluice_api::*;
+    /// let dir = std::env::temp_dir();
+    /// let env = StreamEnvironment::new()
+    ///     .state_backend(StateBackendKind::OnDisk(DiskBackend::new(dir).memory_budget(64 << 20)));
+    /// ```
+    pub fn state_backend(mut self, backend: StateBackendKind) -> Self {
+        self.state_backend = backend;
+        self
+    }
+
     /// Sets how many records a source puts in a batch.
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.config.batch_size = batch_size;

@@ -92,8 +92,10 @@ where
         F: KeyedProcessFunction<Key = K, In = T>,
     {
         let key = self.key.clone();
-        let backend = self.stream.backend;
-        self.keyed_operator("process", move || KeyedProcessOperator::new(function.clone(), key.clone(), backend))
+        let backend = self.stream.backend.clone();
+        self.keyed_operator("process", move || {
+            KeyedProcessOperator::new(function.clone(), key.clone(), backend.clone())
+        })
     }
 
     /// A rolling reduce: for each record, combines it with the key's previous result
@@ -245,9 +247,9 @@ where
         F: KeyedCoProcessFunction<Key = K, In1 = T, In2 = U>,
     {
         let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
-        let backend = self.left.stream.backend;
+        let backend = self.left.stream.backend.clone();
         two_input(&self.left, &self.right, "co_process", move || {
-            KeyedCoProcessOperator::new(function.clone(), key1.clone(), key2.clone(), backend)
+            KeyedCoProcessOperator::new(function.clone(), key1.clone(), key2.clone(), backend.clone())
         })
     }
 }

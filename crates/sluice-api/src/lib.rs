@@ -53,7 +53,7 @@ pub use window::{AggregateFunction, ResultKind, Window, WindowResult, WindowedSt
 
 pub use sluice_runtime::{JobSnapshot, OperatorKind, OperatorSnapshot, RuntimeConfig};
 pub use sluice_state::{
-    ListState, MapState, StateBackendKind, StateDescriptor, StateTtl, TtlClock, TtlUpdate, ValueState,
+    DiskBackend, ListState, MapState, StateBackendKind, StateDescriptor, StateTtl, TtlClock, TtlUpdate, ValueState,
 };
 pub use sluice_types::{
     days, hours, millis, minutes, seconds, Error, Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP,

@@ -43,5 +43,5 @@ pub(crate) fn add_source<S: Source>(env: &StreamEnvironment, source: S) -> Strea
         ))
     }));
     drop(graph);
-    Stream::from_node(env.graph.clone(), node, env.state_backend)
+    Stream::from_node(env.graph.clone(), node, env.state_backend.clone())
 }

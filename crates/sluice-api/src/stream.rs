@@ -24,7 +24,7 @@ pub struct Stream<T> {
 
 impl<T> Clone for Stream<T> {
     fn clone(&self) -> Self {
-        Stream { graph: self.graph.clone(), node: self.node, backend: self.backend, _type: PhantomData }
+        Stream { graph: self.graph.clone(), node: self.node, backend: self.backend.clone(), _type: PhantomData }
     }
 }
 
@@ -34,7 +34,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
     }
 
     pub(crate) fn derive<U>(&self, node: usize) -> Stream<U> {
-        Stream { graph: self.graph.clone(), node, backend: self.backend, _type: PhantomData }
+        Stream { graph: self.graph.clone(), node, backend: self.backend.clone(), _type: PhantomData }
     }
 
     /// Chains a stateless operator built by `make` (once per worker) after this stream.

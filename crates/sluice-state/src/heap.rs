@@ -27,12 +27,12 @@ macro_rules! snapshot_entries {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Entry<V> {
-    value: V,
-    touched: Timestamp,
+pub(crate) struct Entry<V> {
+    pub(crate) value: V,
+    pub(crate) touched: Timestamp,
 }
 
-fn live<V>(entry: &Entry<V>, ttl: Option<&StateTtl>, now: Timestamp) -> bool {
+pub(crate) fn live<V>(entry: &Entry<V>, ttl: Option<&StateTtl>, now: Timestamp) -> bool {
     // An entry written before the clock started (no watermark yet) counts as written
     // at the first sweep, below.
     entry.touched == MIN_TIMESTAMP || ttl.is_none_or(|ttl| !ttl.is_expired(entry.touched, now))
@@ -47,7 +47,7 @@ fn sweep<V>(entry: &mut Entry<V>, ttl: Option<&StateTtl>, now: Timestamp) -> boo
     live(entry, ttl, now)
 }
 
-fn refresh_on_read(ttl: Option<&StateTtl>) -> bool {
+pub(crate) fn refresh_on_read(ttl: Option<&StateTtl>) -> bool {
     ttl.is_some_and(|t| t.update == TtlUpdate::OnReadAndWrite)
 }
 

@@ -11,12 +11,14 @@
 //! store, for state larger than memory) will implement the same traits.
 
 mod descriptor;
+pub mod disk;
 pub mod heap;
 mod store;
 mod table;
 mod ttl;
 
 pub use descriptor::{ListState, MapState, StateDescriptor, ValueState};
+pub use disk::DiskBackend;
 pub use store::{KeyedStateStore, StateBackendKind};
 pub use table::{ListTable, MapTable, StateTable, ValueTable};
 pub use ttl::{StateTtl, TtlClock, TtlUpdate};

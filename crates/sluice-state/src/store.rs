@@ -1,5 +1,6 @@
 //! The keyed state of one operator instance.
 
+use crate::disk::{DiskListTable, DiskMapTable, DiskValueTable, Kv};
 use crate::heap::{HeapListTable, HeapMapTable, HeapValueTable};
 use crate::{
     ListState, ListTable, MapState, MapTable, StateDescriptor, StateTable, StateTtl, TtlClock, ValueState, ValueTable,
@@ -8,13 +9,16 @@ use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_types::{Data, Key, Result, Timestamp, MIN_TIMESTAMP};
 use std::hash::Hash;
+use std::sync::Arc;
 
 /// Which backend keeps the state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum StateBackendKind {
     /// Objects in hash maps on the heap.
     #[default]
     Heap,
+    /// An embedded LSM store on local disk, for state larger than memory.
+    OnDisk(crate::DiskBackend),
 }
 
 struct Slot<K> {
@@ -33,6 +37,9 @@ struct Slot<K> {
 /// watermark passes them.
 pub struct KeyedStateStore<K> {
     backend: StateBackendKind,
+    /// The on-disk store of this instance, opened with the first disk table.
+    kv: Option<Arc<dyn Kv>>,
+    max_parallelism: u16,
     slots: Vec<Slot<K>>,
     processing_time: Timestamp,
     event_time: Timestamp,
@@ -46,6 +53,8 @@ impl<K: Key> KeyedStateStore<K> {
     pub fn new(backend: StateBackendKind) -> Self {
         KeyedStateStore {
             backend,
+            kv: None,
+            max_parallelism: sluice_types::DEFAULT_MAX_PARALLELISM,
             slots: Vec::new(),
             processing_time: MIN_TIMESTAMP,
             event_time: MIN_TIMESTAMP,
@@ -104,8 +113,9 @@ impl<K: Key> KeyedStateStore<K> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return ValueState::new(i);
         }
-        let table: Box<dyn StateTable<K>> = match self.backend {
-            StateBackendKind::Heap => Box::new(HeapValueTable::<K, V>::new(descriptor.ttl)),
+        let table: Box<dyn StateTable<K>> = match self.disk_table() {
+            None => Box::new(HeapValueTable::<K, V>::new(descriptor.ttl)),
+            Some((kv, id, groups)) => Box::new(DiskValueTable::<K, V>::new(kv, id, groups, descriptor.ttl)),
         };
         ValueState::new(self.add_slot(descriptor, table))
     }
@@ -115,8 +125,9 @@ impl<K: Key> KeyedStateStore<K> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return ListState::new(i);
         }
-        let table: Box<dyn StateTable<K>> = match self.backend {
-            StateBackendKind::Heap => Box::new(HeapListTable::<K, V>::new(descriptor.ttl)),
+        let table: Box<dyn StateTable<K>> = match self.disk_table() {
+            None => Box::new(HeapListTable::<K, V>::new(descriptor.ttl)),
+            Some((kv, id, groups)) => Box::new(DiskListTable::<K, V>::new(kv, id, groups, descriptor.ttl)),
         };
         ListState::new(self.add_slot(descriptor, table))
     }
@@ -126,57 +137,102 @@ impl<K: Key> KeyedStateStore<K> {
         if let Some(i) = self.slot_index(&descriptor.name) {
             return MapState::new(i);
         }
-        let table: Box<dyn StateTable<K>> = match self.backend {
-            StateBackendKind::Heap => Box::new(HeapMapTable::<K, UK, UV>::new(descriptor.ttl)),
+        let table: Box<dyn StateTable<K>> = match self.disk_table() {
+            None => Box::new(HeapMapTable::<K, UK, UV>::new(descriptor.ttl)),
+            Some((kv, id, groups)) => Box::new(DiskMapTable::<K, UK, UV>::new(kv, id, groups, descriptor.ttl)),
         };
         MapState::new(self.add_slot(descriptor, table))
     }
 
-    fn table<T: 'static>(&mut self, index: usize) -> (&mut T, Timestamp) {
+    /// The store and number of the next disk table, for the on-disk backend.
+    fn disk_table(&mut self) -> Option<(Arc<dyn Kv>, u16, u16)> {
+        let StateBackendKind::OnDisk(disk) = &self.backend else { return None };
+        let kv = match &self.kv {
+            Some(kv) => kv.clone(),
+            None => {
+                let kv = disk.open().unwrap_or_else(|error| panic!("cannot open the on-disk state store: {error}"));
+                self.kv = Some(kv.clone());
+                kv
+            }
+        };
+        Some((kv, self.slots.len() as u16, self.max_parallelism))
+    }
+
+    /// Sets the number of key groups on-disk keys are laid out by (the job's maximum
+    /// parallelism); before any state is declared.
+    pub fn set_max_parallelism(&mut self, max_parallelism: u16) {
+        self.max_parallelism = max_parallelism;
+    }
+
+    /// The table behind a handle, as `H` (heap) or `D` (disk), whichever it is, with
+    /// the time its TTL clock reads.
+    fn table<H: 'static, D: 'static, T: ?Sized>(
+        &mut self,
+        index: usize,
+        heap: impl FnOnce(&mut H) -> &mut T,
+        disk: impl FnOnce(&mut D) -> &mut T,
+    ) -> (&mut T, Timestamp) {
         let slot = self.slots.get(index).expect("state used before it was declared: declare it in `open`");
         let now = self.now(slot.ttl.as_ref());
-        let table = self.slots[index]
-            .table
-            .as_any_mut()
-            .downcast_mut::<T>()
-            .expect("invariant: a state handle is only used with the store that issued it");
-        (table, now)
+        let any = self.slots[index].table.as_any_mut();
+        if any.is::<H>() {
+            let table = any.downcast_mut::<H>().expect("invariant: checked above");
+            return (heap(table), now);
+        }
+        let table =
+            any.downcast_mut::<D>().expect("invariant: a state handle is only used with the store that issued it");
+        (disk(table), now)
+    }
+
+    fn value_table<V: Data>(&mut self, index: usize) -> (&mut dyn ValueTable<K, V>, Timestamp) {
+        self.table::<HeapValueTable<K, V>, DiskValueTable<K, V>, dyn ValueTable<K, V>>(index, |t| t, |t| t)
+    }
+
+    fn list_table<V: Data>(&mut self, index: usize) -> (&mut dyn ListTable<K, V>, Timestamp) {
+        self.table::<HeapListTable<K, V>, DiskListTable<K, V>, dyn ListTable<K, V>>(index, |t| t, |t| t)
+    }
+
+    fn map_table<UK: Data + Hash + Eq + Ord, UV: Data>(
+        &mut self,
+        index: usize,
+    ) -> (&mut dyn MapTable<K, UK, UV>, Timestamp) {
+        self.table::<HeapMapTable<K, UK, UV>, DiskMapTable<K, UK, UV>, dyn MapTable<K, UK, UV>>(index, |t| t, |t| t)
     }
 
     /// The value of `key`.
     pub fn get<V: Data>(&mut self, state: ValueState<V>, key: &K) -> Option<V> {
-        let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
-        ValueTable::get(table, key, now)
+        let (table, now) = self.value_table::<V>(state.index);
+        table.get(key, now)
     }
 
     /// Sets the value of `key`.
     pub fn set<V: Data>(&mut self, state: ValueState<V>, key: &K, value: V) {
-        let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
-        ValueTable::set(table, key, value, now)
+        let (table, now) = self.value_table::<V>(state.index);
+        table.set(key, value, now)
     }
 
     /// Reads, changes and writes the value of `key` in one step; `None` clears it.
     pub fn update<V: Data>(&mut self, state: ValueState<V>, key: &K, mut change: impl FnMut(Option<V>) -> Option<V>) {
-        let (table, now) = self.table::<HeapValueTable<K, V>>(state.index);
-        ValueTable::update(table, key, now, &mut change)
+        let (table, now) = self.value_table::<V>(state.index);
+        table.update(key, now, &mut change)
     }
 
     /// The live elements of `key`'s list.
     pub fn list_get<V: Data>(&mut self, state: ListState<V>, key: &K) -> Vec<V> {
-        let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
-        ListTable::get(table, key, now)
+        let (table, now) = self.list_table::<V>(state.index);
+        table.get(key, now)
     }
 
     /// Appends to `key`'s list.
     pub fn list_add<V: Data>(&mut self, state: ListState<V>, key: &K, value: V) {
-        let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
-        ListTable::add(table, key, value, now)
+        let (table, now) = self.list_table::<V>(state.index);
+        table.add(key, value, now)
     }
 
     /// Replaces `key`'s list.
     pub fn list_replace<V: Data>(&mut self, state: ListState<V>, key: &K, values: Vec<V>) {
-        let (table, now) = self.table::<HeapListTable<K, V>>(state.index);
-        ListTable::replace(table, key, values, now)
+        let (table, now) = self.list_table::<V>(state.index);
+        table.replace(key, values, now)
     }
 
     /// The value under `user_key` in `key`'s map.
@@ -186,8 +242,8 @@ impl<K: Key> KeyedStateStore<K> {
         key: &K,
         user_key: &UK,
     ) -> Option<UV> {
-        let (table, now) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
-        MapTable::get(table, key, user_key, now)
+        let (table, now) = self.map_table::<UK, UV>(state.index);
+        table.get(key, user_key, now)
     }
 
     /// Puts into `key`'s map.
@@ -198,8 +254,8 @@ impl<K: Key> KeyedStateStore<K> {
         user_key: UK,
         value: UV,
     ) {
-        let (table, now) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
-        MapTable::put(table, key, user_key, value, now)
+        let (table, now) = self.map_table::<UK, UV>(state.index);
+        table.put(key, user_key, value, now)
     }
 
     /// Removes from `key`'s map.
@@ -209,8 +265,8 @@ impl<K: Key> KeyedStateStore<K> {
         key: &K,
         user_key: &UK,
     ) {
-        let (table, _) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
-        MapTable::remove(table, key, user_key)
+        let (table, _) = self.map_table::<UK, UV>(state.index);
+        table.remove(key, user_key)
     }
 
     /// The live entries of `key`'s map, sorted by user key.
@@ -219,8 +275,8 @@ impl<K: Key> KeyedStateStore<K> {
         state: MapState<UK, UV>,
         key: &K,
     ) -> Vec<(UK, UV)> {
-        let (table, now) = self.table::<HeapMapTable<K, UK, UV>>(state.index);
-        MapTable::entries(table, key, now)
+        let (table, now) = self.map_table::<UK, UV>(state.index);
+        table.entries(key, now)
     }
 
     /// Clears one state of `key`.
@@ -426,5 +482,75 @@ mod tests {
         assert_eq!(restored.list_get(seen, &49), vec!["k49".to_string()]);
         restored.set_time(0, 1_100);
         assert_eq!(restored.get(count, &7), None, "the write time survives the checkpoint");
+    }
+
+    fn on_disk(dir: &tempfile::TempDir) -> StateBackendKind {
+        StateBackendKind::OnDisk(crate::DiskBackend::new(dir.path()).memory_budget(16 << 20))
+    }
+
+    /// Runs the same operations on a store of each backend and returns what they read.
+    fn exercise(backend: StateBackendKind) -> Vec<String> {
+        let mut store = KeyedStateStore::<u64>::new(backend);
+        let ttl = StateTtl::new(100).event_time();
+        let value = store.value::<String>(&StateDescriptor::new("value").with_ttl(ttl));
+        let list = store.list::<i32>(&StateDescriptor::new("list"));
+        let map = store.map::<String, u64>(&StateDescriptor::new("map"));
+        let mut seen = Vec::new();
+        store.set_time(0, 1_000);
+        for key in 0..20u64 {
+            store.set(value, &key, format!("v{key}"));
+            store.list_add(list, &key, key as i32);
+            store.list_add(list, &key, -(key as i32));
+            store.map_put(map, &key, format!("b{key}"), key);
+            store.map_put(map, &key, "a".to_string(), 0);
+        }
+        store.update(value, &3, |v| v.map(|v| v + "!"));
+        store.map_remove(map, &4, &"a".to_string());
+        store.clear(list.index(), &5);
+        store.set_time(0, 1_050);
+        seen.push(format!("{:?}", store.get(value, &3)));
+        seen.push(format!("{:?}", store.list_get(list, &7)));
+        seen.push(format!("{:?}", store.list_get(list, &5)));
+        seen.push(format!("{:?}", store.map_entries(map, &4)));
+        seen.push(format!("{:?}", store.map_get(map, &6, &"a".to_string())));
+        store.set_time(0, 1_100);
+        seen.push(format!("{:?}", store.get(value, &3)));
+        store.set_watermark(2_000);
+        store.cleanup_expired();
+        seen.push(format!("{:?}", store.sizes()));
+        seen
+    }
+
+    #[test]
+    fn the_disk_backend_reads_what_the_heap_backend_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let heap = exercise(StateBackendKind::Heap);
+        assert_eq!(exercise(on_disk(&dir)), heap);
+        assert_eq!(heap[0], "Some(\"v3!\")");
+        assert_eq!(heap[5], "None", "expired at 1100");
+    }
+
+    #[test]
+    fn snapshots_move_between_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        for (from, to) in [(StateBackendKind::Heap, on_disk(&dir)), (on_disk(&dir), StateBackendKind::Heap)] {
+            let mut store = KeyedStateStore::<u64>::new(from);
+            let value = store.value::<u64>(&StateDescriptor::new("value"));
+            let map = store.map::<u32, String>(&StateDescriptor::new("map"));
+            for key in 0..100u64 {
+                store.set(value, &key, key * 3);
+                store.map_put(map, &key, 1, format!("x{key}"));
+                store.map_put(map, &key, 2, format!("y{key}"));
+            }
+            let mut writer = StateWriter::new(128);
+            store.snapshot(&mut writer).unwrap();
+            let mut restored = KeyedStateStore::<u64>::new(to);
+            let value = restored.value::<u64>(&StateDescriptor::new("value"));
+            let map = restored.map::<u32, String>(&StateDescriptor::new("map"));
+            restored.restore(&StateReader::new(writer.finish())).unwrap();
+            assert_eq!(restored.get(value, &42), Some(126));
+            assert_eq!(restored.map_entries(map, &42), vec![(1, "x42".to_string()), (2, "y42".to_string())]);
+            assert_eq!(restored.sizes(), vec![("value".to_string(), 100), ("map".to_string(), 100)]);
+        }
     }
 }

@@ -1,0 +1,110 @@
+//! The on-disk backend's store: one fjall keyspace per job, shared by every operator
+//! instance, so that its block cache and write buffers respect one memory budget; one
+//! partition (an LSM tree) per operator instance.
+//!
+//! The store is a working copy: checkpoints, not the store's journal, make state
+//! durable, so the journal is never synced and the directory is deleted when the job
+//! ends.
+
+use super::Kv;
+use sluice_types::{Error, Result};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The on-disk state backend of a job.
+#[derive(Clone)]
+pub struct DiskBackend {
+    dir: PathBuf,
+    memory_budget: u64,
+    keyspace: Arc<Mutex<Option<fjall::Keyspace>>>,
+}
+
+impl std::fmt::Debug for DiskBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskBackend").field("dir", &self.dir).field("memory_budget", &self.memory_budget).finish()
+    }
+}
+
+/// The default memory budget of the on-disk backend.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
+
+/// Distinguishes the stores of one process.
+static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
+
+fn store_error(dir: &std::path::Path, error: fjall::Error) -> Error {
+    Error::io(dir.display().to_string(), std::io::Error::other(error))
+}
+
+impl DiskBackend {
+    /// Keeps state under `dir` (a working directory per job is made inside it), with
+    /// the default memory budget (256 MiB).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DiskBackend { dir: dir.into(), memory_budget: DEFAULT_MEMORY_BUDGET, keyspace: Arc::default() }
+    }
+
+    /// Bounds the memory the store uses for caching and write buffers, for the whole
+    /// job (at least 8 MiB). State beyond it stays on disk.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes.max(8 << 20);
+        self
+    }
+
+    /// The configured memory budget, in bytes.
+    pub fn budget(&self) -> u64 {
+        self.memory_budget
+    }
+
+    /// Opens a new, empty store for one operator instance.
+    pub(crate) fn open(&self) -> Result<Arc<dyn Kv>> {
+        let mut keyspace = self.keyspace.lock().unwrap_or_else(|e| e.into_inner());
+        if keyspace.is_none() {
+            let path = self.dir.join(format!("sluice-state-{}-{}", std::process::id(), sluice_runtime::now_millis()));
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+            let opened = fjall::Config::new(&path)
+                .temporary(true)
+                .manual_journal_persist(true)
+                .cache_size(self.memory_budget / 2)
+                .max_write_buffer_size(self.memory_budget / 2)
+                .max_journaling_size((self.memory_budget * 2).max(32 << 20))
+                .flush_workers(1)
+                .compaction_workers(1)
+                .open()
+                .map_err(|e| store_error(&path, e))?;
+            *keyspace = Some(opened);
+        }
+        let keyspace = keyspace.as_ref().expect("invariant: opened above");
+        let name = format!("s{}", NEXT_STORE.fetch_add(1, Ordering::Relaxed));
+        let partition = keyspace
+            .open_partition(&name, fjall::PartitionCreateOptions::default())
+            .map_err(|e| store_error(&self.dir, e))?;
+        Ok(Arc::new(Partition { partition, dir: self.dir.clone() }))
+    }
+}
+
+/// One operator instance's tree.
+struct Partition {
+    partition: fjall::PartitionHandle,
+    dir: PathBuf,
+}
+
+impl Kv for Partition {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.partition.get(key).map_err(|e| store_error(&self.dir, e))?.map(|v| v.to_vec()))
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.partition.insert(key, value).map_err(|e| store_error(&self.dir, e))
+    }
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        self.partition.remove(key).map_err(|e| store_error(&self.dir, e))
+    }
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        for entry in self.partition.prefix(prefix) {
+            let (key, value) = entry.map_err(|e| store_error(&self.dir, e))?;
+            if !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! The on-disk backend: keyed state in an embedded LSM store, for state larger than
+//! memory.
+//!
+//! Every table of an operator instance lives in the instance's own store, under a
+//! prefix: `[table: u16][key group: u16][key]` (big-endian, the key in postcard), plus
+//! `[user key]` for map state. Values are encoded as the heap backend keeps them (the
+//! value and its last write time, for TTL), so both backends expire entries alike.
+//! The key group comes right after the table so that a worker restoring another
+//! parallelism reads whole key-group ranges.
+
+mod lsm;
+mod tables;
+
+pub use lsm::{DiskBackend, DEFAULT_MEMORY_BUDGET};
+pub use tables::{DiskListTable, DiskMapTable, DiskValueTable};
+
+use sluice_types::Result;
+
+/// The ordered key-value store the on-disk tables need: point reads and writes, and
+/// ordered range scans.
+pub trait Kv: Send + Sync {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Sets the value under `key`.
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Removes `key`.
+    fn delete(&self, key: &[u8]) -> Result<()>;
+    /// Calls `visit` with every entry whose key starts with `prefix`, in key order,
+    /// until it returns `false`.
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()>;
+}
+
+/// An in-memory [`Kv`], for tests of the tables.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryKv {
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Kv for MemoryKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.entries().get(key).cloned())
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.entries().insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        self.entries().remove(key);
+        Ok(())
+    }
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = self
+            .entries()
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, value) in entries {
+            if !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

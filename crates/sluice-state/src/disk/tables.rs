@@ -1,0 +1,416 @@
+//! Value, list and map tables over a [`Kv`] store.
+
+use super::Kv;
+use crate::heap::{live, refresh_on_read, Entry};
+use crate::table::EntrySink;
+use crate::{ListTable, MapTable, StateTable, StateTtl, ValueTable};
+use sluice_runtime::checkpoint::{decode, encode};
+use sluice_types::{hash_key, key_group_for_hash, Data, Error, Key, Result, Timestamp, MIN_TIMESTAMP};
+use std::any::Any;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Table methods cannot return errors (the heap cannot fail); a failing disk is fatal
+/// for the job, which restarts from its last checkpoint.
+fn fatal<T>(result: Result<T>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("the on-disk state store failed: {error}"),
+    }
+}
+
+/// Where one table's entries live in the store, and how their keys are encoded.
+struct Layout {
+    kv: Arc<dyn Kv>,
+    table: u16,
+    max_parallelism: u16,
+}
+
+impl Layout {
+    /// `[table][key group][key]`.
+    fn key<K: Key>(&self, key: &K) -> Vec<u8> {
+        let group = key_group_for_hash(hash_key(key), self.max_parallelism).0;
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(&self.table.to_be_bytes());
+        bytes.extend_from_slice(&group.to_be_bytes());
+        fatal(postcard::to_extend(key, bytes).map_err(|e| Error::checkpoint("state", e.to_string())))
+    }
+
+    fn table_prefix(&self) -> [u8; 2] {
+        self.table.to_be_bytes()
+    }
+
+    /// The key inside a stored key, and what follows it (a map's user key).
+    fn split_key<K: Key>(stored: &[u8]) -> Result<(K, &[u8])> {
+        let rest = stored.get(4..).ok_or_else(|| Error::checkpoint("state", "a stored key is too short"))?;
+        postcard::take_from_bytes::<K>(rest).map_err(|e| Error::checkpoint("state", e.to_string()))
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        fatal(self.kv.get(key))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) {
+        fatal(self.kv.put(key, value))
+    }
+
+    fn delete(&self, key: &[u8]) {
+        fatal(self.kv.delete(key))
+    }
+
+    /// Every entry of this table, as stored.
+    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        self.kv.scan_prefix(prefix, visit)
+    }
+}
+
+/// The count of keys, kept by scanning: tables on disk do not track it on every write.
+fn count_keys(layout: &Layout, distinct_prefix: impl Fn(&[u8]) -> usize) -> usize {
+    let mut count = 0;
+    let mut last: Vec<u8> = Vec::new();
+    let _ = layout.scan(&layout.table_prefix(), &mut |key, _| {
+        let head = &key[..distinct_prefix(key).min(key.len())];
+        if head != last.as_slice() {
+            count += 1;
+            last = head.to_vec();
+        }
+        Ok(true)
+    });
+    count
+}
+
+/// One value per key, on disk.
+pub struct DiskValueTable<K, V> {
+    layout: Layout,
+    ttl: Option<StateTtl>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> DiskValueTable<K, V> {
+    /// Table number `table` of the store `kv`.
+    pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
+        DiskValueTable { layout: Layout { kv, table, max_parallelism }, ttl, _types: PhantomData }
+    }
+}
+
+/// Removes expired entries of a table whose stored values are `E`, and starts the
+/// clock of entries written before it ran; `keep` decides and may rewrite an entry.
+fn sweep_table<E: Data>(layout: &Layout, mut keep: impl FnMut(&mut E) -> Sweep) {
+    let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let _ = layout.scan(&layout.table_prefix(), &mut |key, value| {
+        let mut entry: E = decode(value)?;
+        match keep(&mut entry) {
+            Sweep::Keep => {}
+            Sweep::Rewrite => changes.push((key.to_vec(), Some(encode(&entry)?))),
+            Sweep::Drop => changes.push((key.to_vec(), None)),
+        }
+        Ok(true)
+    });
+    for (key, value) in changes {
+        match value {
+            Some(value) => layout.put(&key, &value),
+            None => layout.delete(&key),
+        }
+    }
+}
+
+/// What a sweep does with one stored entry.
+enum Sweep {
+    Keep,
+    Rewrite,
+    Drop,
+}
+
+fn sweep_entry<V>(entry: &mut Entry<V>, ttl: Option<&StateTtl>, now: Timestamp) -> Sweep {
+    if entry.touched == MIN_TIMESTAMP {
+        entry.touched = now;
+        Sweep::Rewrite
+    } else if live(entry, ttl, now) {
+        Sweep::Keep
+    } else {
+        Sweep::Drop
+    }
+}
+
+/// The checkpoint hooks of a table stored as one entry per key.
+fn snapshot_per_key<K: Key>(layout: &Layout, sink: &mut EntrySink<'_, K>) -> Result<()> {
+    layout.scan(&layout.table_prefix(), &mut |key, value| {
+        let (key, _) = Layout::split_key::<K>(key)?;
+        sink(&key, value.to_vec())?;
+        Ok(true)
+    })
+}
+
+impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
+    fn cleanup(&mut self, now: Timestamp) {
+        let ttl = self.ttl;
+        sweep_table::<Entry<V>>(&self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
+    }
+    fn clear_key(&mut self, key: &K) {
+        self.layout.delete(&self.layout.key(key));
+    }
+    fn len(&self) -> usize {
+        count_keys(&self.layout, |key| key.len())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        snapshot_per_key(&self.layout, sink)
+    }
+    fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
+        self.layout.kv.put(&self.layout.key(&key), entry)
+    }
+}
+
+impl<K: Key, V: Data> ValueTable<K, V> for DiskValueTable<K, V> {
+    fn get(&mut self, key: &K, now: Timestamp) -> Option<V> {
+        let stored_key = self.layout.key(key);
+        let mut entry: Entry<V> = fatal(decode(&self.layout.get(&stored_key)?));
+        if !live(&entry, self.ttl.as_ref(), now) {
+            self.layout.delete(&stored_key);
+            return None;
+        }
+        if refresh_on_read(self.ttl.as_ref()) {
+            entry.touched = now;
+            self.layout.put(&stored_key, &fatal(encode(&entry)));
+        }
+        Some(entry.value)
+    }
+
+    fn set(&mut self, key: &K, value: V, now: Timestamp) {
+        self.layout.put(&self.layout.key(key), &fatal(encode(&Entry { value, touched: now })));
+    }
+
+    fn update(&mut self, key: &K, now: Timestamp, change: &mut dyn FnMut(Option<V>) -> Option<V>) {
+        let current = self.get(key, now);
+        match change(current) {
+            Some(value) => self.set(key, value, now),
+            None => self.clear_key(key),
+        }
+    }
+}
+
+/// A list per key, on disk, stored as one entry per key.
+pub struct DiskListTable<K, V> {
+    layout: Layout,
+    ttl: Option<StateTtl>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> DiskListTable<K, V> {
+    /// Table number `table` of the store `kv`.
+    pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
+        DiskListTable { layout: Layout { kv, table, max_parallelism }, ttl, _types: PhantomData }
+    }
+
+    fn load(&self, stored_key: &[u8]) -> Vec<Entry<V>>
+    where
+        V: Data,
+    {
+        self.layout.get(stored_key).map(|bytes| fatal(decode(&bytes))).unwrap_or_default()
+    }
+
+    fn store(&self, stored_key: &[u8], list: &[Entry<V>])
+    where
+        V: Data,
+    {
+        if list.is_empty() {
+            self.layout.delete(stored_key);
+        } else {
+            self.layout.put(stored_key, &fatal(encode(list)));
+        }
+    }
+}
+
+impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
+    fn cleanup(&mut self, now: Timestamp) {
+        let ttl = self.ttl;
+        sweep_table::<Vec<Entry<V>>>(&self.layout, |list| {
+            let before = list.len();
+            let started = list.iter().any(|e| e.touched == MIN_TIMESTAMP);
+            list.retain_mut(|e| !matches!(sweep_entry(e, ttl.as_ref(), now), Sweep::Drop));
+            match (list.is_empty(), list.len() != before || started) {
+                (true, _) => Sweep::Drop,
+                (false, true) => Sweep::Rewrite,
+                (false, false) => Sweep::Keep,
+            }
+        });
+    }
+    fn clear_key(&mut self, key: &K) {
+        self.layout.delete(&self.layout.key(key));
+    }
+    fn len(&self) -> usize {
+        count_keys(&self.layout, |key| key.len())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        snapshot_per_key(&self.layout, sink)
+    }
+    fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
+        self.layout.kv.put(&self.layout.key(&key), entry)
+    }
+}
+
+impl<K: Key, V: Data> ListTable<K, V> for DiskListTable<K, V> {
+    fn get(&mut self, key: &K, now: Timestamp) -> Vec<V> {
+        let stored_key = self.layout.key(key);
+        let mut list = self.load(&stored_key);
+        let before = list.len();
+        list.retain(|e| live(e, self.ttl.as_ref(), now));
+        let refresh = refresh_on_read(self.ttl.as_ref());
+        if refresh {
+            list.iter_mut().for_each(|e| e.touched = now);
+        }
+        if refresh || list.len() != before {
+            self.store(&stored_key, &list);
+        }
+        list.into_iter().map(|e| e.value).collect()
+    }
+
+    fn add(&mut self, key: &K, value: V, now: Timestamp) {
+        let stored_key = self.layout.key(key);
+        let mut list = self.load(&stored_key);
+        list.push(Entry { value, touched: now });
+        self.store(&stored_key, &list);
+    }
+
+    fn replace(&mut self, key: &K, values: Vec<V>, now: Timestamp) {
+        let list: Vec<Entry<V>> = values.into_iter().map(|value| Entry { value, touched: now }).collect();
+        self.store(&self.layout.key(key), &list);
+    }
+}
+
+/// A map per key, on disk, one stored entry per (key, user key).
+pub struct DiskMapTable<K, UK, UV> {
+    layout: Layout,
+    ttl: Option<StateTtl>,
+    _types: PhantomData<fn() -> (K, UK, UV)>,
+}
+
+impl<K, UK, UV> DiskMapTable<K, UK, UV> {
+    /// Table number `table` of the store `kv`.
+    pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
+        DiskMapTable { layout: Layout { kv, table, max_parallelism }, ttl, _types: PhantomData }
+    }
+}
+
+impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> DiskMapTable<K, UK, UV> {
+    fn entry_key(&self, key: &K, user_key: &UK) -> Vec<u8> {
+        fatal(
+            postcard::to_extend(user_key, self.layout.key(key)).map_err(|e| Error::checkpoint("state", e.to_string())),
+        )
+    }
+
+    /// Every (user key, entry) of `key`'s map.
+    fn entries_of(&self, key: &K) -> Vec<(Vec<u8>, UK, Entry<UV>)> {
+        let prefix = self.layout.key(key);
+        let mut entries = Vec::new();
+        fatal(self.layout.scan(&prefix, &mut |stored, value| {
+            let user_key: UK = decode(&stored[prefix.len()..])?;
+            entries.push((stored.to_vec(), user_key, decode(value)?));
+            Ok(true)
+        }));
+        entries
+    }
+}
+
+impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTable<K, UK, UV> {
+    fn cleanup(&mut self, now: Timestamp) {
+        let ttl = self.ttl;
+        sweep_table::<Entry<UV>>(&self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
+    }
+    fn clear_key(&mut self, key: &K) {
+        for (stored, _, _) in self.entries_of(key) {
+            self.layout.delete(&stored);
+        }
+    }
+    fn len(&self) -> usize {
+        count_keys(&self.layout, |stored| {
+            // The user key follows the key: count distinct keys.
+            match Layout::split_key::<K>(stored) {
+                Ok((_, rest)) => stored.len() - rest.len(),
+                Err(_) => stored.len(),
+            }
+        })
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        // One snapshot entry per key: its whole map, as the heap backend writes it.
+        let mut current: Option<(K, Vec<(UK, Entry<UV>)>)> = None;
+        self.layout.scan(&self.layout.table_prefix(), &mut |stored, value| {
+            let (key, rest) = Layout::split_key::<K>(stored)?;
+            let user_key: UK = decode(rest)?;
+            let entry: Entry<UV> = decode(value)?;
+            match &mut current {
+                Some((k, map)) if *k == key => map.push((user_key, entry)),
+                _ => {
+                    if let Some((k, map)) = current.take() {
+                        sink(&k, encode(&map)?)?;
+                    }
+                    current = Some((key, vec![(user_key, entry)]));
+                }
+            }
+            Ok(true)
+        })?;
+        if let Some((k, map)) = current {
+            sink(&k, encode(&map)?)?;
+        }
+        Ok(())
+    }
+    fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
+        let map: Vec<(UK, Entry<UV>)> = decode(entry)?;
+        for (user_key, entry) in map {
+            self.layout.kv.put(&self.entry_key(&key, &user_key), &encode(&entry)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> MapTable<K, UK, UV> for DiskMapTable<K, UK, UV> {
+    fn get(&mut self, key: &K, user_key: &UK, now: Timestamp) -> Option<UV> {
+        let stored = self.entry_key(key, user_key);
+        let mut entry: Entry<UV> = fatal(decode(&self.layout.get(&stored)?));
+        if !live(&entry, self.ttl.as_ref(), now) {
+            self.layout.delete(&stored);
+            return None;
+        }
+        if refresh_on_read(self.ttl.as_ref()) {
+            entry.touched = now;
+            self.layout.put(&stored, &fatal(encode(&entry)));
+        }
+        Some(entry.value)
+    }
+
+    fn put(&mut self, key: &K, user_key: UK, value: UV, now: Timestamp) {
+        let stored = self.entry_key(key, &user_key);
+        self.layout.put(&stored, &fatal(encode(&Entry { value, touched: now })));
+    }
+
+    fn remove(&mut self, key: &K, user_key: &UK) {
+        self.layout.delete(&self.entry_key(key, user_key));
+    }
+
+    fn entries(&mut self, key: &K, now: Timestamp) -> Vec<(UK, UV)> {
+        let refresh = refresh_on_read(self.ttl.as_ref());
+        let mut live_entries = Vec::new();
+        for (stored, user_key, mut entry) in self.entries_of(key) {
+            if !live(&entry, self.ttl.as_ref(), now) {
+                self.layout.delete(&stored);
+                continue;
+            }
+            if refresh {
+                entry.touched = now;
+                self.layout.put(&stored, &fatal(encode(&entry)));
+            }
+            live_entries.push((user_key, entry.value));
+        }
+        live_entries.sort_by(|a, b| a.0.cmp(&b.0));
+        live_entries
+    }
+}
