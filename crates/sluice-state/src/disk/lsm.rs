@@ -6,7 +6,7 @@
 //! durable, so the journal is never synced and the directory is deleted when the job
 //! ends.
 
-use super::Kv;
+use super::{Kv, Visit};
 use sluice_types::{Error, Result};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,7 +98,7 @@ impl Kv for Partition {
     fn delete(&self, key: &[u8]) -> Result<()> {
         self.partition.remove(key).map_err(|e| store_error(&self.dir, e))
     }
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         for entry in self.partition.prefix(prefix) {
             let (key, value) = entry.map_err(|e| store_error(&self.dir, e))?;
             if !visit(&key, &value)? {

@@ -16,6 +16,9 @@ pub use tables::{DiskListTable, DiskMapTable, DiskValueTable};
 
 use sluice_types::Result;
 
+/// Called with each entry of a scan; returns whether to go on.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// The ordered key-value store the on-disk tables need: point reads and writes, and
 /// ordered range scans.
 pub trait Kv: Send + Sync {
@@ -27,45 +30,5 @@ pub trait Kv: Send + Sync {
     fn delete(&self, key: &[u8]) -> Result<()>;
     /// Calls `visit` with every entry whose key starts with `prefix`, in key order,
     /// until it returns `false`.
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()>;
-}
-
-/// An in-memory [`Kv`], for tests of the tables.
-#[derive(Default)]
-pub struct MemoryKv {
-    entries: std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
-}
-
-impl MemoryKv {
-    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Kv for MemoryKv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.entries().get(key).cloned())
-    }
-    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.entries().insert(key.to_vec(), value.to_vec());
-        Ok(())
-    }
-    fn delete(&self, key: &[u8]) -> Result<()> {
-        self.entries().remove(key);
-        Ok(())
-    }
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = self
-            .entries()
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (key, value) in entries {
-            if !visit(&key, &value)? {
-                break;
-            }
-        }
-        Ok(())
-    }
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
 }

@@ -1,6 +1,6 @@
 //! Value, list and map tables over a [`Kv`] store.
 
-use super::Kv;
+use super::{Kv, Visit};
 use crate::heap::{live, refresh_on_read, Entry};
 use crate::table::EntrySink;
 use crate::{ListTable, MapTable, StateTable, StateTtl, ValueTable};
@@ -60,7 +60,7 @@ impl Layout {
     }
 
     /// Every entry of this table, as stored.
-    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+    fn scan(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         self.kv.scan_prefix(prefix, visit)
     }
 }
@@ -284,11 +284,17 @@ impl<K: Key, V: Data> ListTable<K, V> for DiskListTable<K, V> {
     }
 }
 
+/// One key's whole map, as a snapshot holds it.
+type KeyMap<K, UK, UV> = (K, Vec<(UK, Entry<UV>)>);
+
+/// A stored map entry: its stored key, user key and entry.
+type StoredEntry<UK, UV> = (Vec<u8>, UK, Entry<UV>);
+
 /// A map per key, on disk, one stored entry per (key, user key).
 pub struct DiskMapTable<K, UK, UV> {
     layout: Layout,
     ttl: Option<StateTtl>,
-    _types: PhantomData<fn() -> (K, UK, UV)>,
+    _types: PhantomData<fn() -> KeyMap<K, UK, UV>>,
 }
 
 impl<K, UK, UV> DiskMapTable<K, UK, UV> {
@@ -306,7 +312,7 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> DiskMapTable<K, UK, UV> {
     }
 
     /// Every (user key, entry) of `key`'s map.
-    fn entries_of(&self, key: &K) -> Vec<(Vec<u8>, UK, Entry<UV>)> {
+    fn entries_of(&self, key: &K) -> Vec<StoredEntry<UK, UV>> {
         let prefix = self.layout.key(key);
         let mut entries = Vec::new();
         fatal(self.layout.scan(&prefix, &mut |stored, value| {
@@ -342,7 +348,7 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTabl
     }
     fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         // One snapshot entry per key: its whole map, as the heap backend writes it.
-        let mut current: Option<(K, Vec<(UK, Entry<UV>)>)> = None;
+        let mut current: Option<KeyMap<K, UK, UV>> = None;
         self.layout.scan(&self.layout.table_prefix(), &mut |stored, value| {
             let (key, rest) = Layout::split_key::<K>(stored)?;
             let user_key: UK = decode(rest)?;
