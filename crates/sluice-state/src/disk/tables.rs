@@ -294,8 +294,11 @@ type StoredEntry<UK, UV> = (Vec<u8>, UK, Entry<UV>);
 pub struct DiskMapTable<K, UK, UV> {
     layout: Layout,
     ttl: Option<StateTtl>,
-    _types: PhantomData<fn() -> KeyMap<K, UK, UV>>,
+    _types: MapTypes<K, UK, UV>,
 }
+
+/// The types a map table is for.
+type MapTypes<K, UK, UV> = PhantomData<fn() -> KeyMap<K, UK, UV>>;
 
 impl<K, UK, UV> DiskMapTable<K, UK, UV> {
     /// Table number `table` of the store `kv`.
