@@ -200,9 +200,7 @@ impl StreamEnvironment {
         config.validate()?;
         let store = CheckpointStore::open(&config.location)?;
         let restore = match &config.restore {
-            Some(path) => Some(CheckpointStore::open(path)?.read("")?.ok_or_else(|| {
-                Error::checkpoint(path.as_str(), "no manifest.json here: not a complete checkpoint or savepoint")
-            })?),
+            Some(path) => Some(read_checkpoint(path)?),
             None => store.latest()?,
         };
         if let Some(loaded) = &restore {
@@ -271,6 +269,17 @@ impl StreamEnvironment {
         }
         Ok(ctx.into_workers())
     }
+}
+
+/// Reads the checkpoint or savepoint directory `path`. A checkpoint is read from its
+/// location (the parent directory), where the earlier files of its on-disk state are.
+fn read_checkpoint(path: &str) -> Result<LoadedCheckpoint> {
+    let trimmed = path.trim_end_matches('/');
+    let loaded = match trimmed.rsplit_once('/') {
+        Some((location, dir)) if dir.starts_with("chk-") => CheckpointStore::open(location)?.read(dir)?,
+        _ => CheckpointStore::open(trimmed)?.read("")?,
+    };
+    loaded.ok_or_else(|| Error::checkpoint(path, "no manifest.json here: not a complete checkpoint or savepoint"))
 }
 
 /// What a checkpointing job starts from.

@@ -91,7 +91,7 @@ impl<K: Key, O> KeyedScope<K, O> {
     }
 
     /// Writes the state and timers of every key, and the watermark.
-    pub fn snapshot(&self, writer: &mut StateWriter) -> Result<()> {
+    pub fn snapshot(&mut self, writer: &mut StateWriter) -> Result<()> {
         self.state.snapshot(writer)?;
         for (name, queue) in [(EVENT_TIMER, &self.timers.event), (PROCESSING_TIMER, &self.timers.processing)] {
             for (time, key) in queue.iter() {
@@ -112,6 +112,7 @@ impl<K: Key, O> KeyedScope<K, O> {
             }
         }
         self.state.restore_entries(states)?;
+        self.state.restore_entries(reader.changes()?)?;
         self.watermark = restored_watermark(reader)?;
         Ok(())
     }

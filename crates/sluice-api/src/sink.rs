@@ -84,15 +84,15 @@ pub(crate) struct SinkNode<W> {
 }
 
 impl<W> SinkNode<W> {
-    fn pre_commit<T>(&mut self, checkpoint: CheckpointId) -> Result<Option<sluice_runtime::checkpoint::InstanceState>>
+    fn pre_commit<T>(&mut self, barrier: Option<Barrier>) -> Result<Option<sluice_runtime::checkpoint::InstanceState>>
     where
         W: SinkWriter<T>,
     {
         if !self.participant.enabled() {
             return Ok(None);
         }
-        let mut state = self.participant.writer();
-        self.writer.pre_commit(checkpoint, &mut state)?;
+        let mut state = self.participant.writer(barrier);
+        self.writer.pre_commit(barrier.map_or(FINAL_CHECKPOINT, |b| b.id), &mut state)?;
         Ok(Some(state.finish()))
     }
 }
@@ -114,14 +114,14 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
     }
     fn end(&mut self) -> Result<()> {
         self.writer.close()?;
-        if let Some(state) = self.pre_commit(FINAL_CHECKPOINT)? {
+        if let Some(state) = self.pre_commit(None)? {
             self.participant.finished(state);
         }
         Ok(())
     }
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let started = std::time::Instant::now();
-        if let Some(state) = self.pre_commit(barrier.id)? {
+        if let Some(state) = self.pre_commit(Some(barrier))? {
             self.participant.ack(barrier.id, state, started.elapsed());
         }
         Ok(())

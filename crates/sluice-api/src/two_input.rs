@@ -39,11 +39,11 @@ impl<O: TwoInputOperator> TwoInputNode<O> {
         Ok(TwoInputNode { operator, out, participant })
     }
 
-    fn snapshot(&mut self) -> Result<Option<InstanceState>> {
+    fn snapshot(&mut self, barrier: Option<Barrier>) -> Result<Option<InstanceState>> {
         if !self.participant.enabled() {
             return Ok(None);
         }
-        let mut state = self.participant.writer();
+        let mut state = self.participant.writer(barrier);
         self.operator.snapshot(&mut state)?;
         Ok(Some(state.finish()))
     }
@@ -75,14 +75,14 @@ impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoI
     }
     fn end(&mut self) -> Result<()> {
         self.out.flush_sides()?;
-        if let Some(state) = self.snapshot()? {
+        if let Some(state) = self.snapshot(None)? {
             self.participant.finished(state);
         }
         self.out.end()
     }
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let started = std::time::Instant::now();
-        if let Some(state) = self.snapshot()? {
+        if let Some(state) = self.snapshot(Some(barrier))? {
             self.participant.ack(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)

@@ -126,11 +126,11 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
         })
     }
 
-    fn snapshot(&self) -> Result<Option<InstanceState>> {
+    fn snapshot(&self, barrier: Option<Barrier>) -> Result<Option<InstanceState>> {
         if !self.participant.enabled() {
             return Ok(None);
         }
-        let mut state = self.participant.writer();
+        let mut state = self.participant.writer(barrier);
         state.item(&self.max_timestamp)?;
         Ok(Some(state.finish()))
     }
@@ -206,7 +206,7 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
     }
 
     fn end(&mut self) -> Result<()> {
-        if let Some(state) = self.snapshot()? {
+        if let Some(state) = self.snapshot(None)? {
             self.participant.finished(state);
         }
         self.out.end()
@@ -214,7 +214,7 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let started = std::time::Instant::now();
-        if let Some(state) = self.snapshot()? {
+        if let Some(state) = self.snapshot(Some(barrier))? {
             self.participant.ack(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)

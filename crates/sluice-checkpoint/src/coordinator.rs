@@ -5,7 +5,7 @@
 //! stall processing. One checkpoint is in flight at a time; the next starts `interval`
 //! after the previous started and at least `min_pause` after it completed.
 
-use crate::manifest::{checkpoint_dir, savepoint_dir, Manifest};
+use crate::manifest::{checkpoint_dir, savepoint_dir, ChainFile, Manifest};
 use crate::request::SavepointRequest;
 use crate::{CheckpointConfig, CheckpointStore};
 use crossbeam_channel::{select, Receiver, Sender};
@@ -110,6 +110,10 @@ struct Coordinator {
     next_request_poll: Instant,
     /// Transactions whose commit failed, retried after the next checkpoint.
     uncommitted: Vec<(usize, Vec<u8>)>,
+    /// The last complete checkpoint (not savepoint).
+    last_complete: Option<CheckpointId>,
+    /// The files each on-disk store's state in it is rebuilt from.
+    chains: BTreeMap<ParticipantId, Vec<ChainFile>>,
 }
 
 impl Coordinator {
@@ -127,6 +131,8 @@ impl Coordinator {
             next_trigger,
             next_request_poll: Instant::now(),
             uncommitted: Vec::new(),
+            last_complete: None,
+            chains: BTreeMap::new(),
         }
     }
 
@@ -275,7 +281,31 @@ impl Coordinator {
         manifest.operators = self.setup.operators.clone();
         manifest.completed_at = sluice_runtime::now_millis();
         manifest.finished = finished;
-        let (_, size) = self.setup.store.write(&dir, manifest, states)?;
+        let chains = match self.chains_of(barrier, states) {
+            Ok(chains) => chains,
+            Err(error) => {
+                // Changes that refer to a snapshot outside the last complete checkpoint
+                // cannot be restored: the next snapshots must be full.
+                self.setup.hub.require_full_snapshots(true);
+                return Err(error);
+            }
+        };
+        let (written, size) = self.setup.store.write(&dir, manifest, states, &chains)?;
+        if barrier.kind == BarrierKind::Checkpoint {
+            self.chains = written
+                .files
+                .iter()
+                .filter(|file| states.get(&file.participant).is_some_and(|s| s.changes.is_some()))
+                .map(|file| {
+                    let mut chain = file.chain.clone();
+                    let path = format!("{dir}/{}", file.path);
+                    chain.push(ChainFile { path, size: file.size, crc32: file.crc32 });
+                    (file.participant, chain)
+                })
+                .collect();
+            self.last_complete = Some(barrier.id);
+            self.setup.hub.require_full_snapshots(false);
+        }
         let duration = started.elapsed();
         tracing::info!(
             "{} {} complete: {} bytes of state in {} ms",
@@ -305,6 +335,35 @@ impl Coordinator {
         Ok(format!("{}/{dir}", self.setup.store.location()))
     }
 
+    /// The earlier files each participant's changes apply on top of: none for a full
+    /// snapshot, the last complete checkpoint's chain for changes since it.
+    fn chains_of(
+        &self,
+        barrier: Barrier,
+        states: &BTreeMap<ParticipantId, InstanceState>,
+    ) -> Result<BTreeMap<ParticipantId, Vec<ChainFile>>> {
+        let mut chains = BTreeMap::new();
+        for (participant, state) in states {
+            let Some(since) = state.changes.as_ref().and_then(|c| c.since) else { continue };
+            match self.chains.get(participant) {
+                Some(chain) if Some(since) == self.last_complete && barrier.kind == BarrierKind::Checkpoint => {
+                    chains.insert(*participant, chain.clone());
+                }
+                _ => {
+                    return Err(Error::checkpoint(
+                        self.setup.store.location(),
+                        format!(
+                            "checkpoint {}: {participant:?} wrote changes since checkpoint {since}, which is not the \
+                             last complete one",
+                            barrier.id
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(chains)
+    }
+
     fn commit_pending(&mut self) {
         let committers = &self.setup.committers;
         self.uncommitted.retain(|(operator, committable)| {
@@ -332,6 +391,8 @@ impl Coordinator {
             );
             tracing::warn!("{message}");
             self.lock_stats().failed += 1;
+            // Its snapshots were taken: later changes must not refer to them.
+            self.setup.hub.require_full_snapshots(true);
             if let Some(requester) = flight.requester {
                 self.answer(requester, Err(Error::checkpoint(self.setup.store.location(), message)));
             }

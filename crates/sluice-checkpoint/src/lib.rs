@@ -12,6 +12,7 @@
 mod config;
 pub mod coordinator;
 pub mod manifest;
+pub use manifest::ChainFile;
 mod request;
 mod storage;
 mod store;

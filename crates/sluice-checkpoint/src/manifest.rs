@@ -26,6 +26,21 @@ pub struct StateFile {
     pub size: u64,
     /// CRC-32 of its bytes.
     pub crc32: u32,
+    /// For the changes of an on-disk store: the earlier files this one applies on top
+    /// of, oldest (the base) first, by path from the checkpoint location.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<ChainFile>,
+}
+
+/// An earlier state file a state is rebuilt from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainFile {
+    /// Its path from the checkpoint location, e.g. `chk-0000000040/o7-w1.state`.
+    pub path: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// CRC-32 of its bytes.
+    pub crc32: u32,
 }
 
 /// What a complete checkpoint contains.
@@ -125,6 +140,7 @@ mod tests {
             path: "o1-w0.state".into(),
             size: 10,
             crc32: 42,
+            chain: Vec::new(),
         });
         m
     }

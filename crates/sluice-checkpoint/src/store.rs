@@ -1,6 +1,6 @@
 //! Writing, reading, verifying and pruning checkpoints in a [`Storage`].
 
-use crate::manifest::{checkpoint_dir, parse_checkpoint_dir, Manifest, StateFile, MANIFEST};
+use crate::manifest::{checkpoint_dir, parse_checkpoint_dir, ChainFile, Manifest, StateFile, MANIFEST};
 use crate::Storage;
 use sluice_runtime::checkpoint::{CheckpointId, InstanceState, ParticipantId, RestoredCheckpoint};
 use sluice_types::{Error, Result};
@@ -65,19 +65,27 @@ impl CheckpointStore {
 
     /// Writes the state files under `dir`, then the manifest: only then is the
     /// checkpoint complete. Returns the manifest written and the bytes of state.
+    /// `chains` gives, per participant whose state is changes on top of earlier files,
+    /// those files.
     pub fn write(
         &self,
         dir: &str,
         mut manifest: Manifest,
         states: &BTreeMap<ParticipantId, InstanceState>,
+        chains: &BTreeMap<ParticipantId, Vec<ChainFile>>,
     ) -> Result<(Manifest, u64)> {
         let mut total = 0u64;
         for (participant, state) in states {
             let bytes = postcard::to_stdvec(state)
                 .map_err(|e| Error::checkpoint(dir, format!("cannot encode the state of {participant:?}: {e}")))?;
             let path = format!("o{}-w{}.state", participant.operator, participant.worker);
-            let file =
-                StateFile { participant: *participant, path, size: bytes.len() as u64, crc32: crc32fast::hash(&bytes) };
+            let file = StateFile {
+                participant: *participant,
+                path,
+                size: bytes.len() as u64,
+                crc32: crc32fast::hash(&bytes),
+                chain: chains.get(participant).cloned().unwrap_or_default(),
+            };
             total += file.size;
             self.storage.put(&join(dir, &file.path), bytes)?;
             manifest.files.push(file);
@@ -150,19 +158,29 @@ impl CheckpointStore {
 
     /// Deletes the checkpoint directories other than the `retain` newest complete
     /// ones, and incomplete directories older than the newest complete one.
+    /// A directory whose files a retained checkpoint's chains still use is kept.
     pub fn prune(&self, retain: usize, newest_complete: CheckpointId) -> Result<()> {
         let ids = self.checkpoint_ids()?;
         let mut kept = 0;
+        let mut doomed = Vec::new();
+        let mut needed = std::collections::BTreeSet::new();
         for id in ids.into_iter().rev() {
             if id > newest_complete {
                 continue;
             }
-            let complete = self.storage.get(&join(&checkpoint_dir(id), MANIFEST))?.is_some();
-            if complete && kept < retain {
+            let manifest = self.storage.get(&join(&checkpoint_dir(id), MANIFEST))?;
+            if let (Some(bytes), true) = (&manifest, kept < retain) {
                 kept += 1;
+                let manifest = Manifest::decode(bytes, &checkpoint_dir(id))?;
+                for chained in manifest.files.iter().flat_map(|f| &f.chain) {
+                    needed.extend(chained.path.split('/').next().map(str::to_string));
+                }
                 continue;
             }
-            self.storage.delete_dir(&checkpoint_dir(id))?;
+            doomed.push(checkpoint_dir(id));
+        }
+        for dir in doomed.into_iter().filter(|d| !needed.contains(d)) {
+            self.storage.delete_dir(&dir)?;
         }
         Ok(())
     }

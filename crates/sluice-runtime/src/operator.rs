@@ -272,9 +272,12 @@ impl<O: Operator> OperatorNode<O> {
         Ok(OperatorNode { operator, out, participant: Some(participant) })
     }
 
-    fn snapshot(&mut self) -> Result<Option<(Participant, crate::checkpoint::InstanceState)>> {
+    fn snapshot(
+        &mut self,
+        barrier: Option<Barrier>,
+    ) -> Result<Option<(Participant, crate::checkpoint::InstanceState)>> {
         let Some(participant) = self.participant.as_ref().filter(|p| p.enabled()) else { return Ok(None) };
-        let mut state = participant.writer();
+        let mut state = participant.writer(barrier);
         self.operator.snapshot(&mut state)?;
         Ok(Some((participant.clone(), state.finish())))
     }
@@ -306,7 +309,7 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
     fn end(&mut self) -> Result<()> {
         self.operator.close(&mut self.out)?;
         self.out.flush_sides()?;
-        if let Some((participant, state)) = self.snapshot()? {
+        if let Some((participant, state)) = self.snapshot(None)? {
             participant.finished(state);
         }
         self.out.end()
@@ -314,7 +317,7 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let started = std::time::Instant::now();
-        if let Some((participant, state)) = self.snapshot()? {
+        if let Some((participant, state)) = self.snapshot(Some(barrier))? {
             participant.ack(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)

@@ -1,6 +1,6 @@
 //! Sources and the task that pumps them into their chain.
 
-use crate::checkpoint::{CheckpointId, Participant, StateWriter};
+use crate::checkpoint::{Barrier, CheckpointId, Participant, StateWriter};
 use crate::executor::{Step, Task};
 use crate::push::now_millis;
 use crate::{Batch, OperatorMetrics, Push};
@@ -90,8 +90,12 @@ impl<S: SourceReader> SourceDriver<S> {
         self
     }
 
-    fn snapshot(&self, participant: &Participant) -> Result<crate::checkpoint::InstanceState> {
-        let mut state = participant.writer();
+    fn snapshot(
+        &self,
+        participant: &Participant,
+        barrier: Option<Barrier>,
+    ) -> Result<crate::checkpoint::InstanceState> {
+        let mut state = participant.writer(barrier);
         self.reader.snapshot(&mut state)?;
         Ok(state.finish())
     }
@@ -103,7 +107,7 @@ impl<S: SourceReader> SourceDriver<S> {
         let participant = participant.clone();
         self.last_barrier = barrier.id;
         let started = std::time::Instant::now();
-        let state = self.snapshot(&participant)?;
+        let state = self.snapshot(&participant, Some(barrier))?;
         participant.ack(barrier.id, state, started.elapsed());
         self.next.barrier(barrier)
     }
@@ -149,7 +153,7 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
             SourcePoll::Finished => {
                 self.report();
                 if let Some(participant) = self.participant.as_ref().filter(|p| p.enabled()) {
-                    participant.finished(self.snapshot(participant)?);
+                    participant.finished(self.snapshot(participant, None)?);
                 }
                 self.metrics.set_watermark(MAX_TIMESTAMP);
                 self.next.watermark(MAX_TIMESTAMP)?;

@@ -46,7 +46,15 @@ pub struct KeyedStateStore<K> {
     watermark: Timestamp,
     /// Restored entries of states not declared yet, by state name.
     restored: FxHashMap<String, Vec<(K, Vec<u8>)>>,
+    /// The checkpoint the on-disk tables' recorded changes are relative to.
+    changes_since: Option<u64>,
+    /// How many snapshots of changes followed the last full one.
+    chain: usize,
 }
+
+/// After this many snapshots of changes, an on-disk store writes a full one: the chain a
+/// restore applies stays short.
+const MAX_CHAIN: usize = 10;
 
 impl<K: Key> KeyedStateStore<K> {
     /// An empty store on `backend`.
@@ -60,6 +68,8 @@ impl<K: Key> KeyedStateStore<K> {
             event_time: MIN_TIMESTAMP,
             watermark: MIN_TIMESTAMP,
             restored: FxHashMap::default(),
+            changes_since: None,
+            chain: 0,
         }
     }
 
@@ -92,6 +102,10 @@ impl<K: Key> KeyedStateStore<K> {
 
     fn add_slot(&mut self, descriptor: &StateDescriptor, mut table: Box<dyn StateTable<K>>) -> usize {
         for (key, entry) in self.restored.remove(&descriptor.name).unwrap_or_default() {
+            if entry.is_empty() {
+                table.clear_key(&key);
+                continue;
+            }
             // A state whose type changed since the checkpoint cannot be read back: the
             // job then starts this state empty rather than with garbage.
             if let Err(error) = table.restore(key, &entry) {
@@ -99,6 +113,7 @@ impl<K: Key> KeyedStateStore<K> {
                 break;
             }
         }
+        table.forget_changes();
         self.slots.push(Slot {
             name: descriptor.name.clone(),
             ttl: descriptor.ttl,
@@ -305,10 +320,40 @@ impl<K: Key> KeyedStateStore<K> {
 
     /// Writes every state of every key into a checkpoint, by key (so that key groups
     /// can move between workers) and state name.
-    pub fn snapshot(&self, writer: &mut StateWriter) -> Result<()> {
-        for slot in &self.slots {
+    ///
+    /// On disk, the entries are written as changes: only those changed since the previous
+    /// checkpoint when the writer allows it, else all of them (a base, also every
+    /// [`MAX_CHAIN`] checkpoints). Savepoints are full and do not reset what changed.
+    pub fn snapshot(&mut self, writer: &mut StateWriter) -> Result<()> {
+        if self.kv.is_none() {
+            for slot in &self.slots {
+                let name = slot.name.as_str();
+                slot.table.snapshot(&mut |key, entry| writer.keyed(key, &(name, entry)))?;
+            }
+            return Ok(());
+        }
+        let incremental = !writer.full() && self.changes_since.is_some() && self.chain < MAX_CHAIN;
+        writer.begin_changes(if incremental { self.changes_since } else { None });
+        for slot in &mut self.slots {
             let name = slot.name.as_str();
-            slot.table.snapshot(&mut |key, entry| writer.keyed(key, &(name, entry)))?;
+            let mut sink = |key: &K, entry: Vec<u8>| writer.change(key, &(name, entry));
+            if incremental {
+                slot.table.snapshot_changes(&mut sink)?;
+            } else {
+                slot.table.snapshot(&mut sink)?;
+            }
+        }
+        if writer.savepoint() {
+            return Ok(());
+        }
+        if let Some(checkpoint) = writer.checkpoint() {
+            if !incremental {
+                self.slots.iter_mut().for_each(|slot| slot.table.forget_changes());
+                self.chain = 0;
+            } else {
+                self.chain += 1;
+            }
+            self.changes_since = Some(checkpoint);
         }
         Ok(())
     }
@@ -316,7 +361,8 @@ impl<K: Key> KeyedStateStore<K> {
     /// Restores the entries written by [`KeyedStateStore::snapshot`]. States declared
     /// later get theirs when they are declared.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        self.restore_entries(reader.keyed::<K, (String, Vec<u8>)>()?)
+        self.restore_entries(reader.keyed::<K, (String, Vec<u8>)>()?)?;
+        self.restore_entries(reader.changes::<K, (String, Vec<u8>)>()?)
     }
 
     /// Restores entries as [`KeyedStateStore::restore`] does, for operators that keep
@@ -324,10 +370,14 @@ impl<K: Key> KeyedStateStore<K> {
     pub fn restore_entries(&mut self, entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
         for (key, (name, entry)) in entries {
             match self.slot_index(&name) {
+                // An empty entry: the key's state was deleted after an earlier snapshot.
+                Some(i) if entry.is_empty() => self.slots[i].table.clear_key(&key),
                 Some(i) => self.slots[i].table.restore(key, &entry)?,
                 None => self.restored.entry(name).or_default().push((key, entry)),
             }
         }
+        // The first snapshot after a restore is full: it starts this run's chain.
+        self.slots.iter_mut().for_each(|slot| slot.table.forget_changes());
         Ok(())
     }
 

@@ -24,6 +24,14 @@ pub trait StateTable<K>: Send {
     fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()>;
     /// Puts back one key's entry written by [`StateTable::snapshot`].
     fn restore(&mut self, key: K, entry: &[u8]) -> Result<()>;
+    /// Hands `sink` the entry of every key changed since the last call (or
+    /// [`StateTable::forget_changes`]), as it is now, or an empty entry for a key that
+    /// has none any more. Only on-disk tables record changes; the others write all.
+    fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        self.snapshot(sink)
+    }
+    /// Forgets the changes recorded so far (a full snapshot was just taken).
+    fn forget_changes(&mut self) {}
 }
 
 /// One value per key.

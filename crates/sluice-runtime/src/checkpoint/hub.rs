@@ -5,7 +5,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use sluice_types::{worker_for_key_group, KeyGroup};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One operator instance that takes part in checkpoints: a source, a stateful operator
@@ -60,10 +60,15 @@ impl RestoredCheckpoint {
         let old: Vec<(&ParticipantId, &InstanceState)> =
             self.states.iter().filter(|(id, _)| id.operator == operator).collect();
         let mut share = InstanceState::default();
+        let mine = |group: &u16| worker_for_key_group(KeyGroup(*group), max_parallelism, parallelism) == worker;
         for (_, state) in &old {
-            for (group, entries) in &state.keyed {
-                if worker_for_key_group(KeyGroup(*group), max_parallelism, parallelism) == worker {
-                    share.keyed.entry(*group).or_default().extend_from_slice(entries);
+            for (group, entries) in state.keyed.iter().filter(|(group, _)| mine(group)) {
+                share.keyed.entry(*group).or_default().extend_from_slice(entries);
+            }
+            if let Some(changes) = &state.changes {
+                let into = share.changes.get_or_insert_with(Default::default);
+                for (group, entries) in changes.keyed.iter().filter(|(group, _)| mine(group)) {
+                    into.keyed.entry(*group).or_default().extend_from_slice(entries);
                 }
             }
         }
@@ -92,6 +97,9 @@ pub struct CheckpointHub {
     parallelism: usize,
     /// The latest requested checkpoint: `id << 1 | savepoint`; 0 when none.
     requested: AtomicU64,
+    /// Set when the next snapshots must hold all state (after an abandoned checkpoint,
+    /// whose snapshots later changes would otherwise refer to).
+    full_required: AtomicBool,
     acks: Sender<Ack>,
     restored: Option<Arc<RestoredCheckpoint>>,
     participants: Mutex<Vec<ParticipantId>>,
@@ -118,6 +126,7 @@ impl CheckpointHub {
             max_parallelism,
             parallelism,
             requested: AtomicU64::new(0),
+            full_required: AtomicBool::new(false),
             acks,
             restored,
             participants: Mutex::new(Vec::new()),
@@ -150,6 +159,11 @@ impl CheckpointHub {
     /// Every registered participant.
     pub fn participants(&self) -> Vec<ParticipantId> {
         self.participants.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes the snapshots of every later checkpoint full (`true`), until cleared.
+    pub fn require_full_snapshots(&self, required: bool) {
+        self.full_required.store(required, Ordering::Release);
     }
 
     /// Asks the sources for checkpoint `id`.
@@ -188,9 +202,12 @@ impl Participant {
         self.hub.requested()
     }
 
-    /// An empty snapshot to write into.
-    pub fn writer(&self) -> StateWriter {
-        StateWriter::new(self.hub.max_parallelism)
+    /// An empty snapshot to write into, for `barrier` (none: the final state, which is
+    /// always full).
+    pub fn writer(&self, barrier: Option<Barrier>) -> StateWriter {
+        let savepoint = barrier.is_some_and(|b| b.kind == BarrierKind::Savepoint);
+        let full = self.hub.full_required.load(Ordering::Acquire);
+        StateWriter::for_checkpoint(self.hub.max_parallelism, barrier.map(|b| b.id), full, savepoint)
     }
 
     /// The state this instance restores, if the job restores from a checkpoint.

@@ -5,6 +5,11 @@
 //! groups it owns, from every old instance, whatever the old parallelism was. Operator
 //! state that is not keyed (a source's splits) is a list of items, dealt out to the new
 //! instances. Sinks add the transactions to commit once the checkpoint is complete.
+//!
+//! State kept in an on-disk store is written as *changes*: either all of it (a base),
+//! or only what changed since the instance's previous checkpoint, so that a checkpoint
+//! of a large, slowly changing state writes little. The coordinator keeps the chain of
+//! files a state is rebuilt from; restoring applies them in order.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,12 +25,25 @@ pub struct InstanceState {
     pub items: Vec<Vec<u8>>,
     /// Transactions a sink pre-committed, to commit when the checkpoint completes.
     pub committables: Vec<Vec<u8>>,
+    /// Keyed entries of an on-disk store, in key groups; an empty entry deletes its key.
+    pub changes: Option<Changes>,
+}
+
+/// The entries of an on-disk store in one snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// `None`: all the store's entries (a base). `Some(n)`: only the entries changed
+    /// since the instance's snapshot for checkpoint `n`, which must be the previous
+    /// complete checkpoint.
+    pub since: Option<u64>,
+    /// Entries per key group, in the order written.
+    pub keyed: BTreeMap<u16, Vec<u8>>,
 }
 
 impl InstanceState {
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
-        self.keyed.is_empty() && self.items.is_empty() && self.committables.is_empty()
+        self.keyed.is_empty() && self.items.is_empty() && self.committables.is_empty() && self.changes.is_none()
     }
 
     /// Its size in bytes, roughly.
@@ -33,6 +51,19 @@ impl InstanceState {
         self.keyed.values().map(Vec::len).sum::<usize>()
             + self.items.iter().map(Vec::len).sum::<usize>()
             + self.committables.iter().map(Vec::len).sum::<usize>()
+            + self.changes.as_ref().map_or(0, |c| c.keyed.values().map(Vec::len).sum())
+    }
+
+    /// Puts `older`'s changes before this state's own: a chain of base and changes
+    /// becomes one state to restore.
+    pub fn apply_after(&mut self, older: Changes) {
+        let own = self.changes.take().unwrap_or_default();
+        let mut merged = older;
+        for (group, entries) in own.keyed {
+            merged.keyed.entry(group).or_default().extend_from_slice(&entries);
+        }
+        merged.since = None;
+        self.changes = Some(merged);
     }
 }
 
@@ -47,24 +78,73 @@ fn decode_error(e: postcard::Error) -> Error {
 /// Where an operator writes its snapshot.
 pub struct StateWriter {
     max_parallelism: u16,
+    checkpoint: Option<u64>,
+    full: bool,
+    savepoint: bool,
     state: InstanceState,
 }
 
+fn append<K: Key, E: Serialize + ?Sized>(
+    groups: &mut BTreeMap<u16, Vec<u8>>,
+    max_parallelism: u16,
+    key: &K,
+    entry: &E,
+) -> Result<()> {
+    let group = key_group_for_hash(hash_key(key), max_parallelism).0;
+    let buffer = groups.entry(group).or_default();
+    let buffer = postcard::to_extend(key, std::mem::take(buffer)).map_err(encode_error)?;
+    let buffer = postcard::to_extend(entry, buffer).map_err(encode_error)?;
+    groups.insert(group, buffer);
+    Ok(())
+}
+
 impl StateWriter {
-    /// An empty snapshot for a job with `max_parallelism` key groups.
+    /// An empty snapshot for a job with `max_parallelism` key groups, outside any
+    /// checkpoint (a full one).
     pub fn new(max_parallelism: u16) -> Self {
-        StateWriter { max_parallelism, state: InstanceState::default() }
+        StateWriter { max_parallelism, checkpoint: None, full: true, savepoint: false, state: InstanceState::default() }
+    }
+
+    /// An empty snapshot for `checkpoint` (none: the final state); `full` when it must
+    /// hold all state, with no reference to an earlier checkpoint. A savepoint is
+    /// always full and is not a link in the chain of later checkpoints.
+    pub fn for_checkpoint(max_parallelism: u16, checkpoint: Option<u64>, full: bool, savepoint: bool) -> Self {
+        let full = full || savepoint || checkpoint.is_none();
+        StateWriter { max_parallelism, checkpoint, full, savepoint, state: InstanceState::default() }
+    }
+
+    /// Whether this is a savepoint's snapshot.
+    pub fn savepoint(&self) -> bool {
+        self.savepoint
+    }
+
+    /// The checkpoint being written, if any.
+    pub fn checkpoint(&self) -> Option<u64> {
+        self.checkpoint
+    }
+
+    /// Whether the snapshot must hold all state (no changes since an earlier one).
+    pub fn full(&self) -> bool {
+        self.full
     }
 
     /// Adds what the operator keeps for `key`. Write several entries per key if needed
     /// (an enum tells them apart); they come back in the order written.
     pub fn keyed<K: Key, E: Serialize + ?Sized>(&mut self, key: &K, entry: &E) -> Result<()> {
-        let group = key_group_for_hash(hash_key(key), self.max_parallelism).0;
-        let buffer = self.state.keyed.entry(group).or_default();
-        let buffer = postcard::to_extend(key, std::mem::take(buffer)).map_err(encode_error)?;
-        let buffer = postcard::to_extend(entry, buffer).map_err(encode_error)?;
-        self.state.keyed.insert(group, buffer);
-        Ok(())
+        append(&mut self.state.keyed, self.max_parallelism, key, entry)
+    }
+
+    /// Starts the entries of an on-disk store: all of them (`since: None`), or the
+    /// changes since the instance's snapshot of checkpoint `since`.
+    pub fn begin_changes(&mut self, since: Option<u64>) {
+        self.state.changes = Some(Changes { since, keyed: BTreeMap::new() });
+    }
+
+    /// Adds an on-disk store's entry for `key`, after [`StateWriter::begin_changes`]; an
+    /// empty `entry` says the key has none any more.
+    pub fn change<K: Key, E: Serialize + ?Sized>(&mut self, key: &K, entry: &E) -> Result<()> {
+        let changes = self.state.changes.get_or_insert_with(Changes::default);
+        append(&mut changes.keyed, self.max_parallelism, key, entry)
     }
 
     /// Adds one item of non-keyed state (a split and its position).
@@ -101,6 +181,22 @@ impl StateReader {
     pub fn keyed<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
         let mut entries = Vec::new();
         for buffer in self.state.keyed.values() {
+            let mut rest: &[u8] = buffer;
+            while !rest.is_empty() {
+                let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;
+                let (entry, tail) = postcard::take_from_bytes::<E>(tail).map_err(decode_error)?;
+                entries.push((key, entry));
+                rest = tail;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Every entry of an on-disk store, base first, then each later change in order:
+    /// applied in this order they rebuild the store.
+    pub fn changes<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
+        let mut entries = Vec::new();
+        for buffer in self.state.changes.iter().flat_map(|c| c.keyed.values()) {
             let mut rest: &[u8] = buffer;
             while !rest.is_empty() {
                 let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;

@@ -4,6 +4,7 @@ use super::{Kv, Visit};
 use crate::heap::{live, refresh_on_read, Entry};
 use crate::table::EntrySink;
 use crate::{ListTable, MapTable, StateTable, StateTtl, ValueTable};
+use rustc_hash::FxHashSet;
 use sluice_runtime::checkpoint::{decode, encode};
 use sluice_types::{hash_key, key_group_for_hash, Data, Error, Key, Result, Timestamp, MIN_TIMESTAMP};
 use std::any::Any;
@@ -20,11 +21,13 @@ fn fatal<T>(result: Result<T>) -> T {
     }
 }
 
-/// Where one table's entries live in the store, and how their keys are encoded.
+/// Where one table's entries live in the store, how their keys are encoded, and which
+/// stored keys changed since the last snapshot.
 struct Layout {
     kv: Arc<dyn Kv>,
     table: u16,
     max_parallelism: u16,
+    changed: FxHashSet<Vec<u8>>,
 }
 
 impl Layout {
@@ -51,12 +54,24 @@ impl Layout {
         fatal(self.kv.get(key))
     }
 
-    fn put(&self, key: &[u8], value: &[u8]) {
-        fatal(self.kv.put(key, value))
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        fatal(self.kv.put(key, value));
+        self.changed.insert(key.to_vec());
     }
 
-    fn delete(&self, key: &[u8]) {
-        fatal(self.kv.delete(key))
+    fn delete(&mut self, key: &[u8]) {
+        fatal(self.kv.delete(key));
+        self.changed.insert(key.to_vec());
+    }
+
+    /// Hands `sink` each changed key's stored entry, or an empty one if it was deleted;
+    /// for tables with one stored entry per key.
+    fn snapshot_changes<K: Key>(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        for stored in std::mem::take(&mut self.changed) {
+            let (key, _) = Layout::split_key::<K>(&stored)?;
+            sink(&key, self.kv.get(&stored)?.unwrap_or_default())?;
+        }
+        Ok(())
     }
 
     /// Every entry of this table, as stored.
@@ -90,13 +105,17 @@ pub struct DiskValueTable<K, V> {
 impl<K, V> DiskValueTable<K, V> {
     /// Table number `table` of the store `kv`.
     pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
-        DiskValueTable { layout: Layout { kv, table, max_parallelism }, ttl, _types: PhantomData }
+        DiskValueTable {
+            layout: Layout { kv, table, max_parallelism, changed: FxHashSet::default() },
+            ttl,
+            _types: PhantomData,
+        }
     }
 }
 
 /// Removes expired entries of a table whose stored values are `E`, and starts the
 /// clock of entries written before it ran; `keep` decides and may rewrite an entry.
-fn sweep_table<E: Data>(layout: &Layout, mut keep: impl FnMut(&mut E) -> Sweep) {
+fn sweep_table<E: Data>(layout: &mut Layout, mut keep: impl FnMut(&mut E) -> Sweep) {
     let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
     let _ = layout.scan(&layout.table_prefix(), &mut |key, value| {
         let mut entry: E = decode(value)?;
@@ -145,10 +164,11 @@ fn snapshot_per_key<K: Key>(layout: &Layout, sink: &mut EntrySink<'_, K>) -> Res
 impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
-        sweep_table::<Entry<V>>(&self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
+        sweep_table::<Entry<V>>(&mut self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
     }
     fn clear_key(&mut self, key: &K) {
-        self.layout.delete(&self.layout.key(key));
+        let stored_key = self.layout.key(key);
+        self.layout.delete(&stored_key);
     }
     fn len(&self) -> usize {
         count_keys(&self.layout, |key| key.len())
@@ -161,6 +181,12 @@ impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
     }
     fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
         self.layout.kv.put(&self.layout.key(&key), entry)
+    }
+    fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        self.layout.snapshot_changes(sink)
+    }
+    fn forget_changes(&mut self) {
+        self.layout.changed.clear();
     }
 }
 
@@ -180,7 +206,8 @@ impl<K: Key, V: Data> ValueTable<K, V> for DiskValueTable<K, V> {
     }
 
     fn set(&mut self, key: &K, value: V, now: Timestamp) {
-        self.layout.put(&self.layout.key(key), &fatal(encode(&Entry { value, touched: now })));
+        let stored_key = self.layout.key(key);
+        self.layout.put(&stored_key, &fatal(encode(&Entry { value, touched: now })));
     }
 
     fn update(&mut self, key: &K, now: Timestamp, change: &mut dyn FnMut(Option<V>) -> Option<V>) {
@@ -202,7 +229,11 @@ pub struct DiskListTable<K, V> {
 impl<K, V> DiskListTable<K, V> {
     /// Table number `table` of the store `kv`.
     pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
-        DiskListTable { layout: Layout { kv, table, max_parallelism }, ttl, _types: PhantomData }
+        DiskListTable {
+            layout: Layout { kv, table, max_parallelism, changed: FxHashSet::default() },
+            ttl,
+            _types: PhantomData,
+        }
     }
 
     fn load(&self, stored_key: &[u8]) -> Vec<Entry<V>>
@@ -212,7 +243,7 @@ impl<K, V> DiskListTable<K, V> {
         self.layout.get(stored_key).map(|bytes| fatal(decode(&bytes))).unwrap_or_default()
     }
 
-    fn store(&self, stored_key: &[u8], list: &[Entry<V>])
+    fn store(&mut self, stored_key: &[u8], list: &[Entry<V>])
     where
         V: Data,
     {
@@ -227,7 +258,7 @@ impl<K, V> DiskListTable<K, V> {
 impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
-        sweep_table::<Vec<Entry<V>>>(&self.layout, |list| {
+        sweep_table::<Vec<Entry<V>>>(&mut self.layout, |list| {
             let before = list.len();
             let started = list.iter().any(|e| e.touched == MIN_TIMESTAMP);
             list.retain_mut(|e| !matches!(sweep_entry(e, ttl.as_ref(), now), Sweep::Drop));
@@ -239,7 +270,8 @@ impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
         });
     }
     fn clear_key(&mut self, key: &K) {
-        self.layout.delete(&self.layout.key(key));
+        let stored_key = self.layout.key(key);
+        self.layout.delete(&stored_key);
     }
     fn len(&self) -> usize {
         count_keys(&self.layout, |key| key.len())
@@ -252,6 +284,12 @@ impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
     }
     fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
         self.layout.kv.put(&self.layout.key(&key), entry)
+    }
+    fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        self.layout.snapshot_changes(sink)
+    }
+    fn forget_changes(&mut self) {
+        self.layout.changed.clear();
     }
 }
 
@@ -280,7 +318,8 @@ impl<K: Key, V: Data> ListTable<K, V> for DiskListTable<K, V> {
 
     fn replace(&mut self, key: &K, values: Vec<V>, now: Timestamp) {
         let list: Vec<Entry<V>> = values.into_iter().map(|value| Entry { value, touched: now }).collect();
-        self.store(&self.layout.key(key), &list);
+        let stored_key = self.layout.key(key);
+        self.store(&stored_key, &list);
     }
 }
 
@@ -303,7 +342,11 @@ type MapTypes<K, UK, UV> = PhantomData<fn() -> KeyMap<K, UK, UV>>;
 impl<K, UK, UV> DiskMapTable<K, UK, UV> {
     /// Table number `table` of the store `kv`.
     pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
-        DiskMapTable { layout: Layout { kv, table, max_parallelism }, ttl, _types: PhantomData }
+        DiskMapTable {
+            layout: Layout { kv, table, max_parallelism, changed: FxHashSet::default() },
+            ttl,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -330,7 +373,7 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> DiskMapTable<K, UK, UV> {
 impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTable<K, UK, UV> {
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
-        sweep_table::<Entry<UV>>(&self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
+        sweep_table::<Entry<UV>>(&mut self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
     }
     fn clear_key(&mut self, key: &K) {
         for (stored, _, _) in self.entries_of(key) {
@@ -372,7 +415,30 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTabl
         }
         Ok(())
     }
+    fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+        // A change to one user key writes the key's whole map, as a full snapshot does.
+        let mut keys: Vec<K> = Vec::new();
+        let mut seen: FxHashSet<Vec<u8>> = FxHashSet::default();
+        for stored in std::mem::take(&mut self.layout.changed) {
+            let (key, rest) = Layout::split_key::<K>(&stored)?;
+            if seen.insert(stored[..stored.len() - rest.len()].to_vec()) {
+                keys.push(key);
+            }
+        }
+        for key in keys {
+            let map: Vec<(UK, Entry<UV>)> = self.entries_of(&key).into_iter().map(|(_, uk, e)| (uk, e)).collect();
+            sink(&key, if map.is_empty() { Vec::new() } else { encode(&map)? })?;
+        }
+        Ok(())
+    }
+    fn forget_changes(&mut self) {
+        self.layout.changed.clear();
+    }
     fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
+        // The key's whole map replaces what it had.
+        for (stored, _, _) in self.entries_of(&key) {
+            self.layout.kv.delete(&stored)?;
+        }
         let map: Vec<(UK, Entry<UV>)> = decode(entry)?;
         for (user_key, entry) in map {
             self.layout.kv.put(&self.entry_key(&key, &user_key), &encode(&entry)?)?;

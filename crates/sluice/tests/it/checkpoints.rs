@@ -9,6 +9,7 @@ use sluice::connectors::nexmark::{Event, NexmarkSource};
 use sluice::prelude::*;
 use sluice::runtime::checkpoint::{StateReader, StateWriter};
 use sluice::runtime::{SourcePoll, SourceReader};
+use sluice::{DiskBackend, StateBackendKind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,8 +54,32 @@ impl SourceReader for SlowReader {
     }
 }
 
-/// Bids per auction per 10 s window, plus a running count of bids per bidder: windows,
-/// keyed state and two exchanges.
+/// Counts each key's records in keyed state (on the job's state backend); reports every
+/// 100th.
+#[derive(Clone, Default)]
+struct EveryHundredth {
+    count: ValueState<u64>,
+}
+
+impl KeyedProcessFunction for EveryHundredth {
+    type Key = usize;
+    type In = usize;
+    type Out = String;
+    fn open(&mut self, state: &mut sluice::KeyedStateStore<usize>) {
+        self.count = state.value(&StateDescriptor::new("count"));
+    }
+    fn process_element(&mut self, auction: usize, ctx: &mut Context<'_, usize, String>) {
+        let count = ctx.value(self.count).unwrap_or(0) + 1;
+        ctx.set_value(self.count, count);
+        if count % 100 == 0 {
+            ctx.emit(format!("auction {auction} has {count} bids"));
+        }
+    }
+}
+
+/// Bids per auction per 10 s window, a running count of bids per bidder, and a count
+/// per auction in a process function's keyed state: windows, keyed state on the job's
+/// backend, and three exchanges.
 fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
     let events = env.source(Slow { inner: NexmarkSource::new(EVENTS), pause }).with_watermarks(
         WatermarkStrategy::bounded_out_of_orderness(seconds(1)).with_timestamp(|e: &Event| e.timestamp() as i64),
@@ -73,7 +98,8 @@ fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
         .aggregate(Count)
         .filter(|(_, n)| n % 50 == 0)
         .map(|(bidder, n)| format!("bidder {bidder} reached {n}"));
-    per_auction.union(&[per_bidder]).sink(JsonLinesSink::directory(output).expect("output directory"));
+    let counted = bids.map(|b| b.auction).key_by(|a| *a).process(EveryHundredth::default());
+    per_auction.union(&[per_bidder, counted]).sink(JsonLinesSink::directory(output).expect("output directory"));
 }
 
 fn checkpointed(parallelism: usize, checkpoints: &Path, interval: Duration) -> StreamEnvironment {
@@ -216,6 +242,34 @@ fn a_savepoint_taken_at_parallelism_2_restores_at_1_and_at_4() {
         assert!(result.checkpoints.and_then(|s| s.restored_from).is_some());
         assert_same_lines(&published(output_again.path()), &expected, &format!("restored at {parallelism}"));
     }
+}
+
+#[test]
+fn state_on_disk_resumes_exactly_once_from_incremental_checkpoints() {
+    let (checkpoints, output, state) =
+        (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let on_disk = || {
+        checkpointed(2, checkpoints.path(), Duration::from_millis(15))
+            .state_backend(StateBackendKind::OnDisk(DiskBackend::new(state.path()).memory_budget(16 << 20)))
+    };
+    for _ in 0..3 {
+        let env = on_disk();
+        job(&env, Duration::from_millis(1), output.path());
+        let handle = env.start().expect("start");
+        wait_for_checkpoints(&handle, 3);
+        handle.cancel();
+        assert!(matches!(handle.join(), Err(sluice::Error::Cancelled)));
+    }
+    let store = sluice::checkpoint::CheckpointStore::open(checkpoints.path().to_str().expect("utf-8")).expect("store");
+    let latest = store.latest().expect("read").expect("a checkpoint");
+    assert!(
+        latest.manifest.files.iter().any(|f| !f.chain.is_empty()),
+        "the latest checkpoint holds changes on top of earlier files"
+    );
+    let env = on_disk();
+    job(&env, Duration::ZERO, output.path());
+    env.execute().expect("the last run finishes");
+    assert_same_lines(&published(output.path()), &reference(2), "on disk, after three cancels");
 }
 
 #[test]
