@@ -19,7 +19,10 @@ pub mod orders;
 
 use serde::Serialize;
 use sluice::connectors::{DeadLetters, JsonLinesSink};
-use sluice::{CheckpointConfig, DeliveryGuarantee, JobResult, Source, Stream, StreamEnvironment, Throttled};
+use sluice::{
+    CheckpointConfig, DeliveryGuarantee, DiskBackend, JobResult, Source, StateBackendKind, Stream, StreamEnvironment,
+    Throttled,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -48,6 +51,13 @@ pub struct JobOptions {
     /// Read each input at no more than this many records per second.
     #[arg(long, value_name = "RECORDS")]
     pub rate: Option<u64>,
+    /// Keep keyed state on disk, in a working directory made under DIR, instead of on
+    /// the heap: for state larger than memory.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Memory for the on-disk state's cache and write buffers, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256, requires = "state_dir")]
+    pub state_memory: u64,
 }
 
 impl Default for JobOptions {
@@ -59,6 +69,8 @@ impl Default for JobOptions {
             restore: None,
             delivery: DeliveryGuarantee::ExactlyOnce,
             rate: None,
+            state_dir: None,
+            state_memory: 256,
         }
     }
 }
@@ -74,6 +86,10 @@ impl JobOptions {
         let mut env = StreamEnvironment::new();
         if let Some(parallelism) = self.parallelism {
             env = env.parallelism(parallelism);
+        }
+        if let Some(dir) = &self.state_dir {
+            let backend = DiskBackend::new(dir).memory_budget(self.state_memory << 20);
+            env = env.state_backend(StateBackendKind::OnDisk(backend));
         }
         if let Some(location) = &self.checkpoints {
             let mut config = CheckpointConfig::new(location.clone(), self.checkpoint_interval);

@@ -101,7 +101,9 @@ impl<K: Key> KeyedStateStore<K> {
     }
 
     fn add_slot(&mut self, descriptor: &StateDescriptor, mut table: Box<dyn StateTable<K>>) -> usize {
-        for (key, entry) in self.restored.remove(&descriptor.name).unwrap_or_default() {
+        let restored = self.restored.remove(&descriptor.name);
+        let restoring = restored.is_some();
+        for (key, entry) in restored.unwrap_or_default() {
             if entry.is_empty() {
                 table.clear_key(&key);
                 continue;
@@ -113,7 +115,9 @@ impl<K: Key> KeyedStateStore<K> {
                 break;
             }
         }
-        table.forget_changes();
+        if restoring {
+            table.forget_changes();
+        }
         self.slots.push(Slot {
             name: descriptor.name.clone(),
             ttl: descriptor.ttl,

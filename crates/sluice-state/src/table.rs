@@ -30,7 +30,8 @@ pub trait StateTable<K>: Send {
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         self.snapshot(sink)
     }
-    /// Forgets the changes recorded so far (a full snapshot was just taken).
+    /// Forgets the changes recorded so far (a full snapshot was just taken), and records
+    /// them from now on.
     fn forget_changes(&mut self) {}
 }
 

@@ -6,20 +6,17 @@
 //! sliding windows it belongs to, and a window's result is the merge of its panes'
 //! accumulators when it fires. For tumbling windows a pane is a window.
 
+use super::panes::Panes;
 use super::{AggregateFunction, ResultKind, Window, WindowResult, WindowSettings};
 use crate::graph::Batch;
 use crate::process::TimeDomain;
 use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{now_millis, Operator, Output};
+use sluice_state::StateBackendKind;
 use sluice_types::{Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
-
-struct Slot<A> {
-    acc: A,
-    dirty: bool,
-}
 
 /// The pane of windows of `size` every `slide`: the largest slice both are multiples of.
 pub(crate) fn pane_size(size: i64, slide: i64) -> i64 {
@@ -42,8 +39,8 @@ pub(crate) struct FixedWindowOperator<K, T, KF, A: AggregateFunction<T>> {
     offset: i64,
     pane: i64,
     settings: WindowSettings,
-    /// Accumulators by pane start, then by key.
-    panes: BTreeMap<Timestamp, FxHashMap<K, Slot<A::Acc>>>,
+    /// Accumulators by pane start, then by key, on the heap or on disk.
+    panes: Panes<K, A::Acc>,
     watermark: Timestamp,
     /// Windows ending at or before this (plus one) have fired.
     fired_through: Timestamp,
@@ -53,7 +50,15 @@ pub(crate) struct FixedWindowOperator<K, T, KF, A: AggregateFunction<T>> {
 }
 
 impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
-    pub fn new(key: KF, function: A, size: i64, slide: i64, offset: i64, settings: WindowSettings) -> Self {
+    pub fn new(
+        key: KF,
+        function: A,
+        size: i64,
+        slide: i64,
+        offset: i64,
+        settings: WindowSettings,
+        backend: &StateBackendKind,
+    ) -> Self {
         FixedWindowOperator {
             key,
             function,
@@ -62,7 +67,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             offset,
             pane: pane_size(size, slide),
             settings,
-            panes: BTreeMap::new(),
+            panes: Panes::new(backend),
             watermark: MIN_TIMESTAMP,
             fired_through: MIN_TIMESTAMP,
             early_round: MIN_TIMESTAMP,
@@ -97,11 +102,11 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
     /// The merged accumulator of `key` over the panes of the window ending at `end`.
     fn merged(&self, key: &K, end: Timestamp) -> Option<A::Acc> {
         let mut merged: Option<A::Acc> = None;
-        for (_, slots) in self.panes.range(end - self.size..end) {
-            if let Some(slot) = slots.get(key) {
+        for pane in self.panes.starts().into_iter().filter(|p| (end - self.size..end).contains(p)) {
+            if let Some(acc) = self.panes.get(pane, key) {
                 match &mut merged {
-                    Some(acc) => self.function.merge(acc, slot.acc.clone()),
-                    None => merged = Some(slot.acc.clone()),
+                    Some(merged) => self.function.merge(merged, acc),
+                    None => merged = Some(acc),
                 }
             }
         }
@@ -132,21 +137,16 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
         let earliest_end = latest_end - (self.size - 1 - into_window) / self.slide * self.slide;
         let any_fired = self.event_time() && earliest_end - 1 <= self.watermark;
         let pane = self.pane_of(timestamp);
-        let slots = match self.panes.get_mut(&pane) {
-            Some(slots) => slots,
-            None => {
-                let capacity = self.panes.values().next_back().map_or(0, |p| p.len());
-                self.panes
-                    .entry(pane)
-                    .or_insert_with(|| FxHashMap::with_capacity_and_hasher(capacity, Default::default()))
-            }
-        };
-        let slot = match slots.get_mut(key) {
-            Some(slot) => slot,
-            None => slots.entry(key.clone()).or_insert(Slot { acc: self.function.create(), dirty: false }),
-        };
-        self.function.add(&mut slot.acc, value);
-        slot.dirty = true;
+        let function = &self.function;
+        self.panes.update(
+            pane,
+            key,
+            || function.create(),
+            |slot| {
+                function.add(&mut slot.acc, value);
+                slot.dirty = true;
+            },
+        );
         if any_fired {
             // A late record within the allowed lateness corrects the windows that
             // already fired and have not expired.
@@ -164,7 +164,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
     /// The ends of windows that contain a pane and satisfy `wanted`, in order.
     fn ends_of_panes(&self, wanted: impl Fn(Timestamp) -> bool) -> BTreeSet<Timestamp> {
         let mut ends = BTreeSet::new();
-        for &pane in self.panes.keys() {
+        for pane in self.panes.starts() {
             for end in self.window_ends(pane) {
                 if wanted(end) {
                     ends.insert(end);
@@ -178,19 +178,16 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
     /// `only_dirty`, for the keys updated since the last early firing.
     fn fire(&mut self, end: Timestamp, kind: ResultKind, only_dirty: bool) {
         let mut merged: FxHashMap<K, (A::Acc, bool)> = FxHashMap::default();
-        for (_, slots) in self.panes.range(end - self.size..end) {
-            for (key, slot) in slots {
-                match merged.get_mut(key) {
-                    Some((acc, dirty)) => {
-                        self.function.merge(acc, slot.acc.clone());
-                        *dirty |= slot.dirty;
-                    }
-                    None => {
-                        merged.insert(key.clone(), (slot.acc.clone(), slot.dirty));
-                    }
-                }
+        let function = &self.function;
+        self.panes.for_each_in(end - self.size, end, |key, slot| match merged.get_mut(key) {
+            Some((acc, dirty)) => {
+                function.merge(acc, slot.acc.clone());
+                *dirty |= slot.dirty;
             }
-        }
+            None => {
+                merged.insert(key.clone(), (slot.acc.clone(), slot.dirty));
+            }
+        });
         for (key, (acc, dirty)) in merged {
             if dirty || !only_dirty {
                 self.emit(key, end, &acc, kind);
@@ -213,9 +210,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
                 for end in open {
                     self.fire(end, ResultKind::Early, true);
                 }
-                for slots in self.panes.values_mut() {
-                    slots.values_mut().for_each(|s| s.dirty = false);
-                }
+                self.panes.clear_dirty();
             }
         }
         // Windows with previous < end - 1 <= time are due now.
@@ -224,10 +219,8 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
         for end in due {
             if tumbling_without_lateness {
                 // The window's only pane is dropped right after: move, do not copy.
-                if let Some(slots) = self.panes.remove(&(end - self.size)) {
-                    for (key, slot) in slots {
-                        self.emit(key, end, &slot.acc, ResultKind::Final);
-                    }
+                for (key, slot) in self.panes.remove(end - self.size) {
+                    self.emit(key, end, &slot.acc, ResultKind::Final);
                 }
             } else {
                 self.fire(end, ResultKind::Final, false);
@@ -235,11 +228,10 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
         }
         // A pane is needed until the last window containing it expires.
         let lateness = if self.event_time() { self.settings.allowed_lateness } else { 0 };
-        while let Some(entry) = self.panes.first_entry() {
-            let pane = *entry.key();
+        while let Some(pane) = self.panes.first() {
             let last_end = pane - (pane - self.offset).rem_euclid(self.slide) + self.size;
             if (last_end - 1).saturating_add(lateness) <= time {
-                entry.remove();
+                self.panes.remove(pane);
             } else {
                 break;
             }
@@ -294,18 +286,12 @@ where
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        for (pane, slots) in &self.panes {
-            for (key, slot) in slots {
-                state.keyed(key, &(*pane, &slot.acc, slot.dirty))?;
-            }
-        }
+        self.panes.snapshot(state)?;
         state.item(&(self.watermark, self.fired_through, self.early_round))
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        for (key, (pane, acc, dirty)) in state.keyed::<K, (Timestamp, A::Acc, bool)>()? {
-            self.panes.entry(pane).or_default().insert(key, Slot { acc, dirty });
-        }
+        self.panes.restore(state)?;
         // Aligned barriers reach every instance after the same watermarks: the clocks of
         // the instances taken over agree; the minimum is the safe choice if they do not.
         if let Some(clock) = state.items::<(Timestamp, Timestamp, Timestamp)>()?.into_iter().min() {

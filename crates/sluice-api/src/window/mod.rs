@@ -19,6 +19,7 @@
 mod aggregate;
 mod combine;
 mod fixed;
+mod panes;
 mod session;
 
 pub use aggregate::{AggregateFunction, Avg, Collect, Count, Max, Min, Reduce, Sum};
@@ -196,6 +197,7 @@ where
     pub fn aggregate<A: AggregateFunction<T>>(&self, function: A) -> Stream<WindowResult<K, A::Out>> {
         let key = self.keyed.key.clone();
         let settings = self.settings.clone();
+        let backend = self.keyed.stream.backend.clone();
         match self.assigner.shape {
             // Late records must reach the late output one by one: no combining then.
             Shape::Fixed { size, slide, offset }
@@ -211,11 +213,11 @@ where
                 let merge = MergePartials::new(function);
                 partials.key_by(|p: &Partial<K, A::Acc>| p.key.clone()).keyed_operator("window", move || {
                     let key = |p: &Partial<K, A::Acc>| p.key.clone();
-                    FixedWindowOperator::new(key, merge.clone(), size, slide, offset, settings.clone())
+                    FixedWindowOperator::new(key, merge.clone(), size, slide, offset, settings.clone(), &backend)
                 })
             }
             Shape::Fixed { size, slide, offset } => self.keyed.keyed_operator("window", move || {
-                FixedWindowOperator::new(key.clone(), function.clone(), size, slide, offset, settings.clone())
+                FixedWindowOperator::new(key.clone(), function.clone(), size, slide, offset, settings.clone(), &backend)
             }),
             Shape::Session { gap } => self.keyed.keyed_operator("session_window", move || {
                 SessionWindowOperator::new(key.clone(), function.clone(), gap, settings.clone())

@@ -5,12 +5,14 @@
 //! - `state`: a job holding `--mb` of keyed state (one value per key) takes a
 //!   savepoint and is restored from it; prints the checkpoint's duration, the longest
 //!   time an operator stopped processing for it, its size, and the restore time.
+//! - `growth`: on-disk state under a steady load of updates to random keys, with
+//!   checkpoints every second: how many bytes each checkpoint writes.
 
 use clap::{Parser, Subcommand};
 use sluice::prelude::*;
 use sluice::runtime::checkpoint::{StateReader, StateWriter};
 use sluice::runtime::{SourcePoll, SourceReader};
-use sluice::{KeyedStateStore, StateBackendKind};
+use sluice::{DiskBackend, KeyedStateStore, StateBackendKind};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,9 +59,24 @@ enum Bench {
         /// Workers.
         #[arg(long, default_value_t = 2)]
         parallelism: usize,
-        /// The state backend: heap.
+        /// The state backend: heap or disk.
         #[arg(long, default_value = "heap")]
         backend: String,
+        /// Scratch directory.
+        #[arg(long, default_value = "target/checkpoint-bench")]
+        work: std::path::PathBuf,
+    },
+    /// Bytes written per checkpoint of on-disk state under steady updates.
+    Growth {
+        /// Keys in the state.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Updates per second, after the keys are loaded.
+        #[arg(long, default_value_t = 100_000)]
+        updates_per_second: u64,
+        /// Seconds of updates.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
         /// Scratch directory.
         #[arg(long, default_value = "target/checkpoint-bench")]
         work: std::path::PathBuf,
@@ -125,10 +142,12 @@ fn overhead(events: u64, parallelism: usize, runs: usize, interval: &str, work: 
     );
 }
 
-/// Emits keys 0..keys, each once with a value, then waits until told to finish.
+/// Emits keys 0..keys, each once with a value, then `updates_per_second` updates of
+/// random keys until told to finish.
 struct KeyFill {
     keys: u64,
     value_bytes: usize,
+    updates_per_second: u64,
     finish: Arc<AtomicBool>,
 }
 
@@ -137,6 +156,10 @@ struct KeyFillReader {
     step: u64,
     keys: u64,
     value: String,
+    updates_per_second: f64,
+    updating_since: Option<Instant>,
+    updated: u64,
+    random: u64,
     finish: Arc<AtomicBool>,
 }
 
@@ -152,6 +175,10 @@ impl Source for KeyFill {
             step: parallelism as u64,
             keys: self.keys,
             value: "v".repeat(self.value_bytes),
+            updates_per_second: self.updates_per_second as f64 / parallelism as f64,
+            updating_since: None,
+            updated: 0,
+            random: 0x9e37_79b9_7f4a_7c15 ^ worker as u64,
             finish: self.finish.clone(),
         })
     }
@@ -169,8 +196,25 @@ impl Source for KeyFill {
 impl SourceReader for KeyFillReader {
     type Batch = Vec<Record<(u64, String)>>;
     fn poll(&mut self, max_records: usize) -> sluice::Result<SourcePoll<Self::Batch>> {
+        if self.finish.load(Ordering::Relaxed) && self.next >= self.keys {
+            return Ok(SourcePoll::Finished);
+        }
         if self.next >= self.keys {
-            return Ok(if self.finish.load(Ordering::Relaxed) { SourcePoll::Finished } else { SourcePoll::Idle });
+            let since = *self.updating_since.get_or_insert_with(Instant::now);
+            let due = (since.elapsed().as_secs_f64() * self.updates_per_second) as u64;
+            let count = due.saturating_sub(self.updated).min(max_records as u64);
+            if count == 0 {
+                return Ok(SourcePoll::Idle);
+            }
+            let mut batch = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                self.random ^= self.random << 13;
+                self.random ^= self.random >> 7;
+                self.random ^= self.random << 17;
+                batch.push(Record::new(0, (self.random % self.keys, self.value.clone())));
+            }
+            self.updated += count;
+            return Ok(SourcePoll::Batch(batch));
         }
         let mut batch = Vec::with_capacity(max_records);
         while batch.len() < max_records && self.next < self.keys {
@@ -205,30 +249,45 @@ impl KeyedProcessFunction for Keep {
     }
 }
 
-fn state_job(
+/// The job of the state benchmarks: keyed values on `backend`.
+struct StateJob {
     keys: u64,
     value_bytes: usize,
+    updates_per_second: u64,
     parallelism: usize,
-    config: CheckpointConfig,
-) -> (StreamEnvironment, Arc<AtomicBool>) {
+    backend: StateBackendKind,
+}
+
+fn state_job(job: &StateJob, config: CheckpointConfig) -> (StreamEnvironment, Arc<AtomicBool>) {
     let finish = Arc::new(AtomicBool::new(false));
-    let env = StreamEnvironment::new().parallelism(parallelism).checkpointing(config);
-    env.source(KeyFill { keys, value_bytes, finish: finish.clone() })
-        .key_by(|(key, _)| *key)
-        .process(Keep::default())
-        .sink(CollectSink::new());
+    let env =
+        StreamEnvironment::new().parallelism(job.parallelism).state_backend(job.backend.clone()).checkpointing(config);
+    let fill = KeyFill {
+        keys: job.keys,
+        value_bytes: job.value_bytes,
+        updates_per_second: job.updates_per_second,
+        finish: finish.clone(),
+    };
+    env.source(fill).key_by(|(key, _)| *key).process(Keep::default()).sink(CollectSink::new());
     (env, finish)
 }
 
-fn state(mb: u64, value_bytes: usize, parallelism: usize, backend: &str, work: &std::path::Path) {
-    assert_eq!(backend, "heap", "only the heap backend exists so far");
-    let _ = StateBackendKind::Heap;
+fn backend(name: &str, work: &std::path::Path) -> StateBackendKind {
+    match name {
+        "heap" => StateBackendKind::Heap,
+        "disk" => StateBackendKind::OnDisk(DiskBackend::new(work.join("state")).memory_budget(256 << 20)),
+        other => panic!("unknown backend {other}: heap or disk"),
+    }
+}
+
+fn state(mb: u64, value_bytes: usize, parallelism: usize, backend_name: &str, work: &std::path::Path) {
     // Each entry is encoded as its key, the state's name, the value and its write time.
     let keys = mb * 1_000_000 / (value_bytes as u64 + 24);
     let location = work.join("state-checkpoints");
     let _ = std::fs::remove_dir_all(&location);
     let config = CheckpointConfig::new(location.to_str().expect("utf-8 path"), Duration::from_secs(3600));
-    let (env, finish) = state_job(keys, value_bytes, parallelism, config.clone());
+    let job = StateJob { keys, value_bytes, updates_per_second: 0, parallelism, backend: backend(backend_name, work) };
+    let (env, finish) = state_job(&job, config.clone());
     let started = Instant::now();
     let handle = env.start().expect("the job starts");
     while handle.snapshot().source_records() < keys {
@@ -243,18 +302,46 @@ fn state(mb: u64, value_bytes: usize, parallelism: usize, backend: &str, work: &
 
     let mut restore = config;
     restore.restore = Some(savepoint.clone());
-    let (env, finish) = state_job(keys, value_bytes, parallelism, restore);
+    let (env, finish) = state_job(&job, restore);
     let started = Instant::now();
     let handle = env.start().expect("the job restores");
     let restore_time = started.elapsed();
     finish.store(true, Ordering::Relaxed);
     let _ = handle.join();
-    println!("| {backend} state, {keys} keys, {parallelism} workers | value |");
+    println!("| {backend_name} state, {keys} keys, {parallelism} workers | value |");
     println!("|---|---|");
     println!("| checkpoint size | {:.0} MB |", stats.latest_size as f64 / 1e6);
     println!("| checkpoint duration (trigger to manifest written) | {:.2} s |", stats.latest_duration.as_secs_f64());
     println!("| longest stop of an operator to snapshot | {:.2} s |", stats.latest_sync.as_secs_f64());
     println!("| restore (read, verify, decode, rebuild the state) | {:.2} s |", restore_time.as_secs_f64());
+}
+
+fn growth(keys: u64, updates_per_second: u64, seconds: u64, work: &std::path::Path) {
+    let location = work.join("growth-checkpoints");
+    let _ = std::fs::remove_dir_all(&location);
+    let config = CheckpointConfig::new(location.to_str().expect("utf-8 path"), Duration::from_secs(1));
+    let job = StateJob { keys, value_bytes: 100, updates_per_second, parallelism: 2, backend: backend("disk", work) };
+    let (env, finish) = state_job(&job, config);
+    let handle = env.start().expect("the job starts");
+    while handle.snapshot().source_records() < keys {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let loaded = Instant::now();
+    let mut sizes: Vec<(u64, u64, f64)> = Vec::new();
+    while loaded.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_millis(20));
+        let stats = handle.checkpoint_stats().expect("stats");
+        if let Some(id) = stats.latest.filter(|id| sizes.last().is_none_or(|(last, _, _)| last != id)) {
+            sizes.push((id, stats.latest_size, stats.latest_sync.as_secs_f64()));
+        }
+    }
+    finish.store(true, Ordering::Relaxed);
+    let _ = handle.join();
+    println!("| checkpoint | bytes written | longest operator stop |");
+    println!("|---|---|---|");
+    for (id, size, sync) in sizes {
+        println!("| {id} | {:.1} MB | {:.0} ms |", size as f64 / 1e6, sync * 1e3);
+    }
 }
 
 fn main() {
@@ -266,5 +353,6 @@ fn main() {
         Bench::State { mb, value_bytes, parallelism, backend, work } => {
             state(mb, value_bytes, parallelism, &backend, &work)
         }
+        Bench::Growth { keys, updates_per_second, seconds, work } => growth(keys, updates_per_second, seconds, &work),
     }
 }

@@ -56,7 +56,7 @@ impl DiskBackend {
     }
 
     /// Opens a new, empty store for one operator instance.
-    pub(crate) fn open(&self) -> Result<Arc<dyn Kv>> {
+    pub fn open(&self) -> Result<Arc<dyn Kv>> {
         let mut keyspace = self.keyspace.lock().unwrap_or_else(|e| e.into_inner());
         if keyspace.is_none() {
             let path = self.dir.join(format!("sluice-state-{}-{}", std::process::id(), sluice_runtime::now_millis()));
@@ -75,9 +75,11 @@ impl DiskBackend {
         }
         let keyspace = keyspace.as_ref().expect("invariant: opened above");
         let name = format!("s{}", NEXT_STORE.fetch_add(1, Ordering::Relaxed));
-        let partition = keyspace
-            .open_partition(&name, fjall::PartitionCreateOptions::default())
-            .map_err(|e| store_error(&self.dir, e))?;
+        // Each tree's memtable is a share of the write buffers: many operator instances
+        // must not each hold the default 16 MiB.
+        let memtable = (self.memory_budget / 4).clamp(1 << 20, 16 << 20) as u32;
+        let options = fjall::PartitionCreateOptions::default().max_memtable_size(memtable);
+        let partition = keyspace.open_partition(&name, options).map_err(|e| store_error(&self.dir, e))?;
         Ok(Arc::new(Partition { partition, dir: self.dir.clone() }))
     }
 }

@@ -27,6 +27,9 @@ struct Layout {
     kv: Arc<dyn Kv>,
     table: u16,
     max_parallelism: u16,
+    /// Whether changes are recorded: from the first checkpoint on (before it, the next
+    /// snapshot is full anyway, and a job without checkpoints never needs them).
+    tracking: bool,
     changed: FxHashSet<Vec<u8>>,
 }
 
@@ -56,12 +59,22 @@ impl Layout {
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
         fatal(self.kv.put(key, value));
-        self.changed.insert(key.to_vec());
+        if self.tracking {
+            self.changed.insert(key.to_vec());
+        }
     }
 
     fn delete(&mut self, key: &[u8]) {
         fatal(self.kv.delete(key));
-        self.changed.insert(key.to_vec());
+        if self.tracking {
+            self.changed.insert(key.to_vec());
+        }
+    }
+
+    /// Forgets the recorded changes, and records them from now on.
+    fn forget_changes(&mut self) {
+        self.changed.clear();
+        self.tracking = true;
     }
 
     /// Hands `sink` each changed key's stored entry, or an empty one if it was deleted;
@@ -106,7 +119,7 @@ impl<K, V> DiskValueTable<K, V> {
     /// Table number `table` of the store `kv`.
     pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
         DiskValueTable {
-            layout: Layout { kv, table, max_parallelism, changed: FxHashSet::default() },
+            layout: Layout { kv, table, max_parallelism, tracking: false, changed: FxHashSet::default() },
             ttl,
             _types: PhantomData,
         }
@@ -186,7 +199,7 @@ impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
         self.layout.snapshot_changes(sink)
     }
     fn forget_changes(&mut self) {
-        self.layout.changed.clear();
+        self.layout.forget_changes();
     }
 }
 
@@ -230,7 +243,7 @@ impl<K, V> DiskListTable<K, V> {
     /// Table number `table` of the store `kv`.
     pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
         DiskListTable {
-            layout: Layout { kv, table, max_parallelism, changed: FxHashSet::default() },
+            layout: Layout { kv, table, max_parallelism, tracking: false, changed: FxHashSet::default() },
             ttl,
             _types: PhantomData,
         }
@@ -289,7 +302,7 @@ impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
         self.layout.snapshot_changes(sink)
     }
     fn forget_changes(&mut self) {
-        self.layout.changed.clear();
+        self.layout.forget_changes();
     }
 }
 
@@ -343,7 +356,7 @@ impl<K, UK, UV> DiskMapTable<K, UK, UV> {
     /// Table number `table` of the store `kv`.
     pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
         DiskMapTable {
-            layout: Layout { kv, table, max_parallelism, changed: FxHashSet::default() },
+            layout: Layout { kv, table, max_parallelism, tracking: false, changed: FxHashSet::default() },
             ttl,
             _types: PhantomData,
         }
@@ -432,7 +445,7 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTabl
         Ok(())
     }
     fn forget_changes(&mut self) {
-        self.layout.changed.clear();
+        self.layout.forget_changes();
     }
     fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
         // The key's whole map replaces what it had.

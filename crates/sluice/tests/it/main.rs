@@ -7,6 +7,7 @@
 //! - `counters`: operator counters and backpressure time.
 //! - `dead_letters`: unreadable input lines go to the dead letters, with the reason.
 //! - `api`: one small example per method of the DSL.
+//! - `disk_state`: state larger than the memory budget stays on disk.
 //! - `checkpoints`: checkpoints, recovery after a cancel, savepoints restored at other
 //!   parallelisms, corrupt checkpoints.
 
@@ -14,5 +15,6 @@ mod api;
 mod checkpoints;
 mod counters;
 mod dead_letters;
+mod disk_state;
 mod model;
 mod properties;

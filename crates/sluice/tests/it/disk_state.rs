@@ -1,0 +1,133 @@
+//! The on-disk state backend keeps a job running when its state is larger than the
+//! memory budget, with memory near the budget.
+
+use sluice::prelude::*;
+use sluice::runtime::{SourcePoll, SourceReader};
+use sluice::{DiskBackend, KeyedStateStore, StateBackendKind};
+
+const KEYS: u64 = 500_000;
+const VALUE_BYTES: usize = 400;
+const BUDGET: u64 = 16 << 20;
+
+/// Every key twice: a first pass writes it, a second pass reads it back.
+struct TwoPasses;
+
+struct TwoPassesReader {
+    next: u64,
+    step: u64,
+}
+
+impl Source for TwoPasses {
+    type Item = (u64, bool);
+    type Reader = TwoPassesReader;
+    fn name(&self) -> String {
+        "two-passes".into()
+    }
+    fn reader(&self, worker: usize, parallelism: usize) -> sluice::Result<TwoPassesReader> {
+        Ok(TwoPassesReader { next: worker as u64, step: parallelism as u64 })
+    }
+}
+
+impl SourceReader for TwoPassesReader {
+    type Batch = Vec<Record<(u64, bool)>>;
+    fn poll(&mut self, max_records: usize) -> sluice::Result<SourcePoll<Self::Batch>> {
+        let mut batch = Vec::with_capacity(max_records);
+        while batch.len() < max_records && self.next < 2 * KEYS {
+            batch.push(Record::new(0, (self.next % KEYS, self.next >= KEYS)));
+            self.next += self.step;
+        }
+        Ok(if batch.is_empty() { SourcePoll::Finished } else { SourcePoll::Batch(batch) })
+    }
+    fn position(&self) -> u64 {
+        self.next
+    }
+}
+
+fn value_of(key: u64) -> String {
+    format!("{key:0width$}", width = VALUE_BYTES)
+}
+
+/// Stores each key's value, then checks it; emits the keys whose value was wrong.
+#[derive(Clone, Default)]
+struct WriteThenCheck {
+    value: ValueState<String>,
+}
+
+impl KeyedProcessFunction for WriteThenCheck {
+    type Key = u64;
+    type In = (u64, bool);
+    type Out = u64;
+    fn open(&mut self, state: &mut KeyedStateStore<u64>) {
+        self.value = state.value(&StateDescriptor::new("value"));
+    }
+    fn process_element(&mut self, (key, check): (u64, bool), ctx: &mut Context<'_, u64, u64>) {
+        if !check {
+            ctx.set_value(self.value, value_of(key));
+        } else if ctx.value(self.value) != Some(value_of(key)) {
+            ctx.emit(key);
+        }
+    }
+}
+
+/// The process's peak resident memory, in bytes (Linux).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn state_larger_than_the_memory_budget_stays_on_disk() {
+    let dir = tempfile::tempdir().expect("dir");
+    let backend = DiskBackend::new(dir.path()).memory_budget(BUDGET);
+    let env = StreamEnvironment::new().parallelism(2).state_backend(StateBackendKind::OnDisk(backend));
+    let wrong = CollectSink::new();
+    env.source(TwoPasses).key_by(|(key, _)| *key).process(WriteThenCheck::default()).sink(wrong.clone());
+    let result = env.execute().expect("the job runs");
+    assert_eq!(result.metrics.source_records(), 2 * KEYS);
+    assert!(wrong.is_empty(), "{} keys read back wrong, e.g. {:?}", wrong.len(), wrong.values().first());
+    let state_bytes = KEYS * VALUE_BYTES as u64;
+    let peak = peak_rss();
+    eprintln!("state {} MB, budget {} MB, peak memory {} MB", state_bytes >> 20, BUDGET >> 20, peak >> 20);
+    // The rest of the process (channels, batches, the test harness) takes some tens of
+    // megabytes; the state, several times the budget, must not be in memory.
+    let bound = (state_bytes / 2).min(BUDGET + (80 << 20));
+    assert!(peak < bound, "peak memory {} MB for {} MB of state", peak >> 20, state_bytes >> 20);
+}
+
+/// Sliding and tumbling window counts with allowed lateness and early results, on
+/// `backend`. One worker: with late records, which ones are late depends on how several
+/// source partitions interleave.
+fn windows(backend: StateBackendKind) -> Vec<String> {
+    let env = StreamEnvironment::new().parallelism(1).batch_size(7).state_backend(backend);
+    let records: Vec<(i64, u32)> = (0..5_000i64).map(|i| (i * 37 % 20_000 + (i % 7) * 500, (i % 23) as u32)).collect();
+    let events =
+        env.source(VecSource::timestamped(records)).with_watermarks(WatermarkStrategy::bounded_out_of_orderness(2_000));
+    let out = CollectSink::new();
+    let sliding = events
+        .key_by(|k| *k)
+        .window(Sliding::of(seconds(4), seconds(1)))
+        .allowed_lateness(1_000)
+        .count()
+        .map(|r| format!("sliding {} {} {} {:?}", r.key, r.window.start, r.value, r.kind));
+    let tumbling = events
+        .key_by(|k| *k % 5)
+        .window(Tumbling::of(seconds(2)))
+        .early_results(500)
+        .aggregate(Sum::of(|k: &u32| u64::from(*k)))
+        .map(|r| format!("tumbling {} {} {} {:?}", r.key, r.window.start, r.value, r.kind));
+    sliding.union(&[tumbling]).sink(out.clone());
+    env.execute().expect("the job runs");
+    out.sorted_values()
+}
+
+#[test]
+fn windows_on_disk_give_the_results_of_windows_on_the_heap() {
+    let dir = tempfile::tempdir().expect("dir");
+    let heap = windows(StateBackendKind::Heap);
+    assert!(heap.len() > 100);
+    assert_eq!(windows(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET))), heap);
+}
