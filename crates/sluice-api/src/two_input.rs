@@ -1,7 +1,7 @@
 //! Two-input operators and the node that connects one to its gate and output.
 
 use crate::graph::Batch;
-use sluice_runtime::checkpoint::{Barrier, InstanceState, Participant, StateReader, StateWriter};
+use sluice_runtime::checkpoint::{Barrier, Participant, StateReader, StateWriter};
 use sluice_runtime::{Output, TwoInputPush};
 use sluice_types::{Result, Timestamp};
 
@@ -39,13 +39,13 @@ impl<O: TwoInputOperator> TwoInputNode<O> {
         Ok(TwoInputNode { operator, out, participant })
     }
 
-    fn snapshot(&mut self, barrier: Option<Barrier>) -> Result<Option<InstanceState>> {
+    fn snapshot(&mut self, barrier: Option<Barrier>) -> Result<Option<StateWriter>> {
         if !self.participant.enabled() {
             return Ok(None);
         }
         let mut state = self.participant.writer(barrier);
         self.operator.snapshot(&mut state)?;
-        Ok(Some(state.finish()))
+        Ok(Some(state))
     }
 }
 
@@ -76,14 +76,14 @@ impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoI
     fn end(&mut self) -> Result<()> {
         self.out.flush_sides()?;
         if let Some(state) = self.snapshot(None)? {
-            self.participant.finished(state);
+            self.participant.finished_writer(state);
         }
         self.out.end()
     }
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let started = std::time::Instant::now();
         if let Some(state) = self.snapshot(Some(barrier))? {
-            self.participant.ack(barrier.id, state, started.elapsed());
+            self.participant.ack_writer(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)
     }

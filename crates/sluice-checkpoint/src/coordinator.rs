@@ -11,6 +11,7 @@ use crate::{CheckpointConfig, CheckpointStore};
 use crossbeam_channel::{select, Receiver, Sender};
 use sluice_runtime::checkpoint::{
     Ack, AckKind, Barrier, BarrierKind, CheckpointHub, CheckpointId, Committer, InstanceState, ParticipantId,
+    StateWriter,
 };
 use sluice_types::{Error, Result};
 use std::collections::BTreeMap;
@@ -218,7 +219,16 @@ impl Coordinator {
         self.setup.hub.request(barrier);
     }
 
-    fn on_ack(&mut self, ack: Ack) -> Result<()> {
+    fn on_ack(&mut self, mut ack: Ack) -> Result<()> {
+        if !ack.deferred.is_empty() {
+            let deferred = std::mem::take(&mut ack.deferred);
+            // Written here, off the workers, from the frozen view the participant left.
+            if let Err(error) = StateWriter::complete(&mut ack.state, deferred, self.setup.max_parallelism) {
+                // The checkpoint cannot complete without it; it times out.
+                tracing::warn!("cannot write the snapshot of {:?}: {error}", ack.participant);
+                return Ok(());
+            }
+        }
         match ack.kind {
             AckKind::Finished => {
                 self.finished.insert(ack.participant, ack.state);
@@ -409,8 +419,10 @@ impl Coordinator {
         }
         if finished {
             // Every participant reported its final state before its worker stopped.
-            for ack in self.setup.acks.try_iter().collect::<Vec<_>>() {
+            for mut ack in self.setup.acks.try_iter().collect::<Vec<_>>() {
                 if ack.kind == AckKind::Finished {
+                    let deferred = std::mem::take(&mut ack.deferred);
+                    StateWriter::complete(&mut ack.state, deferred, self.setup.max_parallelism)?;
                     self.finished.insert(ack.participant, ack.state);
                 }
             }

@@ -272,14 +272,11 @@ impl<O: Operator> OperatorNode<O> {
         Ok(OperatorNode { operator, out, participant: Some(participant) })
     }
 
-    fn snapshot(
-        &mut self,
-        barrier: Option<Barrier>,
-    ) -> Result<Option<(Participant, crate::checkpoint::InstanceState)>> {
+    fn snapshot(&mut self, barrier: Option<Barrier>) -> Result<Option<(Participant, StateWriter)>> {
         let Some(participant) = self.participant.as_ref().filter(|p| p.enabled()) else { return Ok(None) };
         let mut state = participant.writer(barrier);
         self.operator.snapshot(&mut state)?;
-        Ok(Some((participant.clone(), state.finish())))
+        Ok(Some((participant.clone(), state)))
     }
 }
 
@@ -310,7 +307,7 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
         self.operator.close(&mut self.out)?;
         self.out.flush_sides()?;
         if let Some((participant, state)) = self.snapshot(None)? {
-            participant.finished(state);
+            participant.finished_writer(state);
         }
         self.out.end()
     }
@@ -318,7 +315,7 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let started = std::time::Instant::now();
         if let Some((participant, state)) = self.snapshot(Some(barrier))? {
-            participant.ack(barrier.id, state, started.elapsed());
+            participant.ack_writer(barrier.id, state, started.elapsed());
         }
         self.out.barrier(barrier)
     }

@@ -338,14 +338,31 @@ impl<K: Key> KeyedStateStore<K> {
         }
         let incremental = !writer.full() && self.changes_since.is_some() && self.chain < MAX_CHAIN;
         writer.begin_changes(if incremental { self.changes_since } else { None });
+        let mut later = Vec::new();
         for slot in &mut self.slots {
             let name = slot.name.as_str();
+            if !incremental {
+                // All the state: freeze the store now, write it off the worker.
+                if let Some(snapshot) = slot.table.snapshot_later() {
+                    later.push((slot.name.clone(), snapshot));
+                    continue;
+                }
+            }
             let mut sink = |key: &K, entry: Vec<u8>| writer.change(key, &(name, entry));
             if incremental {
                 slot.table.snapshot_changes(&mut sink)?;
             } else {
                 slot.table.snapshot(&mut sink)?;
             }
+        }
+        if !later.is_empty() {
+            writer.defer(Box::new(move |writer: &mut StateWriter| {
+                for (name, snapshot) in later {
+                    let name = name.as_str();
+                    snapshot(&mut |key: &K, entry: Vec<u8>| writer.change(key, &(name, entry)))?;
+                }
+                Ok(())
+            }));
         }
         if writer.savepoint() {
             return Ok(());
@@ -598,10 +615,15 @@ mod tests {
             }
             let mut writer = StateWriter::new(128);
             store.snapshot(&mut writer).unwrap();
+            // On disk, the snapshot is written later, from a frozen view: change the
+            // store before it is, the snapshot must not see it.
+            store.set(value, &42, 0);
+            let (mut state, deferred) = writer.split();
+            StateWriter::complete(&mut state, deferred, 128).unwrap();
             let mut restored = KeyedStateStore::<u64>::new(to);
             let value = restored.value::<u64>(&StateDescriptor::new("value"));
             let map = restored.map::<u32, String>(&StateDescriptor::new("map"));
-            restored.restore(&StateReader::new(writer.finish())).unwrap();
+            restored.restore(&StateReader::new(state)).unwrap();
             assert_eq!(restored.get(value, &42), Some(126));
             assert_eq!(restored.map_entries(map, &42), vec![(1, "x42".to_string()), (2, "y42".to_string())]);
             assert_eq!(restored.sizes(), vec![("value".to_string(), 100), ("map".to_string(), 100)]);

@@ -6,6 +6,9 @@ use std::any::Any;
 /// Receives a table's entries for a checkpoint: a key and its encoded entry.
 pub type EntrySink<'a, K> = dyn FnMut(&K, Vec<u8>) -> Result<()> + 'a;
 
+/// A full snapshot of a table, to be written later, off the worker, from a frozen view.
+pub type LaterSnapshot<K> = Box<dyn for<'a> FnOnce(&mut EntrySink<'a, K>) -> Result<()> + Send>;
+
 /// What every table offers the store, whatever its type.
 pub trait StateTable<K>: Send {
     /// Removes expired entries; `now` is measured on the table's TTL clock.
@@ -29,6 +32,11 @@ pub trait StateTable<K>: Send {
     /// has none any more. Only on-disk tables record changes; the others write all.
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         self.snapshot(sink)
+    }
+    /// A full snapshot written later from a frozen view, for tables that can freeze
+    /// (on disk); the heap tables write theirs at once.
+    fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
+        None
     }
     /// Forgets the changes recorded so far (a full snapshot was just taken), and records
     /// them from now on.

@@ -247,14 +247,20 @@ impl<K: Key, A: Data> Panes<K, A> {
                         writer.change(&key, &(pane, slot))?;
                     }
                 } else {
-                    for &pane in disk.panes.keys() {
-                        disk.kv.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
-                            let (_, key) = split_stored::<K>(stored)?;
-                            let slot: Slot<A> = decode(bytes)?;
-                            writer.change(&key, &(pane, Some(slot)))?;
-                            Ok(true)
-                        })?;
-                    }
+                    // All the accumulators: freeze the store now, write them off the worker.
+                    let frozen = disk.kv.frozen();
+                    let panes: Vec<Timestamp> = disk.panes.keys().copied().collect();
+                    writer.defer(Box::new(move |writer: &mut StateWriter| {
+                        for pane in panes {
+                            frozen.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
+                                let (_, key) = split_stored::<K>(stored)?;
+                                let slot: Slot<A> = decode(bytes)?;
+                                writer.change(&key, &(pane, Some(slot)))?;
+                                Ok(true)
+                            })?;
+                        }
+                        Ok(())
+                    }));
                 }
                 if let (Some(checkpoint), false) = (writer.checkpoint(), writer.savepoint()) {
                     disk.changed.clear();

@@ -29,7 +29,6 @@ pub enum AckKind {
 }
 
 /// A participant's report to the coordinator.
-#[derive(Debug)]
 pub struct Ack {
     /// Who reports.
     pub participant: ParticipantId,
@@ -39,6 +38,19 @@ pub struct Ack {
     pub state: InstanceState,
     /// How long the participant stopped processing to write it.
     pub sync: std::time::Duration,
+    /// What is left to write into `state`, off the worker.
+    pub deferred: Vec<super::Deferred>,
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack")
+            .field("participant", &self.participant)
+            .field("kind", &self.kind)
+            .field("bytes", &self.state.size())
+            .field("deferred", &self.deferred.len())
+            .finish()
+    }
 }
 
 /// The checkpoint a job restores from, read and verified.
@@ -220,18 +232,35 @@ impl Participant {
     /// Hands a snapshot for `checkpoint` to the coordinator; writing it stopped the
     /// participant for `sync`.
     pub fn ack(&self, checkpoint: CheckpointId, state: InstanceState, sync: std::time::Duration) {
-        self.send(AckKind::Snapshot(checkpoint), state, sync);
+        self.send(AckKind::Snapshot(checkpoint), state, sync, Vec::new());
+    }
+
+    /// Hands a snapshot written into `writer` for `checkpoint`, with its deferred work.
+    pub fn ack_writer(&self, checkpoint: CheckpointId, writer: StateWriter, sync: std::time::Duration) {
+        let (state, deferred) = writer.split();
+        self.send(AckKind::Snapshot(checkpoint), state, sync, deferred);
     }
 
     /// Reports the instance finished, with its final state.
     pub fn finished(&self, state: InstanceState) {
-        self.send(AckKind::Finished, state, std::time::Duration::ZERO);
+        self.send(AckKind::Finished, state, std::time::Duration::ZERO, Vec::new());
     }
 
-    fn send(&self, kind: AckKind, state: InstanceState, sync: std::time::Duration) {
+    /// Reports the instance finished, with its final state written into `writer`.
+    pub fn finished_writer(&self, writer: StateWriter) {
+        let (state, deferred) = writer.split();
+        self.send(AckKind::Finished, state, std::time::Duration::ZERO, deferred);
+    }
+
+    fn send(&self, kind: AckKind, state: InstanceState, sync: std::time::Duration, deferred: Vec<super::Deferred>) {
         if self.hub.enabled {
             // The coordinator gone means the job is stopping: nothing to report to.
-            let _ = self.hub.acks.send(Ack { participant: self.id, kind, state, sync });
+            let _ = self.hub.acks.send(Ack { participant: self.id, kind, state, sync, deferred });
         }
+    }
+
+    /// The job's number of key groups.
+    pub fn max_parallelism(&self) -> u16 {
+        self.hub.max_parallelism
     }
 }

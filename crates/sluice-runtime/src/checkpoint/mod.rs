@@ -16,7 +16,7 @@ mod hub;
 mod state;
 
 pub use hub::{Ack, AckKind, CheckpointHub, Participant, ParticipantId, RestoredCheckpoint};
-pub use state::{decode, encode, Changes, InstanceState, StateReader, StateWriter};
+pub use state::{decode, encode, Changes, Deferred, InstanceState, StateReader, StateWriter};
 
 /// Identifies one checkpoint of a job; ids grow by one per checkpoint.
 pub type CheckpointId = u64;

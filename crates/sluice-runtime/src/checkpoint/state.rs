@@ -75,6 +75,10 @@ fn decode_error(e: postcard::Error) -> Error {
     Error::checkpoint("restore", format!("cannot decode state (was the job's code changed?): {e}"))
 }
 
+/// Work a snapshot leaves for later, off the worker: writing the entries of a frozen
+/// view of an on-disk store. The coordinator runs it before storing the snapshot.
+pub type Deferred = Box<dyn FnOnce(&mut StateWriter) -> Result<()> + Send>;
+
 /// Where an operator writes its snapshot.
 pub struct StateWriter {
     max_parallelism: u16,
@@ -82,6 +86,7 @@ pub struct StateWriter {
     full: bool,
     savepoint: bool,
     state: InstanceState,
+    deferred: Vec<Deferred>,
 }
 
 fn append<K: Key, E: Serialize + ?Sized>(
@@ -102,7 +107,14 @@ impl StateWriter {
     /// An empty snapshot for a job with `max_parallelism` key groups, outside any
     /// checkpoint (a full one).
     pub fn new(max_parallelism: u16) -> Self {
-        StateWriter { max_parallelism, checkpoint: None, full: true, savepoint: false, state: InstanceState::default() }
+        StateWriter {
+            max_parallelism,
+            checkpoint: None,
+            full: true,
+            savepoint: false,
+            state: InstanceState::default(),
+            deferred: Vec::new(),
+        }
     }
 
     /// An empty snapshot for `checkpoint` (none: the final state); `full` when it must
@@ -110,7 +122,14 @@ impl StateWriter {
     /// always full and is not a link in the chain of later checkpoints.
     pub fn for_checkpoint(max_parallelism: u16, checkpoint: Option<u64>, full: bool, savepoint: bool) -> Self {
         let full = full || savepoint || checkpoint.is_none();
-        StateWriter { max_parallelism, checkpoint, full, savepoint, state: InstanceState::default() }
+        StateWriter {
+            max_parallelism,
+            checkpoint,
+            full,
+            savepoint,
+            state: InstanceState::default(),
+            deferred: Vec::new(),
+        }
     }
 
     /// Whether this is a savepoint's snapshot.
@@ -159,9 +178,39 @@ impl StateWriter {
         Ok(())
     }
 
-    /// The finished snapshot.
+    /// Leaves writing part of the snapshot for later, off the worker: `write` gets a
+    /// writer whose changes and keyed entries are added to this snapshot's. The state it
+    /// writes must be frozen when it is deferred (an MVCC snapshot of a store).
+    pub fn defer(&mut self, write: Deferred) {
+        self.deferred.push(write);
+    }
+
+    /// The finished snapshot (its deferred work is dropped: see [`StateWriter::split`]).
     pub fn finish(self) -> InstanceState {
         self.state
+    }
+
+    /// The snapshot written so far and the work left for later.
+    pub fn split(self) -> (InstanceState, Vec<Deferred>) {
+        (self.state, self.deferred)
+    }
+
+    /// Runs deferred work into `state`, for a job with `max_parallelism` key groups.
+    pub fn complete(state: &mut InstanceState, deferred: Vec<Deferred>, max_parallelism: u16) -> Result<()> {
+        for write in deferred {
+            let mut writer = StateWriter::new(max_parallelism);
+            write(&mut writer)?;
+            for (group, entries) in writer.state.keyed {
+                state.keyed.entry(group).or_default().extend_from_slice(&entries);
+            }
+            if let Some(later) = writer.state.changes {
+                let changes = state.changes.get_or_insert_with(Changes::default);
+                for (group, entries) in later.keyed {
+                    changes.keyed.entry(group).or_default().extend_from_slice(&entries);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@
 //! durable, so the journal is never synced and the directory is deleted when the job
 //! ends.
 
-use super::{Kv, Visit};
+use super::{Frozen, Kv, Visit};
 use sluice_types::{Error, Result};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +103,28 @@ impl Kv for Partition {
     fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         for entry in self.partition.prefix(prefix) {
             let (key, value) = entry.map_err(|e| store_error(&self.dir, e))?;
+            if !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+    fn frozen(&self) -> Box<dyn Frozen> {
+        Box::new(FrozenPartition { snapshot: self.partition.snapshot(), dir: self.dir.clone() })
+    }
+}
+
+/// An MVCC snapshot of one partition.
+struct FrozenPartition {
+    snapshot: fjall::Snapshot,
+    dir: PathBuf,
+}
+
+impl Frozen for FrozenPartition {
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+        for entry in self.snapshot.prefix(prefix) {
+            let (key, value) =
+                entry.map_err(|e| Error::io(self.dir.display().to_string(), std::io::Error::other(e)))?;
             if !visit(&key, &value)? {
                 break;
             }

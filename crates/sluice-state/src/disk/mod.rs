@@ -31,4 +31,13 @@ pub trait Kv: Send + Sync {
     /// Calls `visit` with every entry whose key starts with `prefix`, in key order,
     /// until it returns `false`.
     fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
+    /// A read-only view of the store as it is now, unaffected by later writes: what a
+    /// checkpoint reads off the worker (an MVCC snapshot, taken in microseconds).
+    fn frozen(&self) -> Box<dyn Frozen>;
+}
+
+/// A frozen view of a [`Kv`] store.
+pub trait Frozen: Send {
+    /// As [`Kv::scan_prefix`], on the view.
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
 }

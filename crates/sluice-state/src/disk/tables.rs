@@ -2,7 +2,7 @@
 
 use super::{Kv, Visit};
 use crate::heap::{live, refresh_on_read, Entry};
-use crate::table::EntrySink;
+use crate::table::{EntrySink, LaterSnapshot};
 use crate::{ListTable, MapTable, StateTable, StateTtl, ValueTable};
 use rustc_hash::FxHashSet;
 use sluice_runtime::checkpoint::{decode, encode};
@@ -167,11 +167,51 @@ fn sweep_entry<V>(entry: &mut Entry<V>, ttl: Option<&StateTtl>, now: Timestamp) 
 
 /// The checkpoint hooks of a table stored as one entry per key.
 fn snapshot_per_key<K: Key>(layout: &Layout, sink: &mut EntrySink<'_, K>) -> Result<()> {
-    layout.scan(&layout.table_prefix(), &mut |key, value| {
+    write_per_key(&|prefix, visit| layout.scan(prefix, visit), &layout.table_prefix(), sink)
+}
+
+/// How the snapshot code reads a store, live or frozen.
+type Scan<'a> = dyn Fn(&[u8], &mut Visit<'_>) -> Result<()> + 'a;
+
+/// Writes a table stored as one entry per key: each key and its stored entry.
+fn write_per_key<K: Key>(scan: &Scan<'_>, prefix: &[u8], sink: &mut EntrySink<'_, K>) -> Result<()> {
+    scan(prefix, &mut |key, value| {
         let (key, _) = Layout::split_key::<K>(key)?;
         sink(&key, value.to_vec())?;
         Ok(true)
     })
+}
+
+/// A full snapshot of a table stored as one entry per key, written later from a frozen
+/// view of the store.
+fn later_per_key<K: Key>(layout: &Layout) -> LaterSnapshot<K> {
+    let frozen = layout.kv.frozen();
+    let prefix = layout.table_prefix();
+    Box::new(move |sink| write_per_key(&|p, visit| frozen.scan_prefix(p, visit), &prefix, sink))
+}
+
+/// Writes a map table: one entry per key, its whole map, as the heap backend writes it.
+fn write_maps<K: Key, UK: Data, UV: Data>(scan: &Scan<'_>, prefix: &[u8], sink: &mut EntrySink<'_, K>) -> Result<()> {
+    let mut current: Option<KeyMap<K, UK, UV>> = None;
+    scan(prefix, &mut |stored, value| {
+        let (key, rest) = Layout::split_key::<K>(stored)?;
+        let user_key: UK = decode(rest)?;
+        let entry: Entry<UV> = decode(value)?;
+        match &mut current {
+            Some((k, map)) if *k == key => map.push((user_key, entry)),
+            _ => {
+                if let Some((k, map)) = current.take() {
+                    sink(&k, encode(&map)?)?;
+                }
+                current = Some((key, vec![(user_key, entry)]));
+            }
+        }
+        Ok(true)
+    })?;
+    if let Some((k, map)) = current {
+        sink(&k, encode(&map)?)?;
+    }
+    Ok(())
 }
 
 impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
@@ -197,6 +237,9 @@ impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
     }
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         self.layout.snapshot_changes(sink)
+    }
+    fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
+        Some(later_per_key(&self.layout))
     }
     fn forget_changes(&mut self) {
         self.layout.forget_changes();
@@ -300,6 +343,9 @@ impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
     }
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         self.layout.snapshot_changes(sink)
+    }
+    fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
+        Some(later_per_key(&self.layout))
     }
     fn forget_changes(&mut self) {
         self.layout.forget_changes();
@@ -406,27 +452,13 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTabl
         self
     }
     fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
-        // One snapshot entry per key: its whole map, as the heap backend writes it.
-        let mut current: Option<KeyMap<K, UK, UV>> = None;
-        self.layout.scan(&self.layout.table_prefix(), &mut |stored, value| {
-            let (key, rest) = Layout::split_key::<K>(stored)?;
-            let user_key: UK = decode(rest)?;
-            let entry: Entry<UV> = decode(value)?;
-            match &mut current {
-                Some((k, map)) if *k == key => map.push((user_key, entry)),
-                _ => {
-                    if let Some((k, map)) = current.take() {
-                        sink(&k, encode(&map)?)?;
-                    }
-                    current = Some((key, vec![(user_key, entry)]));
-                }
-            }
-            Ok(true)
-        })?;
-        if let Some((k, map)) = current {
-            sink(&k, encode(&map)?)?;
-        }
-        Ok(())
+        let layout = &self.layout;
+        write_maps::<K, UK, UV>(&|p, visit| layout.scan(p, visit), &layout.table_prefix(), sink)
+    }
+    fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
+        let frozen = self.layout.kv.frozen();
+        let prefix = self.layout.table_prefix();
+        Some(Box::new(move |sink| write_maps::<K, UK, UV>(&|p, visit| frozen.scan_prefix(p, visit), &prefix, sink)))
     }
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         // A change to one user key writes the key's whole map, as a full snapshot does.
