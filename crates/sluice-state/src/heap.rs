@@ -1,6 +1,6 @@
 //! The heap backend: objects in hash maps, with a write timestamp per entry for TTL.
 
-use crate::table::EntrySink;
+use crate::table::{EntrySink, LaterSnapshot};
 use crate::{ListTable, MapTable, StateTable, StateTtl, TtlUpdate, ValueTable};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,16 @@ macro_rules! snapshot_entries {
         fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
             self.entries.insert(key, decode(entry)?);
             Ok(())
+        }
+        fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
+            // Freezing the heap is copying it; encoding the copy happens off the worker.
+            let entries = self.entries.clone();
+            Some(Box::new(move |sink| {
+                for (key, entry) in &entries {
+                    sink(key, encode(entry)?)?;
+                }
+                Ok(())
+            }))
         }
     };
 }

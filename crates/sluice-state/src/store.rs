@@ -330,9 +330,25 @@ impl<K: Key> KeyedStateStore<K> {
     /// [`MAX_CHAIN`] checkpoints). Savepoints are full and do not reset what changed.
     pub fn snapshot(&mut self, writer: &mut StateWriter) -> Result<()> {
         if self.kv.is_none() {
-            for slot in &self.slots {
-                let name = slot.name.as_str();
-                slot.table.snapshot(&mut |key, entry| writer.keyed(key, &(name, entry)))?;
+            // Copy each table now; encode the copies off the worker.
+            let mut later = Vec::new();
+            for slot in &mut self.slots {
+                match slot.table.snapshot_later() {
+                    Some(snapshot) => later.push((slot.name.clone(), snapshot)),
+                    None => {
+                        let name = slot.name.as_str();
+                        slot.table.snapshot(&mut |key, entry| writer.keyed(key, &(name, entry)))?;
+                    }
+                }
+            }
+            if !later.is_empty() {
+                writer.defer(Box::new(move |writer: &mut StateWriter| {
+                    for (name, snapshot) in later {
+                        let name = name.as_str();
+                        snapshot(&mut |key: &K, entry: Vec<u8>| writer.keyed(key, &(name, entry)))?;
+                    }
+                    Ok(())
+                }));
             }
             return Ok(());
         }
@@ -542,7 +558,9 @@ mod tests {
         }
         let mut writer = StateWriter::new(128);
         store.snapshot(&mut writer).unwrap();
-        let reader = StateReader::new(writer.finish());
+        let (mut state, deferred) = writer.split();
+        StateWriter::complete(&mut state, deferred, 128).unwrap();
+        let reader = StateReader::new(state);
 
         let mut restored = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
         restored.restore(&reader).unwrap();
