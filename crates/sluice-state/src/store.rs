@@ -357,12 +357,11 @@ impl<K: Key> KeyedStateStore<K> {
         let mut later = Vec::new();
         for slot in &mut self.slots {
             let name = slot.name.as_str();
-            if !incremental {
-                // All the state: freeze the store now, write it off the worker.
-                if let Some(snapshot) = slot.table.snapshot_later() {
-                    later.push((slot.name.clone(), snapshot));
-                    continue;
-                }
+            // Freeze the store now, write the entries off the worker.
+            let frozen = if incremental { slot.table.changes_later() } else { slot.table.snapshot_later() };
+            if let Some(snapshot) = frozen {
+                later.push((slot.name.clone(), snapshot));
+                continue;
             }
             let mut sink = |key: &K, entry: Vec<u8>| writer.change(key, &(name, entry));
             if incremental {

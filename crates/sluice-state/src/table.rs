@@ -33,6 +33,11 @@ pub trait StateTable<K>: Send {
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         self.snapshot(sink)
     }
+    /// The changes [`StateTable::snapshot_changes`] would write, written later from a
+    /// frozen view, for tables that can freeze (on disk).
+    fn changes_later(&mut self) -> Option<LaterSnapshot<K>> {
+        None
+    }
     /// A full snapshot written later from a frozen view, for tables that can freeze
     /// (on disk); the heap tables write theirs at once.
     fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {

@@ -241,11 +241,17 @@ impl<K: Key, A: Data> Panes<K, A> {
                 let incremental = !writer.full() && disk.changes_since.is_some() && disk.chain < MAX_CHAIN;
                 writer.begin_changes(if incremental { disk.changes_since } else { None });
                 if incremental {
-                    for stored in &disk.changed {
-                        let (pane, key) = split_stored::<K>(stored)?;
-                        let slot: Option<Slot<A>> = disk.kv.get(stored)?.map(|b| decode(&b)).transpose()?;
-                        writer.change(&key, &(pane, slot))?;
-                    }
+                    // The changed accumulators, read off the worker from a frozen view.
+                    let frozen = disk.kv.frozen();
+                    let changed = std::mem::take(&mut disk.changed);
+                    writer.defer(Box::new(move |writer: &mut StateWriter| {
+                        for stored in changed {
+                            let (pane, key) = split_stored::<K>(&stored)?;
+                            let slot: Option<Slot<A>> = frozen.get(&stored)?.map(|b| decode(&b)).transpose()?;
+                            writer.change(&key, &(pane, slot))?;
+                        }
+                        Ok(())
+                    }));
                 } else {
                     // All the accumulators: freeze the store now, write them off the worker.
                     let frozen = disk.kv.frozen();

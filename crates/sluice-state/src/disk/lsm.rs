@@ -121,6 +121,11 @@ struct FrozenPartition {
 }
 
 impl Frozen for FrozenPartition {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let value =
+            self.snapshot.get(key).map_err(|e| Error::io(self.dir.display().to_string(), std::io::Error::other(e)))?;
+        Ok(value.map(|v| v.to_vec()))
+    }
     fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         for entry in self.snapshot.prefix(prefix) {
             let (key, value) =

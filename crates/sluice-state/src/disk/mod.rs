@@ -38,6 +38,8 @@ pub trait Kv: Send + Sync {
 
 /// A frozen view of a [`Kv`] store.
 pub trait Frozen: Send {
+    /// As [`Kv::get`], on the view.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// As [`Kv::scan_prefix`], on the view.
     fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
 }

@@ -87,6 +87,19 @@ impl Layout {
         Ok(())
     }
 
+    /// What [`Layout::snapshot_changes`] writes, written later from a frozen view.
+    fn changes_later<K: Key>(&mut self) -> LaterSnapshot<K> {
+        let changed = std::mem::take(&mut self.changed);
+        let frozen = self.kv.frozen();
+        Box::new(move |sink| {
+            for stored in changed {
+                let (key, _) = Layout::split_key::<K>(&stored)?;
+                sink(&key, frozen.get(&stored)?.unwrap_or_default())?;
+            }
+            Ok(())
+        })
+    }
+
     /// Every entry of this table, as stored.
     fn scan(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         self.kv.scan_prefix(prefix, visit)
@@ -238,6 +251,9 @@ impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         self.layout.snapshot_changes(sink)
     }
+    fn changes_later(&mut self) -> Option<LaterSnapshot<K>> {
+        Some(self.layout.changes_later())
+    }
     fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
         Some(later_per_key(&self.layout))
     }
@@ -343,6 +359,9 @@ impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
     }
     fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
         self.layout.snapshot_changes(sink)
+    }
+    fn changes_later(&mut self) -> Option<LaterSnapshot<K>> {
+        Some(self.layout.changes_later())
     }
     fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
         Some(later_per_key(&self.layout))
