@@ -3,9 +3,9 @@
 # integration, property and end-to-end tests, doc tests and docs.
 #
 # Build output and tools are cached outside the clone (under ~/.cache/sluice) so that
-# repeated runs are incremental. Nothing here needs a network service yet; the services
-# later issues need (a Kafka-protocol broker, PostgreSQL) will be installed and started
-# from here.
+# repeated runs are incremental. The services the tests need are installed and started
+# by scripts/services.sh: an S3-compatible object store (moto) for checkpoints in object
+# storage; later a Kafka-protocol broker and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "services (S3-compatible object store)"
+eval "$(./scripts/services.sh)"
 
 step "tests (unit, integration, property, end-to-end)"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -29,10 +29,12 @@ fn storage_error(location: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Storage {
-    /// Opens `location`: a local path (created if missing), or a URL (`file://`,
-    /// `memory://`, and `s3://`, `gs://`, `az://` when built with those stores).
+    /// Opens `location`: a local path (created if missing), or a URL: `file://`,
+    /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// (credentials and endpoints from the usual environment variables).
     pub fn open(location: &str) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .map_err(|e| Error::io("checkpoint storage runtime", e))?;
         let (store, root): (Arc<dyn ObjectStore>, Path) = if location.contains("://") {
@@ -42,8 +44,31 @@ impl Storage {
                 let path = url.to_file_path().map_err(|()| storage_error(location, "not a local file URL"))?;
                 return Self::local(&path.to_string_lossy(), location, runtime);
             }
-            let (store, root) = object_store::parse_url(&url).map_err(|e| storage_error(location, e))?;
-            (Arc::from(store), root)
+            let root = Path::from_url_path(url.path()).map_err(|e| storage_error(location, e))?;
+            let store: Arc<dyn ObjectStore> = match url.scheme() {
+                // Credentials, region and endpoint come from the environment, as the
+                // clouds' own tools read them (AWS_ACCESS_KEY_ID, AWS_ENDPOINT, ...).
+                "s3" | "s3a" => Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_url(location)
+                        .build()
+                        .map_err(|e| storage_error(location, e))?,
+                ),
+                "gs" => Arc::new(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_url(location)
+                        .build()
+                        .map_err(|e| storage_error(location, e))?,
+                ),
+                "az" | "abfs" | "abfss" | "azure" => Arc::new(
+                    object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_url(location)
+                        .build()
+                        .map_err(|e| storage_error(location, e))?,
+                ),
+                _ => Arc::from(object_store::parse_url(&url).map_err(|e| storage_error(location, e))?.0),
+            };
+            (store, root)
         } else {
             return Self::local(location, location, runtime);
         };

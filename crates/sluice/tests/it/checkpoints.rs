@@ -272,6 +272,48 @@ fn state_on_disk_resumes_exactly_once_from_incremental_checkpoints() {
     assert_same_lines(&published(output.path()), &reference(2), "on disk, after three cancels");
 }
 
+/// The S3 bucket the test services provide (`scripts/services.sh`), if running.
+fn s3_bucket() -> Option<String> {
+    let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").ok();
+    if bucket.is_none() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_SERVICES").is_none(),
+            "SLUICE_TEST_S3_BUCKET is not set: start the services with scripts/services.sh"
+        );
+        eprintln!("skipped: no S3 service (run scripts/services.sh, as scripts/test.sh does)");
+    }
+    bucket
+}
+
+#[test]
+fn checkpoints_in_s3_object_storage_resume_exactly_once() {
+    let Some(bucket) = s3_bucket() else { return };
+    let location = format!("s3://{bucket}/test-{}-{}", std::process::id(), sluice::runtime::now_millis());
+    let output = tempfile::tempdir().expect("dir");
+    let in_s3 = || {
+        StreamEnvironment::new()
+            .parallelism(2)
+            .batch_size(256)
+            .checkpointing(CheckpointConfig::new(location.clone(), Duration::from_millis(20)))
+    };
+    for _ in 0..2 {
+        let env = in_s3();
+        // Slower than the local tests: a checkpoint in S3 takes longer.
+        job(&env, Duration::from_millis(5), output.path());
+        let handle = env.start().expect("start");
+        wait_for_checkpoints(&handle, 2);
+        handle.cancel();
+        assert!(matches!(handle.join(), Err(sluice::Error::Cancelled)));
+    }
+    let store = sluice::checkpoint::CheckpointStore::open(&location).expect("the bucket opens");
+    assert!(!store.checkpoint_ids().expect("list").is_empty(), "checkpoints are in the bucket");
+    let env = in_s3();
+    job(&env, Duration::ZERO, output.path());
+    let result = env.execute().expect("the last run finishes");
+    assert!(result.checkpoints.and_then(|s| s.restored_from).is_some(), "restored from S3");
+    assert_same_lines(&published(output.path()), &reference(2), "checkpoints in S3");
+}
+
 #[test]
 fn a_corrupt_checkpoint_is_skipped_for_the_one_before() {
     let (checkpoints, output) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
