@@ -102,26 +102,34 @@ impl CheckpointStore {
         let manifest = Manifest::decode(&bytes, &location)?;
         let mut states = BTreeMap::new();
         for file in &manifest.files {
-            let path = join(dir, &file.path);
-            let bytes = self
-                .storage
-                .get(&path)?
-                .ok_or_else(|| Error::checkpoint(&location, format!("state file {} is missing", file.path)))?;
-            if bytes.len() as u64 != file.size {
-                return Err(Error::checkpoint(
-                    &location,
-                    format!("state file {} has {} bytes, expected {} (truncated?)", file.path, bytes.len(), file.size),
-                ));
+            let mut state = self.read_state(&location, &join(dir, &file.path), file.size, file.crc32)?;
+            // Changes apply on top of the chain's files, the newest last.
+            for earlier in file.chain.iter().rev() {
+                let older = self.read_state(&location, &earlier.path, earlier.size, earlier.crc32)?;
+                state.apply_after(older.changes.unwrap_or_default());
             }
-            if crc32fast::hash(&bytes) != file.crc32 {
-                return Err(Error::checkpoint(&location, format!("state file {} fails its checksum", file.path)));
-            }
-            let state: InstanceState = postcard::from_bytes(&bytes).map_err(|e| {
-                Error::checkpoint(&location, format!("state file {} cannot be decoded: {e}", file.path))
-            })?;
             states.insert(file.participant, state);
         }
         Ok(Some(LoadedCheckpoint { location, manifest, states }))
+    }
+
+    /// Reads and verifies one state file.
+    fn read_state(&self, location: &str, path: &str, size: u64, crc32: u32) -> Result<InstanceState> {
+        let bytes = self
+            .storage
+            .get(path)?
+            .ok_or_else(|| Error::checkpoint(location, format!("state file {path} is missing")))?;
+        if bytes.len() as u64 != size {
+            return Err(Error::checkpoint(
+                location,
+                format!("state file {path} has {} bytes, expected {size} (truncated?)", bytes.len()),
+            ));
+        }
+        if crc32fast::hash(&bytes) != crc32 {
+            return Err(Error::checkpoint(location, format!("state file {path} fails its checksum")));
+        }
+        postcard::from_bytes(&bytes)
+            .map_err(|e| Error::checkpoint(location, format!("state file {path} cannot be decoded: {e}")))
     }
 
     /// The ids of the checkpoint directories, complete or not, oldest first.
@@ -205,5 +213,52 @@ impl CheckpointStore {
     /// The storage, for tests and tools.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_runtime::checkpoint::{BarrierKind, Changes};
+
+    fn changes(since: Option<u64>, entries: &[(u16, &[u8])]) -> InstanceState {
+        let keyed = entries.iter().map(|(group, bytes)| (*group, bytes.to_vec())).collect();
+        InstanceState { changes: Some(Changes { since, keyed }), ..InstanceState::default() }
+    }
+
+    #[test]
+    fn a_state_is_read_back_with_the_files_of_its_chain_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
+        let participant = ParticipantId { operator: 3, worker: 0 };
+        let mut chain: Vec<ChainFile> = Vec::new();
+        let files: [InstanceState; 3] = [
+            changes(None, &[(1, b"base1"), (2, b"base2")]),
+            changes(Some(1), &[(1, b"-d1")]),
+            changes(Some(2), &[(2, b"-d2")]),
+        ];
+        for (i, state) in files.iter().enumerate() {
+            let id = i as u64 + 1;
+            let states = BTreeMap::from([(participant, state.clone())]);
+            let chains = BTreeMap::from([(participant, chain.clone())]);
+            let manifest = Manifest::new(id, BarrierKind::Checkpoint, 1, 128);
+            let (written, _) = store.write(&checkpoint_dir(id), manifest, &states, &chains).unwrap();
+            let file = &written.files[0];
+            chain.push(ChainFile {
+                path: format!("{}/{}", checkpoint_dir(id), file.path),
+                size: file.size,
+                crc32: file.crc32,
+            });
+        }
+        let loaded = store.latest().unwrap().unwrap();
+        let merged = loaded.states[&participant].changes.clone().unwrap();
+        assert_eq!(merged.since, None);
+        assert_eq!(merged.keyed[&1], b"base1-d1");
+        assert_eq!(merged.keyed[&2], b"base2-d2");
+
+        // Pruning to one checkpoint keeps the directories its chain reads.
+        store.prune(1, 3).unwrap();
+        assert_eq!(store.checkpoint_ids().unwrap(), vec![1, 2, 3]);
+        assert!(store.latest().unwrap().is_some());
     }
 }

@@ -327,7 +327,7 @@ impl<K: Key> KeyedStateStore<K> {
     ///
     /// On disk, the entries are written as changes: only those changed since the previous
     /// checkpoint when the writer allows it, else all of them (a base, also every
-    /// [`MAX_CHAIN`] checkpoints). Savepoints are full and do not reset what changed.
+    /// ten checkpoints). Savepoints are full and do not reset what changed.
     pub fn snapshot(&mut self, writer: &mut StateWriter) -> Result<()> {
         if self.kv.is_none() {
             // Copy each table now; encode the copies off the worker.
@@ -644,6 +644,150 @@ mod tests {
             assert_eq!(restored.get(value, &42), Some(126));
             assert_eq!(restored.map_entries(map, &42), vec![(1, "x42".to_string()), (2, "y42".to_string())]);
             assert_eq!(restored.sizes(), vec![("value".to_string(), 100), ("map".to_string(), 100)]);
+        }
+    }
+
+    #[test]
+    fn incremental_snapshots_rebuild_the_store_at_every_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = KeyedStateStore::<u64>::new(on_disk(&dir));
+        let value = store.value::<u64>(&StateDescriptor::new("value"));
+        let mut model: std::collections::BTreeMap<u64, u64> = Default::default();
+        let mut chain: Vec<sluice_runtime::checkpoint::Changes> = Vec::new();
+        let mut random = 0x1234_5678_9abc_def0u64;
+        for checkpoint in 1..=25u64 {
+            for _ in 0..200 {
+                random ^= random << 13;
+                random ^= random >> 7;
+                random ^= random << 17;
+                let key = random % 64;
+                if random % 5 == 0 {
+                    store.clear(value.index(), &key);
+                    model.remove(&key);
+                } else {
+                    store.set(value, &key, random);
+                    model.insert(key, random);
+                }
+            }
+            let mut writer = StateWriter::for_checkpoint(128, Some(checkpoint), false, false);
+            store.snapshot(&mut writer).unwrap();
+            let at_barrier = model.clone();
+            // The worker goes on before the coordinator writes the snapshot.
+            for key in 1..64u64 {
+                store.set(value, &key, 7);
+                model.insert(key, 7);
+            }
+            let (mut state, deferred) = writer.split();
+            StateWriter::complete(&mut state, deferred, 128).unwrap();
+            let changes = state.changes.clone().unwrap();
+            if changes.since.is_none() {
+                chain.clear();
+            }
+            chain.push(changes);
+            // Writes after the barrier must not leak into the snapshot.
+            store.set(value, &0, 999);
+            model.insert(0, 999);
+            let mut merged = InstanceStateForTest::default();
+            for changes in &chain {
+                merged.apply(changes);
+            }
+            let mut restored = KeyedStateStore::<u64>::new(on_disk(&dir));
+            let restored_value = restored.value::<u64>(&StateDescriptor::new("value"));
+            restored.restore(&StateReader::new(merged.state)).unwrap();
+            for key in 1..64 {
+                let got = restored.get(restored_value, &key);
+                assert_eq!(got, at_barrier.get(&key).copied(), "key {key} after checkpoint {checkpoint}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_store_goes_on_with_incremental_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model: std::collections::BTreeMap<u64, u64> = Default::default();
+        let mut restored_from: Option<InstanceStateForTest> = None;
+        let mut next_id = 1;
+        for round in 0..4u64 {
+            let mut store = KeyedStateStore::<u64>::new(on_disk(&dir));
+            let value = store.value::<u64>(&StateDescriptor::new("value"));
+            if let Some(merged) = restored_from.take() {
+                store.restore(&StateReader::new(merged.state)).unwrap();
+            }
+            let mut chain = InstanceStateForTest::default();
+            for _ in 0..4 {
+                for key in 0..20u64 {
+                    let key = key + round * 10;
+                    let count = model.get(&key).copied().unwrap_or(0) + 1;
+                    store.set(value, &key, count);
+                    model.insert(key, count);
+                }
+                let mut writer = StateWriter::for_checkpoint(128, Some(next_id), false, false);
+                next_id += 1;
+                store.snapshot(&mut writer).unwrap();
+                let (mut state, deferred) = writer.split();
+                StateWriter::complete(&mut state, deferred, 128).unwrap();
+                let changes = state.changes.clone().unwrap();
+                if changes.since.is_none() {
+                    chain = InstanceStateForTest::default();
+                }
+                chain.apply(&changes);
+            }
+            restored_from = Some(chain);
+        }
+        let mut store = KeyedStateStore::<u64>::new(on_disk(&dir));
+        let value = store.value::<u64>(&StateDescriptor::new("value"));
+        store.restore(&StateReader::new(restored_from.unwrap().state)).unwrap();
+        for (key, count) in model {
+            assert_eq!(store.get(value, &key), Some(count), "key {key}");
+        }
+    }
+
+    #[test]
+    fn a_full_snapshot_sees_every_key_while_other_stores_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::DiskBackend::new(dir.path()).memory_budget(8 << 20);
+        let other = std::thread::spawn({
+            let backend = backend.clone();
+            move || {
+                let mut store = KeyedStateStore::<u64>::new(StateBackendKind::OnDisk(backend));
+                let value = store.value::<String>(&StateDescriptor::new("other"));
+                for key in 0..200_000u64 {
+                    store.set(value, &key, "x".repeat(100));
+                }
+            }
+        });
+        for round in 0..5u64 {
+            let mut store = KeyedStateStore::<u64>::new(StateBackendKind::OnDisk(backend.clone()));
+            let value = store.value::<String>(&StateDescriptor::new("value"));
+            let keys = 30_000u64;
+            for key in 0..keys {
+                store.set(value, &key, format!("{round}-{key:0100}"));
+            }
+            let mut writer = StateWriter::for_checkpoint(128, Some(1), false, false);
+            store.snapshot(&mut writer).unwrap();
+            let (mut state, deferred) = writer.split();
+            StateWriter::complete(&mut state, deferred, 128).unwrap();
+            let entries: Vec<(u64, (String, Vec<u8>))> = StateReader::new(state).changes().unwrap();
+            assert_eq!(entries.len() as u64, keys, "round {round}");
+        }
+        other.join().unwrap();
+    }
+
+    /// Puts a chain of changes together as a restore does.
+    #[derive(Default)]
+    struct InstanceStateForTest {
+        state: sluice_runtime::checkpoint::InstanceState,
+    }
+
+    impl InstanceStateForTest {
+        fn apply(&mut self, changes: &sluice_runtime::checkpoint::Changes) {
+            let mut own = sluice_runtime::checkpoint::InstanceState {
+                changes: Some(changes.clone()),
+                ..Default::default()
+            };
+            let older = self.state.changes.take().unwrap_or_default();
+            own.apply_after(older);
+            self.state = own;
         }
     }
 }

@@ -214,6 +214,21 @@ impl StateWriter {
     }
 }
 
+/// Decodes the (key, entry) pairs appended to `buffers`, in order.
+fn decode_entries<'a, K: Key, E: DeserializeOwned>(buffers: impl Iterator<Item = &'a Vec<u8>>) -> Result<Vec<(K, E)>> {
+    let mut entries = Vec::new();
+    for buffer in buffers {
+        let mut rest: &[u8] = buffer;
+        while !rest.is_empty() {
+            let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;
+            let (entry, tail) = postcard::take_from_bytes::<E>(tail).map_err(decode_error)?;
+            entries.push((key, entry));
+            rest = tail;
+        }
+    }
+    Ok(entries)
+}
+
 /// The state an operator instance restores from: its key groups and its share of items.
 #[derive(Clone, Debug, Default)]
 pub struct StateReader {
@@ -228,33 +243,13 @@ impl StateReader {
 
     /// Every keyed entry, key group by key group, in the order written.
     pub fn keyed<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
-        let mut entries = Vec::new();
-        for buffer in self.state.keyed.values() {
-            let mut rest: &[u8] = buffer;
-            while !rest.is_empty() {
-                let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;
-                let (entry, tail) = postcard::take_from_bytes::<E>(tail).map_err(decode_error)?;
-                entries.push((key, entry));
-                rest = tail;
-            }
-        }
-        Ok(entries)
+        decode_entries(self.state.keyed.values())
     }
 
     /// Every entry of an on-disk store, base first, then each later change in order:
     /// applied in this order they rebuild the store.
     pub fn changes<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
-        let mut entries = Vec::new();
-        for buffer in self.state.changes.iter().flat_map(|c| c.keyed.values()) {
-            let mut rest: &[u8] = buffer;
-            while !rest.is_empty() {
-                let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;
-                let (entry, tail) = postcard::take_from_bytes::<E>(tail).map_err(decode_error)?;
-                entries.push((key, entry));
-                rest = tail;
-            }
-        }
-        Ok(entries)
+        decode_entries(self.state.changes.iter().flat_map(|c| c.keyed.values()))
     }
 
     /// Every item of non-keyed state.
