@@ -31,9 +31,10 @@ else
     cargo test --workspace --all-features --locked --no-fail-fast --lib --bins --tests
 fi
 
-step "crash test: jobs killed with SIGKILL 10 times each, output exactly once"
+step "crash test: jobs killed with SIGKILL 10 times each, output exactly once (heap, then on-disk state)"
 cargo build --workspace --bins --locked --quiet
 "$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --work "$CARGO_TARGET_DIR/crash-test"
+"$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --on-disk --work "$CARGO_TARGET_DIR/crash-test-on-disk"
 
 step "doc tests"
 cargo test --workspace --all-features --locked --doc

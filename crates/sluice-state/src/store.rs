@@ -781,10 +781,8 @@ mod tests {
 
     impl InstanceStateForTest {
         fn apply(&mut self, changes: &sluice_runtime::checkpoint::Changes) {
-            let mut own = sluice_runtime::checkpoint::InstanceState {
-                changes: Some(changes.clone()),
-                ..Default::default()
-            };
+            let mut own =
+                sluice_runtime::checkpoint::InstanceState { changes: Some(changes.clone()), ..Default::default() };
             let older = self.state.changes.take().unwrap_or_default();
             own.apply_after(older);
             self.state = own;

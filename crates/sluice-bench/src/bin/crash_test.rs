@@ -45,6 +45,9 @@ struct Args {
     /// Transactions of the fraud job.
     #[arg(long, default_value_t = 200_000)]
     transactions: u64,
+    /// Keep the jobs' keyed state and windows on disk (incremental checkpoints).
+    #[arg(long)]
+    on_disk: bool,
 }
 
 /// A small deterministic generator of kill times (xorshift64*).
@@ -73,6 +76,8 @@ struct Job {
     args: Vec<String>,
     /// Records per second that make a run last `run_seconds`.
     rate: u64,
+    /// Where the on-disk state goes, if on disk.
+    state_dir: Option<PathBuf>,
 }
 
 impl Job {
@@ -96,6 +101,9 @@ impl Job {
         }
         if let Some(rate) = rate {
             command.arg("--rate").arg(rate.to_string());
+        }
+        if let Some(dir) = &self.state_dir {
+            command.arg("--state-dir").arg(dir).args(["--state-memory", "64"]);
         }
         command.stdout(Stdio::null());
         command
@@ -280,6 +288,7 @@ fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
                         dead_letters.display().to_string(),
                     ],
                     rate: (args.transactions as f64 / run_seconds) as u64,
+                    state_dir: args.on_disk.then(|| work.join("state")),
                 }
             }
             "q5" | "q7" => Job {
@@ -287,6 +296,7 @@ fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
                 program: binary("nexmark-job")?,
                 args: vec!["--query".into(), name.clone(), "--events".into(), args.events.to_string()],
                 rate: (args.events as f64 / run_seconds) as u64,
+                state_dir: args.on_disk.then(|| work.join("state")),
             },
             other => return Err(format!("unknown job '{other}' (fraud, q5, q7)")),
         };

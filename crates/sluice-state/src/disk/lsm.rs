@@ -59,6 +59,7 @@ impl DiskBackend {
     pub fn open(&self) -> Result<Arc<dyn Kv>> {
         let mut keyspace = self.keyspace.lock().unwrap_or_else(|e| e.into_inner());
         if keyspace.is_none() {
+            remove_abandoned(&self.dir);
             let path = self.dir.join(format!("sluice-state-{}-{}", std::process::id(), sluice_runtime::now_millis()));
             std::fs::create_dir_all(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
             let opened = fjall::Config::new(&path)
@@ -81,6 +82,23 @@ impl DiskBackend {
         let options = fjall::PartitionCreateOptions::default().max_memtable_size(memtable);
         let partition = keyspace.open_partition(&name, options).map_err(|e| store_error(&self.dir, e))?;
         Ok(Arc::new(Partition { partition, dir: self.dir.clone() }))
+    }
+}
+
+/// Deletes the working directories of jobs whose process is gone (killed before it
+/// could delete its own): their state is in their checkpoints, not there. Only where
+/// `/proc` tells which processes live (Linux).
+fn remove_abandoned(dir: &std::path::Path) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("sluice-state-").and_then(|rest| rest.split('-').next()) else { continue };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
