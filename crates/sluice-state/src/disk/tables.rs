@@ -121,6 +121,40 @@ fn count_keys(layout: &Layout, distinct_prefix: impl Fn(&[u8]) -> usize) -> usiz
     count
 }
 
+/// The `StateTable` hooks of the tables stored as one entry per key (value and list).
+macro_rules! per_key_table_hooks {
+    () => {
+        fn clear_key(&mut self, key: &K) {
+            let stored_key = self.layout.key(key);
+            self.layout.delete(&stored_key);
+        }
+        fn len(&self) -> usize {
+            count_keys(&self.layout, |key| key.len())
+        }
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+        fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+            snapshot_per_key(&self.layout, sink)
+        }
+        fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
+            self.layout.kv.put(&self.layout.key(&key), entry)
+        }
+        fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
+            self.layout.snapshot_changes(sink)
+        }
+        fn changes_later(&mut self) -> Option<LaterSnapshot<K>> {
+            Some(self.layout.changes_later())
+        }
+        fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
+            Some(later_per_key(&self.layout))
+        }
+        fn forget_changes(&mut self) {
+            self.layout.forget_changes();
+        }
+    };
+}
+
 /// One value per key, on disk.
 pub struct DiskValueTable<K, V> {
     layout: Layout,
@@ -232,34 +266,7 @@ impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
         let ttl = self.ttl;
         sweep_table::<Entry<V>>(&mut self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
     }
-    fn clear_key(&mut self, key: &K) {
-        let stored_key = self.layout.key(key);
-        self.layout.delete(&stored_key);
-    }
-    fn len(&self) -> usize {
-        count_keys(&self.layout, |key| key.len())
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
-        snapshot_per_key(&self.layout, sink)
-    }
-    fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
-        self.layout.kv.put(&self.layout.key(&key), entry)
-    }
-    fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
-        self.layout.snapshot_changes(sink)
-    }
-    fn changes_later(&mut self) -> Option<LaterSnapshot<K>> {
-        Some(self.layout.changes_later())
-    }
-    fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
-        Some(later_per_key(&self.layout))
-    }
-    fn forget_changes(&mut self) {
-        self.layout.forget_changes();
-    }
+    per_key_table_hooks!();
 }
 
 impl<K: Key, V: Data> ValueTable<K, V> for DiskValueTable<K, V> {
@@ -341,34 +348,7 @@ impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
             }
         });
     }
-    fn clear_key(&mut self, key: &K) {
-        let stored_key = self.layout.key(key);
-        self.layout.delete(&stored_key);
-    }
-    fn len(&self) -> usize {
-        count_keys(&self.layout, |key| key.len())
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn snapshot(&self, sink: &mut EntrySink<'_, K>) -> Result<()> {
-        snapshot_per_key(&self.layout, sink)
-    }
-    fn restore(&mut self, key: K, entry: &[u8]) -> Result<()> {
-        self.layout.kv.put(&self.layout.key(&key), entry)
-    }
-    fn snapshot_changes(&mut self, sink: &mut EntrySink<'_, K>) -> Result<()> {
-        self.layout.snapshot_changes(sink)
-    }
-    fn changes_later(&mut self) -> Option<LaterSnapshot<K>> {
-        Some(self.layout.changes_later())
-    }
-    fn snapshot_later(&mut self) -> Option<LaterSnapshot<K>> {
-        Some(later_per_key(&self.layout))
-    }
-    fn forget_changes(&mut self) {
-        self.layout.forget_changes();
-    }
+    per_key_table_hooks!();
 }
 
 impl<K: Key, V: Data> ListTable<K, V> for DiskListTable<K, V> {
