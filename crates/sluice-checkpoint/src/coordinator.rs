@@ -111,6 +111,9 @@ struct Coordinator {
     next_request_poll: Instant,
     /// Transactions whose commit failed, retried after the next checkpoint.
     uncommitted: Vec<(usize, Vec<u8>)>,
+    /// Transactions pre-committed for checkpoints that never completed (abandoned):
+    /// they go into the next complete one, which covers their records too.
+    carried: Vec<(ParticipantId, Vec<u8>)>,
     /// The last complete checkpoint (not savepoint).
     last_complete: Option<CheckpointId>,
     /// The files each on-disk store's state in it is rebuilt from.
@@ -132,6 +135,7 @@ impl Coordinator {
             next_trigger,
             next_request_poll: Instant::now(),
             uncommitted: Vec::new(),
+            carried: Vec::new(),
             last_complete: None,
             chains: BTreeMap::new(),
         }
@@ -238,8 +242,11 @@ impl Coordinator {
                     flight.longest_sync = flight.longest_sync.max(ack.sync);
                     flight.states.insert(ack.participant, ack.state);
                 }
-                // A late snapshot of an abandoned checkpoint.
-                _ => return Ok(()),
+                // A late snapshot of an abandoned checkpoint: only its transactions matter.
+                _ => {
+                    self.carried.extend(ack.state.committables.into_iter().map(|c| (ack.participant, c)));
+                    return Ok(());
+                }
             },
         }
         self.complete_if_acknowledged()
@@ -258,9 +265,20 @@ impl Coordinator {
                 flight.states.insert(*participant, state);
             }
         }
+        for (participant, committable) in std::mem::take(&mut self.carried) {
+            if let Some(state) = flight.states.get_mut(&participant) {
+                state.committables.insert(0, committable);
+            }
+        }
         let outcome = self.complete(flight.barrier, flight.started, &flight.states, false);
-        if outcome.is_ok() {
-            self.lock_stats().latest_sync = flight.longest_sync;
+        match &outcome {
+            Ok(_) => self.lock_stats().latest_sync = flight.longest_sync,
+            // Not stored: its transactions wait for the next checkpoint.
+            Err(_) => {
+                for (participant, state) in &flight.states {
+                    self.carried.extend(state.committables.iter().map(|c| (*participant, c.clone())));
+                }
+            }
         }
         match (flight.requester, outcome) {
             (Some(requester), outcome) => self.answer(requester, outcome),
@@ -403,6 +421,9 @@ impl Coordinator {
             self.lock_stats().failed += 1;
             // Its snapshots were taken: later changes must not refer to them.
             self.setup.hub.require_full_snapshots(true);
+            for (participant, state) in &flight.states {
+                self.carried.extend(state.committables.iter().map(|c| (*participant, c.clone())));
+            }
             if let Some(requester) = flight.requester {
                 self.answer(requester, Err(Error::checkpoint(self.setup.store.location(), message)));
             }
@@ -413,17 +434,36 @@ impl Coordinator {
     fn on_job_end(mut self, finished: bool, cancelled: bool) -> Result<()> {
         let ended = || Err(Error::checkpoint(self.setup.store.location(), "the job ended first"));
         let mut requesters: Vec<Requester> = self.savepoints.drain(..).collect();
-        requesters.extend(self.in_flight.take().and_then(|f| f.requester));
+        let in_flight = self.in_flight.take();
+        let mut pre_committed: Vec<(ParticipantId, Vec<Vec<u8>>)> = Vec::new();
+        if let Some(flight) = in_flight {
+            requesters.extend(flight.requester);
+            pre_committed = flight.states.into_iter().map(|(p, s)| (p, s.committables)).collect();
+        }
         for requester in requesters {
             self.answer(requester, ended());
         }
         if finished {
             // Every participant reported its final state before its worker stopped.
             for mut ack in self.setup.acks.try_iter().collect::<Vec<_>>() {
-                if ack.kind == AckKind::Finished {
-                    let deferred = std::mem::take(&mut ack.deferred);
-                    StateWriter::complete(&mut ack.state, deferred, self.setup.max_parallelism)?;
-                    self.finished.insert(ack.participant, ack.state);
+                match ack.kind {
+                    AckKind::Finished => {
+                        let deferred = std::mem::take(&mut ack.deferred);
+                        StateWriter::complete(&mut ack.state, deferred, self.setup.max_parallelism)?;
+                        self.finished.insert(ack.participant, ack.state);
+                    }
+                    // A sink that pre-committed the checkpoint still in flight.
+                    AckKind::Snapshot(_) => pre_committed.push((ack.participant, ack.state.committables)),
+                }
+            }
+            // The checkpoint in flight will never complete, but the job did: what its
+            // sinks pre-committed is final too, and goes into the final checkpoint
+            // before their last transactions.
+            pre_committed.extend(std::mem::take(&mut self.carried).into_iter().map(|(p, c)| (p, vec![c])));
+            for (participant, committables) in pre_committed {
+                if let Some(state) = self.finished.get_mut(&participant) {
+                    let last = std::mem::replace(&mut state.committables, committables);
+                    state.committables.extend(last);
                 }
             }
             let missing: Vec<_> = self.participants.iter().filter(|p| !self.finished.contains_key(p)).collect();
