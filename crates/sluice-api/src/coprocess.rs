@@ -51,7 +51,7 @@ impl<F: KeyedCoProcessFunction, KF1, KF2> KeyedCoProcessOperator<F, KF1, KF2> {
     fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let function = &mut self.function;
         self.scope.fire(domain, now, out.sides(), |time, ctx| function.on_timer(time, domain, ctx));
-        out.emit(std::mem::take(&mut self.scope.buffer))
+        self.scope.emit(out)
     }
 }
 
@@ -68,13 +68,13 @@ where
     fn process_left(&mut self, batch: Batch<F::In1>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let function = &mut self.function;
         self.scope.each_record(batch, &self.key1, out.sides(), |value, ctx| function.process_element1(value, ctx));
-        out.emit(std::mem::take(&mut self.scope.buffer))
+        self.scope.emit(out)
     }
 
     fn process_right(&mut self, batch: Batch<F::In2>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let function = &mut self.function;
         self.scope.each_record(batch, &self.key2, out.sides(), |value, ctx| function.process_element2(value, ctx));
-        out.emit(std::mem::take(&mut self.scope.buffer))
+        self.scope.emit(out)
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {

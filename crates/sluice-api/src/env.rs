@@ -198,16 +198,16 @@ impl StreamEnvironment {
             return Ok(None);
         }
         config.validate()?;
-        let store = CheckpointStore::open(&config.location)?;
+        let store = config.store()?;
         let restore = match &config.restore {
             Some(path) => Some(read_checkpoint(path)?),
             None => store.latest()?,
         };
         if let Some(loaded) = &restore {
             self.check_compatible(loaded)?;
+            self.check_fallback(&config, loaded)?;
         }
-        let newest = store.checkpoint_ids()?.last().copied().unwrap_or(0);
-        let first_id = newest.max(restore.as_ref().map_or(0, |l| l.manifest.id)) + 1;
+        let first_id = store.newest_id()?.max(restore.as_ref().map_or(0, |l| l.manifest.id)) + 1;
         Ok(Some(CheckpointPlan { config, store, restore, first_id }))
     }
 
@@ -235,6 +235,27 @@ impl StreamEnvironment {
             ));
         }
         Ok(())
+    }
+
+    /// Refuses to fall back past a complete checkpoint that is corrupt when the job's
+    /// output is exactly-once: that checkpoint's transactions may have been published,
+    /// and replaying from an older one would publish them again. Restoring the older
+    /// checkpoint explicitly accepts that.
+    fn check_fallback(&self, config: &CheckpointConfig, loaded: &LoadedCheckpoint) -> Result<()> {
+        let Some((newest, reason)) = loaded.skipped.first() else { return Ok(()) };
+        let transactional = !self.graph.borrow().committers.is_empty();
+        if config.guarantee != DeliveryGuarantee::ExactlyOnce || !transactional {
+            return Ok(());
+        }
+        Err(Error::checkpoint(
+            &config.location,
+            format!(
+                "checkpoint {newest} is complete but corrupt ({reason}); the newest intact one is {}, and restoring \
+                 it would publish again the output of the checkpoints after it. To accept duplicates, restore it \
+                 explicitly (--restore {}, or CheckpointConfig::restore)",
+                loaded.manifest.id, loaded.location
+            ),
+        ))
     }
 
     /// Publishes what the restored checkpoint pre-committed and aborts the rest.

@@ -77,12 +77,23 @@ const PROCESSING_TIMER: &str = "\0processing-timer";
 /// The watermark an operator restores: the lowest of the instances it takes over (none
 /// when it took over no instance's items, on a rescale).
 pub(crate) fn restored_watermark(state: &StateReader) -> Result<Timestamp> {
-    Ok(state.items::<Timestamp>()?.into_iter().min().unwrap_or(MIN_TIMESTAMP))
+    Ok(state.clocks::<Timestamp>()?.into_iter().min().unwrap_or(MIN_TIMESTAMP))
 }
 
 impl<K: Key, O> KeyedScope<K, O> {
     pub fn new(state: KeyedStateStore<K>) -> Self {
         KeyedScope { state, timers: Timers::default(), watermark: MIN_TIMESTAMP, buffer: Vec::new() }
+    }
+
+    /// Emits what the last call produced, unless the state failed meanwhile (a failing
+    /// disk, state that could not be restored): then the job fails and nothing of it
+    /// leaves.
+    pub fn emit(&mut self, out: &mut Output<Batch<O>>) -> Result<()>
+    where
+        O: Send + 'static,
+    {
+        self.state.check("keyed process function")?;
+        out.emit(std::mem::take(&mut self.buffer))
     }
 
     /// Advances the watermark; after a restore it never goes back below the restored one.
@@ -98,7 +109,7 @@ impl<K: Key, O> KeyedScope<K, O> {
                 writer.keyed(key, &(name, encode(time)?))?;
             }
         }
-        writer.item(&self.watermark)
+        writer.clock(&self.watermark)
     }
 
     /// Restores what [`KeyedScope::snapshot`] wrote, for the key groups of this worker.
@@ -350,7 +361,7 @@ impl<F: KeyedProcessFunction, KF> KeyedProcessOperator<F, KF> {
     fn fire(&mut self, domain: TimeDomain, now: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let function = &mut self.function;
         self.scope.fire(domain, now, out.sides(), |time, ctx| function.on_timer(time, domain, ctx));
-        out.emit(std::mem::take(&mut self.scope.buffer))
+        self.scope.emit(out)
     }
 }
 
@@ -365,7 +376,7 @@ where
     fn process_batch(&mut self, batch: Batch<F::In>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let function = &mut self.function;
         self.scope.each_record(batch, &self.key, out.sides(), |value, ctx| function.process_element(value, ctx));
-        out.emit(std::mem::take(&mut self.scope.buffer))
+        self.scope.emit(out)
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<F::Out>>) -> Result<()> {

@@ -29,6 +29,9 @@ pub struct SinkContext {
     pub checkpointing: bool,
     /// Whether its checkpoints are exactly-once (aligned).
     pub exactly_once: bool,
+    /// Whether the job resumes from a checkpoint: what the sink wrote before it is
+    /// kept (a sink must not start its output afresh).
+    pub restored: bool,
 }
 
 impl SinkContext {

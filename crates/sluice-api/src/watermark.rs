@@ -112,7 +112,8 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
     /// are late after it).
     pub fn new(strategy: WatermarkStrategy<T, A>, out: Output<Batch<T>>, participant: Participant) -> Result<Self> {
         let max_timestamp = match participant.restored() {
-            Some(state) => state.items::<Timestamp>()?.into_iter().min().unwrap_or(MIN_TIMESTAMP),
+            // The lowest of the assigners taken over: no record is late that was not.
+            Some(state) => state.clocks::<Timestamp>()?.into_iter().min().unwrap_or(MIN_TIMESTAMP),
             None => MIN_TIMESTAMP,
         };
         Ok(WatermarkAssigner {
@@ -131,7 +132,7 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
             return Ok(None);
         }
         let mut state = self.participant.writer(barrier);
-        state.item(&self.max_timestamp)?;
+        state.clock(&self.max_timestamp)?;
         Ok(Some(state.finish()))
     }
 

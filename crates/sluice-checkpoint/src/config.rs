@@ -1,7 +1,9 @@
 //! A job's checkpoint settings.
 
+use sluice_fs::FileSystem;
 use sluice_runtime::checkpoint::Alignment;
 use sluice_types::{Error, Result};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a job's output promises after a crash and restart.
@@ -63,6 +65,9 @@ pub struct CheckpointConfig {
     /// Restore from this checkpoint or savepoint directory instead of the latest
     /// checkpoint in `location`.
     pub restore: Option<String>,
+    /// The file system a local `location` is written through: the local disk if
+    /// `None`. Crash-consistency tests pass a [`sluice_fs::SimulatedFs`].
+    pub file_system: Option<Arc<dyn FileSystem>>,
 }
 
 impl CheckpointConfig {
@@ -77,6 +82,17 @@ impl CheckpointConfig {
             retain_on_cancel: true,
             guarantee: DeliveryGuarantee::ExactlyOnce,
             restore: None,
+            file_system: None,
+        }
+    }
+
+    /// Opens the checkpoints of `location`, through the configured file system.
+    pub fn store(&self) -> Result<crate::CheckpointStore> {
+        match (&self.file_system, self.location.contains("://")) {
+            (Some(fs), false) => {
+                Ok(crate::CheckpointStore::new(crate::Storage::on_file_system(&self.location, fs.clone())?))
+            }
+            _ => crate::CheckpointStore::open(&self.location),
         }
     }
 

@@ -109,10 +109,12 @@ struct Coordinator {
     savepoints: Vec<Requester>,
     next_trigger: Instant,
     next_request_poll: Instant,
-    /// Transactions whose commit failed, retried after the next checkpoint.
-    uncommitted: Vec<(usize, Vec<u8>)>,
-    /// Transactions pre-committed for checkpoints that never completed (abandoned):
-    /// they go into the next complete one, which covers their records too.
+    /// Transactions that go into the next complete checkpoint, which covers their
+    /// records too, and are committed with it: those pre-committed for a checkpoint that
+    /// never completed (abandoned, or failed to store), for a savepoint (which commits
+    /// nothing: a crash after it restores the checkpoint before it, and output the
+    /// savepoint had published would be written twice), and those whose commit failed
+    /// (kept in the checkpoint's own state, so a crash before the retry loses nothing).
     carried: Vec<(ParticipantId, Vec<u8>)>,
     /// The last complete checkpoint (not savepoint).
     last_complete: Option<CheckpointId>,
@@ -134,7 +136,6 @@ impl Coordinator {
             savepoints: Vec::new(),
             next_trigger,
             next_request_poll: Instant::now(),
-            uncommitted: Vec::new(),
             carried: Vec::new(),
             last_complete: None,
             chains: BTreeMap::new(),
@@ -349,12 +350,14 @@ impl Coordinator {
             stats.latest_duration = duration;
             stats.latest_size = size;
         }
-        for (participant, state) in states {
-            for committable in &state.committables {
-                self.uncommitted.push((participant.operator, committable.clone()));
+        match barrier.kind {
+            BarrierKind::Checkpoint => self.commit(states),
+            BarrierKind::Savepoint => {
+                for (participant, state) in states {
+                    self.carried.extend(state.committables.iter().map(|c| (*participant, c.clone())));
+                }
             }
         }
-        self.commit_pending();
         if barrier.kind == BarrierKind::Checkpoint {
             if let Err(error) = self.setup.store.prune(self.setup.config.retained, barrier.id) {
                 tracing::warn!("cannot delete old checkpoints: {error}");
@@ -392,18 +395,18 @@ impl Coordinator {
         Ok(chains)
     }
 
-    fn commit_pending(&mut self) {
-        let committers = &self.setup.committers;
-        self.uncommitted.retain(|(operator, committable)| {
-            let Some(committer) = committers.get(operator) else { return false };
-            match committer.commit(committable) {
-                Ok(()) => false,
-                Err(error) => {
+    /// Commits the transactions of a complete checkpoint; one that fails is carried into
+    /// the next checkpoint and committed again after it.
+    fn commit(&mut self, states: &BTreeMap<ParticipantId, InstanceState>) {
+        for (participant, state) in states {
+            let Some(committer) = self.setup.committers.get(&participant.operator) else { continue };
+            for committable in &state.committables {
+                if let Err(error) = committer.commit(committable) {
                     tracing::warn!("commit failed, retrying after the next checkpoint: {error}");
-                    true
+                    self.carried.push((*participant, committable.clone()));
                 }
             }
-        });
+        }
     }
 
     fn expire(&mut self) -> Result<()> {
@@ -476,7 +479,7 @@ impl Coordinator {
             let barrier = Barrier { id: self.next_id, kind: BarrierKind::Checkpoint };
             let states = std::mem::take(&mut self.finished);
             self.complete(barrier, Instant::now(), &states, true)?;
-            if !self.uncommitted.is_empty() {
+            if !self.carried.is_empty() {
                 return Err(Error::checkpoint(
                     self.setup.store.location(),
                     "the final results could not be committed; restart the job to retry",

@@ -13,7 +13,7 @@ use sluice_types::{Error, Result};
 pub const MANIFEST: &str = "manifest.json";
 
 /// The layout version this code writes and reads.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// One state file of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,9 +123,17 @@ pub fn parse_checkpoint_dir(name: &str) -> Option<CheckpointId> {
     name.strip_prefix("chk-")?.parse().ok()
 }
 
+/// The directory of the savepoints under a checkpoint location.
+pub const SAVEPOINTS: &str = "savepoints";
+
 /// The directory of savepoint `id` under a checkpoint location.
 pub fn savepoint_dir(id: CheckpointId) -> String {
-    format!("savepoints/sp-{id:010}")
+    format!("{SAVEPOINTS}/sp-{id:010}")
+}
+
+/// The savepoint id of a directory name under [`SAVEPOINTS`], if it is one.
+pub fn parse_savepoint_dir(name: &str) -> Option<CheckpointId> {
+    name.strip_prefix("sp-")?.parse().ok()
 }
 
 #[cfg(test)]

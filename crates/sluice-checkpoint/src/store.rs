@@ -1,6 +1,8 @@
 //! Writing, reading, verifying and pruning checkpoints in a [`Storage`].
 
-use crate::manifest::{checkpoint_dir, parse_checkpoint_dir, ChainFile, Manifest, StateFile, MANIFEST};
+use crate::manifest::{
+    checkpoint_dir, parse_checkpoint_dir, parse_savepoint_dir, ChainFile, Manifest, StateFile, MANIFEST, SAVEPOINTS,
+};
 use crate::Storage;
 use sluice_runtime::checkpoint::{CheckpointId, InstanceState, ParticipantId, RestoredCheckpoint};
 use sluice_types::{Error, Result};
@@ -15,6 +17,11 @@ pub struct LoadedCheckpoint {
     pub manifest: Manifest,
     /// Every participant's state.
     pub states: BTreeMap<ParticipantId, InstanceState>,
+    /// Newer checkpoints that had completed (they have a manifest) but failed to verify,
+    /// newest first, with the reason: [`CheckpointStore::latest`] fell back past them.
+    /// Their transactions may have been published, so restoring this one can write
+    /// output twice.
+    pub skipped: Vec<(CheckpointId, String)>,
 }
 
 impl LoadedCheckpoint {
@@ -110,7 +117,7 @@ impl CheckpointStore {
             }
             states.insert(file.participant, state);
         }
-        Ok(Some(LoadedCheckpoint { location, manifest, states }))
+        Ok(Some(LoadedCheckpoint { location, manifest, states, skipped: Vec::new() }))
     }
 
     /// Reads and verifies one state file.
@@ -141,16 +148,22 @@ impl CheckpointStore {
     }
 
     /// The latest complete checkpoint that reads back intact. A corrupt one is skipped,
-    /// with a warning, for the one before it; an error only if checkpoints exist but
-    /// none can be used (restoring nothing would replay output already committed).
+    /// with a warning, for the one before it, and listed in
+    /// [`LoadedCheckpoint::skipped`]; an error only if checkpoints exist but none can be
+    /// used (restoring nothing would replay output already committed).
     pub fn latest(&self) -> Result<Option<LoadedCheckpoint>> {
         let mut last_error = None;
+        let mut skipped = Vec::new();
         for id in self.checkpoint_ids()?.into_iter().rev() {
             match self.read(&checkpoint_dir(id)) {
-                Ok(Some(loaded)) => return Ok(Some(loaded)),
+                Ok(Some(mut loaded)) => {
+                    loaded.skipped = skipped;
+                    return Ok(Some(loaded));
+                }
                 Ok(None) => tracing::debug!("checkpoint {id} is incomplete (no manifest); skipping it"),
                 Err(error) => {
                     tracing::warn!("checkpoint {id} is corrupt, falling back to the previous one: {error}");
+                    skipped.push((id, error.to_string()));
                     last_error = Some(error);
                 }
             }
@@ -162,6 +175,23 @@ impl CheckpointStore {
             )),
             None => Ok(None),
         }
+    }
+
+    /// The ids of the savepoints kept in the location, oldest first.
+    pub fn savepoint_ids(&self) -> Result<Vec<CheckpointId>> {
+        let mut ids: Vec<CheckpointId> =
+            self.storage.list_dirs(SAVEPOINTS)?.iter().filter_map(|d| parse_savepoint_dir(d)).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The highest id of any checkpoint or savepoint in the location, complete or not:
+    /// new ones are numbered after it, so no id (and no output named after one) is
+    /// reused.
+    pub fn newest_id(&self) -> Result<CheckpointId> {
+        let checkpoints = self.checkpoint_ids()?.last().copied().unwrap_or(0);
+        let savepoints = self.savepoint_ids()?.last().copied().unwrap_or(0);
+        Ok(checkpoints.max(savepoints))
     }
 
     /// Deletes the checkpoint directories other than the `retain` newest complete

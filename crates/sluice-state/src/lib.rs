@@ -12,6 +12,7 @@
 
 mod descriptor;
 pub mod disk;
+mod health;
 pub mod heap;
 mod store;
 mod table;
@@ -19,6 +20,7 @@ mod ttl;
 
 pub use descriptor::{ListState, MapState, StateDescriptor, ValueState};
 pub use disk::DiskBackend;
+pub use health::Health;
 pub use store::{KeyedStateStore, StateBackendKind};
 pub use table::{ListTable, MapTable, StateTable, ValueTable};
 pub use ttl::{StateTtl, TtlClock, TtlUpdate};

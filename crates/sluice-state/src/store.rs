@@ -3,11 +3,12 @@
 use crate::disk::{DiskListTable, DiskMapTable, DiskValueTable, Kv};
 use crate::heap::{HeapListTable, HeapMapTable, HeapValueTable};
 use crate::{
-    ListState, ListTable, MapState, MapTable, StateDescriptor, StateTable, StateTtl, TtlClock, ValueState, ValueTable,
+    Health, ListState, ListTable, MapState, MapTable, StateDescriptor, StateTable, StateTtl, TtlClock, ValueState,
+    ValueTable,
 };
 use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
-use sluice_types::{Data, Key, Result, Timestamp, MIN_TIMESTAMP};
+use sluice_types::{Data, Error, Key, Result, Timestamp, MIN_TIMESTAMP};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -50,6 +51,8 @@ pub struct KeyedStateStore<K> {
     changes_since: Option<u64>,
     /// How many snapshots of changes followed the last full one.
     chain: usize,
+    /// The first failure of a table, or of a restore (see [`KeyedStateStore::check`]).
+    health: Health,
 }
 
 /// After this many snapshots of changes, an on-disk store writes a full one: the chain a
@@ -70,6 +73,7 @@ impl<K: Key> KeyedStateStore<K> {
             restored: FxHashMap::default(),
             changes_since: None,
             chain: 0,
+            health: Health::default(),
         }
     }
 
@@ -108,10 +112,10 @@ impl<K: Key> KeyedStateStore<K> {
                 table.clear_key(&key);
                 continue;
             }
-            // A state whose type changed since the checkpoint cannot be read back: the
-            // job then starts this state empty rather than with garbage.
+            // A state whose type changed since the checkpoint cannot be read back. It is
+            // neither restored in part nor started empty: the job fails, naming it.
             if let Err(error) = table.restore(key, &entry) {
-                warn_unrestorable(&descriptor.name, &error);
+                self.health.record(&unrestorable(&descriptor.name, &error));
                 break;
             }
         }
@@ -134,7 +138,9 @@ impl<K: Key> KeyedStateStore<K> {
         }
         let table: Box<dyn StateTable<K>> = match self.disk_table() {
             None => Box::new(HeapValueTable::<K, V>::new(descriptor.ttl)),
-            Some((kv, id, groups)) => Box::new(DiskValueTable::<K, V>::new(kv, id, groups, descriptor.ttl)),
+            Some((kv, health, id, groups)) => {
+                Box::new(DiskValueTable::<K, V>::new(kv, health, id, groups, descriptor.ttl))
+            }
         };
         ValueState::new(self.add_slot(descriptor, table))
     }
@@ -146,7 +152,9 @@ impl<K: Key> KeyedStateStore<K> {
         }
         let table: Box<dyn StateTable<K>> = match self.disk_table() {
             None => Box::new(HeapListTable::<K, V>::new(descriptor.ttl)),
-            Some((kv, id, groups)) => Box::new(DiskListTable::<K, V>::new(kv, id, groups, descriptor.ttl)),
+            Some((kv, health, id, groups)) => {
+                Box::new(DiskListTable::<K, V>::new(kv, health, id, groups, descriptor.ttl))
+            }
         };
         ListState::new(self.add_slot(descriptor, table))
     }
@@ -158,23 +166,43 @@ impl<K: Key> KeyedStateStore<K> {
         }
         let table: Box<dyn StateTable<K>> = match self.disk_table() {
             None => Box::new(HeapMapTable::<K, UK, UV>::new(descriptor.ttl)),
-            Some((kv, id, groups)) => Box::new(DiskMapTable::<K, UK, UV>::new(kv, id, groups, descriptor.ttl)),
+            Some((kv, health, id, groups)) => {
+                Box::new(DiskMapTable::<K, UK, UV>::new(kv, health, id, groups, descriptor.ttl))
+            }
         };
         MapState::new(self.add_slot(descriptor, table))
     }
 
     /// The store and number of the next disk table, for the on-disk backend.
-    fn disk_table(&mut self) -> Option<(Arc<dyn Kv>, u16, u16)> {
+    /// The on-disk store, its health, the next table's id and the key groups; `None` on
+    /// the heap. A store that cannot open is recorded as failed (the job fails at the
+    /// end of its first batch) and its tables are kept on the heap meanwhile.
+    fn disk_table(&mut self) -> Option<(Arc<dyn Kv>, Health, u16, u16)> {
         let StateBackendKind::OnDisk(disk) = &self.backend else { return None };
         let kv = match &self.kv {
             Some(kv) => kv.clone(),
             None => {
-                let kv = disk.open().unwrap_or_else(|error| panic!("cannot open the on-disk state store: {error}"));
+                let opened = disk.open().map_err(|error| Error::State {
+                    operator: "store".into(),
+                    message: format!("cannot open the on-disk store: {error}"),
+                });
+                let kv = crate::disk::guarded(self.health.ok(opened)?, self.health.clone());
                 self.kv = Some(kv.clone());
                 kv
             }
         };
-        Some((kv, self.slots.len() as u16, self.max_parallelism))
+        Some((kv, self.health.clone(), self.slots.len() as u16, self.max_parallelism))
+    }
+
+    /// Fails with the first failure of this store's tables (a failing disk) or of a
+    /// restore (state that cannot be read back); operators check after each batch.
+    pub fn check(&self, operator: &str) -> Result<()> {
+        self.health.check(operator)
+    }
+
+    /// Where this store's failures are recorded, for operators' own on-disk tables.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Sets the number of key groups on-disk keys are laid out by (the job's maximum
@@ -408,7 +436,7 @@ impl<K: Key> KeyedStateStore<K> {
             match self.slot_index(&name) {
                 // An empty entry: the key's state was deleted after an earlier snapshot.
                 Some(i) if entry.is_empty() => self.slots[i].table.clear_key(&key),
-                Some(i) => self.slots[i].table.restore(key, &entry)?,
+                Some(i) => self.slots[i].table.restore(key, &entry).map_err(|e| unrestorable(&name, &e))?,
                 None => self.restored.entry(name).or_default().push((key, entry)),
             }
         }
@@ -423,8 +451,14 @@ impl<K: Key> KeyedStateStore<K> {
     }
 }
 
-fn warn_unrestorable(state: &str, error: &sluice_types::Error) {
-    eprintln!("warning: state '{state}' cannot be restored ({error}); it starts empty");
+fn unrestorable(state: &str, error: &Error) -> Error {
+    Error::State {
+        operator: "store".into(),
+        message: format!(
+            "state '{state}' cannot be restored from the checkpoint ({error}); was its type changed? Start the job \
+             without that checkpoint, or keep the state's type"
+        ),
+    }
 }
 
 impl<V> ValueState<V> {
@@ -543,6 +577,29 @@ mod tests {
         assert_eq!(store.map_entries(map, &a), vec![("w".to_string(), 2), ("x".to_string(), 1)]);
         store.map_remove(map, &a, &"w".to_string());
         assert_eq!(store.map_get(map, &a, &"w".to_string()), None);
+    }
+
+    #[test]
+    fn state_that_cannot_be_read_back_fails_the_operator_instead_of_starting_empty() {
+        let mut store = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let names = store.value::<String>(&StateDescriptor::new("name"));
+        store.set(names, &1, "a long name".to_string());
+        let mut writer = StateWriter::new(128);
+        store.snapshot(&mut writer).unwrap();
+        let (mut state, deferred) = writer.split();
+        StateWriter::complete(&mut state, deferred, 128).unwrap();
+
+        // Declared after the restore, with another type: the restore cannot decode it.
+        let mut restored = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        restored.restore(&StateReader::new(state.clone())).unwrap();
+        let _ = restored.value::<bool>(&StateDescriptor::new("name"));
+        let error = restored.check("process").unwrap_err().to_string();
+        assert!(error.contains("'name' cannot be restored"), "{error}");
+
+        // Declared before the restore: the restore itself fails.
+        let mut restored = KeyedStateStore::<u64>::new(StateBackendKind::Heap);
+        let _ = restored.value::<bool>(&StateDescriptor::new("name"));
+        assert!(restored.restore(&StateReader::new(state)).is_err());
     }
 
     #[test]

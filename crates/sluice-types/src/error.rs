@@ -60,6 +60,15 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// Keyed state could not be read, written or restored (a failing disk, state written
+    /// by another version of the job).
+    #[error("state of '{operator}': {message}")]
+    State {
+        /// The operator whose state failed.
+        operator: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Taking, storing or restoring a checkpoint failed.
     #[error("checkpoint {location}: {message}")]
     Checkpoint {
@@ -79,7 +88,7 @@ impl Error {
             Error::Operator { .. } => ErrorDomain::External,
             Error::Cancelled => ErrorDomain::External,
             Error::WorkerPanicked { .. } => ErrorDomain::Internal,
-            Error::Checkpoint { .. } => ErrorDomain::External,
+            Error::Checkpoint { .. } | Error::State { .. } => ErrorDomain::External,
         }
     }
 

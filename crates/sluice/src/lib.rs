@@ -33,6 +33,7 @@
 pub use sluice_api::*;
 pub use sluice_checkpoint as checkpoint;
 pub use sluice_connectors as connectors;
+pub use sluice_fs as fs;
 pub use sluice_runtime as runtime;
 pub use sluice_state as state;
 

@@ -180,7 +180,7 @@ where
         for (key, records) in &self.right.records {
             state.keyed(key, &JoinEntry::<T, U>::Right(records.clone()))?;
         }
-        state.item(&self.watermark)
+        state.clock(&self.watermark)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {

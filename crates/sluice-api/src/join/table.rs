@@ -155,7 +155,7 @@ where
                 &TableJoinEntry::<&T, &V>::Versions(versions.iter().map(|(t, v)| (*t, v.as_ref())).collect()),
             )?;
         }
-        state.item(&self.watermark)
+        state.clock(&self.watermark)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {

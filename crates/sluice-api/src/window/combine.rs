@@ -72,7 +72,11 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> PaneCombiner<K, T, KF, A> {
             .partials
             .keys()
             .copied()
-            .filter(|&pane| !self.hold || pane == MIN_TIMESTAMP || self.first_window_end(pane) - 1 <= watermark)
+            .filter(|&pane| {
+                !self.hold
+                    || !super::fixed::representable(pane, self.size, self.slide, self.offset)
+                    || self.first_window_end(pane) - 1 <= watermark
+            })
             .collect();
         let mut batch = Vec::new();
         for pane in due {
@@ -98,9 +102,12 @@ where
 
     fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Self::Out>) -> Result<()> {
         for record in batch {
-            // Records without event time keep it unset: the window operator rejects them.
-            let pane = if record.timestamp == MIN_TIMESTAMP {
-                MIN_TIMESTAMP
+            // Records without event time keep it unset, and records whose windows cannot be
+            // represented keep their own time: the window operator rejects both.
+            let pane = if record.timestamp == MIN_TIMESTAMP
+                || !super::fixed::representable(record.timestamp, self.size, self.slide, self.offset)
+            {
+                record.timestamp
             } else {
                 record.timestamp - (record.timestamp - self.offset).rem_euclid(self.pane)
             };
@@ -126,7 +133,7 @@ where
                 state.keyed(key, &(*pane, acc))?;
             }
         }
-        state.item(&self.watermark)
+        state.clock(&self.watermark)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {

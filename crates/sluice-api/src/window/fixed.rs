@@ -23,6 +23,25 @@ pub(crate) fn pane_size(size: i64, slide: i64) -> i64 {
     gcd(size, slide).max(1)
 }
 
+/// Whether every window and pane holding `timestamp` can be computed in `i64`, for
+/// windows of `size` every `slide` shifted by `offset`: a record timed within one window
+/// of the ends of time has windows that cannot be represented, and is rejected rather
+/// than put into a window whose bounds wrapped around.
+pub(crate) fn representable(timestamp: Timestamp, size: i64, slide: i64, offset: i64) -> bool {
+    let margin = size.saturating_add(slide).saturating_add(offset.saturating_abs());
+    timestamp.checked_sub(margin).is_some() && timestamp.checked_add(margin).is_some()
+}
+
+/// Where a record went.
+enum Placed {
+    /// Into its panes (or into no window, between hopping windows).
+    Added,
+    /// Every window holding it has expired.
+    Late,
+    /// Its windows lie beyond the representable time range.
+    OutOfRange,
+}
+
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 {
         a
@@ -45,6 +64,8 @@ pub(crate) struct FixedWindowOperator<K, T, KF, A: AggregateFunction<T>> {
     /// Windows ending at or before this (plus one) have fired.
     fired_through: Timestamp,
     early_round: i64,
+    /// Records dropped because their windows lie beyond the range of event time.
+    out_of_range: u64,
     results: Vec<Record<WindowResult<K, A::Out>>>,
     _type: PhantomData<fn(T)>,
 }
@@ -71,6 +92,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             watermark: MIN_TIMESTAMP,
             fired_through: MIN_TIMESTAMP,
             early_round: MIN_TIMESTAMP,
+            out_of_range: 0,
             results: Vec::new(),
             _type: PhantomData,
         }
@@ -119,18 +141,21 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
         self.results.push(Record { timestamp: end - 1, value: WindowResult { key, window, value, kind } });
     }
 
-    /// Adds a record to its pane; returns false when every window it belongs to has
-    /// expired (the record is late).
-    fn add(&mut self, key: &K, timestamp: Timestamp, value: &T) -> bool {
+    /// Adds a record to its pane, unless it is late (every window it belongs to has
+    /// expired) or out of range.
+    fn add(&mut self, key: &K, timestamp: Timestamp, value: &T) -> Placed {
+        if !representable(timestamp, self.size, self.slide, self.offset) {
+            return Placed::OutOfRange;
+        }
         let last_start = timestamp - (timestamp - self.offset).rem_euclid(self.slide);
         let into_window = timestamp - last_start;
         if into_window >= self.size {
             // Hopping windows with gaps (slide > size): the record is in no window.
-            return true;
+            return Placed::Added;
         }
         let latest_end = last_start + self.size;
         if self.is_expired(latest_end) {
-            return false;
+            return Placed::Late;
         }
         // The earliest window containing the record ends first; if it has not fired, no
         // window of this record has.
@@ -158,7 +183,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
                 }
             }
         }
-        true
+        Placed::Added
     }
 
     /// The ends of windows that contain a pane and satisfy `wanted`, in order.
@@ -257,12 +282,26 @@ where
             if timestamp == MIN_TIMESTAMP {
                 return Err(super::untimed_record());
             }
-            if !self.add(&key, timestamp, &record.value) {
-                if let Some(tag) = &self.settings.late_tag {
-                    out.sides().emit_named(tag, record);
+            match self.add(&key, timestamp, &record.value) {
+                Placed::Added => continue,
+                Placed::Late => {}
+                Placed::OutOfRange => {
+                    // Counted as a dead letter, and on the late output if there is one.
+                    if self.out_of_range == 0 {
+                        tracing::warn!(
+                            "a window dropped a record at {timestamp} ms: its windows end beyond the range of event \
+                             time (counted as a dead letter)"
+                        );
+                    }
+                    self.out_of_range += 1;
+                    out.count_dead_letters(1);
                 }
             }
+            if let Some(tag) = &self.settings.late_tag {
+                out.sides().emit_named(tag, record);
+            }
         }
+        self.panes.check("window")?;
         out.emit(std::mem::take(&mut self.results))
     }
 
@@ -274,12 +313,14 @@ where
             TimeDomain::ProcessingTime if watermark == MAX_TIMESTAMP => self.advance(MAX_TIMESTAMP),
             TimeDomain::ProcessingTime => {}
         }
+        self.panes.check("window")?;
         out.emit(std::mem::take(&mut self.results))
     }
 
     fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<Self::Out>) -> Result<()> {
         if self.settings.domain == TimeDomain::ProcessingTime {
             self.advance(now);
+            self.panes.check("window")?;
             out.emit(std::mem::take(&mut self.results))?;
         }
         Ok(())
@@ -287,14 +328,14 @@ where
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
         self.panes.snapshot(state)?;
-        state.item(&(self.watermark, self.fired_through, self.early_round))
+        state.clock(&(self.watermark, self.fired_through, self.early_round))
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
         self.panes.restore(state)?;
         // Aligned barriers reach every instance after the same watermarks: the clocks of
         // the instances taken over agree; the minimum is the safe choice if they do not.
-        if let Some(clock) = state.items::<(Timestamp, Timestamp, Timestamp)>()?.into_iter().min() {
+        if let Some(clock) = state.clocks::<(Timestamp, Timestamp, Timestamp)>()?.into_iter().min() {
             (self.watermark, self.fired_through, self.early_round) = clock;
         }
         Ok(())

@@ -11,7 +11,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use sluice_runtime::checkpoint::{decode, encode, StateReader, StateWriter};
 use sluice_state::disk::Kv;
-use sluice_state::StateBackendKind;
+use sluice_state::{Health, StateBackendKind};
 use sluice_types::{Data, Error, Key, Result, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +31,13 @@ type PaneChange<A> = (Timestamp, Option<Slot<A>>);
 const MAX_CHAIN: usize = 10;
 
 /// The accumulators of one fixed-window operator instance.
-pub(crate) enum Panes<K, A> {
+pub(crate) struct Panes<K, A> {
+    store: PaneStore<K, A>,
+    /// The first failure of the on-disk store: the operator fails the job with it.
+    health: Health,
+}
+
+enum PaneStore<K, A> {
     Heap(BTreeMap<Timestamp, FxHashMap<K, Slot<A>>>),
     Disk(DiskPanes),
 }
@@ -57,20 +63,14 @@ impl DiskPanes {
     }
 }
 
-fn fatal<T>(result: Result<T>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(error) => panic!("the on-disk window state failed: {error}"),
-    }
-}
-
 fn pane_prefix(pane: Timestamp) -> [u8; 8] {
     ((pane as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 fn stored_key<K: Key>(pane: Timestamp, key: &K) -> Vec<u8> {
     let bytes = pane_prefix(pane).to_vec();
-    fatal(postcard::to_extend(key, bytes).map_err(|e| Error::checkpoint("window state", e.to_string())))
+    // Encoding into a vector fails only for types serde cannot write at all.
+    postcard::to_extend(key, bytes).unwrap_or_default()
 }
 
 fn split_stored<K: Key>(stored: &[u8]) -> Result<(Timestamp, K)> {
@@ -82,23 +82,35 @@ fn split_stored<K: Key>(stored: &[u8]) -> Result<(Timestamp, K)> {
 
 impl<K: Key, A: Data> Panes<K, A> {
     /// Empty panes on `backend`.
+    /// A store that cannot open is recorded as failed, and the panes stay on the heap
+    /// until the operator reports the failure.
     pub fn new(backend: &StateBackendKind) -> Self {
-        match backend {
-            StateBackendKind::Heap => Panes::Heap(BTreeMap::new()),
-            StateBackendKind::OnDisk(disk) => Panes::Disk(DiskPanes {
-                kv: fatal(disk.open()),
-                panes: BTreeMap::new(),
-                changed: FxHashSet::default(),
-                changes_since: None,
-                chain: 0,
-            }),
-        }
+        let health = Health::default();
+        let store = match backend {
+            StateBackendKind::Heap => PaneStore::Heap(BTreeMap::new()),
+            StateBackendKind::OnDisk(disk) => match health.ok(disk.open()) {
+                None => PaneStore::Heap(BTreeMap::new()),
+                Some(kv) => PaneStore::Disk(DiskPanes {
+                    kv: sluice_state::disk::guarded(kv, health.clone()),
+                    panes: BTreeMap::new(),
+                    changed: FxHashSet::default(),
+                    changes_since: None,
+                    chain: 0,
+                }),
+            },
+        };
+        Panes { store, health }
+    }
+
+    /// Fails with the first failure of the on-disk store, naming `operator`.
+    pub fn check(&self, operator: &str) -> Result<()> {
+        self.health.check(operator)
     }
 
     /// Changes `key`'s accumulator over `pane`, creating it with `create` first.
     pub fn update(&mut self, pane: Timestamp, key: &K, create: impl FnOnce() -> A, change: impl FnOnce(&mut Slot<A>)) {
-        match self {
-            Panes::Heap(panes) => {
+        match &mut self.store {
+            PaneStore::Heap(panes) => {
                 let slots = match panes.get_mut(&pane) {
                     Some(slots) => slots,
                     None => {
@@ -114,17 +126,20 @@ impl<K: Key, A: Data> Panes<K, A> {
                 };
                 change(slot);
             }
-            Panes::Disk(disk) => {
+            PaneStore::Disk(disk) => {
                 let stored = stored_key(pane, key);
-                let mut slot = match fatal(disk.kv.get(&stored)) {
-                    Some(bytes) => fatal(decode(&bytes)),
+                let found = self.health.ok(disk.kv.get(&stored)).flatten();
+                let mut slot = match found.and_then(|bytes| self.health.ok(decode(&bytes))) {
+                    Some(slot) => slot,
                     None => {
                         *disk.panes.entry(pane).or_default() += 1;
                         Slot { acc: create(), dirty: false }
                     }
                 };
                 change(&mut slot);
-                fatal(disk.kv.put(&stored, &fatal(encode(&slot))));
+                if let Some(bytes) = self.health.ok(encode(&slot)) {
+                    self.health.ok(disk.kv.put(&stored, &bytes));
+                }
                 disk.record(stored);
             }
         }
@@ -132,46 +147,47 @@ impl<K: Key, A: Data> Panes<K, A> {
 
     /// `key`'s accumulator over `pane`.
     pub fn get(&self, pane: Timestamp, key: &K) -> Option<A> {
-        match self {
-            Panes::Heap(panes) => panes.get(&pane)?.get(key).map(|slot| slot.acc.clone()),
-            Panes::Disk(disk) => {
-                let bytes = fatal(disk.kv.get(&stored_key(pane, key)))?;
-                Some(fatal(decode::<Slot<A>>(&bytes)).acc)
+        match &self.store {
+            PaneStore::Heap(panes) => panes.get(&pane)?.get(key).map(|slot| slot.acc.clone()),
+            PaneStore::Disk(disk) => {
+                let bytes = self.health.ok(disk.kv.get(&stored_key(pane, key))).flatten()?;
+                Some(self.health.ok(decode::<Slot<A>>(&bytes))?.acc)
             }
         }
     }
 
     /// The starts of the panes that hold accumulators, in order.
     pub fn starts(&self) -> Vec<Timestamp> {
-        match self {
-            Panes::Heap(panes) => panes.keys().copied().collect(),
-            Panes::Disk(disk) => disk.panes.keys().copied().collect(),
+        match &self.store {
+            PaneStore::Heap(panes) => panes.keys().copied().collect(),
+            PaneStore::Disk(disk) => disk.panes.keys().copied().collect(),
         }
     }
 
     /// The first pane's start.
     pub fn first(&self) -> Option<Timestamp> {
-        match self {
-            Panes::Heap(panes) => panes.keys().next().copied(),
-            Panes::Disk(disk) => disk.panes.keys().next().copied(),
+        match &self.store {
+            PaneStore::Heap(panes) => panes.keys().next().copied(),
+            PaneStore::Disk(disk) => disk.panes.keys().next().copied(),
         }
     }
 
     /// Calls `visit` with every accumulator of the panes starting in `[from, to)`.
     pub fn for_each_in(&self, from: Timestamp, to: Timestamp, mut visit: impl FnMut(&K, &Slot<A>)) {
-        match self {
-            Panes::Heap(panes) => {
+        match &self.store {
+            PaneStore::Heap(panes) => {
                 for slots in panes.range(from..to).map(|(_, slots)| slots) {
                     slots.iter().for_each(|(key, slot)| visit(key, slot));
                 }
             }
-            Panes::Disk(disk) => {
+            PaneStore::Disk(disk) => {
                 for &pane in disk.panes.range(from..to).map(|(pane, _)| pane) {
-                    fatal(disk.kv.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
+                    let scanned = disk.kv.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
                         let (_, key) = split_stored::<K>(stored)?;
                         visit(&key, &decode(bytes)?);
                         Ok(true)
-                    }));
+                    });
+                    self.health.ok(scanned);
                 }
             }
         }
@@ -179,22 +195,23 @@ impl<K: Key, A: Data> Panes<K, A> {
 
     /// Removes the pane starting at `pane`; returns its accumulators.
     pub fn remove(&mut self, pane: Timestamp) -> Vec<(K, Slot<A>)> {
-        match self {
-            Panes::Heap(panes) => panes.remove(&pane).map(|slots| slots.into_iter().collect()).unwrap_or_default(),
-            Panes::Disk(disk) => {
+        match &mut self.store {
+            PaneStore::Heap(panes) => panes.remove(&pane).map(|slots| slots.into_iter().collect()).unwrap_or_default(),
+            PaneStore::Disk(disk) => {
                 if disk.panes.remove(&pane).is_none() {
                     return Vec::new();
                 }
                 let mut removed = Vec::new();
                 let mut keys = Vec::new();
-                fatal(disk.kv.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
+                let scanned = disk.kv.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
                     let (_, key) = split_stored::<K>(stored)?;
                     removed.push((key, decode(bytes)?));
                     keys.push(stored.to_vec());
                     Ok(true)
-                }));
+                });
+                self.health.ok(scanned);
                 for stored in keys {
-                    fatal(disk.kv.delete(&stored));
+                    self.health.ok(disk.kv.delete(&stored));
                     disk.record(stored);
                 }
                 removed
@@ -204,22 +221,23 @@ impl<K: Key, A: Data> Panes<K, A> {
 
     /// Marks every accumulator as reported (after early results).
     pub fn clear_dirty(&mut self) {
-        match self {
-            Panes::Heap(panes) => panes.values_mut().flat_map(|p| p.values_mut()).for_each(|s| s.dirty = false),
-            Panes::Disk(disk) => {
+        match &mut self.store {
+            PaneStore::Heap(panes) => panes.values_mut().flat_map(|p| p.values_mut()).for_each(|s| s.dirty = false),
+            PaneStore::Disk(disk) => {
                 let mut rewrites = Vec::new();
                 for &pane in disk.panes.keys() {
-                    fatal(disk.kv.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
+                    let scanned = disk.kv.scan_prefix(&pane_prefix(pane), &mut |stored, bytes| {
                         let mut slot: Slot<A> = decode(bytes)?;
                         if slot.dirty {
                             slot.dirty = false;
                             rewrites.push((stored.to_vec(), encode(&slot)?));
                         }
                         Ok(true)
-                    }));
+                    });
+                    self.health.ok(scanned);
                 }
                 for (stored, bytes) in rewrites {
-                    fatal(disk.kv.put(&stored, &bytes));
+                    self.health.ok(disk.kv.put(&stored, &bytes));
                     disk.record(stored);
                 }
             }
@@ -228,8 +246,8 @@ impl<K: Key, A: Data> Panes<K, A> {
 
     /// Writes every accumulator (heap), or the changed ones (disk, when allowed).
     pub fn snapshot(&mut self, writer: &mut StateWriter) -> Result<()> {
-        match self {
-            Panes::Heap(panes) => {
+        match &mut self.store {
+            PaneStore::Heap(panes) => {
                 for (pane, slots) in panes.iter() {
                     for (key, slot) in slots {
                         writer.keyed(key, &(*pane, &slot.acc, slot.dirty))?;
@@ -237,7 +255,7 @@ impl<K: Key, A: Data> Panes<K, A> {
                 }
                 Ok(())
             }
-            Panes::Disk(disk) => {
+            PaneStore::Disk(disk) => {
                 let incremental = !writer.full() && disk.changes_since.is_some() && disk.chain < MAX_CHAIN;
                 writer.begin_changes(if incremental { disk.changes_since } else { None });
                 if incremental {
@@ -286,11 +304,11 @@ impl<K: Key, A: Data> Panes<K, A> {
             .map(|(k, (p, acc, dirty))| (k, (p, Some(Slot { acc, dirty }))));
         let entries: Vec<(K, PaneChange<A>)> = full.chain(reader.changes::<K, PaneChange<A>>()?).collect();
         for (key, (pane, slot)) in entries {
-            match (&mut *self, slot) {
-                (Panes::Heap(panes), Some(slot)) => {
+            match (&mut self.store, slot) {
+                (PaneStore::Heap(panes), Some(slot)) => {
                     panes.entry(pane).or_default().insert(key, slot);
                 }
-                (Panes::Heap(panes), None) => {
+                (PaneStore::Heap(panes), None) => {
                     if let Some(slots) = panes.get_mut(&pane) {
                         slots.remove(&key);
                         if slots.is_empty() {
@@ -298,7 +316,7 @@ impl<K: Key, A: Data> Panes<K, A> {
                         }
                     }
                 }
-                (Panes::Disk(disk), slot) => {
+                (PaneStore::Disk(disk), slot) => {
                     let stored = stored_key(pane, &key);
                     let existed = disk.kv.get(&stored)?.is_some();
                     match slot {

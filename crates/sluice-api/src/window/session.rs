@@ -222,7 +222,7 @@ where
         for (time, key) in self.purge_at.iter() {
             state.keyed(key, &SessionEntry::<A::Acc>::PurgeAt(*time))?;
         }
-        state.item(&self.time)
+        state.clock(&self.time)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {

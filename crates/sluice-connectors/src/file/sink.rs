@@ -10,21 +10,25 @@
 
 use serde::Serialize;
 use sluice_api::{Sink, SinkContext, SinkWriter, FINAL_CHECKPOINT};
+use sluice_fs::{FileSystem, WritableFile};
 use sluice_runtime::checkpoint::{decode, CheckpointId, Committer, StateWriter};
 use sluice_types::{Error, Record, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where a [`JsonLinesSink`] writes.
 enum Target {
-    /// One file, appended to by every worker under a short lock.
-    File(Arc<Mutex<BufWriter<File>>>),
-    /// A directory of part files, one writer per worker.
-    Directory,
+    /// One file, appended to by every worker under a short lock; opened by the first
+    /// writer, when the sink knows whether the job starts afresh or resumes.
+    File(Arc<OnceLock<SharedFile>>),
+    /// A directory of part files, one writer per worker, written through `fs`.
+    Directory(Arc<dyn FileSystem>),
 }
+
+type SharedFile = Arc<Mutex<BufWriter<File>>>;
 
 /// A sink writing each record's value as one JSON line.
 pub struct JsonLinesSink<T> {
@@ -38,21 +42,47 @@ fn io_error(path: &Path, error: std::io::Error) -> Error {
 }
 
 impl<T> JsonLinesSink<T> {
-    /// Creates (or truncates) the file `path`, shared by all workers. It cannot be
-    /// written exactly-once: use [`JsonLinesSink::directory`] for that.
+    /// Writes the file `path`, shared by all workers: created afresh (truncated) when
+    /// the job starts, appended to when it resumes from a checkpoint (at-least-once: the
+    /// lines written after that checkpoint are written again). It cannot be written
+    /// exactly-once: use [`JsonLinesSink::directory`] for that.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::create(&path).map_err(|e| io_error(&path, e))?;
-        let target = Target::File(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, file))));
-        Ok(JsonLinesSink { path, target, _type: PhantomData })
+        // Fail early on a path that cannot be written, before the job starts.
+        std::fs::OpenOptions::new().append(true).create(true).open(&path).map_err(|e| io_error(&path, e))?;
+        Ok(JsonLinesSink { path, target: Target::File(Arc::default()), _type: PhantomData })
     }
 
     /// Writes part files into the directory `path` (created if missing): exactly-once
     /// when the job checkpoints exactly-once, straight through otherwise.
     pub fn directory(path: impl AsRef<Path>) -> Result<Self> {
+        Self::directory_on(path, sluice_fs::local())
+    }
+
+    /// As [`JsonLinesSink::directory`], written through the file system `fs` (tests
+    /// pass a [`sluice_fs::SimulatedFs`] to cut the power at any write).
+    pub fn directory_on(path: impl AsRef<Path>, fs: Arc<dyn FileSystem>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&path).map_err(|e| io_error(&path, e))?;
-        Ok(JsonLinesSink { path, target: Target::Directory, _type: PhantomData })
+        sluice_fs::create_dir_all_durably(fs.as_ref(), &path).map_err(|e| io_error(&path, e))?;
+        Ok(JsonLinesSink { path, target: Target::Directory(fs), _type: PhantomData })
+    }
+
+    /// The shared file, opened once for all workers.
+    fn shared_file(&self, file: &OnceLock<SharedFile>, restored: bool) -> Result<SharedFile> {
+        if let Some(open) = file.get() {
+            return Ok(open.clone());
+        }
+        let mut options = std::fs::OpenOptions::new();
+        match restored {
+            true => options.append(true).create(true),
+            false => options.write(true).create(true).truncate(true),
+        };
+        let opened = options.open(&self.path).map_err(|e| io_error(&self.path, e))?;
+        // The file's name must be durable too, not only what is synced into it.
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sluice_fs::LocalFs.sync_dir(parent).map_err(|e| io_error(parent, e))?;
+        }
+        Ok(file.get_or_init(|| Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, opened)))).clone())
     }
 }
 
@@ -72,8 +102,9 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
                     self.path.display()
                 )))
             }
-            Target::File(file) => Output::Shared(file.clone()),
-            Target::Directory => Output::Parts(PartWriter {
+            Target::File(file) => Output::Shared(self.shared_file(file, context.restored)?),
+            Target::Directory(fs) => Output::Parts(PartWriter {
+                fs: fs.clone(),
                 dir: self.path.clone(),
                 worker: context.worker,
                 transactional: context.transactional(),
@@ -86,8 +117,8 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
     }
 
     fn committer(&self) -> Option<Arc<dyn Committer>> {
-        match self.target {
-            Target::Directory => Some(Arc::new(PartCommitter { dir: self.path.clone() })),
+        match &self.target {
+            Target::Directory(fs) => Some(Arc::new(PartCommitter { fs: fs.clone(), dir: self.path.clone() })),
             Target::File(_) => None,
         }
     }
@@ -96,11 +127,12 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
 /// A part file being written.
 struct OpenPart {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: BufWriter<Box<dyn WritableFile>>,
 }
 
 /// One worker's part files.
 struct PartWriter {
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     worker: usize,
     transactional: bool,
@@ -132,21 +164,24 @@ impl PartWriter {
         }
     }
 
-    fn file(&mut self) -> Result<&mut BufWriter<File>> {
+    fn file(&mut self) -> Result<&mut BufWriter<Box<dyn WritableFile>>> {
         if self.open.is_none() {
             let name = if self.transactional { self.in_progress_name() } else { self.published_name(0) };
             let path = self.dir.join(name);
-            let file = File::create(&path).map_err(|e| io_error(&path, e))?;
+            let file = self.fs.create(&path).map_err(|e| io_error(&path, e))?;
             self.open = Some(OpenPart { path, file: BufWriter::with_capacity(1 << 20, file) });
         }
         Ok(&mut self.open.as_mut().expect("invariant: opened above").file)
     }
 
-    /// Closes the open part, durably; returns its path.
+    /// Closes the open part, durably: its data, then its name in the directory (a
+    /// checkpoint that completes must find the file it pre-committed after a power cut).
+    /// Returns its path.
     fn close_part(&mut self) -> Result<Option<PathBuf>> {
         let Some(mut part) = self.open.take() else { return Ok(None) };
         part.file.flush().map_err(|e| io_error(&part.path, e))?;
-        part.file.get_ref().sync_all().map_err(|e| io_error(&part.path, e))?;
+        part.file.get_mut().sync().map_err(|e| io_error(&part.path, e))?;
+        self.fs.sync_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
         self.sequence += 1;
         Ok(Some(part.path))
     }
@@ -193,8 +228,10 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for JsonLinesWriter<T> {
     fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
         match &mut self.output {
             Output::Shared(file) => {
+                // What the checkpoint covers must be on disk once it completes.
                 let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                file.flush().map_err(|e| io_error(&self.path, e))
+                file.flush().map_err(|e| io_error(&self.path, e))?;
+                file.get_ref().sync_data().map_err(|e| io_error(&self.path, e))
             }
             Output::Parts(parts) => {
                 let published = parts.published_name(checkpoint);
@@ -223,33 +260,35 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for JsonLinesWriter<T> {
 
 /// Publishes pre-committed part files by renaming them.
 struct PartCommitter {
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
 }
 
 impl Committer for PartCommitter {
+    /// Renames the part to its published name and syncs the directory: once this
+    /// returns, the output is published for good, power cut or not.
     fn commit(&self, committable: &[u8]) -> Result<()> {
         let part: PendingPart = decode(committable)?;
         let from = self.dir.join(&part.in_progress);
         let to = self.dir.join(&part.published);
-        match std::fs::rename(&from, &to) {
-            Ok(()) => Ok(()),
+        match self.fs.rename(&from, &to) {
+            Ok(()) => {}
             // Committed before a crash: the rename already happened.
-            Err(_) if !from.exists() && to.exists() => Ok(()),
-            Err(e) => Err(io_error(&from, e)),
+            Err(_) if !self.fs.exists(&from) && self.fs.exists(&to) => {}
+            Err(e) => return Err(io_error(&from, e)),
         }
+        self.fs.sync_dir(&self.dir).map_err(|e| io_error(&self.dir, e))
     }
 
     fn recover(&self, committables: &[Vec<u8>]) -> Result<()> {
         for committable in committables {
             self.commit(committable)?;
         }
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error(&self.dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".part-") && name.ends_with(".inprogress") {
+        for entry in self.fs.list(&self.dir).map_err(|e| io_error(&self.dir, e))? {
+            if entry.name.starts_with(".part-") && entry.name.ends_with(".inprogress") {
                 // Written after the restored checkpoint: it will be written again.
-                std::fs::remove_file(entry.path()).map_err(|e| io_error(&entry.path(), e))?;
+                let path = self.dir.join(&entry.name);
+                self.fs.remove_file(&path).map_err(|e| io_error(&path, e))?;
             }
         }
         Ok(())

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 /// directory (in name order). Lines that do not parse as `T` go to the dead letters.
 pub struct JsonLinesSource<T> {
     files: Vec<(PathBuf, u64)>,
+    /// Each file's fingerprint when the job started: a restore checks the file is the one
+    /// its checkpoint read.
+    fingerprints: Vec<Fingerprint>,
     block_size: u64,
     dead_letters: DeadLetters,
     _type: PhantomData<fn() -> T>,
@@ -47,7 +50,14 @@ impl<T> JsonLinesSource<T> {
         } else {
             files.push((path.to_path_buf(), metadata.len()));
         }
-        Ok(JsonLinesSource { files, block_size: 4 << 20, dead_letters: DeadLetters::default(), _type: PhantomData })
+        let fingerprints = files.iter().map(|(path, length)| Fingerprint::of(path, *length)).collect::<Result<_>>()?;
+        Ok(JsonLinesSource {
+            files,
+            fingerprints,
+            block_size: 4 << 20,
+            dead_letters: DeadLetters::default(),
+            _type: PhantomData,
+        })
     }
 
     /// Sends lines that cannot be read to `dead_letters` (default: standard error).
@@ -79,9 +89,42 @@ struct Block {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct BlockSplit {
     path: String,
+    fingerprint: Fingerprint,
     start: u64,
     end: u64,
     resume: Option<u64>,
+}
+
+/// What identifies a file's contents cheaply: its length and checksums of its first and
+/// last 64 KiB. A checkpoint resumes a file at a byte offset, which only makes sense in
+/// the same file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Fingerprint {
+    length: u64,
+    head_crc32: u32,
+    tail_crc32: u32,
+}
+
+impl Fingerprint {
+    const SPAN: u64 = 64 << 10;
+
+    fn of(path: &Path, length: u64) -> Result<Self> {
+        let shown = || path.display().to_string();
+        let mut file = File::open(path).map_err(|e| Error::io(shown(), e))?;
+        let mut crc_of = |from: u64| -> Result<u32> {
+            use std::io::Read;
+            let mut bytes = Vec::with_capacity(Self::SPAN as usize);
+            file.seek(SeekFrom::Start(from)).map_err(|e| Error::io(shown(), e))?;
+            (&mut file)
+                .take(Self::SPAN.min(length - from))
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::io(shown(), e))?;
+            Ok(crc32fast::hash(&bytes))
+        };
+        let head_crc32 = crc_of(0)?;
+        let tail_crc32 = crc_of(length.saturating_sub(Self::SPAN))?;
+        Ok(Fingerprint { length, head_crc32, tail_crc32 })
+    }
 }
 
 impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T> {
@@ -115,6 +158,21 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
             let file = self.files.iter().position(|(p, _)| p.display().to_string() == split.path).ok_or_else(|| {
                 Error::checkpoint(&split.path, "the checkpoint reads this file, which is no longer among the input")
             })?;
+            let now = self.fingerprints[file];
+            if now != split.fingerprint {
+                let change = match now.length == split.fingerprint.length {
+                    true => "its contents changed".to_string(),
+                    false => format!("it has {} bytes, the checkpoint read {}", now.length, split.fingerprint.length),
+                };
+                return Err(Error::checkpoint(
+                    &split.path,
+                    format!(
+                        "the input file changed since the checkpoint ({change}): resuming at byte {} would skip or \
+                         repeat input. Restore the original file, or start the job without the checkpoint",
+                        split.resume.unwrap_or(split.start)
+                    ),
+                ));
+            }
             blocks.push(Block { file, start: split.start, end: split.end, resume: split.resume });
         }
         Ok(self.reader_of(blocks))
@@ -127,6 +185,7 @@ impl<T> JsonLinesSource<T> {
         blocks.reverse();
         JsonLinesReader {
             paths: self.files.iter().map(|(p, _)| p.clone()).collect(),
+            fingerprints: self.fingerprints.clone(),
             blocks,
             current: None,
             line: Vec::with_capacity(1024),
@@ -149,6 +208,7 @@ struct OpenBlock {
 /// One worker's share of a [`JsonLinesSource`].
 pub struct JsonLinesReader<T> {
     paths: Vec<PathBuf>,
+    fingerprints: Vec<Fingerprint>,
     /// Blocks still to read, last first.
     blocks: Vec<Block>,
     current: Option<OpenBlock>,
@@ -256,18 +316,59 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
     fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
         let path = |file: usize| self.paths[file].display().to_string();
         if let Some(open) = &self.current {
-            let split =
-                BlockSplit { path: path(open.file), start: open.start, end: open.end, resume: Some(open.offset) };
+            let split = BlockSplit {
+                path: path(open.file),
+                fingerprint: self.fingerprints[open.file],
+                start: open.start,
+                end: open.end,
+                resume: Some(open.offset),
+            };
             state.item(&split)?;
         }
         for block in self.blocks.iter().rev() {
             state.item(&BlockSplit {
                 path: path(block.file),
+                fingerprint: self.fingerprints[block.file],
                 start: block.start,
                 end: block.end,
                 resume: block.resume,
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint_after_one_batch(path: &Path) -> sluice_runtime::checkpoint::InstanceState {
+        let source = JsonLinesSource::<u64>::new(path).unwrap();
+        let mut reader = source.reader(0, 1).unwrap();
+        assert!(matches!(reader.poll(10).unwrap(), SourcePoll::Batch(batch) if batch.len() == 10));
+        let mut state = StateWriter::new(128);
+        reader.snapshot(&mut state).unwrap();
+        state.finish()
+    }
+
+    #[test]
+    fn a_restore_refuses_an_input_file_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let lines: String = (0..100).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&path, &lines).unwrap();
+        let state = checkpoint_after_one_batch(&path);
+        let source = JsonLinesSource::<u64>::new(&path).unwrap();
+        assert!(source.restore_reader(0, 1, &StateReader::new(state.clone())).is_ok(), "the same file resumes");
+
+        std::fs::write(&path, lines.replace("5\n", "6\n")).unwrap();
+        let source = JsonLinesSource::<u64>::new(&path).unwrap();
+        let error = source.restore_reader(0, 1, &StateReader::new(state.clone())).err().unwrap().to_string();
+        assert!(error.contains("contents changed"), "{error}");
+
+        std::fs::write(&path, format!("{lines}100\n")).unwrap();
+        let source = JsonLinesSource::<u64>::new(&path).unwrap();
+        let error = source.restore_reader(0, 1, &StateReader::new(state)).err().unwrap().to_string();
+        assert!(error.contains("the checkpoint read 290"), "{error}");
     }
 }

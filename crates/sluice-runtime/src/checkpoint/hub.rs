@@ -66,8 +66,9 @@ pub struct RestoredCheckpoint {
 
 impl RestoredCheckpoint {
     /// What instance `worker` of `operator` restores at `parallelism`: the key groups it
-    /// now owns, from every old instance, and its share of the non-keyed items (its own
-    /// when the parallelism is unchanged, dealt round-robin otherwise).
+    /// now owns, from every old instance, its share of the non-keyed items (its own
+    /// when the parallelism is unchanged, dealt round-robin otherwise), and the clocks
+    /// (its own, or every old instance's).
     pub fn share(&self, operator: usize, worker: usize, parallelism: usize, max_parallelism: u16) -> InstanceState {
         let old: Vec<(&ParticipantId, &InstanceState)> =
             self.states.iter().filter(|(id, _)| id.operator == operator).collect();
@@ -87,10 +88,12 @@ impl RestoredCheckpoint {
         if parallelism == self.parallelism {
             if let Some((_, state)) = old.iter().find(|(id, _)| id.worker == worker) {
                 share.items = state.items.clone();
+                share.clocks = state.clocks.clone();
             }
         } else {
             let all = old.iter().flat_map(|(_, s)| s.items.iter());
             share.items = all.enumerate().filter(|(i, _)| i % parallelism == worker).map(|(_, b)| b.clone()).collect();
+            share.clocks = old.iter().flat_map(|(_, s)| s.clocks.iter().cloned()).collect();
         }
         share
     }
@@ -226,7 +229,7 @@ impl Participant {
     pub fn restored(&self) -> Option<StateReader> {
         let restored = self.hub.restored.as_ref()?;
         let share = restored.share(self.id.operator, self.id.worker, self.hub.parallelism, self.hub.max_parallelism);
-        Some(StateReader::new(share))
+        Some(StateReader::checked(share, self.hub.max_parallelism))
     }
 
     /// Hands a snapshot for `checkpoint` to the coordinator; writing it stopped the
@@ -262,5 +265,30 @@ impl Participant {
     /// The job's number of key groups.
     pub fn max_parallelism(&self) -> u16 {
         self.hub.max_parallelism
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instance_of_a_rescaled_operator_gets_every_old_clock() {
+        let mut states = BTreeMap::new();
+        for worker in 0..2 {
+            let mut writer = StateWriter::new(128);
+            writer.clock(&(1_000i64 + worker as i64)).unwrap();
+            writer.item(&format!("split-{worker}")).unwrap();
+            states.insert(ParticipantId { operator: 3, worker }, writer.finish());
+        }
+        let restored = RestoredCheckpoint { id: 9, parallelism: 2, states };
+        for worker in 0..4 {
+            let share = StateReader::new(restored.share(3, worker, 4, 128));
+            assert_eq!(share.clocks::<i64>().unwrap(), vec![1_000, 1_001], "worker {worker}");
+        }
+        // At the same parallelism, each instance gets its own back.
+        let own = StateReader::new(restored.share(3, 1, 2, 128));
+        assert_eq!(own.clocks::<i64>().unwrap(), vec![1_001]);
+        assert_eq!(own.items::<String>().unwrap(), vec!["split-1".to_string()]);
     }
 }

@@ -23,6 +23,10 @@ pub struct InstanceState {
     pub keyed: BTreeMap<u16, Vec<u8>>,
     /// Items of non-keyed state, redistributed one by one on rescale.
     pub items: Vec<Vec<u8>>,
+    /// The instance's clocks (its watermark, how far its windows fired): on rescale
+    /// every new instance gets the clocks of every old one, so that none starts at the
+    /// beginning of time and accepts or fires again what an old one had settled.
+    pub clocks: Vec<Vec<u8>>,
     /// Transactions a sink pre-committed, to commit when the checkpoint completes.
     pub committables: Vec<Vec<u8>>,
     /// Keyed entries of an on-disk store, in key groups; an empty entry deletes its key.
@@ -43,13 +47,18 @@ pub struct Changes {
 impl InstanceState {
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
-        self.keyed.is_empty() && self.items.is_empty() && self.committables.is_empty() && self.changes.is_none()
+        self.keyed.is_empty()
+            && self.items.is_empty()
+            && self.clocks.is_empty()
+            && self.committables.is_empty()
+            && self.changes.is_none()
     }
 
     /// Its size in bytes, roughly.
     pub fn size(&self) -> usize {
         self.keyed.values().map(Vec::len).sum::<usize>()
             + self.items.iter().map(Vec::len).sum::<usize>()
+            + self.clocks.iter().map(Vec::len).sum::<usize>()
             + self.committables.iter().map(Vec::len).sum::<usize>()
             + self.changes.as_ref().map_or(0, |c| c.keyed.values().map(Vec::len).sum())
     }
@@ -172,6 +181,14 @@ impl StateWriter {
         Ok(())
     }
 
+    /// Adds one of the instance's clocks (a watermark, how far windows fired). Unlike an
+    /// item, it is not dealt out on rescale: each new instance reads every old
+    /// instance's clocks ([`StateReader::clocks`]) and keeps the lowest.
+    pub fn clock<E: Serialize + ?Sized>(&mut self, clock: &E) -> Result<()> {
+        self.state.clocks.push(postcard::to_stdvec(clock).map_err(encode_error)?);
+        Ok(())
+    }
+
     /// Adds a transaction to commit when the checkpoint completes.
     pub fn committable<E: Serialize + ?Sized>(&mut self, committable: &E) -> Result<()> {
         self.state.committables.push(postcard::to_stdvec(committable).map_err(encode_error)?);
@@ -214,14 +231,32 @@ impl StateWriter {
     }
 }
 
-/// Decodes the (key, entry) pairs appended to `buffers`, in order.
-fn decode_entries<'a, K: Key, E: DeserializeOwned>(buffers: impl Iterator<Item = &'a Vec<u8>>) -> Result<Vec<(K, E)>> {
+/// Decodes the (key, entry) pairs appended to the buffers of each key group, in order.
+/// With `key_groups`, checks that each key still hashes to the group it was saved in: a
+/// changed `Hash` implementation of the key type would otherwise put restored state on
+/// workers that never see the key's records.
+fn decode_entries<'a, K: Key, E: DeserializeOwned>(
+    buffers: impl Iterator<Item = (&'a u16, &'a Vec<u8>)>,
+    key_groups: Option<u16>,
+) -> Result<Vec<(K, E)>> {
     let mut entries = Vec::new();
-    for buffer in buffers {
+    for (&group, buffer) in buffers {
         let mut rest: &[u8] = buffer;
         while !rest.is_empty() {
             let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;
             let (entry, tail) = postcard::take_from_bytes::<E>(tail).map_err(decode_error)?;
+            if let Some(max_parallelism) = key_groups {
+                let now = key_group_for_hash(hash_key(&key), max_parallelism).0;
+                if now != group {
+                    return Err(Error::checkpoint(
+                        "restore",
+                        format!(
+                            "key {key:?} was saved in key group {group} but hashes to key group {now} now: the key \
+                             type's Hash implementation changed since the checkpoint"
+                        ),
+                    ));
+                }
+            }
             entries.push((key, entry));
             rest = tail;
         }
@@ -233,28 +268,42 @@ fn decode_entries<'a, K: Key, E: DeserializeOwned>(buffers: impl Iterator<Item =
 #[derive(Clone, Debug, Default)]
 pub struct StateReader {
     state: InstanceState,
+    /// The job's number of key groups, when known: keys are checked against their group.
+    key_groups: Option<u16>,
 }
 
 impl StateReader {
     /// A reader of `state`.
     pub fn new(state: InstanceState) -> Self {
-        StateReader { state }
+        StateReader { state, key_groups: None }
+    }
+
+    /// A reader of `state` of a job with `max_parallelism` key groups, which checks that
+    /// every restored key still falls in the key group it was saved in.
+    pub fn checked(state: InstanceState, max_parallelism: u16) -> Self {
+        StateReader { state, key_groups: Some(max_parallelism) }
     }
 
     /// Every keyed entry, key group by key group, in the order written.
     pub fn keyed<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
-        decode_entries(self.state.keyed.values())
+        decode_entries(self.state.keyed.iter(), self.key_groups)
     }
 
     /// Every entry of an on-disk store, base first, then each later change in order:
     /// applied in this order they rebuild the store.
     pub fn changes<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
-        decode_entries(self.state.changes.iter().flat_map(|c| c.keyed.values()))
+        decode_entries(self.state.changes.iter().flat_map(|c| c.keyed.iter()), self.key_groups)
     }
 
     /// Every item of non-keyed state.
     pub fn items<E: DeserializeOwned>(&self) -> Result<Vec<E>> {
         self.state.items.iter().map(|b| postcard::from_bytes(b).map_err(decode_error)).collect()
+    }
+
+    /// The clocks of the old instances this one takes over: its own at the same
+    /// parallelism, every old instance's after a rescale.
+    pub fn clocks<E: DeserializeOwned>(&self) -> Result<Vec<E>> {
+        self.state.clocks.iter().map(|b| postcard::from_bytes(b).map_err(decode_error)).collect()
     }
 
     /// Whether there is nothing to restore.
@@ -293,6 +342,18 @@ mod tests {
         assert_eq!(entries.len(), 100);
         assert_eq!(entries[7], (7, (14, "v7".to_string())));
         assert_eq!(reader.items::<String>().unwrap(), vec!["split-0".to_string()]);
+    }
+
+    #[test]
+    fn a_key_in_the_wrong_group_is_an_error() {
+        let mut writer = StateWriter::new(128);
+        writer.keyed(&7u64, &1u8).unwrap();
+        let mut state = writer.finish();
+        let (group, entries) = state.keyed.pop_first().unwrap();
+        state.keyed.insert((group + 1) % 128, entries);
+        assert!(StateReader::new(state.clone()).keyed::<u64, u8>().is_ok(), "unchecked");
+        let error = StateReader::checked(state, 128).keyed::<u64, u8>().unwrap_err().to_string();
+        assert!(error.contains("Hash implementation changed"), "{error}");
     }
 
     #[test]

@@ -14,7 +14,9 @@ mod tables;
 pub use lsm::{DiskBackend, DEFAULT_MEMORY_BUDGET};
 pub use tables::{DiskListTable, DiskMapTable, DiskValueTable};
 
-use sluice_types::Result;
+use crate::Health;
+use sluice_types::{Error, Result};
+use std::sync::Arc;
 
 /// Called with each entry of a scan; returns whether to go on.
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
@@ -42,4 +44,100 @@ pub trait Frozen: Send {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// As [`Kv::scan_prefix`], on the view.
     fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
+}
+
+/// A store that records its first failure in a [`Health`] and refuses every write
+/// after it, so that nothing is written on top of a failed write.
+struct Guarded {
+    kv: Arc<dyn Kv>,
+    health: Health,
+}
+
+impl Guarded {
+    fn noted<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(error) = &result {
+            self.health.record(error);
+        }
+        result
+    }
+
+    fn writable(&self) -> Result<()> {
+        match self.health.failed() {
+            true => {
+                Err(Error::State { operator: "store".into(), message: "not written after an earlier failure".into() })
+            }
+            false => Ok(()),
+        }
+    }
+}
+
+impl Kv for Guarded {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.noted(self.kv.get(key))
+    }
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writable()?;
+        self.noted(self.kv.put(key, value))
+    }
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        self.writable()?;
+        self.noted(self.kv.delete(key))
+    }
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+        self.noted(self.kv.scan_prefix(prefix, visit))
+    }
+    fn frozen(&self) -> Box<dyn Frozen> {
+        self.kv.frozen()
+    }
+}
+
+/// `kv`, recording its failures in `health` and refusing writes after the first.
+pub fn guarded(kv: Arc<dyn Kv>, health: Health) -> Arc<dyn Kv> {
+    Arc::new(Guarded { kv, health })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ValueTable;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store whose writes fail.
+    #[derive(Default)]
+    struct BrokenDisk {
+        writes: AtomicUsize,
+    }
+
+    impl Kv for BrokenDisk {
+        fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+        fn put(&self, _key: &[u8], _value: &[u8]) -> Result<()> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Err(Error::State { operator: "store".into(), message: "no space left on device".into() })
+        }
+        fn delete(&self, _key: &[u8]) -> Result<()> {
+            Ok(())
+        }
+        fn scan_prefix(&self, _prefix: &[u8], _visit: &mut Visit<'_>) -> Result<()> {
+            Ok(())
+        }
+        fn frozen(&self) -> Box<dyn Frozen> {
+            unimplemented!("not snapshotted in this test")
+        }
+    }
+
+    #[test]
+    fn a_failing_disk_is_recorded_not_a_panic_and_nothing_is_written_after_it() {
+        let disk = Arc::new(BrokenDisk::default());
+        let health = Health::default();
+        let kv = guarded(disk.clone(), health.clone());
+        let mut table = DiskValueTable::<u64, u64>::new(kv, health.clone(), 0, 128, None);
+        table.set(&1, 10, 0);
+        table.set(&2, 20, 0);
+        assert_eq!(table.get(&1, 0), None);
+        let error = health.check("window").unwrap_err().to_string();
+        assert!(error.contains("no space left"), "{error}");
+        assert_eq!(disk.writes.load(Ordering::SeqCst), 1, "no write after the failed one");
+    }
 }

@@ -3,7 +3,7 @@
 use super::{Kv, Visit};
 use crate::heap::{live, refresh_on_read, Entry};
 use crate::table::{EntrySink, LaterSnapshot};
-use crate::{ListTable, MapTable, StateTable, StateTtl, ValueTable};
+use crate::{Health, ListTable, MapTable, StateTable, StateTtl, ValueTable};
 use rustc_hash::FxHashSet;
 use sluice_runtime::checkpoint::{decode, encode};
 use sluice_types::{hash_key, key_group_for_hash, Data, Error, Key, Result, Timestamp, MIN_TIMESTAMP};
@@ -12,19 +12,13 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// Table methods cannot return errors (the heap cannot fail); a failing disk is fatal
-/// for the job, which restarts from its last checkpoint.
-fn fatal<T>(result: Result<T>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(error) => panic!("the on-disk state store failed: {error}"),
-    }
-}
-
 /// Where one table's entries live in the store, how their keys are encoded, and which
 /// stored keys changed since the last snapshot.
 struct Layout {
     kv: Arc<dyn Kv>,
+    /// Where a failure is recorded (table methods cannot return errors): the operator
+    /// fails the job at the end of the batch.
+    health: Health,
     table: u16,
     max_parallelism: u16,
     /// Whether changes are recorded: from the first checkpoint on (before it, the next
@@ -40,7 +34,22 @@ impl Layout {
         let mut bytes = Vec::with_capacity(24);
         bytes.extend_from_slice(&self.table.to_be_bytes());
         bytes.extend_from_slice(&group.to_be_bytes());
-        fatal(postcard::to_extend(key, bytes).map_err(|e| Error::checkpoint("state", e.to_string())))
+        let encoded = postcard::to_extend(key, bytes).map_err(|e| Error::checkpoint("state", e.to_string()));
+        self.health.ok(encoded).unwrap_or_default()
+    }
+
+    fn new(kv: Arc<dyn Kv>, health: Health, table: u16, max_parallelism: u16) -> Self {
+        Layout { kv, health, table, max_parallelism, tracking: false, changed: FxHashSet::default() }
+    }
+
+    fn decoded<E: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Option<E> {
+        self.health.ok(decode(bytes))
+    }
+
+    fn put_encoded<E: serde::Serialize + ?Sized>(&mut self, key: &[u8], value: &E) {
+        if let Some(bytes) = self.health.ok(encode(value)) {
+            self.put(key, &bytes);
+        }
     }
 
     fn table_prefix(&self) -> [u8; 2] {
@@ -54,19 +63,17 @@ impl Layout {
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        fatal(self.kv.get(key))
+        self.health.ok(self.kv.get(key)).flatten()
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        fatal(self.kv.put(key, value));
-        if self.tracking {
+        if self.health.ok(self.kv.put(key, value)).is_some() && self.tracking {
             self.changed.insert(key.to_vec());
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        fatal(self.kv.delete(key));
-        if self.tracking {
+        if self.health.ok(self.kv.delete(key)).is_some() && self.tracking {
             self.changed.insert(key.to_vec());
         }
     }
@@ -164,12 +171,8 @@ pub struct DiskValueTable<K, V> {
 
 impl<K, V> DiskValueTable<K, V> {
     /// Table number `table` of the store `kv`.
-    pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
-        DiskValueTable {
-            layout: Layout { kv, table, max_parallelism, tracking: false, changed: FxHashSet::default() },
-            ttl,
-            _types: PhantomData,
-        }
+    pub fn new(kv: Arc<dyn Kv>, health: Health, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
+        DiskValueTable { layout: Layout::new(kv, health, table, max_parallelism), ttl, _types: PhantomData }
     }
 }
 
@@ -272,21 +275,21 @@ impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
 impl<K: Key, V: Data> ValueTable<K, V> for DiskValueTable<K, V> {
     fn get(&mut self, key: &K, now: Timestamp) -> Option<V> {
         let stored_key = self.layout.key(key);
-        let mut entry: Entry<V> = fatal(decode(&self.layout.get(&stored_key)?));
+        let mut entry: Entry<V> = self.layout.decoded(&self.layout.get(&stored_key)?)?;
         if !live(&entry, self.ttl.as_ref(), now) {
             self.layout.delete(&stored_key);
             return None;
         }
         if refresh_on_read(self.ttl.as_ref()) {
             entry.touched = now;
-            self.layout.put(&stored_key, &fatal(encode(&entry)));
+            self.layout.put_encoded(&stored_key, &entry);
         }
         Some(entry.value)
     }
 
     fn set(&mut self, key: &K, value: V, now: Timestamp) {
         let stored_key = self.layout.key(key);
-        self.layout.put(&stored_key, &fatal(encode(&Entry { value, touched: now })));
+        self.layout.put_encoded(&stored_key, &Entry { value, touched: now });
     }
 
     fn update(&mut self, key: &K, now: Timestamp, change: &mut dyn FnMut(Option<V>) -> Option<V>) {
@@ -307,19 +310,15 @@ pub struct DiskListTable<K, V> {
 
 impl<K, V> DiskListTable<K, V> {
     /// Table number `table` of the store `kv`.
-    pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
-        DiskListTable {
-            layout: Layout { kv, table, max_parallelism, tracking: false, changed: FxHashSet::default() },
-            ttl,
-            _types: PhantomData,
-        }
+    pub fn new(kv: Arc<dyn Kv>, health: Health, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
+        DiskListTable { layout: Layout::new(kv, health, table, max_parallelism), ttl, _types: PhantomData }
     }
 
     fn load(&self, stored_key: &[u8]) -> Vec<Entry<V>>
     where
         V: Data,
     {
-        self.layout.get(stored_key).map(|bytes| fatal(decode(&bytes))).unwrap_or_default()
+        self.layout.get(stored_key).and_then(|bytes| self.layout.decoded(&bytes)).unwrap_or_default()
     }
 
     fn store(&mut self, stored_key: &[u8], list: &[Entry<V>])
@@ -329,7 +328,7 @@ impl<K, V> DiskListTable<K, V> {
         if list.is_empty() {
             self.layout.delete(stored_key);
         } else {
-            self.layout.put(stored_key, &fatal(encode(list)));
+            self.layout.put_encoded(stored_key, list);
         }
     }
 }
@@ -399,31 +398,28 @@ type MapTypes<K, UK, UV> = PhantomData<fn() -> KeyMap<K, UK, UV>>;
 
 impl<K, UK, UV> DiskMapTable<K, UK, UV> {
     /// Table number `table` of the store `kv`.
-    pub fn new(kv: Arc<dyn Kv>, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
-        DiskMapTable {
-            layout: Layout { kv, table, max_parallelism, tracking: false, changed: FxHashSet::default() },
-            ttl,
-            _types: PhantomData,
-        }
+    pub fn new(kv: Arc<dyn Kv>, health: Health, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
+        DiskMapTable { layout: Layout::new(kv, health, table, max_parallelism), ttl, _types: PhantomData }
     }
 }
 
 impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> DiskMapTable<K, UK, UV> {
     fn entry_key(&self, key: &K, user_key: &UK) -> Vec<u8> {
-        fatal(
-            postcard::to_extend(user_key, self.layout.key(key)).map_err(|e| Error::checkpoint("state", e.to_string())),
-        )
+        let encoded =
+            postcard::to_extend(user_key, self.layout.key(key)).map_err(|e| Error::checkpoint("state", e.to_string()));
+        self.layout.health.ok(encoded).unwrap_or_default()
     }
 
     /// Every (user key, entry) of `key`'s map.
     fn entries_of(&self, key: &K) -> Vec<StoredEntry<UK, UV>> {
         let prefix = self.layout.key(key);
         let mut entries = Vec::new();
-        fatal(self.layout.scan(&prefix, &mut |stored, value| {
+        let scanned = self.layout.scan(&prefix, &mut |stored, value| {
             let user_key: UK = decode(&stored[prefix.len()..])?;
             entries.push((stored.to_vec(), user_key, decode(value)?));
             Ok(true)
-        }));
+        });
+        self.layout.health.ok(scanned);
         entries
     }
 }
@@ -494,21 +490,21 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTabl
 impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> MapTable<K, UK, UV> for DiskMapTable<K, UK, UV> {
     fn get(&mut self, key: &K, user_key: &UK, now: Timestamp) -> Option<UV> {
         let stored = self.entry_key(key, user_key);
-        let mut entry: Entry<UV> = fatal(decode(&self.layout.get(&stored)?));
+        let mut entry: Entry<UV> = self.layout.decoded(&self.layout.get(&stored)?)?;
         if !live(&entry, self.ttl.as_ref(), now) {
             self.layout.delete(&stored);
             return None;
         }
         if refresh_on_read(self.ttl.as_ref()) {
             entry.touched = now;
-            self.layout.put(&stored, &fatal(encode(&entry)));
+            self.layout.put_encoded(&stored, &entry);
         }
         Some(entry.value)
     }
 
     fn put(&mut self, key: &K, user_key: UK, value: UV, now: Timestamp) {
         let stored = self.entry_key(key, &user_key);
-        self.layout.put(&stored, &fatal(encode(&Entry { value, touched: now })));
+        self.layout.put_encoded(&stored, &Entry { value, touched: now });
     }
 
     fn remove(&mut self, key: &K, user_key: &UK) {
@@ -525,7 +521,7 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> MapTable<K, UK, UV> for DiskM
             }
             if refresh {
                 entry.touched = now;
-                self.layout.put(&stored, &fatal(encode(&entry)));
+                self.layout.put_encoded(&stored, &entry);
             }
             live_entries.push((user_key, entry.value));
         }

@@ -760,3 +760,24 @@ fn an_event_time_window_over_untimed_records_fails_with_a_clear_error() {
     assert!(!matches!(error, Error::WorkerPanicked { .. }), "a worker panicked: {error}");
     assert!(error.to_string().contains("time"), "{error} does not name the missing event time");
 }
+
+/// Records timed at the ends of the i64 range, whose windows cannot be represented,
+/// are counted as dead letters instead of landing in windows whose bounds wrapped
+/// around; the rest is windowed as usual, with and without the pre-exchange combiner.
+#[test]
+fn records_at_the_ends_of_time_are_dead_letters_not_wrapped_windows() {
+    for late_output in [false, true] {
+        let env = StreamEnvironment::new().parallelism(2);
+        let out = CollectSink::new();
+        let times = vec![i64::MIN + 2, 5, 15, i64::MAX - 3, i64::MAX - 1];
+        let timed = env
+            .source(VecSource::new(times))
+            .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(0).with_timestamp(|t: &i64| *t));
+        let window = timed.key_by(|_| 0u8).window(Tumbling::of(10));
+        let window = if late_output { window.side_output_late_data(&OutputTag::new("late")) } else { window };
+        window.count().map(|r| (r.window.start, r.value)).sink(out.clone());
+        let result = env.execute().expect("the job runs");
+        assert_eq!(out.sorted_values(), vec![(0, 1), (10, 1)], "late output: {late_output}");
+        assert_eq!(result.metrics.dead_letters(), 3, "late output: {late_output}");
+    }
+}

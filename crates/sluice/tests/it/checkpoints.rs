@@ -13,7 +13,7 @@ use sluice::{DiskBackend, StateBackendKind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const EVENTS: u64 = 60_000;
+pub(crate) const EVENTS: u64 = 60_000;
 
 /// Nexmark events, slowed down so that a job lasts long enough to be interrupted.
 struct Slow {
@@ -80,7 +80,12 @@ impl KeyedProcessFunction for EveryHundredth {
 /// Bids per auction per 10 s window, a running count of bids per bidder, and a count
 /// per auction in a process function's keyed state: windows, keyed state on the job's
 /// backend, and three exchanges.
-fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
+pub(crate) fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
+    job_into(env, pause, JsonLinesSink::directory(output).expect("output directory"));
+}
+
+/// [`job`], writing into `sink`.
+pub(crate) fn job_into<S: Sink<String>>(env: &StreamEnvironment, pause: Duration, sink: S) {
     let events = env.source(Slow { inner: NexmarkSource::new(EVENTS), pause }).with_watermarks(
         WatermarkStrategy::bounded_out_of_orderness(seconds(1)).with_timestamp(|e: &Event| e.timestamp() as i64),
     );
@@ -99,16 +104,16 @@ fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
         .filter(|(_, n)| n % 50 == 0)
         .map(|(bidder, n)| format!("bidder {bidder} reached {n}"));
     let counted = bids.map(|b| b.auction).key_by(|a| *a).process(EveryHundredth::default());
-    per_auction.union(&[per_bidder, counted]).sink(JsonLinesSink::directory(output).expect("output directory"));
+    per_auction.union(&[per_bidder, counted]).sink(sink);
 }
 
-fn checkpointed(parallelism: usize, checkpoints: &Path, interval: Duration) -> StreamEnvironment {
+pub(crate) fn checkpointed(parallelism: usize, checkpoints: &Path, interval: Duration) -> StreamEnvironment {
     let config = CheckpointConfig::new(checkpoints.to_str().expect("utf-8 path"), interval);
     StreamEnvironment::new().parallelism(parallelism).batch_size(256).checkpointing(config)
 }
 
 /// Every line of every published part file, sorted; in-progress files are ignored.
-fn published(dir: &Path) -> Vec<String> {
+pub(crate) fn published(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).expect("output directory") {
         let path = entry.expect("entry").path();
@@ -123,7 +128,7 @@ fn published(dir: &Path) -> Vec<String> {
 }
 
 /// Compares two sorted multisets of lines, reporting a few differences, not all lines.
-fn assert_same_lines(actual: &[String], expected: &[String], context: &str) {
+pub(crate) fn assert_same_lines(actual: &[String], expected: &[String], context: &str) {
     if actual == expected {
         return;
     }
@@ -151,7 +156,7 @@ fn assert_same_lines(actual: &[String], expected: &[String], context: &str) {
     );
 }
 
-fn reference(parallelism: usize) -> Vec<String> {
+pub(crate) fn reference(parallelism: usize) -> Vec<String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let env = StreamEnvironment::new().parallelism(parallelism).batch_size(256);
     job(&env, Duration::ZERO, dir.path());
@@ -161,7 +166,7 @@ fn reference(parallelism: usize) -> Vec<String> {
     lines
 }
 
-fn wait_for_checkpoints(handle: &sluice::JobHandle, at_least: u64) {
+pub(crate) fn wait_for_checkpoints(handle: &sluice::JobHandle, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while handle.checkpoint_stats().is_none_or(|s| s.completed < at_least) {
         assert!(!handle.is_finished(), "the job ended before {at_least} checkpoints");
@@ -208,13 +213,13 @@ fn a_cancelled_job_resumes_from_its_latest_checkpoint_exactly_once() {
     assert_same_lines(&published(output.path()), &expected, "after a restart of the finished job");
 }
 
-fn copy_published(from: &Path, to: &Path) {
+/// Copies an output directory: published and in-progress part files (a savepoint
+/// publishes nothing itself; what it pre-committed is published by the run restored
+/// from it, or by the next checkpoint).
+fn copy_output(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("dir") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_owned();
-        if name.to_string_lossy().starts_with("part-") {
-            std::fs::copy(&path, to.join(name)).expect("copy");
-        }
+        std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
     }
 }
 
@@ -233,7 +238,7 @@ fn a_savepoint_taken_at_parallelism_2_restores_at_1_and_at_4() {
     let expected = reference(2);
     for parallelism in [1, 4] {
         let (checkpoints, output_again) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
-        copy_published(output.path(), output_again.path());
+        copy_output(output.path(), output_again.path());
         let mut config = CheckpointConfig::new(checkpoints.path().to_str().expect("utf-8"), Duration::from_millis(50));
         config.restore = Some(savepoint.clone());
         let env = StreamEnvironment::new().parallelism(parallelism).batch_size(256).checkpointing(config);
@@ -337,8 +342,24 @@ fn a_corrupt_checkpoint_is_skipped_for_the_one_before() {
 
     let loaded = store.latest().expect("falls back").expect("an older checkpoint");
     assert!(loaded.manifest.id < latest, "restores {} instead of the corrupt {latest}", loaded.manifest.id);
+    assert_eq!(loaded.skipped.first().map(|s| s.0), Some(latest), "the corrupt one is reported");
+
+    // Its output may have been published: exactly-once refuses to replay it, and says
+    // how to accept duplicates.
     let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
+    job(&env, Duration::ZERO, output.path());
+    let error = env.execute().expect_err("an exactly-once job refuses to fall back").to_string();
+    assert!(error.contains("corrupt") && error.contains("--restore"), "{error}");
+
+    // Restored explicitly, it runs from the older checkpoint; nothing is lost.
+    let mut config = CheckpointConfig::new(checkpoints.path().to_str().expect("utf-8"), Duration::from_millis(15));
+    config.restore = Some(loaded.location.clone());
+    let env = StreamEnvironment::new().parallelism(2).batch_size(256).checkpointing(config);
     job(&env, Duration::ZERO, output.path());
     let result = env.execute().expect("the job runs from the older checkpoint");
     assert_eq!(result.checkpoints.and_then(|s| s.restored_from), Some(loaded.manifest.id));
+    let lines = published(output.path());
+    let expected = reference(2);
+    let missing: Vec<&String> = expected.iter().filter(|l| lines.binary_search(l).is_err()).collect();
+    assert!(missing.is_empty(), "{} lines missing, such as {:?}", missing.len(), missing.first());
 }

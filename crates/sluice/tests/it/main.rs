@@ -10,11 +10,14 @@
 //! - `disk_state`: state larger than the memory budget stays on disk.
 //! - `checkpoints`: checkpoints, recovery after a cancel, savepoints restored at other
 //!   parallelisms, corrupt checkpoints.
+//! - `exactly_once`: the holes found in review, each closed: a crash after a savepoint,
+//!   commits that fail, a single-file sink restored, power cuts at any write.
 
 mod api;
 mod checkpoints;
 mod counters;
 mod dead_letters;
 mod disk_state;
+mod exactly_once;
 mod model;
 mod properties;

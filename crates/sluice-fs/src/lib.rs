@@ -1,0 +1,100 @@
+//! The file system Sluice's checkpoints and file sinks write through.
+//!
+//! A write is on disk only once it is synced: the file's data by `fsync` on the file,
+//! its name (creation, rename, removal) by `fsync` on the directory holding it. What is
+//! written but not synced may be lost at a power cut, in any combination. Sluice's
+//! write paths promise "once a checkpoint's manifest exists, everything it names is
+//! durable" and "output a checkpoint committed stays committed", so they sync in a
+//! fixed order (listed in ARCHITECTURE.md). They go through [`FileSystem`] so that
+//! tests can run them on a [`SimulatedFs`], which keeps only what was synced when the
+//! power is cut, at any chosen write.
+
+mod local;
+mod simulated;
+
+pub use local::LocalFs;
+pub use simulated::SimulatedFs;
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A file open for writing.
+pub trait WritableFile: Write + Send {
+    /// Makes everything written so far durable (`fsync` of the data).
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// One entry of a directory.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirEntry {
+    /// Its name.
+    pub name: String,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// The operations Sluice's durable write paths need.
+pub trait FileSystem: Send + Sync + std::fmt::Debug {
+    /// Creates the file `path`, or truncates it.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Opens the file `path` to append to it, creating it if missing.
+    fn append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// The contents of the file `path` (an error of kind `NotFound` if missing).
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Renames `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file `path`.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Creates the directory `path`, whose parent exists.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    /// Removes the directory `path` and everything in it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The entries of the directory `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+    /// Makes the names in `dir` durable (`fsync` of the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The local disk.
+pub fn local() -> Arc<dyn FileSystem> {
+    Arc::new(LocalFs)
+}
+
+/// Creates `dir` and its missing parents, each made durable in its parent.
+pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || fs.exists(dir) {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all_durably(fs, parent)?;
+    }
+    match fs.create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the file `path` whole and durably: into a temporary file beside it, synced,
+/// renamed over `path`, then the directory synced. Readers see the old file or the new
+/// one, never a part; once this returns, the new one survives a power cut.
+pub fn write_durably(fs: &dyn FileSystem, path: &Path, data: &[u8]) -> io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new(""));
+    create_dir_all_durably(fs, parent)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = parent.join(format!(".{name}.tmp"));
+    let mut file = fs.create(&temporary)?;
+    file.write_all(data)?;
+    file.flush()?;
+    file.sync()?;
+    drop(file);
+    fs.rename(&temporary, path)?;
+    fs.sync_dir(parent)
+}
