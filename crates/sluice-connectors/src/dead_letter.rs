@@ -4,7 +4,7 @@ use serde::Serialize;
 use sluice_types::{Error, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One rejected input record.
@@ -23,8 +23,35 @@ pub struct DeadLetter {
 #[derive(Clone)]
 enum Target {
     Stderr,
-    File(Arc<Mutex<BufWriter<File>>>),
+    File(Arc<DeadLetterFile>),
     Memory(Arc<Mutex<Vec<DeadLetter>>>),
+}
+
+/// A dead-letter file, opened by the first reader: truncated when the job starts
+/// afresh, appended to when it resumes from a checkpoint, so that the dead letters
+/// before the checkpoint (whose input is not read again) are kept.
+struct DeadLetterFile {
+    path: PathBuf,
+    writer: Mutex<Option<BufWriter<File>>>,
+}
+
+impl DeadLetterFile {
+    fn open(&self, writer: &mut Option<BufWriter<File>>, resumed: bool) -> Result<()> {
+        if writer.is_none() {
+            let mut options = std::fs::OpenOptions::new();
+            match resumed {
+                true => options.append(true).create(true),
+                false => options.write(true).create(true).truncate(true),
+            };
+            let file = options.open(&self.path).map_err(|e| self.error(e))?;
+            *writer = Some(BufWriter::new(file));
+        }
+        Ok(())
+    }
+
+    fn error(&self, e: std::io::Error) -> Error {
+        Error::io(self.path.display().to_string(), e)
+    }
 }
 
 /// Where dead letters go: standard error (the default), a JSON lines file, or memory.
@@ -50,11 +77,28 @@ impl DeadLetters {
         DeadLetters { target: Target::Stderr }
     }
 
-    /// One JSON object per line in `path` (created or truncated).
+    /// One JSON object per line in `path`: created or truncated when the job starts,
+    /// appended to when it resumes from a checkpoint (the dead letters found after that
+    /// checkpoint are then written again, as their input is read again).
     pub fn file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = File::create(path).map_err(|e| Error::io(path.display().to_string(), e))?;
-        Ok(DeadLetters { target: Target::File(Arc::new(Mutex::new(BufWriter::new(file)))) })
+        let path = path.as_ref().to_path_buf();
+        // Fail early on a path that cannot be written, before the job starts.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| Error::io(path.display().to_string(), e))?;
+        Ok(DeadLetters { target: Target::File(Arc::new(DeadLetterFile { path, writer: Mutex::new(None) })) })
+    }
+
+    /// Opens a file destination for a job that starts afresh (`resumed` false: the file
+    /// is truncated) or resumes from a checkpoint (appended to). The first call decides;
+    /// a source calls it when it creates or restores its reader.
+    pub fn open_for(&self, resumed: bool) -> Result<()> {
+        match &self.target {
+            Target::File(file) => file.open(&mut lock(&file.writer), resumed),
+            _ => Ok(()),
+        }
     }
 
     /// Kept in memory, for tests.
@@ -81,7 +125,11 @@ impl DeadLetters {
             Target::File(file) => {
                 let mut line = serde_json::to_vec(&letter).unwrap_or_default();
                 line.push(b'\n');
-                lock(file).write_all(&line).map_err(|e| Error::io("dead-letter file", e))?;
+                let mut writer = lock(&file.writer);
+                file.open(&mut writer, false)?;
+                if let Some(writer) = writer.as_mut() {
+                    writer.write_all(&line).map_err(|e| file.error(e))?;
+                }
             }
         }
         Ok(())
@@ -90,7 +138,21 @@ impl DeadLetters {
     /// Flushes a file destination.
     pub fn flush(&self) -> Result<()> {
         if let Target::File(file) = &self.target {
-            lock(file).flush().map_err(|e| Error::io("dead-letter file", e))?;
+            if let Some(writer) = lock(&file.writer).as_mut() {
+                writer.flush().map_err(|e| file.error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes a file destination and syncs it to disk: at a checkpoint, the dead letters
+    /// of the input before it must survive a crash, as that input is not read again.
+    pub fn sync(&self) -> Result<()> {
+        if let Target::File(file) = &self.target {
+            if let Some(writer) = lock(&file.writer).as_mut() {
+                writer.flush().map_err(|e| file.error(e))?;
+                writer.get_ref().sync_data().map_err(|e| file.error(e))?;
+            }
         }
         Ok(())
     }

@@ -1,10 +1,19 @@
 //! `crash-test`: kills checkpointed jobs with SIGKILL at random moments, restarts them,
 //! and checks that the output they finally commit equals, line for line, the output of
-//! an uninterrupted run: nothing lost, nothing duplicated.
+//! an uninterrupted run: nothing lost, nothing duplicated (at least once: nothing lost).
 //!
 //! The jobs are the real binaries: the fraud detection example on generated
 //! transactions, and Nexmark q5 and q7 (`nexmark-job`). They must sit next to this
-//! binary (`cargo build -p sluice-examples -p sluice-bench --bins`).
+//! binary with `sluice` (`cargo build -p sluice-examples -p sluice-bench -p sluice-cli
+//! --bins`).
+//!
+//! It cannot pass by accident: every run is killed only after a checkpoint completed in
+//! it, every run after a kill must log that it restored, the expected output must not
+//! be empty and some output must have been committed before the last run. Every third
+//! run takes a savepoint (`sluice savepoint`) and is killed right after it; runs restart
+//! at 1, 2 or 4 workers; the last run is killed once its final checkpoint is written,
+//! during its final commit, and started once more. The fraud job's dead letters are
+//! compared too.
 
 use clap::Parser;
 use std::path::{Path, PathBuf};
@@ -31,9 +40,15 @@ struct Args {
     /// Checkpoint interval of the jobs.
     #[arg(long, default_value = "200ms")]
     checkpoint_interval: String,
-    /// Workers per job.
+    /// Workers per job in the uninterrupted run and the first run.
     #[arg(long, default_value_t = 2)]
     parallelism: usize,
+    /// The worker counts runs after a kill restart at, picked at random.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    restart_parallelism: Vec<usize>,
+    /// Take a savepoint before every third kill.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    savepoints: bool,
     /// How long an uninterrupted run of each job lasts at the test's input pace, in
     /// seconds [default: 0.5 s per kill, at least 5 s]: long enough that the job is
     /// still running after every kill.
@@ -48,6 +63,10 @@ struct Args {
     /// Keep the jobs' keyed state and windows on disk (incremental checkpoints).
     #[arg(long)]
     on_disk: bool,
+    /// The jobs' delivery guarantee: exactly-once (the output equals the uninterrupted
+    /// run's) or at-least-once (it holds every line of it).
+    #[arg(long, default_value = "exactly-once")]
+    delivery: String,
 }
 
 /// A small deterministic generator of kill times (xorshift64*).
@@ -78,6 +97,10 @@ struct Job {
     rate: u64,
     /// Where the on-disk state goes, if on disk.
     state_dir: Option<PathBuf>,
+    /// The delivery guarantee.
+    delivery: String,
+    /// Whether the job writes dead letters (to `dead-letters.jsonl` beside its output).
+    dead_letters: bool,
 }
 
 impl Job {
@@ -90,6 +113,9 @@ impl Job {
     ) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
+        if self.dead_letters {
+            command.arg("--dead-letters").arg(dead_letters_of(output));
+        }
         if self.name == "fraud" {
             command.arg(format!("{}/", output.display()));
         } else {
@@ -98,6 +124,7 @@ impl Job {
         command.arg("--parallelism").arg(parallelism.to_string());
         if let Some((dir, interval)) = checkpoints {
             command.arg("--checkpoints").arg(dir).arg("--checkpoint-interval").arg(interval);
+            command.arg("--delivery").arg(&self.delivery);
         }
         if let Some(rate) = rate {
             command.arg("--rate").arg(rate.to_string());
@@ -200,8 +227,81 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Result<std::proc
 /// What happened to one job.
 struct Outcome {
     kills: usize,
+    savepoints: usize,
     lines: usize,
+    /// Whether the kill after the final checkpoint left part files unpublished.
+    final_commit_interrupted: bool,
     elapsed: Duration,
+}
+
+fn dead_letters_of(output: &Path) -> PathBuf {
+    output.with_extension("dead-letters.jsonl")
+}
+
+/// The newest checkpoint in `dir` with a manifest, and whether it is the final one.
+fn newest_complete(dir: &Path) -> Option<(u64, bool)> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut newest: Option<(u64, bool)> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_prefix("chk-").and_then(|id| id.parse::<u64>().ok()) else { continue };
+        let Ok(manifest) = std::fs::read_to_string(entry.path().join("manifest.json")) else { continue };
+        if newest.is_none_or(|(n, _)| id > n) {
+            newest = Some((id, manifest.contains("\"finished\": true")));
+        }
+    }
+    newest
+}
+
+/// The sorted lines of a file; none if it does not exist.
+fn lines_of(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> =
+        std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// Whether the sorted `actual` holds every line of the sorted `expected` (each as many
+/// times at least): at-least-once output.
+fn missing_from(actual: &[String], expected: &[String]) -> Option<String> {
+    let mut missing = Vec::new();
+    let mut i = 0;
+    for line in expected {
+        while i < actual.len() && actual[i] < *line {
+            i += 1;
+        }
+        if i < actual.len() && actual[i] == *line {
+            i += 1;
+        } else {
+            missing.push(line);
+        }
+    }
+    (!missing.is_empty()).then(|| {
+        format!("{} of {} lines missing (e.g. {:?})", missing.len(), expected.len(), &missing[..missing.len().min(3)])
+    })
+}
+
+/// Waits until `dir` holds a complete checkpoint newer than `after`, or the job exits.
+fn wait_for_checkpoint(child: &mut Child, dir: &Path, after: Option<u64>) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if newest_complete(dir).map(|(id, _)| id) > after {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!("the job exited ({status}) before it completed a checkpoint"));
+        }
+        if Instant::now() > deadline {
+            return Err("no checkpoint completed within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn kill(child: &mut Child) -> Result<(), String> {
+    child.kill().map_err(|e| format!("cannot kill the job: {e}"))?;
+    let _ = child.wait();
+    Ok(())
 }
 
 fn test_job(job: &Job, args: &Args, random: &mut Random, work: &Path) -> Result<Outcome, String> {
@@ -216,44 +316,128 @@ fn test_job(job: &Job, args: &Args, random: &mut Random, work: &Path) -> Result<
         return Err(format!("the uninterrupted run failed: {status}"));
     }
     let expected = published(&reference)?;
+    if expected.is_empty() {
+        return Err("the uninterrupted run committed no output: nothing would be tested".into());
+    }
 
     let (output, checkpoints) = (work.join("output"), work.join("checkpoints"));
     fresh_dir(&output)?;
     fresh_dir(&checkpoints)?;
     let interval = args.checkpoint_interval.as_str();
-    let mut kills = 0;
+    let sluice = binary("sluice")?;
+    let (mut kills, mut savepoints, mut committed_before_kill) = (0, 0, 0);
+    let mut parallelism = args.parallelism;
     while kills < args.kills {
+        let before = newest_complete(&checkpoints).map(|(id, _)| id);
+        let log = work.join(format!("run-{kills}.log"));
+        let stderr = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let mut child = job
-            .command(&output, Some((&checkpoints, interval)), Some(job.rate), args.parallelism)
-            .stderr(Stdio::null())
+            .command(&output, Some((&checkpoints, interval)), Some(job.rate), parallelism)
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", job.program.display()))?;
-        std::thread::sleep(random.between(Duration::from_millis(50), Duration::from_millis(700)));
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) if status.success() => {
-                return Err(format!("the job finished after only {kills} kills: give it a longer --run-seconds"))
+        wait_for_checkpoint(&mut child, &checkpoints, before).map_err(|e| format!("run {}: {e}", kills + 1))?;
+        if args.savepoints && kills % 3 == 2 {
+            // A savepoint, then a crash before the next checkpoint.
+            let status = Command::new(&sluice)
+                .arg("savepoint")
+                .arg(&checkpoints)
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("cannot run sluice savepoint: {e}"))?;
+            if !status.success() {
+                return Err(format!("run {}: sluice savepoint failed: {status}", kills + 1));
             }
-            Some(status) => return Err(format!("run {} failed before it was killed: {status}", kills + 1)),
-            None => {
-                child.kill().map_err(|e| format!("cannot kill the job: {e}"))?;
-                let _ = child.wait();
-                kills += 1;
+            savepoints += 1;
+            std::thread::sleep(random.between(Duration::ZERO, Duration::from_millis(50)));
+        } else {
+            std::thread::sleep(random.between(Duration::ZERO, Duration::from_millis(400)));
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!(
+                "run {} ended ({status}) before it was killed: give it a longer --run-seconds",
+                kills + 1
+            ));
+        }
+        kill(&mut child)?;
+        if kills > 0 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if !text.contains("restoring from") {
+                return Err(format!("run {} did not restore from a checkpoint (see {})", kills + 1, log.display()));
             }
         }
+        committed_before_kill = committed_before_kill.max(published(&output)?.len());
+        kills += 1;
+        let choices = &args.restart_parallelism;
+        parallelism = choices.get(random.next() as usize % choices.len().max(1)).copied().unwrap_or(args.parallelism);
     }
+    if committed_before_kill == 0 {
+        return Err("no output was committed before any kill: nothing would be tested".into());
+    }
+
+    // Unthrottled to the end, killed once its final checkpoint is written: during (or
+    // right before) the final commit.
     let mut child = job
-        .command(&output, Some((&checkpoints, interval)), None, args.parallelism)
+        .command(&output, Some((&checkpoints, interval)), None, parallelism)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", job.program.display()))?;
+    let mut final_commit_interrupted = false;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if newest_complete(&checkpoints).is_some_and(|(_, finished)| finished) {
+            kill(&mut child)?;
+            final_commit_interrupted = std::fs::read_dir(&output)
+                .map_err(|e| e.to_string())?
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".inprogress"));
+            break;
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            if !status.success() {
+                return Err(format!("the last run failed: {status}"));
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            kill(&mut child)?;
+            return Err("the last run did not finish within 600 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Started once more, a finished job commits what is left and runs nothing.
+    let mut child = job
+        .command(&output, Some((&checkpoints, interval)), None, parallelism)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", job.program.display()))?;
     let status = wait_with_deadline(&mut child, Duration::from_secs(600))?;
     if !status.success() {
-        return Err(format!("the last run failed: {status}"));
+        return Err(format!("the run after the final checkpoint failed: {status}"));
     }
+
     let actual = published(&output)?;
-    if let Some(difference) = difference(&actual, &expected) {
-        return Err(format!("after {kills} kills the committed output differs: {difference}"));
+    let problem = match job.delivery.as_str() {
+        "at-least-once" => missing_from(&actual, &expected),
+        _ => difference(&actual, &expected),
+    };
+    if let Some(problem) = problem {
+        return Err(format!("after {kills} kills the committed output differs: {problem}"));
     }
-    Ok(Outcome { kills, lines: actual.len(), elapsed: started.elapsed() })
+    if job.dead_letters {
+        // Dead letters after a restored checkpoint are reported again: at least once.
+        let (mut got, wanted) = (lines_of(&dead_letters_of(&output)), lines_of(&dead_letters_of(&reference)));
+        if wanted.is_empty() {
+            return Err("the uninterrupted run reported no dead letters: nothing would be tested".into());
+        }
+        if let Some(problem) = missing_from(&got, &wanted) {
+            return Err(format!("dead letters lost: {problem}"));
+        }
+        got.dedup();
+        if got.len() != wanted.len() {
+            return Err(format!("{} distinct dead letters, the uninterrupted run had {}", got.len(), wanted.len()));
+        }
+    }
+    Ok(Outcome { kills, savepoints, lines: actual.len(), final_commit_interrupted, elapsed: started.elapsed() })
 }
 
 fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
@@ -278,17 +462,14 @@ fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
                     return Err(format!("generate-sample-data failed: {status}"));
                 }
                 let transactions = input.join("transactions.jsonl");
-                let dead_letters = work.join("dead-letters.jsonl");
                 Job {
                     name: name.clone(),
                     program: binary("fraud-detection")?,
-                    args: vec![
-                        transactions.display().to_string(),
-                        "--dead-letters".into(),
-                        dead_letters.display().to_string(),
-                    ],
+                    args: vec![transactions.display().to_string()],
                     rate: (args.transactions as f64 / run_seconds) as u64,
                     state_dir: args.on_disk.then(|| work.join("state")),
+                    delivery: args.delivery.clone(),
+                    dead_letters: true,
                 }
             }
             "q5" | "q7" => Job {
@@ -297,6 +478,8 @@ fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
                 args: vec!["--query".into(), name.clone(), "--events".into(), args.events.to_string()],
                 rate: (args.events as f64 / run_seconds) as u64,
                 state_dir: args.on_disk.then(|| work.join("state")),
+                delivery: args.delivery.clone(),
+                dead_letters: false,
             },
             other => return Err(format!("unknown job '{other}' (fraud, q5, q7)")),
         };
@@ -310,7 +493,13 @@ fn main() -> ExitCode {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
     });
-    println!("crash-test: seed {seed}, {} kills per job, checkpoints every {}", args.kills, args.checkpoint_interval);
+    println!(
+        "crash-test: seed {seed}, {} kills per job, checkpoints every {}, {}{}",
+        args.kills,
+        args.checkpoint_interval,
+        args.delivery,
+        if args.on_disk { ", state on disk" } else { "" }
+    );
     let mut random = Random(seed.max(1));
     let jobs = match jobs(&args) {
         Ok(jobs) => jobs,
@@ -323,10 +512,16 @@ fn main() -> ExitCode {
     for (job, work) in &jobs {
         match test_job(job, &args, &mut random, work) {
             Ok(outcome) => println!(
-                "crash-test: {}: killed {} times, {} output lines committed, equal to the uninterrupted run ({:.1} s)",
+                "crash-test: {}: killed {} times ({} right after a savepoint, each after a checkpoint, restarted at \
+                 {:?} workers) and once after its final checkpoint ({}), {} output lines committed, {} the \
+                 uninterrupted run's ({:.1} s)",
                 job.name,
                 outcome.kills,
+                outcome.savepoints,
+                args.restart_parallelism,
+                if outcome.final_commit_interrupted { "its final commit interrupted" } else { "committed already" },
                 outcome.lines,
+                if job.delivery == "at-least-once" { "holding every line of" } else { "equal to" },
                 outcome.elapsed.as_secs_f64()
             ),
             Err(error) => {

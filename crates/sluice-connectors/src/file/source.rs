@@ -136,6 +136,7 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
     }
 
     fn reader(&self, worker: usize, parallelism: usize) -> Result<JsonLinesReader<T>> {
+        self.dead_letters.open_for(false)?;
         let mut blocks = Vec::new();
         let mut index = 0usize;
         for (file, (_, length)) in self.files.iter().enumerate() {
@@ -153,6 +154,7 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
     }
 
     fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<JsonLinesReader<T>> {
+        self.dead_letters.open_for(true)?;
         let mut blocks = Vec::new();
         for split in state.items::<BlockSplit>()? {
             let file = self.files.iter().position(|(p, _)| p.display().to_string() == split.path).ok_or_else(|| {
@@ -175,6 +177,11 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
             }
             blocks.push(Block { file, start: split.start, end: split.end, resume: split.resume });
         }
+        // After a rescale a reader gets blocks of several old readers, each of which was
+        // somewhere else in the file: read them in file order, so that event time only
+        // goes forward within the reader and no record becomes late behind the
+        // watermark of a block further on.
+        blocks.sort_by_key(|block| (block.file, block.start));
         Ok(self.reader_of(blocks))
     }
 }
@@ -314,6 +321,8 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
     }
 
     fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
+        // The dead letters of the input before the checkpoint, which is not read again.
+        self.dead_letters.sync()?;
         let path = |file: usize| self.paths[file].display().to_string();
         if let Some(open) = &self.current {
             let split = BlockSplit {
@@ -349,6 +358,35 @@ mod tests {
         let mut state = StateWriter::new(128);
         reader.snapshot(&mut state).unwrap();
         state.finish()
+    }
+
+    #[test]
+    fn a_reader_restored_at_another_parallelism_reads_its_blocks_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, (0..1000).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+        let source = JsonLinesSource::<u64>::new(&path).unwrap().block_size(100);
+        // Two old readers, each a few records into its first block.
+        let mut items = Vec::new();
+        for worker in 0..2 {
+            let mut reader = source.reader(worker, 2).unwrap();
+            assert!(matches!(reader.poll(3).unwrap(), SourcePoll::Batch(_)));
+            let mut state = StateWriter::new(128);
+            reader.snapshot(&mut state).unwrap();
+            items.extend(state.finish().items);
+        }
+        // One new reader gets every third item, from both old readers' lists.
+        let share = sluice_runtime::checkpoint::InstanceState {
+            items: items.iter().step_by(3).cloned().collect(),
+            ..Default::default()
+        };
+        let mut reader = source.restore_reader(0, 3, &StateReader::new(share)).unwrap();
+        let mut values = Vec::new();
+        while let SourcePoll::Batch(batch) = reader.poll(1000).unwrap() {
+            values.extend(batch.into_iter().map(|r| r.value));
+        }
+        assert!(!values.is_empty());
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "read out of file order: {values:?}");
     }
 
     #[test]
