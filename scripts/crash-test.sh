@@ -3,12 +3,13 @@
 # SIGKILL at random moments (200 times each by default), restarts them from their
 # checkpoints (every 200 ms) and checks that their committed output equals an
 # uninterrupted run's, line for line. Release build; the result goes to
-# bench/runs/<date>-<machine>/crash-test.txt. Extra flags go to the driver, e.g.
+# bench/runs/<date>-<machine>/crash-test.txt (state on disk: pass --on-disk). Extra
+# flags go to the driver, e.g.
 # `scripts/crash-test.sh --kills 50 --jobs q5`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
-cargo build --release --locked -p sluice-examples -p sluice-bench --bins
+cargo build --release --locked -p sluice-examples -p sluice-bench -p sluice-cli --bins
 out="bench/runs/$(date -u +%Y-%m-%d)-$(nproc)cores"
 mkdir -p "$out"
 {

@@ -342,7 +342,8 @@ impl<K: Key> KeyedStateStore<K> {
                 TtlClock::EventTime => watermark,
                 TtlClock::ProcessingTime => processing_time,
             };
-            if now == MIN_TIMESTAMP || now.saturating_sub(slot.last_cleanup) < ttl.cleanup_interval {
+            let due = now.saturating_sub(slot.last_cleanup) >= ttl.cleanup_interval;
+            if now == MIN_TIMESTAMP || !(due || slot.table.incremental_cleanup()) {
                 continue;
             }
             slot.last_cleanup = now;

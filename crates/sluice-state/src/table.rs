@@ -13,6 +13,12 @@ pub type LaterSnapshot<K> = Box<dyn for<'a> FnOnce(&mut EntrySink<'a, K>) -> Res
 pub trait StateTable<K>: Send {
     /// Removes expired entries; `now` is measured on the table's TTL clock.
     fn cleanup(&mut self, now: Timestamp);
+    /// Whether [`StateTable::cleanup`] sweeps a slice of the table, in proportion to the
+    /// writes since the last call, rather than all of it: then it runs on every
+    /// occasion, not once per cleanup interval.
+    fn incremental_cleanup(&self) -> bool {
+        false
+    }
     /// Removes everything stored for `key`.
     fn clear_key(&mut self, key: &K);
     /// Number of keys with an entry.

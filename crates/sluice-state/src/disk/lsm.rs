@@ -1,11 +1,14 @@
 //! The on-disk backend's store: one fjall keyspace per job, shared by every operator
 //! instance, so that its block cache and write buffers respect one memory budget; one
-//! partition (an LSM tree) per operator instance.
+//! partition (an LSM tree) per operator instance, behind a write-back cache. Of the
+//! budget, a quarter goes to the caches of raw entries, a quarter to the
+//! block cache, half to write buffers.
 //!
 //! The store is a working copy: checkpoints, not the store's journal, make state
 //! durable, so the journal is never synced and the directory is deleted when the job
 //! ends.
 
+use super::cache::{CacheBudget, CachedKv};
 use super::{Frozen, Kv, Visit};
 use sluice_types::{Error, Result};
 use std::path::PathBuf;
@@ -18,6 +21,8 @@ pub struct DiskBackend {
     dir: PathBuf,
     memory_budget: u64,
     keyspace: Arc<Mutex<Option<fjall::Keyspace>>>,
+    /// The write-back caches' share of the budget, shared by every store of the job.
+    cache: Arc<Mutex<Option<Arc<CacheBudget>>>>,
 }
 
 impl std::fmt::Debug for DiskBackend {
@@ -40,7 +45,12 @@ impl DiskBackend {
     /// Keeps state under `dir` (a working directory per job is made inside it), with
     /// the default memory budget (256 MiB).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DiskBackend { dir: dir.into(), memory_budget: DEFAULT_MEMORY_BUDGET, keyspace: Arc::default() }
+        DiskBackend {
+            dir: dir.into(),
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            keyspace: Arc::default(),
+            cache: Arc::default(),
+        }
     }
 
     /// Bounds the memory the store uses for caching and write buffers, for the whole
@@ -65,8 +75,8 @@ impl DiskBackend {
             let opened = fjall::Config::new(&path)
                 .temporary(true)
                 .manual_journal_persist(true)
-                .cache_size(self.memory_budget / 2)
-                .max_write_buffer_size(self.memory_budget / 2)
+                .cache_size(self.memory_budget / 8)
+                .max_write_buffer_size(self.memory_budget / 8)
                 .max_journaling_size((self.memory_budget * 2).max(32 << 20))
                 .flush_workers(1)
                 .compaction_workers(1)
@@ -78,10 +88,24 @@ impl DiskBackend {
         let name = format!("s{}", NEXT_STORE.fetch_add(1, Ordering::Relaxed));
         // Each tree's memtable is a share of the write buffers: many operator instances
         // must not each hold the default 16 MiB.
-        let memtable = (self.memory_budget / 4).clamp(1 << 20, 16 << 20) as u32;
-        let options = fjall::PartitionCreateOptions::default().max_memtable_size(memtable);
+        let memtable = (self.memory_budget / 16).clamp(1 << 20, 16 << 20) as u32;
+        // The journal is never needed (checkpoints make state durable): writes do not
+        // push it to the OS one by one. Blocks are not compressed: point reads of small
+        // entries dominate, and decompressing a block per read costs more than the disk
+        // space saved.
+        let options = fjall::PartitionCreateOptions::default()
+            .max_memtable_size(memtable)
+            .manual_journal_persist(true)
+            .compression(fjall::CompressionType::None);
         let partition = keyspace.open_partition(&name, options).map_err(|e| store_error(&self.dir, e))?;
-        Ok(Arc::new(Partition { partition, dir: self.dir.clone() }))
+        let tree = Arc::new(Partition { partition, dir: self.dir.clone() });
+        let budget = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| CacheBudget::new((self.memory_budget * 3 / 4) as usize))
+            .clone();
+        Ok(Arc::new(CachedKv::new(tree, budget)))
     }
 }
 
@@ -118,10 +142,14 @@ impl Kv for Partition {
     fn delete(&self, key: &[u8]) -> Result<()> {
         self.partition.remove(key).map_err(|e| store_error(&self.dir, e))
     }
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
-        for entry in self.partition.prefix(prefix) {
+    fn scan_from(&self, prefix: &[u8], from: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+        let entries = match from > prefix {
+            true => self.partition.range(from.to_vec()..),
+            false => self.partition.range(prefix.to_vec()..),
+        };
+        for entry in entries {
             let (key, value) = entry.map_err(|e| store_error(&self.dir, e))?;
-            if !visit(&key, &value)? {
+            if !key.starts_with(prefix) || !visit(&key, &value)? {
                 break;
             }
         }

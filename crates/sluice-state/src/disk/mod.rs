@@ -8,6 +8,7 @@
 //! The key group comes right after the table so that a worker restoring another
 //! parallelism reads whole key-group ranges.
 
+mod cache;
 mod lsm;
 mod tables;
 
@@ -30,9 +31,14 @@ pub trait Kv: Send + Sync {
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()>;
     /// Removes `key`.
     fn delete(&self, key: &[u8]) -> Result<()>;
+    /// Calls `visit` with every entry whose key starts with `prefix` and is at least
+    /// `from`, in key order, until it returns `false`. `visit` must not use the store.
+    fn scan_from(&self, prefix: &[u8], from: &[u8], visit: &mut Visit<'_>) -> Result<()>;
     /// Calls `visit` with every entry whose key starts with `prefix`, in key order,
-    /// until it returns `false`.
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
+    /// until it returns `false`. `visit` must not use the store.
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+        self.scan_from(prefix, prefix, visit)
+    }
     /// A read-only view of the store as it is now, unaffected by later writes: what a
     /// checkpoint reads off the worker (an MVCC snapshot, taken in microseconds).
     fn frozen(&self) -> Box<dyn Frozen>;
@@ -83,8 +89,8 @@ impl Kv for Guarded {
         self.writable()?;
         self.noted(self.kv.delete(key))
     }
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
-        self.noted(self.kv.scan_prefix(prefix, visit))
+    fn scan_from(&self, prefix: &[u8], from: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+        self.noted(self.kv.scan_from(prefix, from, visit))
     }
     fn frozen(&self) -> Box<dyn Frozen> {
         self.kv.frozen()
@@ -119,7 +125,7 @@ mod tests {
         fn delete(&self, _key: &[u8]) -> Result<()> {
             Ok(())
         }
-        fn scan_prefix(&self, _prefix: &[u8], _visit: &mut Visit<'_>) -> Result<()> {
+        fn scan_from(&self, _prefix: &[u8], _from: &[u8], _visit: &mut Visit<'_>) -> Result<()> {
             Ok(())
         }
         fn frozen(&self) -> Box<dyn Frozen> {

@@ -25,6 +25,10 @@ struct Layout {
     /// snapshot is full anyway, and a job without checkpoints never needs them).
     tracking: bool,
     changed: FxHashSet<Vec<u8>>,
+    /// Where the next TTL sweep starts (empty: at the table's start).
+    sweep_from: Vec<u8>,
+    /// Writes since the last sweep, which size the next one.
+    written: usize,
 }
 
 impl Layout {
@@ -39,7 +43,16 @@ impl Layout {
     }
 
     fn new(kv: Arc<dyn Kv>, health: Health, table: u16, max_parallelism: u16) -> Self {
-        Layout { kv, health, table, max_parallelism, tracking: false, changed: FxHashSet::default() }
+        Layout {
+            kv,
+            health,
+            table,
+            max_parallelism,
+            tracking: false,
+            changed: FxHashSet::default(),
+            sweep_from: Vec::new(),
+            written: 0,
+        }
     }
 
     fn decoded<E: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Option<E> {
@@ -67,12 +80,14 @@ impl Layout {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.written += 1;
         if self.health.ok(self.kv.put(key, value)).is_some() && self.tracking {
             self.changed.insert(key.to_vec());
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
+        self.written += 1;
         if self.health.ok(self.kv.delete(key)).is_some() && self.tracking {
             self.changed.insert(key.to_vec());
         }
@@ -178,23 +193,49 @@ impl<K, V> DiskValueTable<K, V> {
 
 /// Removes expired entries of a table whose stored values are `E`, and starts the
 /// clock of entries written before it ran; `keep` decides and may rewrite an entry.
+///
+/// A sweep is incremental: it goes on from where the last one stopped, over twice as
+/// many entries as were written since (none if nothing was written), wrapping around
+/// the table. So sweeping costs in proportion to the input, not to the state, and
+/// keeps pace with it: expired entries (never returned by reads anyway) are removed
+/// within about one pass over the table per half its size in writes.
 fn sweep_table<E: Data>(layout: &mut Layout, mut keep: impl FnMut(&mut E) -> Sweep) {
+    let budget = layout.written.saturating_mul(2);
+    if budget == 0 {
+        return;
+    }
+    let prefix = layout.table_prefix();
+    let from = std::mem::take(&mut layout.sweep_from);
     let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-    let _ = layout.scan(&layout.table_prefix(), &mut |key, value| {
+    let (mut seen, mut last) = (0usize, Vec::new());
+    let scanned = layout.kv.scan_from(&prefix, &from, &mut |key, value| {
         let mut entry: E = decode(value)?;
         match keep(&mut entry) {
             Sweep::Keep => {}
             Sweep::Rewrite => changes.push((key.to_vec(), Some(encode(&entry)?))),
             Sweep::Drop => changes.push((key.to_vec(), None)),
         }
-        Ok(true)
+        seen += 1;
+        if seen < budget {
+            return Ok(true);
+        }
+        last = key.to_vec();
+        Ok(false)
     });
+    layout.health.ok(scanned);
+    if !last.is_empty() {
+        // The next sweep starts right after the last key seen.
+        last.push(0);
+        layout.sweep_from = last;
+    }
     for (key, value) in changes {
         match value {
             Some(value) => layout.put(&key, &value),
             None => layout.delete(&key),
         }
     }
+    // The sweep's own writes do not size the next sweep.
+    layout.written = 0;
 }
 
 /// What a sweep does with one stored entry.
@@ -265,6 +306,9 @@ fn write_maps<K: Key, UK: Data, UV: Data>(scan: &Scan<'_>, prefix: &[u8], sink: 
 }
 
 impl<K: Key, V: Data> StateTable<K> for DiskValueTable<K, V> {
+    fn incremental_cleanup(&self) -> bool {
+        true
+    }
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         sweep_table::<Entry<V>>(&mut self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));
@@ -334,6 +378,9 @@ impl<K, V> DiskListTable<K, V> {
 }
 
 impl<K: Key, V: Data> StateTable<K> for DiskListTable<K, V> {
+    fn incremental_cleanup(&self) -> bool {
+        true
+    }
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         sweep_table::<Vec<Entry<V>>>(&mut self.layout, |list| {
@@ -425,6 +472,9 @@ impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> DiskMapTable<K, UK, UV> {
 }
 
 impl<K: Key, UK: Data + Hash + Eq + Ord, UV: Data> StateTable<K> for DiskMapTable<K, UK, UV> {
+    fn incremental_cleanup(&self) -> bool {
+        true
+    }
     fn cleanup(&mut self, now: Timestamp) {
         let ttl = self.ttl;
         sweep_table::<Entry<UV>>(&mut self.layout, |entry| sweep_entry(entry, ttl.as_ref(), now));

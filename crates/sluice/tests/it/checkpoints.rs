@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 pub(crate) const EVENTS: u64 = 60_000;
 
 /// Nexmark events, slowed down so that a job lasts long enough to be interrupted.
-struct Slow {
-    inner: NexmarkSource,
-    pause: Duration,
+pub(crate) struct Slow {
+    pub(crate) inner: NexmarkSource,
+    pub(crate) pause: Duration,
 }
 
-struct SlowReader {
+pub(crate) struct SlowReader {
     inner: <NexmarkSource as Source>::Reader,
     pause: Duration,
 }
