@@ -50,8 +50,9 @@ struct Args {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     savepoints: bool,
     /// How long an uninterrupted run of each job lasts at the test's input pace, in
-    /// seconds [default: 0.5 s per kill, at least 5 s]: long enough that the job is
-    /// still running after every kill.
+    /// seconds [default: 1.5 s per kill, at least 10 s]: long enough that the job is
+    /// still running after every kill (a run lasts until a checkpoint completed in it,
+    /// and up to 0.4 s more).
     #[arg(long)]
     run_seconds: Option<f64>,
     /// Nexmark events per job.
@@ -285,8 +286,10 @@ fn missing_from(actual: &[String], expected: &[String]) -> Option<String> {
 fn wait_for_checkpoint(child: &mut Child, dir: &Path, after: Option<u64>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if newest_complete(dir).map(|(id, _)| id) > after {
-            return Ok(());
+        match newest_complete(dir) {
+            Some((_, true)) => return Err("the job finished: give it a longer --run-seconds".into()),
+            Some((id, false)) if Some(id) > after => return Ok(()),
+            _ => {}
         }
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             return Err(format!("the job exited ({status}) before it completed a checkpoint"));
@@ -441,7 +444,7 @@ fn test_job(job: &Job, args: &Args, random: &mut Random, work: &Path) -> Result<
 }
 
 fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
-    let run_seconds = args.run_seconds.unwrap_or((args.kills as f64 * 0.5).max(5.0));
+    let run_seconds = args.run_seconds.unwrap_or((args.kills as f64 * 1.5).max(10.0));
     let mut jobs = Vec::new();
     for name in &args.jobs {
         let work = args.work.join(name);

@@ -92,6 +92,19 @@ impl CachedKv {
         }
     }
 
+    /// Sets the value of the cached entry at `i` (`None`: deleted), to be written back.
+    fn change(&self, entries: &mut Entries, i: usize, value: Option<Box<[u8]>>) {
+        let before = entries.slots[i].size();
+        let slot = &mut entries.slots[i];
+        slot.value = value;
+        slot.referenced = true;
+        if !std::mem::replace(&mut slot.dirty, true) {
+            entries.dirty.insert(slot.key.clone());
+        }
+        let after = entries.slots[i].size();
+        self.resize(entries, before, after);
+    }
+
     /// Writes a slot's change to the tree.
     fn write_back(&self, slot: &mut Slot) -> Result<()> {
         if slot.dirty {
@@ -200,16 +213,7 @@ impl Kv for CachedKv {
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut entries = self.lock();
         if let Some(&i) = entries.index.get(key) {
-            let before = entries.slots[i].size();
-            let slot = &mut entries.slots[i];
-            slot.value = Some(value.into());
-            slot.referenced = true;
-            let was_dirty = std::mem::replace(&mut slot.dirty, true);
-            let after = slot.size();
-            if !was_dirty {
-                entries.dirty.insert(key.into());
-            }
-            self.resize(&mut entries, before, after);
+            self.change(&mut entries, i, Some(value.into()));
             return self.evict(&mut entries);
         }
         // Whether the tree holds the key is unknown: a later delete must reach it.
@@ -225,15 +229,7 @@ impl Kv for CachedKv {
             self.remove(&mut entries, i);
             return Ok(());
         }
-        let before = entries.slots[i].size();
-        let slot = &mut entries.slots[i];
-        slot.value = None;
-        let was_dirty = std::mem::replace(&mut slot.dirty, true);
-        let after = slot.size();
-        if !was_dirty {
-            entries.dirty.insert(key.into());
-        }
-        self.resize(&mut entries, before, after);
+        self.change(&mut entries, i, None);
         Ok(())
     }
 

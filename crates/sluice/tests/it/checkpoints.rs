@@ -259,7 +259,9 @@ fn state_on_disk_resumes_exactly_once_from_incremental_checkpoints() {
     };
     for _ in 0..3 {
         let env = on_disk();
-        job(&env, Duration::from_millis(1), output.path());
+        // Slow enough that three checkpoints (each synced to disk) complete in every run,
+        // even on a loaded machine.
+        job(&env, Duration::from_millis(3), output.path());
         let handle = env.start().expect("start");
         wait_for_checkpoints(&handle, 3);
         handle.cancel();
