@@ -24,22 +24,43 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "services (S3-compatible object store)"
 eval "$(./scripts/services.sh)"
 
+# Every test's outcome is kept, so that the last line counts all of them.
+logs="$CARGO_TARGET_DIR/test-logs"
+rm -rf "$logs" && mkdir -p "$logs"
+
 step "tests (unit, integration, property, end-to-end)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --all-features --locked --no-fail-fast
+    cargo nextest run --workspace --all-features --locked --no-fail-fast 2>&1 | tee "$logs/nextest.log"
 else
-    cargo test --workspace --all-features --locked --no-fail-fast --lib --bins --tests
+    cargo test --workspace --all-features --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$logs/cargo-test.log"
 fi
 
 step "crash test: jobs killed with SIGKILL 10 times each (after checkpoints and savepoints, restarted at 1, 2 or 4 workers, and during the final commit), output exactly once (heap, on-disk state), then at least once"
 cargo build --workspace --bins --locked --quiet
-"$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --work "$CARGO_TARGET_DIR/crash-test"
-"$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --on-disk --work "$CARGO_TARGET_DIR/crash-test-on-disk"
-# At least once: q7 (maxima, which replayed records cannot change) holds every line.
-"$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --jobs q7 --delivery at-least-once --work "$CARGO_TARGET_DIR/crash-test-alo"
+{
+    "$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --work "$CARGO_TARGET_DIR/crash-test"
+    "$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --on-disk --work "$CARGO_TARGET_DIR/crash-test-on-disk"
+    # At least once: q7 (maxima, which replayed records cannot change) holds every line.
+    "$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --jobs q7 --delivery at-least-once \
+        --work "$CARGO_TARGET_DIR/crash-test-alo"
+} | tee "$logs/crash-test.log"
 
 step "doc tests"
-cargo test --workspace --all-features --locked --doc
+cargo test --workspace --all-features --locked --doc 2>&1 | tee "$logs/doc-tests.log"
 
 step "docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
+
+# One line for everything that ran: the test runner's tests, the doc tests and the
+# crash-tested jobs.
+summary=$(grep -h "tests run:" "$logs/nextest.log" 2>/dev/null | tail -1 || true)
+passed=$(echo "$summary" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
+failed=$(echo "$summary" | grep -oE "[0-9]+ failed" | grep -oE "[0-9]+" || echo 0)
+read -r results_passed results_failed < <(
+    cat "$logs/cargo-test.log" "$logs/doc-tests.log" 2>/dev/null \
+        | grep -oE "test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed" \
+        | awk '{p += $4; f += $6} END {print p + 0, f + 0}'
+)
+crash_passed=$(grep -cE "^crash-test: [a-z0-9]+: killed" "$logs/crash-test.log" || true)
+crash_failed=$(grep -cE "^crash-test: [a-z0-9]+: FAILED" "$logs/crash-test.log" || true)
+echo "$((passed + results_passed + crash_passed)) passed, $((failed + results_failed + crash_failed)) failed"
