@@ -139,7 +139,10 @@ impl StreamEnvironment {
             self.recover_committers(Some(loaded))?;
             return Ok(JobHandle { metrics, cancel, runner: None, started, checkpoints: None });
         }
-        let restored = plan.restore.as_ref().map(|l| Arc::new(l.restored()));
+        // The restored state moves into the hub (no copy), and the hub lets go of it once
+        // every operator has taken its share, before the job runs.
+        let restored_from = plan.restore.as_ref().map(|l| (l.manifest.id, l.location.clone(), l.committables()));
+        let restored = plan.restore.map(|l| Arc::new(l.into_restored()));
         let config = plan.config;
         let (hub, acks) = CheckpointHub::new(
             true,
@@ -149,12 +152,13 @@ impl StreamEnvironment {
             restored,
         );
         let workers = self.instantiate(metrics.clone(), cancel.clone(), hub.clone())?;
-        self.recover_committers(plan.restore.as_ref())?;
-        if let Some(loaded) = &plan.restore {
-            tracing::info!("restoring from {}", loaded.location);
+        hub.release_restored();
+        self.recover(restored_from.as_ref().map(|(_, _, committables)| committables))?;
+        if let Some((_, location, _)) = &restored_from {
+            tracing::info!("restoring from {location}");
         }
         let stats = Arc::new(Mutex::new(CheckpointStats {
-            restored_from: plan.restore.as_ref().map(|l| l.manifest.id),
+            restored_from: restored_from.as_ref().map(|(id, _, _)| *id),
             ..CheckpointStats::default()
         }));
         let graph = self.graph.borrow();
@@ -260,9 +264,15 @@ impl StreamEnvironment {
 
     /// Publishes what the restored checkpoint pre-committed and aborts the rest.
     fn recover_committers(&self, restored: Option<&LoadedCheckpoint>) -> Result<()> {
-        let committables = restored.map(|l| l.committables()).unwrap_or_default();
+        self.recover(restored.map(|l| l.committables()).as_ref())
+    }
+
+    /// Hands each transactional sink's committer what it pre-committed in the restored
+    /// checkpoint, by operator.
+    fn recover(&self, committables: Option<&std::collections::BTreeMap<usize, Vec<Vec<u8>>>>) -> Result<()> {
         for (operator, committer) in &self.graph.borrow().committers {
-            committer.recover(committables.get(operator).map(Vec::as_slice).unwrap_or(&[]))?;
+            let pending = committables.and_then(|c| c.get(operator)).map(Vec::as_slice).unwrap_or(&[]);
+            committer.recover(pending)?;
         }
         Ok(())
     }

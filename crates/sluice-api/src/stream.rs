@@ -257,7 +257,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
                     parallelism: ctx.config.parallelism,
                     checkpointing: ctx.checkpoints.enabled(),
                     exactly_once: ctx.checkpoints.alignment() == Alignment::Aligned,
-                    restored: ctx.checkpoints.restored().is_some(),
+                    restored: ctx.checkpoints.restores(),
                 };
                 let writer = sink.writer(&context)?;
                 let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Sink);

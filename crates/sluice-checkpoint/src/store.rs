@@ -30,6 +30,11 @@ impl LoadedCheckpoint {
         RestoredCheckpoint { id: self.manifest.id, parallelism: self.manifest.parallelism, states: self.states.clone() }
     }
 
+    /// The state to hand to the job's operators, moved out of the loaded checkpoint.
+    pub fn into_restored(self) -> RestoredCheckpoint {
+        RestoredCheckpoint { id: self.manifest.id, parallelism: self.manifest.parallelism, states: self.states }
+    }
+
     /// What each sink operator pre-committed in it.
     pub fn committables(&self) -> BTreeMap<usize, Vec<Vec<u8>>> {
         let mut by_operator: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();

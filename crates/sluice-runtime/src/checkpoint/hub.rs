@@ -116,7 +116,10 @@ pub struct CheckpointHub {
     /// whose snapshots later changes would otherwise refer to).
     full_required: AtomicBool,
     acks: Sender<Ack>,
-    restored: Option<Arc<RestoredCheckpoint>>,
+    /// Whether the job restores from a checkpoint.
+    restores: bool,
+    /// The checkpoint it restores, until every operator took its share.
+    restored: Mutex<Option<Arc<RestoredCheckpoint>>>,
     participants: Mutex<Vec<ParticipantId>>,
 }
 
@@ -143,7 +146,8 @@ impl CheckpointHub {
             requested: AtomicU64::new(0),
             full_required: AtomicBool::new(false),
             acks,
-            restored,
+            restores: restored.is_some(),
+            restored: Mutex::new(restored),
             participants: Mutex::new(Vec::new()),
         };
         (Arc::new(hub), receiver)
@@ -159,9 +163,15 @@ impl CheckpointHub {
         self.alignment
     }
 
-    /// The checkpoint the job restores from.
-    pub fn restored(&self) -> Option<&Arc<RestoredCheckpoint>> {
-        self.restored.as_ref()
+    /// Whether the job restores from a checkpoint.
+    pub fn restores(&self) -> bool {
+        self.restores
+    }
+
+    /// Lets go of the restored checkpoint once every operator instance took its share
+    /// (they do when they are built): it is not kept in memory while the job runs.
+    pub fn release_restored(&self) {
+        self.restored.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Registers the instance of `operator` on `worker` as a participant.
@@ -227,7 +237,13 @@ impl Participant {
 
     /// The state this instance restores, if the job restores from a checkpoint.
     pub fn restored(&self) -> Option<StateReader> {
-        let restored = self.hub.restored.as_ref()?;
+        let restored = self.hub.restored.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(restored) = restored else {
+            if self.hub.restores {
+                tracing::error!("internal: {:?} asked for its restored state after the job started", self.id);
+            }
+            return None;
+        };
         let share = restored.share(self.id.operator, self.id.worker, self.hub.parallelism, self.hub.max_parallelism);
         Some(StateReader::checked(share, self.hub.max_parallelism))
     }

@@ -6,8 +6,9 @@
 //! memtable search or insert, and every short-lived entry is written, flushed and
 //! compacted away. The cache keeps recently used entries in memory, raw bytes by key,
 //! within one budget shared by the job's stores; it writes a changed entry to the tree
-//! only when it evicts it (second-chance "clock" order), before a scan of its range,
-//! and before the tree is frozen for a checkpoint. An entry created and deleted while
+//! only when it evicts it (second-chance "clock" order). Scans merge the changed
+//! entries with the tree's, and a checkpoint freezes the tree's MVCC snapshot under a
+//! copy of them, so neither writes anything back. An entry created and deleted while
 //! cached never reaches the tree.
 
 use super::{Frozen, Kv, Visit};
@@ -39,9 +40,9 @@ impl CacheBudget {
 const OVERHEAD: usize = 96;
 
 struct Slot {
-    key: Box<[u8]>,
+    key: Arc<[u8]>,
     /// `None`: deleted (written to the tree as a delete on write-back).
-    value: Option<Box<[u8]>>,
+    value: Option<Arc<[u8]>>,
     /// Changed since it was read from or written to the tree.
     dirty: bool,
     /// The tree may hold the key: a delete must reach it. False when the tree was read
@@ -59,10 +60,10 @@ impl Slot {
 
 #[derive(Default)]
 struct Entries {
-    index: FxHashMap<Box<[u8]>, usize>,
+    index: FxHashMap<Arc<[u8]>, usize>,
     slots: Vec<Slot>,
     /// The dirty keys in order, so that a scan writes back only its range.
-    dirty: BTreeSet<Box<[u8]>>,
+    dirty: BTreeSet<Arc<[u8]>>,
     hand: usize,
     bytes: usize,
 }
@@ -93,7 +94,7 @@ impl CachedKv {
     }
 
     /// Sets the value of the cached entry at `i` (`None`: deleted), to be written back.
-    fn change(&self, entries: &mut Entries, i: usize, value: Option<Box<[u8]>>) {
+    fn change(&self, entries: &mut Entries, i: usize, value: Option<Arc<[u8]>>) {
         let before = entries.slots[i].size();
         let slot = &mut entries.slots[i];
         slot.value = value;
@@ -163,24 +164,6 @@ impl CachedKv {
         }
         Ok(())
     }
-
-    /// Writes back the dirty entries whose keys start with `prefix` (all for an empty
-    /// prefix).
-    fn write_back_range(&self, entries: &mut Entries, prefix: &[u8]) -> Result<()> {
-        let keys: Vec<Box<[u8]>> = entries
-            .dirty
-            .range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
-            .take_while(|key| key.starts_with(prefix))
-            .cloned()
-            .collect();
-        for key in keys {
-            entries.dirty.remove(&key);
-            if let Some(&i) = entries.index.get(&key) {
-                self.write_back(&mut entries.slots[i])?;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Drop for CachedKv {
@@ -201,7 +184,7 @@ impl Kv for CachedKv {
         let value = self.tree.get(key)?;
         let slot = Slot {
             key: key.into(),
-            value: value.as_deref().map(Box::from),
+            value: value.as_deref().map(Arc::from),
             dirty: false,
             stored: value.is_some(),
             referenced: false,
@@ -238,46 +221,87 @@ impl Kv for CachedKv {
     fn scan_from(&self, prefix: &[u8], from: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         let entries = self.lock();
         let start = from.max(prefix);
-        let mut changed = entries
+        let changed = entries
             .dirty
             .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
             .take_while(|key| key.starts_with(prefix))
-            .map(|key| (key, entries.index.get(key).and_then(|&i| entries.slots[i].value.as_deref())))
-            .peekable();
-        let mut going = true;
-        self.tree.scan_from(prefix, start, &mut |key, value| {
-            // Changed keys before this one, then this one, changed or as stored.
-            while let Some((changed_key, changed_value)) = changed.next_if(|(k, _)| &***k <= key) {
-                let same = &**changed_key == key;
-                if let Some(changed_value) = changed_value {
-                    going = visit(changed_key, changed_value)?;
-                    if !going {
-                        return Ok(false);
-                    }
-                }
-                if same {
-                    return Ok(true);
-                }
-            }
-            going = visit(key, value)?;
-            Ok(going)
-        })?;
-        while going {
-            let Some((key, value)) = changed.next() else { break };
-            if let Some(value) = value {
-                going = visit(key, value)?;
-            }
-        }
-        Ok(())
+            .map(|key| (&**key, entries.index.get(key).and_then(|&i| entries.slots[i].value.as_deref())));
+        merged_scan(changed, |tree_visit| self.tree.scan_from(prefix, start, tree_visit), visit)
     }
 
+    /// The tree's MVCC snapshot under the cache's changed entries of this moment:
+    /// freezing shares them (keys and values are reference-counted, and a later write
+    /// replaces a value rather than changing it) instead of writing them back on the
+    /// worker.
     fn frozen(&self) -> Box<dyn Frozen> {
-        let mut entries = self.lock();
-        // A failed write-back leaves the entries dirty; the caller's next access fails
-        // the same way and is recorded.
-        let _ = self.write_back_range(&mut entries, &[]);
-        self.tree.frozen()
+        let entries = self.lock();
+        let changed = entries
+            .dirty
+            .iter()
+            .map(|key| (key.clone(), entries.index.get(key).and_then(|&i| entries.slots[i].value.clone())))
+            .collect();
+        Box::new(FrozenOverlay { changed, tree: self.tree.frozen() })
     }
+}
+
+/// A changed entry: its key, and its value or `None` if deleted.
+type Change = (Arc<[u8]>, Option<Arc<[u8]>>);
+
+/// A frozen tree with the cache's changes at freezing time laid over it.
+struct FrozenOverlay {
+    /// Changed entries in key order.
+    changed: Vec<Change>,
+    tree: Box<dyn Frozen>,
+}
+
+impl Frozen for FrozenOverlay {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.changed.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(i) => Ok(self.changed[i].1.as_ref().map(|v| v.to_vec())),
+            Err(_) => self.tree.get(key),
+        }
+    }
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+        let first = self.changed.partition_point(|(k, _)| &**k < prefix);
+        let changed =
+            self.changed[first..].iter().take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (&**k, v.as_deref()));
+        merged_scan(changed, |tree_visit| self.tree.scan_prefix(prefix, tree_visit), visit)
+    }
+}
+
+/// Visits the entries of a tree scan with `changed` (in key order; `None`: deleted)
+/// laid over them: a changed key's value replaces the tree's, a deleted one is skipped,
+/// and changed keys the tree lacks are visited in their place in the order.
+fn merged_scan<'a>(
+    changed: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    scan: impl FnOnce(&mut Visit<'_>) -> Result<()>,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let mut changed = changed.peekable();
+    let mut going = true;
+    scan(&mut |key, value| {
+        // Changed keys before this one, then this one, changed or as stored.
+        while let Some((changed_key, changed_value)) = changed.next_if(|(k, _)| *k <= key) {
+            if let Some(changed_value) = changed_value {
+                going = visit(changed_key, changed_value)?;
+                if !going {
+                    return Ok(false);
+                }
+            }
+            if changed_key == key {
+                return Ok(true);
+            }
+        }
+        going = visit(key, value)?;
+        Ok(going)
+    })?;
+    while going {
+        let Some((key, value)) = changed.next() else { break };
+        if let Some(value) = value {
+            going = visit(key, value)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -316,8 +340,51 @@ mod tests {
             Ok(())
         }
         fn frozen(&self) -> Box<dyn Frozen> {
-            unimplemented!("not frozen in these tests")
+            Box::new(Snapshot(self.map.lock().unwrap().clone()))
         }
+    }
+
+    struct Snapshot(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl Frozen for Snapshot {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+            for (key, value) in self.0.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+                if !visit(key, value)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_frozen_view_holds_the_changes_of_its_moment_and_writes_nothing_back() {
+        let tree = Arc::new(Tree::default());
+        let budget = CacheBudget::new((1 << 20) + 8 * (OVERHEAD + 8));
+        let cache = CachedKv::new(tree.clone(), budget);
+        for i in 0u8..20 {
+            cache.put(&[b'k', i], &[i]).unwrap();
+        }
+        cache.delete(&[b'k', 3]).unwrap();
+        let writes = tree.writes.load(Ordering::Relaxed);
+        let frozen = cache.frozen();
+        assert_eq!(tree.writes.load(Ordering::Relaxed), writes, "freezing writes nothing back");
+        cache.put(&[b'k', 5], b"later").unwrap();
+        cache.delete(&[b'k', 6]).unwrap();
+        assert_eq!(frozen.get(&[b'k', 5]).unwrap(), Some(vec![5]), "later writes are not in the view");
+        assert_eq!(frozen.get(&[b'k', 3]).unwrap(), None);
+        let mut seen = Vec::new();
+        frozen
+            .scan_prefix(b"k", &mut |key, value| {
+                seen.push((key[1], value.to_vec()));
+                Ok(true)
+            })
+            .unwrap();
+        let expected: Vec<(u8, Vec<u8>)> = (0u8..20).filter(|i| *i != 3).map(|i| (i, vec![i])).collect();
+        assert_eq!(seen, expected);
     }
 
     fn scan(kv: &dyn Kv, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
