@@ -33,6 +33,9 @@ enum Target {
 struct DeadLetterFile {
     path: PathBuf,
     writer: Mutex<Option<BufWriter<File>>>,
+    /// Written since the last sync: every worker's reader syncs at each checkpoint, and
+    /// only the first after a write needs to reach the disk.
+    unsynced: std::sync::atomic::AtomicBool,
 }
 
 impl DeadLetterFile {
@@ -88,7 +91,13 @@ impl DeadLetters {
             .create(true)
             .open(&path)
             .map_err(|e| Error::io(path.display().to_string(), e))?;
-        Ok(DeadLetters { target: Target::File(Arc::new(DeadLetterFile { path, writer: Mutex::new(None) })) })
+        Ok(DeadLetters {
+            target: Target::File(Arc::new(DeadLetterFile {
+                path,
+                writer: Mutex::new(None),
+                unsynced: std::sync::atomic::AtomicBool::new(false),
+            })),
+        })
     }
 
     /// Opens a file destination for a job that starts afresh (`resumed` false: the file
@@ -129,6 +138,7 @@ impl DeadLetters {
                 file.open(&mut writer, false)?;
                 if let Some(writer) = writer.as_mut() {
                     writer.write_all(&line).map_err(|e| file.error(e))?;
+                    file.unsynced.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }
@@ -149,7 +159,11 @@ impl DeadLetters {
     /// of the input before it must survive a crash, as that input is not read again.
     pub fn sync(&self) -> Result<()> {
         if let Target::File(file) = &self.target {
-            if let Some(writer) = lock(&file.writer).as_mut() {
+            let mut writer = lock(&file.writer);
+            if !file.unsynced.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
+            if let Some(writer) = writer.as_mut() {
                 writer.flush().map_err(|e| file.error(e))?;
                 writer.get_ref().sync_data().map_err(|e| file.error(e))?;
             }

@@ -35,6 +35,9 @@ pub(crate) struct PaneCombiner<K, T, KF, A: AggregateFunction<T>> {
     slide: i64,
     pane: i64,
     offset: i64,
+    /// The timestamps whose windows can be represented (the window operator drops
+    /// the others).
+    representable: std::ops::RangeInclusive<Timestamp>,
     /// Hold partials across batches (false: flush after every batch, for early results).
     hold: bool,
     partials: BTreeMap<Timestamp, FxHashMap<K, A::Acc>>,
@@ -51,6 +54,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> PaneCombiner<K, T, KF, A> {
             slide,
             pane: super::fixed::pane_size(size, slide),
             offset,
+            representable: super::fixed::representable(size, slide, offset),
             hold,
             partials: BTreeMap::new(),
             watermark: MIN_TIMESTAMP,
@@ -73,9 +77,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> PaneCombiner<K, T, KF, A> {
             .keys()
             .copied()
             .filter(|&pane| {
-                !self.hold
-                    || !super::fixed::representable(pane, self.size, self.slide, self.offset)
-                    || self.first_window_end(pane) - 1 <= watermark
+                !self.hold || !self.representable.contains(&pane) || self.first_window_end(pane) - 1 <= watermark
             })
             .collect();
         let mut batch = Vec::new();
@@ -104,9 +106,7 @@ where
         for record in batch {
             // Records without event time keep it unset, and records whose windows cannot be
             // represented keep their own time: the window operator rejects both.
-            let pane = if record.timestamp == MIN_TIMESTAMP
-                || !super::fixed::representable(record.timestamp, self.size, self.slide, self.offset)
-            {
+            let pane = if record.timestamp == MIN_TIMESTAMP || !self.representable.contains(&record.timestamp) {
                 record.timestamp
             } else {
                 record.timestamp - (record.timestamp - self.offset).rem_euclid(self.pane)

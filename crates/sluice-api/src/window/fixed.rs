@@ -23,13 +23,13 @@ pub(crate) fn pane_size(size: i64, slide: i64) -> i64 {
     gcd(size, slide).max(1)
 }
 
-/// Whether every window and pane holding `timestamp` can be computed in `i64`, for
-/// windows of `size` every `slide` shifted by `offset`: a record timed within one window
-/// of the ends of time has windows that cannot be represented, and is rejected rather
-/// than put into a window whose bounds wrapped around.
-pub(crate) fn representable(timestamp: Timestamp, size: i64, slide: i64, offset: i64) -> bool {
+/// The timestamps whose windows and panes can all be computed in `i64`, for windows
+/// of `size` every `slide` shifted by `offset`: a record timed within one window of the
+/// ends of time has windows that cannot be represented, and is rejected rather than put
+/// into a window whose bounds wrapped around. Computed once per operator.
+pub(crate) fn representable(size: i64, slide: i64, offset: i64) -> std::ops::RangeInclusive<Timestamp> {
     let margin = size.saturating_add(slide).saturating_add(offset.saturating_abs());
-    timestamp.checked_sub(margin).is_some() && timestamp.checked_add(margin).is_some()
+    (Timestamp::MIN + margin)..=(Timestamp::MAX - margin)
 }
 
 /// Where a record went.
@@ -57,6 +57,8 @@ pub(crate) struct FixedWindowOperator<K, T, KF, A: AggregateFunction<T>> {
     slide: i64,
     offset: i64,
     pane: i64,
+    /// The timestamps whose windows can be represented.
+    representable: std::ops::RangeInclusive<Timestamp>,
     settings: WindowSettings,
     /// Accumulators by pane start, then by key, on the heap or on disk.
     panes: Panes<K, A::Acc>,
@@ -87,6 +89,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
             slide,
             offset,
             pane: pane_size(size, slide),
+            representable: representable(size, slide, offset),
             settings,
             panes: Panes::new(backend),
             watermark: MIN_TIMESTAMP,
@@ -144,7 +147,7 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> FixedWindowOperator<K, T, KF, A> {
     /// Adds a record to its pane, unless it is late (every window it belongs to has
     /// expired) or out of range.
     fn add(&mut self, key: &K, timestamp: Timestamp, value: &T) -> Placed {
-        if !representable(timestamp, self.size, self.slide, self.offset) {
+        if !self.representable.contains(&timestamp) {
             return Placed::OutOfRange;
         }
         let last_start = timestamp - (timestamp - self.offset).rem_euclid(self.slide);
