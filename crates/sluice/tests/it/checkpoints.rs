@@ -19,11 +19,16 @@ pub(crate) const EVENTS: u64 = 60_000;
 pub(crate) struct Slow {
     pub(crate) inner: NexmarkSource,
     pub(crate) pause: Duration,
+    /// After this many batches in one run, each reader waits (polls nothing) until the
+    /// job is cancelled: a run that is to be cancelled never reaches the end of its
+    /// input, however slowly its checkpoints complete.
+    pub(crate) held_after: Option<u32>,
 }
 
 pub(crate) struct SlowReader {
     inner: <NexmarkSource as Source>::Reader,
     pause: Duration,
+    batches_left: Option<u32>,
 }
 
 impl Source for Slow {
@@ -33,10 +38,15 @@ impl Source for Slow {
         "slow-nexmark".to_string()
     }
     fn reader(&self, worker: usize, parallelism: usize) -> sluice::Result<SlowReader> {
-        Ok(SlowReader { inner: self.inner.reader(worker, parallelism)?, pause: self.pause })
+        Ok(SlowReader {
+            inner: self.inner.reader(worker, parallelism)?,
+            pause: self.pause,
+            batches_left: self.held_after,
+        })
     }
     fn restore_reader(&self, worker: usize, parallelism: usize, state: &StateReader) -> sluice::Result<SlowReader> {
-        Ok(SlowReader { inner: self.inner.restore_reader(worker, parallelism, state)?, pause: self.pause })
+        let inner = self.inner.restore_reader(worker, parallelism, state)?;
+        Ok(SlowReader { inner, pause: self.pause, batches_left: self.held_after })
     }
 }
 
@@ -44,6 +54,11 @@ impl SourceReader for SlowReader {
     type Batch = Vec<Record<Event>>;
     fn poll(&mut self, max_records: usize) -> sluice::Result<SourcePoll<Self::Batch>> {
         std::thread::sleep(self.pause);
+        match &mut self.batches_left {
+            Some(0) => return Ok(SourcePoll::Pending),
+            Some(left) => *left -= 1,
+            None => {}
+        }
         self.inner.poll(max_records)
     }
     fn position(&self) -> u64 {
@@ -84,9 +99,25 @@ pub(crate) fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
     job_into(env, pause, JsonLinesSink::directory(output).expect("output directory"));
 }
 
+/// Batches each reader reads in a run that is to be cancelled: at parallelism 2 a
+/// reader's share is 117 batches of 256 records, so three such runs leave input for
+/// the last one.
+const HELD_AFTER: u32 = 30;
+
+/// [`job`] for a run that is to be cancelled: each reader reads [`HELD_AFTER`]
+/// batches, then waits.
+pub(crate) fn job_to_cancel(env: &StreamEnvironment, pause: Duration, output: &Path) {
+    let sink = JsonLinesSink::directory(output).expect("output directory");
+    job_from(env, Slow { inner: NexmarkSource::new(EVENTS), pause, held_after: Some(HELD_AFTER) }, sink);
+}
+
 /// [`job`], writing into `sink`.
 pub(crate) fn job_into<S: Sink<String>>(env: &StreamEnvironment, pause: Duration, sink: S) {
-    let events = env.source(Slow { inner: NexmarkSource::new(EVENTS), pause }).with_watermarks(
+    job_from(env, Slow { inner: NexmarkSource::new(EVENTS), pause, held_after: None }, sink);
+}
+
+fn job_from<S: Sink<String>>(env: &StreamEnvironment, source: Slow, sink: S) {
+    let events = env.source(source).with_watermarks(
         WatermarkStrategy::bounded_out_of_orderness(seconds(1)).with_timestamp(|e: &Event| e.timestamp() as i64),
     );
     let bids = events.filter_map(|e| match e {
@@ -191,14 +222,15 @@ fn a_cancelled_job_resumes_from_its_latest_checkpoint_exactly_once() {
     let (checkpoints, output) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
     for round in 0..3 {
         let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
-        job(&env, Duration::from_millis(1), output.path());
+        job_to_cancel(&env, Duration::from_millis(1), output.path());
         let handle = env.start().expect("start");
         wait_for_checkpoints(&handle, 2);
         if round > 0 {
             assert!(handle.checkpoint_stats().and_then(|s| s.restored_from).is_some(), "round {round} restored");
         }
         handle.cancel();
-        assert!(matches!(handle.join(), Err(sluice::Error::Cancelled)));
+        let ended = handle.join();
+        assert!(matches!(ended, Err(sluice::Error::Cancelled)), "{ended:?}");
     }
     let env = checkpointed(2, checkpoints.path(), Duration::from_millis(15));
     job(&env, Duration::ZERO, output.path());
@@ -259,13 +291,14 @@ fn state_on_disk_resumes_exactly_once_from_incremental_checkpoints() {
     };
     for _ in 0..3 {
         let env = on_disk();
-        // Slow enough that three checkpoints (each synced to disk) complete in every run,
-        // even on a loaded machine.
-        job(&env, Duration::from_millis(3), output.path());
+        // Slow enough that checkpoints (each synced to disk) complete while records flow;
+        // held, so that the run is still going when the third completes.
+        job_to_cancel(&env, Duration::from_millis(3), output.path());
         let handle = env.start().expect("start");
         wait_for_checkpoints(&handle, 3);
         handle.cancel();
-        assert!(matches!(handle.join(), Err(sluice::Error::Cancelled)));
+        let ended = handle.join();
+        assert!(matches!(ended, Err(sluice::Error::Cancelled)), "{ended:?}");
     }
     let store = sluice::checkpoint::CheckpointStore::open(checkpoints.path().to_str().expect("utf-8")).expect("store");
     let latest = store.latest().expect("read").expect("a checkpoint");
@@ -306,11 +339,12 @@ fn checkpoints_in_s3_object_storage_resume_exactly_once() {
     for _ in 0..2 {
         let env = in_s3();
         // Slower than the local tests: a checkpoint in S3 takes longer.
-        job(&env, Duration::from_millis(5), output.path());
+        job_to_cancel(&env, Duration::from_millis(5), output.path());
         let handle = env.start().expect("start");
         wait_for_checkpoints(&handle, 2);
         handle.cancel();
-        assert!(matches!(handle.join(), Err(sluice::Error::Cancelled)));
+        let ended = handle.join();
+        assert!(matches!(ended, Err(sluice::Error::Cancelled)), "{ended:?}");
     }
     let store = sluice::checkpoint::CheckpointStore::open(&location).expect("the bucket opens");
     assert!(!store.checkpoint_ids().expect("list").is_empty(), "checkpoints are in the bucket");

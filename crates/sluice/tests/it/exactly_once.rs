@@ -115,7 +115,7 @@ fn transactions_whose_commit_failed_are_committed_after_a_crash() {
 /// A stateless job: every bid as a line. Replayed records cannot change what it
 /// writes, so at least once means every line is there.
 fn bids_into(env: &StreamEnvironment, pause: Duration, sink: JsonLinesSink<String>) {
-    env.source(Slow { inner: NexmarkSource::new(EVENTS), pause })
+    env.source(Slow { inner: NexmarkSource::new(EVENTS), pause, held_after: None })
         .filter_map(|e| match e {
             Event::Bid(bid) => Some(format!("bid {} on {} at {}", bid.bidder, bid.auction, bid.date_time)),
             _ => None,
