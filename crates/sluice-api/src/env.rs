@@ -131,13 +131,18 @@ impl StreamEnvironment {
             let (hub, _) = CheckpointHub::disabled(self.config.parallelism, self.config.max_parallelism);
             let workers = self.instantiate(metrics.clone(), cancel.clone(), hub)?;
             let runner_cancel = cancel.clone();
-            let runner = spawn("sluice-job", move || run_workers(workers, runner_cancel))?;
-            return Ok(JobHandle { metrics, cancel, runner: Some(runner), started, checkpoints: None });
+            let (ended, done) = crossbeam_channel::bounded::<()>(0);
+            let runner = spawn("sluice-job", move || {
+                let _ended = ended;
+                run_workers(workers, runner_cancel)
+            })?;
+            return Ok(JobHandle { metrics, cancel, runner: Some(runner), done, started, checkpoints: None });
         };
         if let Some(loaded) = plan.restore.as_ref().filter(|l| l.manifest.finished) {
             tracing::info!("the job already finished (checkpoint {} is final); nothing to run", loaded.manifest.id);
             self.recover_committers(Some(loaded))?;
-            return Ok(JobHandle { metrics, cancel, runner: None, started, checkpoints: None });
+            let (_, done) = crossbeam_channel::bounded(0);
+            return Ok(JobHandle { metrics, cancel, runner: None, done, started, checkpoints: None });
         }
         // The restored state moves into the hub (no copy), and the hub lets go of it once
         // every operator has taken its share, before the job runs.
@@ -179,7 +184,9 @@ impl StreamEnvironment {
         let coordinator = spawn("sluice-checkpoints", move || coordinator::run(setup, command_receiver))?;
         let runner_cancel = cancel.clone();
         let ended = commands.clone();
+        let (runner_ended, done) = crossbeam_channel::bounded::<()>(0);
         let runner = spawn("sluice-job", move || {
+            let _ended = runner_ended;
             let outcome = run_workers(workers, runner_cancel);
             let cancelled = matches!(outcome, Err(Error::Cancelled));
             let _ = ended.send(Command::JobEnded { finished: outcome.is_ok(), cancelled });
@@ -191,7 +198,7 @@ impl StreamEnvironment {
             });
             outcome.and(checkpoints)
         })?;
-        Ok(JobHandle { metrics, cancel, runner: Some(runner), started, checkpoints: Some((commands, stats)) })
+        Ok(JobHandle { metrics, cancel, runner: Some(runner), done, started, checkpoints: Some((commands, stats)) })
     }
 
     /// Opens the checkpoint location and finds the checkpoint to restore, if the job
@@ -330,6 +337,8 @@ pub struct JobHandle {
     metrics: MetricsRegistry,
     cancel: Arc<AtomicBool>,
     runner: Option<JoinHandle<Result<()>>>,
+    /// Disconnected when the runner ends: waiting on it wakes at once.
+    done: crossbeam_channel::Receiver<()>,
     started: Instant,
     checkpoints: Option<(crossbeam_channel::Sender<Command>, Arc<Mutex<CheckpointStats>>)>,
 }
@@ -358,6 +367,14 @@ impl JobHandle {
     /// Whether the job has stopped (finished, failed or cancelled).
     pub fn is_finished(&self) -> bool {
         self.runner.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Waits up to `timeout` for the job to stop; returns whether it has.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        match self.done.recv_timeout(timeout) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.is_finished(),
+            _ => true,
+        }
     }
 
     /// Time since the job started.

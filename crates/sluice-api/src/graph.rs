@@ -84,7 +84,7 @@ impl Graph {
         for consumer in &self.consumers[node] {
             let factory = consumer
                 .downcast_ref::<ConsumerFactory<T>>()
-                .ok_or_else(|| Error::invalid_job(format!("internal: stream {node} consumed with the wrong type")))?;
+                .ok_or_else(|| Error::internal(format!("stream {node} consumed with the wrong type")))?;
             chains.push(factory(self, ctx)?);
         }
         Ok(match chains.len() {

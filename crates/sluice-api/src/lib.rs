@@ -56,5 +56,6 @@ pub use sluice_state::{
     DiskBackend, ListState, MapState, StateBackendKind, StateDescriptor, StateTtl, TtlClock, TtlUpdate, ValueState,
 };
 pub use sluice_types::{
-    days, hours, millis, minutes, seconds, Error, Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP,
+    days, hours, millis, minutes, seconds, Error, ErrorDomain, Key, Record, Result, Timestamp, MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
 };

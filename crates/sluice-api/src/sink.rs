@@ -102,10 +102,12 @@ impl<W> SinkNode<W> {
 
 impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
     fn push(&mut self, batch: Batch<T>) -> Result<()> {
+        let _running = self.metrics.enter();
         self.metrics.add_in(batch.len());
         self.writer.write_batch(batch)
     }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        let _running = self.metrics.enter();
         self.metrics.set_watermark(watermark);
         self.writer.on_watermark(watermark)
     }
@@ -116,6 +118,7 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
         Ok(())
     }
     fn end(&mut self) -> Result<()> {
+        let _running = self.metrics.enter();
         self.writer.close()?;
         if let Some(state) = self.pre_commit(None)? {
             self.participant.finished(state);
@@ -123,6 +126,7 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
         Ok(())
     }
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let _running = self.metrics.enter();
         let started = std::time::Instant::now();
         if let Some(state) = self.pre_commit(Some(barrier))? {
             self.participant.ack(barrier.id, state, started.elapsed());

@@ -51,16 +51,19 @@ impl<O: TwoInputOperator> TwoInputNode<O> {
 
 impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoInputNode<O> {
     fn push_left(&mut self, batch: Batch<O::Left>) -> Result<()> {
+        let _running = self.out.metrics().enter();
         self.out.metrics().add_in(batch.len());
         self.operator.process_left(batch, &mut self.out)?;
         self.out.flush_sides()
     }
     fn push_right(&mut self, batch: Batch<O::Right>) -> Result<()> {
+        let _running = self.out.metrics().enter();
         self.out.metrics().add_in(batch.len());
         self.operator.process_right(batch, &mut self.out)?;
         self.out.flush_sides()
     }
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        let _running = self.out.metrics().enter();
         self.operator.on_watermark(watermark, &mut self.out)?;
         self.out.flush_sides()?;
         self.out.watermark(watermark)
@@ -69,6 +72,7 @@ impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoI
         self.out.idle()
     }
     fn tick(&mut self, now: Timestamp) -> Result<()> {
+        let _running = self.out.metrics().enter();
         self.operator.on_processing_time(now, &mut self.out)?;
         self.out.flush_sides()?;
         self.out.tick(now)
@@ -81,6 +85,7 @@ impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoI
         self.out.end()
     }
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let _running = self.out.metrics().enter();
         let started = std::time::Instant::now();
         if let Some(state) = self.snapshot(Some(barrier))? {
             self.participant.ack_writer(barrier.id, state, started.elapsed());

@@ -155,6 +155,7 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
 
 impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAssigner<T, A> {
     fn push(&mut self, mut batch: Batch<T>) -> Result<()> {
+        let _running = self.out.metrics().enter();
         self.out.metrics().add_in(batch.len());
         self.idle = false;
         self.last_record_at = MIN_TIMESTAMP;

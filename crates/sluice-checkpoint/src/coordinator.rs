@@ -471,10 +471,7 @@ impl Coordinator {
             }
             let missing: Vec<_> = self.participants.iter().filter(|p| !self.finished.contains_key(p)).collect();
             if !missing.is_empty() {
-                return Err(Error::checkpoint(
-                    self.setup.store.location(),
-                    format!("internal: no final state from {missing:?}"),
-                ));
+                return Err(Error::internal(format!("the final checkpoint has no state from {missing:?}")));
             }
             let barrier = Barrier { id: self.next_id, kind: BarrierKind::Checkpoint };
             let states = std::mem::take(&mut self.finished);

@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// When to show the progress line on standard error.
     #[arg(long, value_enum, default_value_t = progress::ProgressMode::Auto)]
     progress: progress::ProgressMode,
+    /// Makes the last operator panic on its first result: shows (and tests) how a bug
+    /// in a user function is reported.
+    #[arg(long, hide = true)]
+    inject_panic: bool,
 }
 
 /// The most-bid auction of one window.
@@ -57,6 +61,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         env = env.checkpointing(config);
     }
     let parallelism = env.config().parallelism;
+    let inject_panic = args.inject_panic;
     let events = match args.rate {
         Some(rate) => env.source(sluice::Throttled::new(NexmarkSource::new(args.events), rate)),
         None => env.source(NexmarkSource::new(args.events)),
@@ -73,12 +78,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .key_by(|result| result.window.end)
         .window(Tumbling::of(seconds(2)))
         .reduce(|a, b| if (b.value, a.key) > (a.value, b.key) { b.clone() } else { a.clone() })
-        .map(|top| HotAuction {
-            window_start: top.value.window.start,
-            window_end: top.value.window.end,
-            auction: top.value.key,
-            bids: top.value.value,
-        });
+        .map(move |top| {
+            assert!(!inject_panic, "injected panic (--inject-panic)");
+            HotAuction {
+                window_start: top.value.window.start,
+                window_end: top.value.window.end,
+                auction: top.value.key,
+                bids: top.value.value,
+            }
+        })
+        .name("hot auction");
     match &args.output {
         Some(path) if path.is_dir() || path.to_string_lossy().ends_with('/') => {
             hot.sink(JsonLinesSink::directory(path).with_context(|| format!("cannot write into {}", path.display()))?)

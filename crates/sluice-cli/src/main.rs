@@ -58,13 +58,34 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprint!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprint!(": {cause}");
-            }
-            eprintln!();
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(&error),
     }
+}
+
+/// Exit code of a bad job, configuration, input or argument (clap's own code for bad
+/// arguments): the user must change something.
+const EXIT_USER: u8 = 2;
+/// Exit code of a failure outside Sluice (I/O, storage, a service): running again once
+/// it is fixed may succeed, and resumes from the latest checkpoint.
+const EXIT_EXTERNAL: u8 = 3;
+/// Exit code of a bug: an operator panicked or an invariant of Sluice does not hold.
+const EXIT_INTERNAL: u8 = 4;
+
+/// Prints the error with its causes (and what to do, if a retry may help) and picks the
+/// exit code of its domain.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprint!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprint!(": {cause}");
+    }
+    eprintln!();
+    let engine_error = error.chain().find_map(|cause| cause.downcast_ref::<sluice::Error>());
+    if let Some(hint) = engine_error.and_then(sluice::Error::retry_hint) {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::from(match engine_error.map(sluice::Error::domain) {
+        Some(sluice::ErrorDomain::User) => EXIT_USER,
+        Some(sluice::ErrorDomain::Internal) => EXIT_INTERNAL,
+        Some(sluice::ErrorDomain::External) | None => EXIT_EXTERNAL,
+    })
 }

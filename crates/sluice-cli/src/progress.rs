@@ -33,8 +33,7 @@ pub fn follow(job: JobHandle, mode: ProgressMode) -> sluice::Result<JobResult> {
         }
         let _ = std::io::stderr().flush();
     };
-    while !job.is_finished() {
-        std::thread::sleep(Duration::from_millis(200));
+    while !job.wait_timeout(Duration::from_millis(200)) {
         show(&job.snapshot(), job.elapsed());
     }
     if redraw {

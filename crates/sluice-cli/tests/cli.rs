@@ -70,18 +70,28 @@ fn demo_writes_results_and_its_progress_line_reports_the_counters() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A bad job or argument exits with 2, a failure outside Sluice with 3 (and a hint),
+/// a bug with 4; each prints what happened.
 #[test]
-fn bad_arguments_fail_with_a_message_naming_the_problem() {
+fn each_kind_of_failure_has_its_exit_code_and_says_what_happened() {
     let zero = sluice(&["demo", "--events", "10", "--parallelism", "0"]);
-    assert!(!zero.status.success());
+    assert_eq!(zero.status.code(), Some(2), "a bad setting");
     assert!(text(&zero.stderr).contains("parallelism must be at least 1"), "{}", text(&zero.stderr));
 
-    let unwritable = sluice(&["generate", "--events", "10", "--output", "/nonexistent-dir/events.jsonl"]);
-    assert!(!unwritable.status.success());
-    assert!(text(&unwritable.stderr).contains("/nonexistent-dir/events.jsonl"), "{}", text(&unwritable.stderr));
-
     let unknown = sluice(&["no-such-command"]);
-    assert!(!unknown.status.success());
+    assert_eq!(unknown.status.code(), Some(2), "a bad argument");
+
+    let unwritable = sluice(&["generate", "--events", "10", "--output", "/nonexistent-dir/events.jsonl"]);
+    let stderr = text(&unwritable.stderr);
+    assert_eq!(unwritable.status.code(), Some(3), "a failure outside: {stderr}");
+    assert!(stderr.contains("/nonexistent-dir/events.jsonl") && stderr.contains("No such file"), "{stderr}");
+    assert!(stderr.contains("hint: check that the path exists"), "{stderr}");
+
+    let bug = sluice(&["demo", "--events", "100000", "--progress", "never", "--inject-panic"]);
+    let stderr = text(&bug.stderr);
+    assert_eq!(bug.status.code(), Some(4), "a bug: {stderr}");
+    assert!(stderr.contains("error: operator 'hot auction' panicked on worker"), "{stderr}");
+    assert!(stderr.contains("injected panic (--inject-panic)"), "{stderr}");
 }
 
 #[test]

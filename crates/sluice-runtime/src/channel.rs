@@ -167,10 +167,8 @@ impl Edges {
 
     fn matrix<B: Send + 'static>(&mut self, edge: EdgeId) -> Result<&mut Matrix<B>> {
         let (parallelism, capacity) = (self.parallelism, self.capacity);
-        let slot = self
-            .slots
-            .get_mut(edge)
-            .ok_or_else(|| Error::invalid_job(format!("internal: edge {edge} was never declared")))?;
+        let slot =
+            self.slots.get_mut(edge).ok_or_else(|| Error::internal(format!("edge {edge} was never declared")))?;
         let forward = slot.kind == EdgeKind::Forward;
         let channels = slot.channels.get_or_insert_with(|| {
             let mut senders = Vec::with_capacity(parallelism);
@@ -196,7 +194,7 @@ impl Edges {
         });
         channels
             .downcast_mut::<Matrix<B>>()
-            .ok_or_else(|| Error::invalid_job(format!("internal: edge {edge} used with two record types")))
+            .ok_or_else(|| Error::internal(format!("edge {edge} used with two record types")))
     }
 
     /// The senders of worker `from` on `edge`, one per receiving worker in worker order
@@ -209,8 +207,7 @@ impl Edges {
     ) -> Result<Vec<ChannelSender<B>>> {
         let doorbells = self.doorbells.clone();
         let matrix = self.matrix::<B>(edge)?;
-        let row =
-            matrix.senders.get_mut(from).ok_or_else(|| Error::invalid_job(format!("internal: no worker {from}")))?;
+        let row = matrix.senders.get_mut(from).ok_or_else(|| Error::internal(format!("no worker {from}")))?;
         let senders: Vec<_> = row
             .iter_mut()
             .enumerate()
@@ -225,7 +222,7 @@ impl Edges {
             })
             .collect();
         if senders.is_empty() {
-            return Err(Error::invalid_job(format!("internal: senders of edge {edge} taken twice")));
+            return Err(Error::internal(format!("senders of edge {edge} taken twice")));
         }
         Ok(senders)
     }
@@ -246,7 +243,7 @@ impl Edges {
             })
             .collect();
         if receivers.is_empty() {
-            return Err(Error::invalid_job(format!("internal: receivers of edge {edge} taken twice")));
+            return Err(Error::internal(format!("receivers of edge {edge} taken twice")));
         }
         Ok(receivers)
     }

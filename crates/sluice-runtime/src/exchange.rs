@@ -123,6 +123,7 @@ impl<B, P> HashExchange<B, P> {
 
 impl<B: crate::Batch, P: Partitioner<B>> Push<B> for HashExchange<B, P> {
     fn push(&mut self, batch: B) -> Result<()> {
+        let _running = self.metrics.enter();
         self.metrics.add_in(batch.len());
         if self.outputs.len() == 1 {
             self.metrics.add_out(batch.len());

@@ -72,11 +72,12 @@ impl BuildContext {
     /// The worker threads' work: their tasks and doorbells.
     pub fn into_workers(self) -> Vec<Worker> {
         let doorbells = self.edges.doorbells().to_vec();
+        let metrics = self.metrics;
         self.tasks
             .into_iter()
             .zip(doorbells)
             .enumerate()
-            .map(|(index, (tasks, doorbell))| Worker { index, tasks, doorbell })
+            .map(|(index, (tasks, doorbell))| Worker { index, tasks, doorbell, metrics: metrics.clone() })
             .collect()
     }
 }
@@ -86,9 +87,24 @@ pub struct Worker {
     index: usize,
     tasks: Vec<Box<dyn Task>>,
     doorbell: Arc<Doorbell>,
+    /// The job's operators by id, to name the one that panicked.
+    metrics: MetricsRegistry,
 }
 
 impl Worker {
+    /// Runs the worker's tasks to the end; a panic in an operator becomes an error
+    /// naming it.
+    fn run_catching(self, cancel: &AtomicBool) -> Result<()> {
+        let (index, metrics) = (self.index, self.metrics.clone());
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(cancel))).unwrap_or_else(|panic| {
+            let message = panic_message(panic.as_ref());
+            Err(match crate::running::take_running().and_then(|id| metrics.name_of(id)) {
+                Some(operator) => Error::OperatorPanicked { operator, worker: index, message },
+                None => Error::WorkerPanicked { thread: format!("sluice-worker-{index}"), message },
+            })
+        })
+    }
+
     fn run(mut self, cancel: &AtomicBool) -> Result<()> {
         self.doorbell.bind_current_thread();
         // Downstream segments were built last: stepping them first drains channels
@@ -121,6 +137,15 @@ impl Worker {
     }
 }
 
+/// The message a panic was raised with.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
 /// Runs each worker on its own thread; returns the first real error (not a
 /// cancellation it caused) once all threads have stopped.
 pub fn run_workers(workers: Vec<Worker>, cancel: Arc<AtomicBool>) -> Result<()> {
@@ -131,7 +156,7 @@ pub fn run_workers(workers: Vec<Worker>, cancel: Arc<AtomicBool>) -> Result<()> 
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                let result = worker.run(&cancel);
+                let result = worker.run_catching(&cancel);
                 if result.is_err() {
                     cancel.store(true, Ordering::Relaxed);
                 }
@@ -146,12 +171,7 @@ pub fn run_workers(workers: Vec<Worker>, cancel: Arc<AtomicBool>) -> Result<()> 
             Ok(result) => result,
             Err(panic) => {
                 cancel.store(true, Ordering::Relaxed);
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                Err(Error::WorkerPanicked { thread: name, message })
+                Err(Error::WorkerPanicked { thread: name, message: panic_message(panic.as_ref()) })
             }
         };
         if let Err(error) = outcome {

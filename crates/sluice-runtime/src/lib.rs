@@ -32,6 +32,7 @@ mod message;
 mod metrics;
 mod operator;
 mod push;
+mod running;
 mod source;
 mod timers;
 mod watermarks;
@@ -47,6 +48,7 @@ pub use metrics::{JobSnapshot, MetricsRegistry, OperatorKind, OperatorMetrics, O
 pub use operator::{Discard, Operator, OperatorNode, Output, SideOutputs, SidePort, Tee};
 pub use push::now_millis;
 pub use push::Push;
+pub use running::Running;
 pub use source::{SourceDriver, SourcePoll, SourceReader};
 pub use timers::TimerQueue;
 pub use watermarks::WatermarkTracker;

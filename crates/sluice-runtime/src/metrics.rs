@@ -5,6 +5,7 @@
 //! endpoint and the dashboard) sum the instances of an operator when they read. No lock
 //! is taken on the hot path.
 
+use crate::Running;
 use sluice_types::{Timestamp, MIN_TIMESTAMP};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ pub enum OperatorKind {
 /// Counters of one operator instance.
 #[derive(Debug)]
 pub struct OperatorMetrics {
+    operator_id: usize,
     records_in: AtomicU64,
     records_out: AtomicU64,
     dead_letters: AtomicU64,
@@ -36,6 +38,7 @@ pub struct OperatorMetrics {
 impl Default for OperatorMetrics {
     fn default() -> Self {
         OperatorMetrics {
+            operator_id: usize::MAX,
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
@@ -47,6 +50,12 @@ impl Default for OperatorMetrics {
 }
 
 impl OperatorMetrics {
+    /// Marks the operator as running on this thread while the result lives, so that a
+    /// panic in it is reported with its name.
+    #[inline]
+    pub fn enter(&self) -> Running {
+        Running::enter(self.operator_id)
+    }
     /// Counts records that entered the operator.
     pub fn add_in(&self, n: usize) {
         self.records_in.fetch_add(n as u64, Ordering::Relaxed);
@@ -179,10 +188,16 @@ impl JobSnapshot {
 impl MetricsRegistry {
     /// Registers one instance of an operator and returns its counters.
     pub fn register(&self, operator_id: usize, name: &str, kind: OperatorKind) -> Arc<OperatorMetrics> {
-        let metrics = Arc::new(OperatorMetrics::default());
+        let metrics = Arc::new(OperatorMetrics { operator_id, ..OperatorMetrics::default() });
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.push(Entry { operator_id, name: name.to_string(), kind, metrics: metrics.clone() });
         metrics
+    }
+
+    /// The name of operator `operator_id`, if registered.
+    pub fn name_of(&self, operator_id: usize) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.iter().find(|e| e.operator_id == operator_id).map(|e| e.name.clone())
     }
 
     /// Every instance's counters, unsummed, in registration order (worker by worker):

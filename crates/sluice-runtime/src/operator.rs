@@ -282,12 +282,14 @@ impl<O: Operator> OperatorNode<O> {
 
 impl<O: Operator> Push<O::In> for OperatorNode<O> {
     fn push(&mut self, batch: O::In) -> Result<()> {
+        let _running = self.out.metrics.enter();
         self.out.metrics.add_in(batch.len());
         self.operator.process_batch(batch, &mut self.out)?;
         self.out.flush_sides()
     }
 
     fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        let _running = self.out.metrics.enter();
         self.operator.on_watermark(watermark, &mut self.out)?;
         self.out.flush_sides()?;
         self.out.watermark(watermark)
@@ -298,12 +300,14 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
     }
 
     fn tick(&mut self, now: Timestamp) -> Result<()> {
+        let _running = self.out.metrics.enter();
         self.operator.on_processing_time(now, &mut self.out)?;
         self.out.flush_sides()?;
         self.out.tick(now)
     }
 
     fn end(&mut self) -> Result<()> {
+        let _running = self.out.metrics.enter();
         self.operator.close(&mut self.out)?;
         self.out.flush_sides()?;
         if let Some((participant, state)) = self.snapshot(None)? {
@@ -313,6 +317,7 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let _running = self.out.metrics.enter();
         let started = std::time::Instant::now();
         if let Some((participant, state)) = self.snapshot(Some(barrier))? {
             participant.ack_writer(barrier.id, state, started.elapsed());

@@ -124,6 +124,7 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
     }
 
     fn step(&mut self) -> Result<Step> {
+        let _running = self.metrics.enter();
         if !self.finished {
             self.inject_barrier()?;
         }

@@ -52,12 +52,28 @@ pub enum Error {
     /// The job was cancelled, or another part of it failed first.
     #[error("job cancelled")]
     Cancelled,
-    /// A worker thread panicked: a bug in Sluice or in a user function.
+    /// A worker thread panicked outside any operator: a bug in Sluice.
     #[error("worker thread '{thread}' panicked: {message}")]
     WorkerPanicked {
         /// The thread's name.
         thread: String,
         /// The panic message.
+        message: String,
+    },
+    /// An operator panicked while it ran: a bug in its user function, or in Sluice.
+    #[error("operator '{operator}' panicked on worker {worker}: {message}")]
+    OperatorPanicked {
+        /// The operator's name.
+        operator: String,
+        /// The worker it ran on.
+        worker: usize,
+        /// The panic message.
+        message: String,
+    },
+    /// An invariant inside Sluice does not hold: a bug to report.
+    #[error("internal error (a bug in Sluice, please report it): {message}")]
+    Internal {
+        /// What does not hold, and where.
         message: String,
     },
     /// Keyed state could not be read, written or restored (a failing disk, state written
@@ -87,9 +103,34 @@ impl Error {
             Error::Io { .. } => ErrorDomain::External,
             Error::Operator { .. } => ErrorDomain::External,
             Error::Cancelled => ErrorDomain::External,
-            Error::WorkerPanicked { .. } => ErrorDomain::Internal,
+            Error::WorkerPanicked { .. } | Error::OperatorPanicked { .. } | Error::Internal { .. } => {
+                ErrorDomain::Internal
+            }
             Error::Checkpoint { .. } | Error::State { .. } => ErrorDomain::External,
         }
+    }
+
+    /// What the user can do about an external failure, if a retry may help: the
+    /// failure is not in the job, and running it again (once the cause outside is
+    /// fixed) resumes from its latest checkpoint.
+    pub fn retry_hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Io { .. } => Some("check that the path exists, is writable and the disk has room, then run again"),
+            Error::Operator { .. } => Some("the operator's service or resource failed; run again once it is back"),
+            Error::State { .. } => Some(
+                "check the state directory's disk; if the state was written by another version of the job, \
+                 restore from a savepoint of this version",
+            ),
+            Error::Checkpoint { .. } => {
+                Some("check the checkpoint location; a job run again resumes from its latest intact checkpoint")
+            }
+            _ => None,
+        }
+    }
+
+    /// An [`Error::Internal`]: an invariant of Sluice does not hold.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal { message: message.into() }
     }
 
     /// An [`Error::InvalidJob`] with the given message.

@@ -724,6 +724,7 @@ fn a_panicking_user_function_fails_the_job() {
     let env = StreamEnvironment::new().parallelism(2).batch_size(1);
     env.source(VecSource::new((0..100).collect::<Vec<u32>>()))
         .map(|n| if n == 42 { panic!("no 42 here") } else { n })
+        .name("picky map")
         .key_by(|n| n % 3)
         .reduce(|a, b| a + b)
         .sink(CollectSink::new());
@@ -735,8 +736,9 @@ fn a_panicking_user_function_fails_the_job() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let error = handle.join().expect_err("a panic fails the job");
-    assert!(matches!(error, Error::WorkerPanicked { .. }), "{error:?}");
+    assert!(matches!(&error, Error::OperatorPanicked { operator, .. } if operator == "picky map"), "{error:?}");
     assert!(error.to_string().contains("no 42 here"), "{error}");
+    assert_eq!(error.domain(), sluice::ErrorDomain::Internal);
 }
 
 #[test]
