@@ -2,9 +2,9 @@
 
 use crate::graph::Batch;
 use crate::process::{Context, KeyedScope, TimeDomain};
-use crate::two_input::TwoInputOperator;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::Output;
+use sluice_runtime::TwoInputOperator;
 use sluice_state::{KeyedStateStore, StateBackendKind};
 use sluice_types::{Key, Result, Timestamp};
 
@@ -61,9 +61,9 @@ where
     KF1: Fn(&F::In1) -> F::Key + Send + 'static,
     KF2: Fn(&F::In2) -> F::Key + Send + 'static,
 {
-    type Left = F::In1;
-    type Right = F::In2;
-    type Out = F::Out;
+    type Left = Batch<F::In1>;
+    type Right = Batch<F::In2>;
+    type Out = Batch<F::Out>;
 
     fn process_left(&mut self, batch: Batch<F::In1>, out: &mut Output<Batch<F::Out>>) -> Result<()> {
         let function = &mut self.function;

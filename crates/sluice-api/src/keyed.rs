@@ -5,13 +5,15 @@ use crate::graph::{Batch, Graph};
 use crate::join::interval::IntervalJoin;
 use crate::join::table::{Table, TableJoinOperator};
 use crate::process::{KeyedProcessFunction, KeyedProcessOperator};
-use crate::two_input::{TwoInputNode, TwoInputOperator};
 use crate::window::{AggregateFunction, WindowAssigner, WindowedStream};
 use crate::Stream;
 use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::exchange::{HashExchange, VecPartitioner};
-use sluice_runtime::{BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, UnaryGate};
+use sluice_runtime::{
+    BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, TwoInputNode, TwoInputOperator,
+    UnaryGate,
+};
 use sluice_types::{hash_key, Data, Key, Record, Result};
 use std::marker::PhantomData;
 
@@ -255,20 +257,20 @@ where
 }
 
 /// Runs a two-input keyed operator after hash exchanges of both inputs.
-pub(crate) fn two_input<K, T, U, KF, KF2, O, M>(
+pub(crate) fn two_input<K, T, U, V, KF, KF2, O, M>(
     left: &KeyedStream<K, T, KF>,
     right: &KeyedStream<K, U, KF2>,
     name: &str,
     make: M,
-) -> Stream<O::Out>
+) -> Stream<V>
 where
     K: Key,
     T: Clone + Send + 'static,
     U: Clone + Send + 'static,
+    V: Clone + Send + 'static,
     KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
     KF2: Fn(&U) -> K + Clone + Send + Sync + 'static,
-    O: TwoInputOperator<Left = T, Right = U>,
-    O::Out: Clone,
+    O: TwoInputOperator<Left = Batch<T>, Right = Batch<U>, Out = Batch<V>>,
     M: Fn() -> O + 'static,
 {
     let mut graph = left.stream.graph.borrow_mut();
@@ -279,7 +281,7 @@ where
     graph.roots.push(Box::new(move |graph, ctx| {
         let left = ctx.edges.take_receivers::<Batch<T>>(left_edge, ctx.worker)?;
         let right = ctx.edges.take_receivers::<Batch<U>>(right_edge, ctx.worker)?;
-        let out = graph.output::<O::Out>(operator, node, ctx)?;
+        let out = graph.output::<V>(operator, node, ctx)?;
         let name = format!("{}-w{}", graph.operator_name(operator), ctx.worker);
         let participant = ctx.checkpoints.register(operator, ctx.worker);
         let target = Box::new(TwoInputNode::new(make(), out, participant)?);

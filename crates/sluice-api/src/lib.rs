@@ -31,7 +31,6 @@ mod sink;
 mod source;
 mod stream;
 mod throttle;
-mod two_input;
 mod watermark;
 pub mod window;
 

@@ -35,6 +35,7 @@ mod push;
 mod running;
 mod source;
 mod timers;
+mod two_input;
 mod watermarks;
 
 pub use batch::Batch;
@@ -51,4 +52,5 @@ pub use push::Push;
 pub use running::Running;
 pub use source::{SourceDriver, SourcePoll, SourceReader};
 pub use timers::TimerQueue;
+pub use two_input::{TwoInputNode, TwoInputOperator};
 pub use watermarks::WatermarkTracker;

@@ -2,11 +2,10 @@
 
 use crate::graph::Batch;
 use crate::keyed::{two_input, KeyedStream};
-use crate::two_input::TwoInputOperator;
 use crate::Stream;
 use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
-use sluice_runtime::Output;
+use sluice_runtime::{Output, TwoInputOperator};
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
@@ -118,9 +117,9 @@ where
     KF2: Fn(&U) -> K + Send + 'static,
     F: Fn(&K, &T, &U) -> O + Send + 'static,
 {
-    type Left = T;
-    type Right = U;
-    type Out = O;
+    type Left = Batch<T>;
+    type Right = Batch<U>;
+    type Out = Batch<O>;
 
     fn process_left(&mut self, batch: Batch<T>, out: &mut Output<Batch<O>>) -> Result<()> {
         let mut emitted = Vec::new();

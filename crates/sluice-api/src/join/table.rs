@@ -2,11 +2,10 @@
 //! key, and each stream record joins the table as of its own event time.
 
 use crate::graph::Batch;
-use crate::two_input::TwoInputOperator;
 use crate::Stream;
 use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
-use sluice_runtime::Output;
+use sluice_runtime::{Output, TwoInputOperator};
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
@@ -91,9 +90,9 @@ where
     KF: Fn(&T) -> K + Send + 'static,
     J: Fn(&T, Option<&V>) -> Option<O> + Send + 'static,
 {
-    type Left = T;
-    type Right = (K, Option<V>);
-    type Out = O;
+    type Left = Batch<T>;
+    type Right = Batch<(K, Option<V>)>;
+    type Out = Batch<O>;
 
     fn process_left(&mut self, batch: Batch<T>, out: &mut Output<Batch<O>>) -> Result<()> {
         let mut emitted = Vec::new();

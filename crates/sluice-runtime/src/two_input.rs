@@ -1,38 +1,55 @@
-//! Two-input operators and the node that connects one to its gate and output.
+//! Two-input operators (connect, joins) and the node that connects one to its gate and
+//! output.
 
-use crate::graph::Batch;
-use sluice_runtime::checkpoint::{Barrier, Participant, StateReader, StateWriter};
-use sluice_runtime::{Output, TwoInputPush};
+use crate::checkpoint::{Barrier, Participant, StateReader, StateWriter};
+use crate::{Batch, Output, TwoInputPush};
 use sluice_types::{Result, Timestamp};
 
-/// An operator with two inputs (connect, joins), batch in, batch out.
-pub(crate) trait TwoInputOperator: Send + 'static {
-    type Left: Send + 'static;
-    type Right: Send + 'static;
-    type Out: Send + 'static;
+/// An operator with two inputs, batch in, batch out: the two-input counterpart of
+/// [`crate::Operator`], generic over the batch types in the same way (typed `Vec`s
+/// in the stream API, Arrow record batches in SQL).
+pub trait TwoInputOperator: Send + 'static {
+    /// The batches of the first input.
+    type Left: Batch;
+    /// The batches of the second input.
+    type Right: Batch;
+    /// The batches it emits on its main output.
+    type Out: Batch;
 
-    fn process_left(&mut self, batch: Batch<Self::Left>, out: &mut Output<Batch<Self::Out>>) -> Result<()>;
-    fn process_right(&mut self, batch: Batch<Self::Right>, out: &mut Output<Batch<Self::Out>>) -> Result<()>;
-    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<Self::Out>>) -> Result<()>;
-    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Output<Batch<Self::Out>>) -> Result<()> {
+    /// Processes a batch of the first input.
+    fn process_left(&mut self, batch: Self::Left, out: &mut Output<Self::Out>) -> Result<()>;
+    /// Processes a batch of the second input.
+    fn process_right(&mut self, batch: Self::Right, out: &mut Output<Self::Out>) -> Result<()>;
+    /// The combined event-time clock of both inputs (their minimum) advanced.
+    fn on_watermark(&mut self, _watermark: Timestamp, _out: &mut Output<Self::Out>) -> Result<()> {
         Ok(())
     }
-    /// Writes the operator's state into a checkpoint (see `Operator::snapshot`).
-    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()>;
+    /// Processing time advanced.
+    fn on_processing_time(&mut self, _now: Timestamp, _out: &mut Output<Self::Out>) -> Result<()> {
+        Ok(())
+    }
+    /// Writes the operator's state into a checkpoint (see [`crate::Operator::snapshot`]).
+    fn snapshot(&mut self, _state: &mut StateWriter) -> Result<()> {
+        Ok(())
+    }
     /// Restores what `snapshot` wrote.
-    fn restore(&mut self, state: &StateReader) -> Result<()>;
+    fn restore(&mut self, _state: &StateReader) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// A two-input operator in its chain. Every two-input operator is keyed and stateful,
-/// so every one takes part in checkpoints.
-pub(crate) struct TwoInputNode<O: TwoInputOperator> {
+/// A two-input operator in its chain, behind a [`crate::BinaryGate`]. It takes part
+/// in checkpoints: it restores before any input and snapshots at every barrier.
+pub struct TwoInputNode<O: TwoInputOperator> {
     operator: O,
-    out: Output<Batch<O::Out>>,
+    out: Output<O::Out>,
     participant: Participant,
 }
 
 impl<O: TwoInputOperator> TwoInputNode<O> {
-    pub fn new(mut operator: O, out: Output<Batch<O::Out>>, participant: Participant) -> Result<Self> {
+    /// Wraps `operator`, emitting into `out`; restores it from `participant`'s restored
+    /// state, if the job restores.
+    pub fn new(mut operator: O, out: Output<O::Out>, participant: Participant) -> Result<Self> {
         if let Some(state) = participant.restored() {
             operator.restore(&state)?;
         }
@@ -49,14 +66,14 @@ impl<O: TwoInputOperator> TwoInputNode<O> {
     }
 }
 
-impl<O: TwoInputOperator> TwoInputPush<Batch<O::Left>, Batch<O::Right>> for TwoInputNode<O> {
-    fn push_left(&mut self, batch: Batch<O::Left>) -> Result<()> {
+impl<O: TwoInputOperator> TwoInputPush<O::Left, O::Right> for TwoInputNode<O> {
+    fn push_left(&mut self, batch: O::Left) -> Result<()> {
         let _running = self.out.metrics().enter();
         self.out.metrics().add_in(batch.len());
         self.operator.process_left(batch, &mut self.out)?;
         self.out.flush_sides()
     }
-    fn push_right(&mut self, batch: Batch<O::Right>) -> Result<()> {
+    fn push_right(&mut self, batch: O::Right) -> Result<()> {
         let _running = self.out.metrics().enter();
         self.out.metrics().add_in(batch.len());
         self.operator.process_right(batch, &mut self.out)?;
