@@ -1,7 +1,7 @@
 //! `KeyedStream`: a stream partitioned by key, and the keyed operations on it.
 
 use crate::coprocess::{KeyedCoProcessFunction, KeyedCoProcessOperator};
-use crate::graph::{Batch, Graph};
+use crate::graph::{keyed_state, Batch, Graph};
 use crate::join::interval::IntervalJoin;
 use crate::join::table::{Table, TableJoinOperator};
 use crate::process::{KeyedProcessFunction, KeyedProcessOperator};
@@ -11,9 +11,10 @@ use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::exchange::{HashExchange, VecPartitioner};
 use sluice_runtime::{
-    BinaryGate, EdgeId, EdgeKind, Operator, OperatorKind, OperatorNode, Output, TwoInputNode, TwoInputOperator,
-    UnaryGate,
+    BinaryGate, EdgeId, EdgeKind, Link, Operator, OperatorKind, OperatorNode, OperatorState, Output, TwoInputNode,
+    TwoInputOperator, UnaryGate,
 };
+use sluice_state::StateBackendKind;
 use sluice_types::{hash_key, Data, Key, Record, Result};
 use std::marker::PhantomData;
 
@@ -31,17 +32,19 @@ impl<K, T, KF: Clone> Clone for KeyedStream<K, T, KF> {
     }
 }
 
-/// Adds the hash exchange that routes `node`'s records by key over a new edge.
-pub(crate) fn hash_edge<T, K, KF>(graph: &mut Graph, node: usize, key: KF) -> EdgeId
+/// Adds the hash exchange that routes `node`'s records by key over a new edge; returns
+/// the edge and the exchange operator.
+pub(crate) fn hash_edge<T, K, KF>(graph: &mut Graph, node: usize, key: KF) -> (EdgeId, usize)
 where
     T: Clone + Send + 'static,
     K: Key,
     KF: Fn(&T) -> K + Clone + Send + Sync + 'static,
 {
-    let edge = graph.add_edge(EdgeKind::Hash);
-    let operator = graph.add_operator("key_by", OperatorKind::Exchange);
+    let edge = graph.add_channel(EdgeKind::Hash);
+    let operator = graph.add_operator("key_by", OperatorKind::Exchange, OperatorState::Stateless);
     graph.add_consumer::<T>(
         node,
+        operator,
         Box::new(move |graph, ctx| {
             let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Exchange);
             let outputs = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker, &metrics)?;
@@ -50,7 +53,7 @@ where
             Ok(Box::new(HashExchange::new(outputs, partitioner, ctx.config.max_parallelism, metrics)))
         }),
     );
-    edge
+    (edge, operator)
 }
 
 impl<K, T, KF> KeyedStream<K, T, KF>
@@ -63,16 +66,18 @@ where
         KeyedStream { stream, key, _key: PhantomData }
     }
 
-    /// Runs a keyed operator, built by `make` once per worker, after a hash exchange.
-    pub(crate) fn keyed_operator<U, O, M>(&self, name: &str, make: M) -> Stream<U>
+    /// Runs a keyed operator, built by `make` once per worker, after a hash exchange;
+    /// it keeps `state`.
+    pub(crate) fn keyed_operator<U, O, M>(&self, name: &str, state: OperatorState, make: M) -> Stream<U>
     where
         U: Clone + Send + 'static,
         O: Operator<In = Batch<T>, Out = Batch<U>>,
         M: Fn() -> O + 'static,
     {
         let mut graph = self.stream.graph.borrow_mut();
-        let edge = hash_edge(&mut graph, self.stream.node, self.key.clone());
-        let operator = graph.add_operator(name, OperatorKind::Operator);
+        let (edge, exchange) = hash_edge(&mut graph, self.stream.node, self.key.clone());
+        let operator = graph.add_operator(name, OperatorKind::Operator, state);
+        graph.topology.connect(exchange, operator, Link::Channel(EdgeKind::Hash), None);
         let node = graph.add_node(operator);
         graph.roots.push(Box::new(move |graph, ctx| {
             let receivers = ctx.edges.take_receivers::<Batch<T>>(edge, ctx.worker)?;
@@ -95,7 +100,7 @@ where
     {
         let key = self.key.clone();
         let backend = self.stream.backend.clone();
-        self.keyed_operator("process", move || {
+        self.keyed_operator("process", keyed_state(&backend), move || {
             KeyedProcessOperator::new(function.clone(), key.clone(), backend.clone())
         })
     }
@@ -119,7 +124,7 @@ where
         T: Data,
     {
         let key = self.key.clone();
-        self.keyed_operator("reduce", move || RollingReduce {
+        self.keyed_operator("reduce", keyed_state(&StateBackendKind::Heap), move || RollingReduce {
             key: key.clone(),
             f: f.clone(),
             state: FxHashMap::default(),
@@ -144,7 +149,7 @@ where
     /// ```
     pub fn aggregate<A: AggregateFunction<T>>(&self, function: A) -> Stream<(K, A::Out)> {
         let key = self.key.clone();
-        self.keyed_operator("aggregate", move || RollingAggregate {
+        self.keyed_operator("aggregate", keyed_state(&StateBackendKind::Heap), move || RollingAggregate {
             key: key.clone(),
             function: function.clone(),
             state: FxHashMap::default(),
@@ -225,7 +230,9 @@ where
     {
         let right = table.updates.key_by(|(k, _): &(K, Option<V>)| k.clone());
         let key = self.key.clone();
-        two_input(self, &right, name, move || TableJoinOperator::new(key.clone(), join.clone()))
+        two_input(self, &right, name, keyed_state(&StateBackendKind::Heap), move || {
+            TableJoinOperator::new(key.clone(), join.clone())
+        })
     }
 }
 
@@ -250,7 +257,7 @@ where
     {
         let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
         let backend = self.left.stream.backend.clone();
-        two_input(&self.left, &self.right, "co_process", move || {
+        two_input(&self.left, &self.right, "co_process", keyed_state(&backend), move || {
             KeyedCoProcessOperator::new(function.clone(), key1.clone(), key2.clone(), backend.clone())
         })
     }
@@ -261,6 +268,7 @@ pub(crate) fn two_input<K, T, U, V, KF, KF2, O, M>(
     left: &KeyedStream<K, T, KF>,
     right: &KeyedStream<K, U, KF2>,
     name: &str,
+    state: OperatorState,
     make: M,
 ) -> Stream<V>
 where
@@ -274,9 +282,11 @@ where
     M: Fn() -> O + 'static,
 {
     let mut graph = left.stream.graph.borrow_mut();
-    let left_edge = hash_edge(&mut graph, left.stream.node, left.key.clone());
-    let right_edge = hash_edge(&mut graph, right.stream.node, right.key.clone());
-    let operator = graph.add_operator(name, OperatorKind::Operator);
+    let (left_edge, left_exchange) = hash_edge(&mut graph, left.stream.node, left.key.clone());
+    let (right_edge, right_exchange) = hash_edge(&mut graph, right.stream.node, right.key.clone());
+    let operator = graph.add_operator(name, OperatorKind::Operator, state);
+    graph.topology.connect(left_exchange, operator, Link::Channel(EdgeKind::Hash), None);
+    graph.topology.connect(right_exchange, operator, Link::Channel(EdgeKind::Hash), None);
     let node = graph.add_node(operator);
     graph.roots.push(Box::new(move |graph, ctx| {
         let left = ctx.edges.take_receivers::<Batch<T>>(left_edge, ctx.worker)?;

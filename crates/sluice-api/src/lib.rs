@@ -35,7 +35,7 @@ mod watermark;
 pub mod window;
 
 pub use coprocess::{CoContext, KeyedCoProcessFunction};
-pub use env::{JobHandle, JobResult, StreamEnvironment};
+pub use env::StreamEnvironment;
 pub use join::interval::IntervalJoin;
 pub use join::table::Table;
 pub use keyed::{ConnectedStreams, KeyedStream};
@@ -43,6 +43,7 @@ pub use memory::{CollectSink, VecSource};
 pub use process::{Context, KeyedProcessFunction, OutputTag, TimeDomain};
 pub use sink::{Sink, SinkContext, SinkWriter, FINAL_CHECKPOINT};
 pub use sluice_checkpoint::{parse_duration, CheckpointConfig, CheckpointStats, DeliveryGuarantee};
+pub use sluice_job::{Job, JobHandle, JobResult};
 pub use sluice_state::KeyedStateStore;
 pub use source::Source;
 pub use stream::Stream;

@@ -3,7 +3,7 @@
 use crate::graph::Batch;
 use crate::{Stream, StreamEnvironment};
 use sluice_runtime::checkpoint::StateReader;
-use sluice_runtime::{OperatorKind, SourceDriver, SourceReader};
+use sluice_runtime::{OperatorKind, OperatorState, SourceDriver, SourceReader};
 use sluice_types::{Error, Result};
 
 /// A source: it hands each worker a reader of its share (partition, split or part).
@@ -26,7 +26,7 @@ pub trait Source: 'static {
 pub(crate) fn add_source<S: Source>(env: &StreamEnvironment, source: S) -> Stream<S::Item> {
     let mut graph = env.graph.borrow_mut();
     let name = source.name();
-    let operator = graph.add_operator(&name, OperatorKind::Source);
+    let operator = graph.add_operator(&name, OperatorKind::Source, OperatorState::Positions);
     let node = graph.add_node(operator);
     graph.roots.push(Box::new(move |graph, ctx| {
         let participant = ctx.checkpoints.register(operator, ctx.worker);

@@ -8,7 +8,7 @@ use crate::sink::{Sink, SinkContext, SinkNode};
 use crate::watermark::{TimestampAssigner, WatermarkAssigner, WatermarkStrategy};
 use sluice_runtime::checkpoint::Alignment;
 use sluice_runtime::exchange::BatchExchange;
-use sluice_runtime::{EdgeKind, Operator, OperatorKind, OperatorNode, UnaryGate};
+use sluice_runtime::{EdgeKind, Link, Operator, OperatorKind, OperatorNode, OperatorState, UnaryGate};
 use sluice_state::StateBackendKind;
 use sluice_types::{Key, Record};
 use std::marker::PhantomData;
@@ -64,10 +64,12 @@ impl<T: Clone + Send + 'static> Stream<T> {
         M: Fn() -> O + 'static,
     {
         let mut graph = self.graph.borrow_mut();
-        let operator = graph.add_operator(name, OperatorKind::Operator);
+        let state = if stateful { OperatorState::Instance } else { OperatorState::Stateless };
+        let operator = graph.add_operator(name, OperatorKind::Operator, state);
         let node = graph.add_node(operator);
         graph.add_consumer::<T>(
             self.node,
+            operator,
             Box::new(move |graph, ctx| {
                 let out = graph.output::<U>(operator, node, ctx)?;
                 Ok(if stateful {
@@ -147,7 +149,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
     pub fn name(self, name: &str) -> Self {
         let mut graph = self.graph.borrow_mut();
         let operator = graph.producers[self.node];
-        graph.operators[operator].name = name.to_string();
+        graph.topology.operators[operator].name = name.to_string();
         drop(graph);
         self
     }
@@ -155,10 +157,11 @@ impl<T: Clone + Send + 'static> Stream<T> {
     /// Assigns event timestamps and generates watermarks.
     pub fn with_watermarks<A: TimestampAssigner<T>>(&self, strategy: WatermarkStrategy<T, A>) -> Stream<T> {
         let mut graph = self.graph.borrow_mut();
-        let operator = graph.add_operator("watermarks", OperatorKind::Operator);
+        let operator = graph.add_operator("watermarks", OperatorKind::Operator, OperatorState::Instance);
         let node = graph.add_node(operator);
         graph.add_consumer::<T>(
             self.node,
+            operator,
             Box::new(move |graph, ctx| {
                 let out = graph.output::<T>(operator, node, ctx)?;
                 let participant = ctx.checkpoints.register(operator, ctx.worker);
@@ -189,14 +192,15 @@ impl<T: Clone + Send + 'static> Stream<T> {
 
     fn through_edges(&self, inputs: &[Stream<T>], kind: EdgeKind, name: &str) -> Stream<T> {
         let mut graph = self.graph.borrow_mut();
-        let operator = graph.add_operator(name, OperatorKind::Exchange);
-        let node = graph.add_node(operator);
+        let operator = graph.add_operator(name, OperatorKind::Exchange, OperatorState::Stateless);
+        let node = graph.add_node_linked(operator, Link::Channel(kind), None);
         let mut edges = Vec::new();
         for input in inputs {
-            let edge = graph.add_edge(kind);
+            let edge = graph.add_channel(kind);
             edges.push(edge);
             graph.add_consumer::<T>(
                 input.node,
+                operator,
                 Box::new(move |graph, ctx| {
                     let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Exchange);
                     let outputs = ctx.edges.take_senders::<Batch<T>>(edge, ctx.worker, &metrics)?;
@@ -231,9 +235,9 @@ impl<T: Clone + Send + 'static> Stream<T> {
 
     pub(crate) fn graph_side_output<S: Clone + Send + 'static>(&self, operator: usize, name: &str) -> Stream<S> {
         let mut graph = self.graph.borrow_mut();
-        let node = graph.add_node(operator);
+        let node = graph.add_node_linked(operator, Link::Chained, Some(name));
         let name = name.to_string();
-        graph.operators[operator].side_outputs.push(Rc::new(move |graph, ctx, sides| {
+        graph.side_outputs[operator].push(Rc::new(move |graph, ctx, sides| {
             let next = graph.build_consumers::<S>(node, ctx)?;
             sides.connect::<Record<S>>(&name, next);
             Ok(())
@@ -245,12 +249,15 @@ impl<T: Clone + Send + 'static> Stream<T> {
     /// Writes the stream to `sink`.
     pub fn sink<S: Sink<T>>(&self, sink: S) {
         let mut graph = self.graph.borrow_mut();
-        let operator = graph.add_operator(&sink.name(), OperatorKind::Sink);
-        if let Some(committer) = sink.committer() {
+        let committer = sink.committer();
+        let state = if committer.is_some() { OperatorState::Transactions } else { OperatorState::Stateless };
+        let operator = graph.add_operator(&sink.name(), OperatorKind::Sink, state);
+        if let Some(committer) = committer {
             graph.committers.insert(operator, committer);
         }
         graph.add_consumer::<T>(
             self.node,
+            operator,
             Box::new(move |graph, ctx| {
                 let context = SinkContext {
                     worker: ctx.worker,

@@ -22,6 +22,16 @@ pub enum StateBackendKind {
     OnDisk(crate::DiskBackend),
 }
 
+impl StateBackendKind {
+    /// The backend's short name, as `explain` shows it: `heap` or `disk`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StateBackendKind::Heap => "heap",
+            StateBackendKind::OnDisk(_) => "disk",
+        }
+    }
+}
+
 struct Slot<K> {
     name: String,
     ttl: Option<StateTtl>,

@@ -1,11 +1,12 @@
 //! The stream-stream interval join.
 
-use crate::graph::Batch;
+use crate::graph::{keyed_state, Batch};
 use crate::keyed::{two_input, KeyedStream};
 use crate::Stream;
 use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{Output, TwoInputOperator};
+use sluice_state::StateBackendKind;
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
@@ -39,15 +40,17 @@ where
     {
         let (lower, upper) = (self.lower, self.upper);
         let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
-        two_input(&self.left, &self.right, "interval_join", move || IntervalJoinOperator {
-            key1: key1.clone(),
-            key2: key2.clone(),
-            f: f.clone(),
-            lower,
-            upper,
-            left: Side::default(),
-            right: Side::default(),
-            watermark: MIN_TIMESTAMP,
+        two_input(&self.left, &self.right, "interval_join", keyed_state(&StateBackendKind::Heap), move || {
+            IntervalJoinOperator {
+                key1: key1.clone(),
+                key2: key2.clone(),
+                f: f.clone(),
+                lower,
+                upper,
+                left: Side::default(),
+                right: Side::default(),
+                watermark: MIN_TIMESTAMP,
+            }
         })
     }
 }

@@ -24,12 +24,14 @@ mod session;
 
 pub use aggregate::{AggregateFunction, Avg, Collect, Count, Max, Min, Reduce, Sum};
 
+use crate::graph::keyed_state;
 use crate::keyed::KeyedStream;
 use crate::process::{OutputTag, TimeDomain};
 use crate::Stream;
 use combine::{MergePartials, PaneCombiner, Partial};
 use fixed::FixedWindowOperator;
 use session::SessionWindowOperator;
+use sluice_state::StateBackendKind;
 use sluice_types::{Data, Key, Timestamp};
 
 /// A window: the half-open interval `[start, end)` of time.
@@ -211,17 +213,33 @@ where
                     PaneCombiner::new(combine_key.clone(), combine_function.clone(), size, slide, offset, hold)
                 });
                 let merge = MergePartials::new(function);
-                partials.key_by(|p: &Partial<K, A::Acc>| p.key.clone()).keyed_operator("window", move || {
-                    let key = |p: &Partial<K, A::Acc>| p.key.clone();
-                    FixedWindowOperator::new(key, merge.clone(), size, slide, offset, settings.clone(), &backend)
+                partials.key_by(|p: &Partial<K, A::Acc>| p.key.clone()).keyed_operator(
+                    "window",
+                    keyed_state(&backend),
+                    move || {
+                        let key = |p: &Partial<K, A::Acc>| p.key.clone();
+                        FixedWindowOperator::new(key, merge.clone(), size, slide, offset, settings.clone(), &backend)
+                    },
+                )
+            }
+            Shape::Fixed { size, slide, offset } => {
+                self.keyed.keyed_operator("window", keyed_state(&backend), move || {
+                    FixedWindowOperator::new(
+                        key.clone(),
+                        function.clone(),
+                        size,
+                        slide,
+                        offset,
+                        settings.clone(),
+                        &backend,
+                    )
                 })
             }
-            Shape::Fixed { size, slide, offset } => self.keyed.keyed_operator("window", move || {
-                FixedWindowOperator::new(key.clone(), function.clone(), size, slide, offset, settings.clone(), &backend)
-            }),
-            Shape::Session { gap } => self.keyed.keyed_operator("session_window", move || {
-                SessionWindowOperator::new(key.clone(), function.clone(), gap, settings.clone())
-            }),
+            Shape::Session { gap } => {
+                self.keyed.keyed_operator("session_window", keyed_state(&StateBackendKind::Heap), move || {
+                    SessionWindowOperator::new(key.clone(), function.clone(), gap, settings.clone())
+                })
+            }
         }
     }
 
