@@ -235,6 +235,11 @@ pub struct FraudJob {
 impl FraudJob {
     /// Runs the job to completion.
     pub fn run(&self) -> Result<JobResult> {
+        self.build()?.execute()
+    }
+
+    /// The job, ready to run or explain.
+    pub fn build(&self) -> Result<StreamEnvironment> {
         let env = self.options.environment();
         let dead_letters = crate::dead_letters(self.dead_letters.as_deref())?;
         let source = JsonLinesSource::<Transaction>::new(&self.transactions)?.dead_letters(dead_letters);
@@ -243,7 +248,7 @@ impl FraudJob {
         if let Some(path) = &self.late {
             detection.late.sink(crate::json_lines_sink(path)?);
         }
-        env.execute()
+        Ok(env)
     }
 }
 

@@ -58,6 +58,10 @@ pub struct JobOptions {
     /// Memory for the on-disk state's cache and write buffers, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256, requires = "state_dir")]
     pub state_memory: u64,
+    /// Print the job's operators and the streams between them, and exit without
+    /// running it.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 impl Default for JobOptions {
@@ -71,6 +75,7 @@ impl Default for JobOptions {
             rate: None,
             state_dir: None,
             state_memory: 256,
+            explain: false,
         }
     }
 }

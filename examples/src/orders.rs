@@ -198,6 +198,11 @@ pub struct OrderJob {
 impl OrderJob {
     /// Runs the job to completion.
     pub fn run(&self) -> Result<JobResult> {
+        self.build()?.execute()
+    }
+
+    /// The job, ready to run or explain.
+    pub fn build(&self) -> Result<StreamEnvironment> {
         let env = self.options.environment();
         let dead_letters = crate::dead_letters(self.dead_letters.as_deref())?;
         let orders = JsonLinesSource::<Order>::new(&self.orders)?.dead_letters(dead_letters.clone());
@@ -208,7 +213,7 @@ impl OrderJob {
         if let Some(path) = &self.late {
             analytics.late.sink(crate::json_lines_sink(path)?);
         }
-        env.execute()
+        Ok(env)
     }
 }
 

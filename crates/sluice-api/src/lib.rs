@@ -56,6 +56,6 @@ pub use sluice_state::{
     DiskBackend, ListState, MapState, StateBackendKind, StateDescriptor, StateTtl, TtlClock, TtlUpdate, ValueState,
 };
 pub use sluice_types::{
-    days, hours, millis, minutes, seconds, Error, ErrorDomain, Key, Record, Result, Timestamp, MAX_TIMESTAMP,
+    days, hash_key, hours, millis, minutes, seconds, Error, ErrorDomain, Key, Record, Result, Timestamp, MAX_TIMESTAMP,
     MIN_TIMESTAMP,
 };

@@ -54,6 +54,10 @@ struct Args {
     /// Batches a channel holds before its sender is backlogged.
     #[arg(long, default_value_t = 16)]
     channel_capacity: usize,
+    /// Print each query's job (its operators and the streams between them) at the
+    /// first worker count, and exit.
+    #[arg(long)]
+    explain: bool,
     /// Internal: one measurement, `query:input:workers` (workers 0 = the loop), in
     /// this fresh process; prints the rate and a digest of the outcome.
     #[arg(long, hide = true)]
@@ -277,6 +281,15 @@ fn main() -> sluice::Result<()> {
     }
     if args.memory {
         return memory_table();
+    }
+    if args.explain {
+        let workers = parse_list(&args.workers, |s| s.parse::<usize>().ok()).first().copied().unwrap_or(1);
+        for query in parse_list(&args.queries, Query::parse) {
+            let env = StreamEnvironment::new().parallelism(workers);
+            let _outcome = queries::build(query, &env.source(data::PregeneratedSource::new(0, workers)));
+            println!("{}:\n{}", query.name(), env.explain());
+        }
+        return Ok(());
     }
     let queries = parse_list(&args.queries, Query::parse);
     let file_queries = parse_list(&args.file_queries, Query::parse);

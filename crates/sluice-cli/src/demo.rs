@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// When to show the progress line on standard error.
     #[arg(long, value_enum, default_value_t = progress::ProgressMode::Auto)]
     progress: progress::ProgressMode,
+    /// Print the job's operators and the streams between them, and exit without
+    /// running it.
+    #[arg(long)]
+    explain: bool,
     /// Makes the last operator panic on its first result: shows (and tests) how a bug
     /// in a user function is reported.
     #[arg(long, hide = true)]
@@ -94,6 +98,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         Some(path) => hot.sink(JsonLinesSink::new(path).with_context(|| format!("cannot write {}", path.display()))?),
         None => hot.sink(StdoutSink::new()),
+    }
+    if args.explain {
+        print!("{}", env.explain());
+        return Ok(());
     }
     eprintln!("sluice demo: {} Nexmark events, {parallelism} workers, hot auctions per 10 s window", args.events);
     let result = progress::follow(env.start()?, args.progress)?;

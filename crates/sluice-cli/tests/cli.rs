@@ -134,3 +134,15 @@ fn savepoint_asks_a_running_job_for_a_savepoint() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_prints_the_job_without_running_it() {
+    let run = sluice(&["demo", "--explain", "--parallelism", "3"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let plan = text(&run.stdout);
+    let rows: Vec<Vec<&str>> = plan.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["id", "operator", "kind", "parallelism", "state", "inputs"], "{plan}");
+    assert!(rows.contains(&vec!["5", "window", "operator", "3", "keyed", "(heap)", "4", "hash"]), "{plan}");
+    assert!(rows.contains(&vec!["10", "stdout", "sink", "3", "-", "9", "chained"]), "{plan}");
+    assert!(!text(&run.stderr).contains("done:"), "the job did not run");
+}

@@ -46,6 +46,18 @@ fn main() -> ExitCode {
         dead_letters: args.dead_letters,
         options: args.options,
     };
+    if job.options.explain {
+        return match job.build() {
+            Ok(env) => {
+                print!("{}", env.explain());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                report_error("order-analytics", &error);
+                ExitCode::FAILURE
+            }
+        };
+    }
     match job.run() {
         Ok(result) => {
             println!("{}", summary("order-analytics", &result));

@@ -19,5 +19,6 @@ mod counters;
 mod dead_letters;
 mod disk_state;
 mod exactly_once;
+mod job_graph;
 mod model;
 mod properties;
