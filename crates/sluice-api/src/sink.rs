@@ -10,7 +10,7 @@
 
 use crate::graph::Batch;
 use sluice_runtime::checkpoint::{Barrier, CheckpointId, Committer, Participant, StateWriter};
-use sluice_runtime::{OperatorMetrics, Push};
+use sluice_runtime::{Control, OperatorMetrics, Push};
 use sluice_types::{Result, Timestamp};
 use std::sync::Arc;
 
@@ -106,32 +106,29 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
         self.metrics.add_in(batch.len());
         self.writer.write_batch(batch)
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+    fn control(&mut self, control: Control) -> Result<()> {
         let _running = self.metrics.enter();
-        self.metrics.set_watermark(watermark);
-        self.writer.on_watermark(watermark)
-    }
-    fn idle(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn end(&mut self) -> Result<()> {
-        let _running = self.metrics.enter();
-        self.writer.close()?;
-        if let Some(state) = self.pre_commit(None)? {
-            self.participant.finished(state);
+        match control {
+            Control::Watermark(watermark) => {
+                self.metrics.set_watermark(watermark);
+                self.writer.on_watermark(watermark)
+            }
+            Control::Idle | Control::Tick(_) => Ok(()),
+            Control::End => {
+                self.writer.close()?;
+                if let Some(state) = self.pre_commit(None)? {
+                    self.participant.finished(state);
+                }
+                Ok(())
+            }
+            Control::Barrier(barrier) => {
+                let started = std::time::Instant::now();
+                if let Some(state) = self.pre_commit(Some(barrier))? {
+                    self.participant.ack(barrier.id, state, started.elapsed());
+                }
+                Ok(())
+            }
         }
-        Ok(())
-    }
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        let _running = self.metrics.enter();
-        let started = std::time::Instant::now();
-        if let Some(state) = self.pre_commit(Some(barrier))? {
-            self.participant.ack(barrier.id, state, started.elapsed());
-        }
-        Ok(())
     }
     fn backlogged(&mut self) -> Result<bool> {
         Ok(false)

@@ -2,7 +2,7 @@
 
 use crate::graph::Batch;
 use sluice_runtime::checkpoint::{Barrier, InstanceState, Participant};
-use sluice_runtime::{Output, Push};
+use sluice_runtime::{Control, Output, Push};
 use sluice_types::{Result, Timestamp, MIN_TIMESTAMP};
 use std::marker::PhantomData;
 
@@ -147,7 +147,7 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> WatermarkAssigner<T, A> {
     fn emit_watermark(&mut self, watermark: Timestamp) -> Result<()> {
         if watermark > self.emitted {
             self.emitted = watermark;
-            self.out.watermark(watermark)?;
+            self.out.control(Control::Watermark(watermark))?;
         }
         Ok(())
     }
@@ -181,45 +181,40 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
         self.emit_watermark(implied)
     }
 
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        // Only the final watermark of a bounded source passes: upstream watermarks are
-        // replaced by the ones this strategy generates.
-        if watermark == sluice_types::MAX_TIMESTAMP {
-            self.emit_watermark(watermark)?;
-        }
-        Ok(())
-    }
-
-    fn idle(&mut self) -> Result<()> {
-        self.idle = true;
-        self.out.idle()
-    }
-
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        if let Some(timeout) = self.strategy.idleness {
-            if self.last_record_at == MIN_TIMESTAMP {
-                self.last_record_at = now;
-            } else if !self.idle && now - self.last_record_at >= timeout {
-                self.idle = true;
-                self.out.idle()?;
+    fn control(&mut self, control: Control) -> Result<()> {
+        match control {
+            // Only the final watermark of a bounded source passes: upstream watermarks
+            // are replaced by the ones this strategy generates.
+            Control::Watermark(watermark) => {
+                if watermark == sluice_types::MAX_TIMESTAMP {
+                    self.emit_watermark(watermark)?;
+                }
+                return Ok(());
+            }
+            Control::Idle => self.idle = true,
+            Control::Tick(now) => {
+                if let Some(timeout) = self.strategy.idleness {
+                    if self.last_record_at == MIN_TIMESTAMP {
+                        self.last_record_at = now;
+                    } else if !self.idle && now - self.last_record_at >= timeout {
+                        self.idle = true;
+                        self.out.control(Control::Idle)?;
+                    }
+                }
+            }
+            Control::End => {
+                if let Some(state) = self.snapshot(None)? {
+                    self.participant.finished(state);
+                }
+            }
+            Control::Barrier(barrier) => {
+                let started = std::time::Instant::now();
+                if let Some(state) = self.snapshot(Some(barrier))? {
+                    self.participant.ack(barrier.id, state, started.elapsed());
+                }
             }
         }
-        self.out.tick(now)
-    }
-
-    fn end(&mut self) -> Result<()> {
-        if let Some(state) = self.snapshot(None)? {
-            self.participant.finished(state);
-        }
-        self.out.end()
-    }
-
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        let started = std::time::Instant::now();
-        if let Some(state) = self.snapshot(Some(barrier))? {
-            self.participant.ack(barrier.id, state, started.elapsed());
-        }
-        self.out.barrier(barrier)
+        self.out.control(control)
     }
 
     fn backlogged(&mut self) -> Result<bool> {

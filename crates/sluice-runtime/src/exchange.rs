@@ -1,8 +1,8 @@
 //! The chain ends that send records to other workers.
 
 pub use crate::channel::ChannelSender;
-use crate::{Message, OperatorMetrics, Push};
-use sluice_types::{key_group_for_hash, worker_for_key_group, Result, Timestamp};
+use crate::{Control, Message, OperatorMetrics, Push};
+use sluice_types::{key_group_for_hash, worker_for_key_group, Result};
 use std::sync::Arc;
 
 fn broadcast<B>(outputs: &mut [ChannelSender<B>], message: impl Fn() -> Message<B>) -> Result<()> {
@@ -17,31 +17,22 @@ fn flush_all<B>(outputs: &mut [ChannelSender<B>]) -> Result<bool> {
     Ok(backlogged)
 }
 
-/// The control half of every exchange's `Push`: watermarks, idleness and end-of-stream
+/// The control half of every exchange: watermarks, idleness, barriers and end-of-stream
 /// go to every worker (each receiver tracks each sender's clock); processing time stays
 /// with the sending worker.
-macro_rules! control_to_every_worker {
-    () => {
-        fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-            self.metrics.set_watermark(watermark);
-            broadcast(&mut self.outputs, || Message::Watermark(watermark))
+fn control_to_every_worker<B>(
+    outputs: &mut [ChannelSender<B>],
+    metrics: &OperatorMetrics,
+    control: Control,
+) -> Result<()> {
+    match control {
+        Control::Tick(_) => Ok(()),
+        Control::Watermark(watermark) => {
+            metrics.set_watermark(watermark);
+            broadcast(outputs, || Message::Control(control))
         }
-        fn idle(&mut self) -> Result<()> {
-            broadcast(&mut self.outputs, || Message::Idle)
-        }
-        fn tick(&mut self, _now: Timestamp) -> Result<()> {
-            Ok(())
-        }
-        fn end(&mut self) -> Result<()> {
-            broadcast(&mut self.outputs, || Message::End)
-        }
-        fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<()> {
-            broadcast(&mut self.outputs, || Message::Barrier(barrier))
-        }
-        fn backlogged(&mut self) -> Result<bool> {
-            flush_all(&mut self.outputs)
-        }
-    };
+        _ => broadcast(outputs, || Message::Control(control)),
+    }
 }
 
 /// Maps key hashes to workers: hash -> key group -> the worker owning the group.
@@ -138,7 +129,12 @@ impl<B: crate::Batch, P: Partitioner<B>> Push<B> for HashExchange<B, P> {
         }
         Ok(())
     }
-    control_to_every_worker!();
+    fn control(&mut self, control: Control) -> Result<()> {
+        control_to_every_worker(&mut self.outputs, &self.metrics, control)
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        flush_all(&mut self.outputs)
+    }
 }
 
 /// Sends whole batches to one worker (forward) or to each worker in turn (rebalance).
@@ -167,7 +163,12 @@ impl<B: crate::Batch> Push<B> for BatchExchange<B> {
             None => Ok(()),
         }
     }
-    control_to_every_worker!();
+    fn control(&mut self, control: Control) -> Result<()> {
+        control_to_every_worker(&mut self.outputs, &self.metrics, control)
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        flush_all(&mut self.outputs)
+    }
 }
 
 /// Sends every batch to every worker.
@@ -189,5 +190,10 @@ impl<B: crate::Batch + Clone> Push<B> for BroadcastExchange<B> {
         self.metrics.add_out(batch.len() * self.outputs.len());
         broadcast(&mut self.outputs, || Message::Data(batch.clone()))
     }
-    control_to_every_worker!();
+    fn control(&mut self, control: Control) -> Result<()> {
+        control_to_every_worker(&mut self.outputs, &self.metrics, control)
+    }
+    fn backlogged(&mut self) -> Result<bool> {
+        flush_all(&mut self.outputs)
+    }
 }

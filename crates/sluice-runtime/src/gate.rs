@@ -4,9 +4,9 @@ use crate::channel::ChannelReceiver;
 use crate::checkpoint::{Alignment, Barrier};
 use crate::executor::{Step, Task};
 use crate::push::now_millis;
-use crate::{Message, Push, WatermarkTracker};
+use crate::{Control, Message, Push, WatermarkTracker};
 use crossbeam_channel::TryRecvError;
-use sluice_types::{Error, Result, Timestamp};
+use sluice_types::{Error, Result};
 use std::time::{Duration, Instant};
 
 /// Messages a gate handles per step before letting its worker run other tasks.
@@ -43,10 +43,7 @@ struct TwoInputs<L, R> {
 fn lift<T, U>(message: Message<T>, wrap: impl FnOnce(T) -> U) -> Message<U> {
     match message {
         Message::Data(data) => Message::Data(wrap(data)),
-        Message::Watermark(w) => Message::Watermark(w),
-        Message::Idle => Message::Idle,
-        Message::End => Message::End,
-        Message::Barrier(b) => Message::Barrier(b),
+        Message::Control(control) => Message::Control(control),
     }
 }
 
@@ -65,86 +62,31 @@ impl<L: Send, R: Send> Inputs for TwoInputs<L, R> {
     }
 }
 
-/// What a gate drives: one chain, or a two-input operator.
-trait GateTarget<D>: Send {
-    fn data(&mut self, data: D) -> Result<()>;
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()>;
-    fn idle(&mut self) -> Result<()>;
-    fn tick(&mut self, now: Timestamp) -> Result<()>;
-    fn end(&mut self) -> Result<()>;
-    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
-    fn backlogged(&mut self) -> Result<bool>;
-}
-
-struct Chain<B>(Box<dyn Push<B>>);
-
-impl<B> GateTarget<B> for Chain<B> {
-    fn data(&mut self, data: B) -> Result<()> {
-        self.0.push(data)
-    }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.0.watermark(watermark)
-    }
-    fn idle(&mut self) -> Result<()> {
-        self.0.idle()
-    }
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        self.0.tick(now)
-    }
-    fn end(&mut self) -> Result<()> {
-        self.0.end()
-    }
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.0.barrier(barrier)
-    }
-    fn backlogged(&mut self) -> Result<bool> {
-        self.0.backlogged()
-    }
-}
-
 /// The input side of a two-input operator (connect, joins).
 pub trait TwoInputPush<L, R>: Send {
     /// A batch from the first input.
     fn push_left(&mut self, batch: L) -> Result<()>;
     /// A batch from the second input.
     fn push_right(&mut self, batch: R) -> Result<()>;
-    /// The combined event-time clock of both inputs advanced.
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()>;
-    /// Both inputs are idle.
-    fn idle(&mut self) -> Result<()>;
-    /// Processing time advanced.
-    fn tick(&mut self, now: Timestamp) -> Result<()>;
-    /// Both inputs ended.
-    fn end(&mut self) -> Result<()>;
-    /// A checkpoint barrier arrived on every input: snapshot, then forward it.
-    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
+    /// A control signal of both inputs combined: their joint watermark, both idle,
+    /// processing time, a barrier aligned on both, both ended.
+    fn control(&mut self, control: Control) -> Result<()>;
     /// Whether the operator's output is backlogged.
     fn backlogged(&mut self) -> Result<bool>;
 }
 
+/// A two-input operator driven by a gate, as the chain of what arrived on either side.
 struct TwoChain<L, R>(Box<dyn TwoInputPush<L, R>>);
 
-impl<L, R> GateTarget<Arrived<L, R>> for TwoChain<L, R> {
-    fn data(&mut self, data: Arrived<L, R>) -> Result<()> {
+impl<L, R> Push<Arrived<L, R>> for TwoChain<L, R> {
+    fn push(&mut self, data: Arrived<L, R>) -> Result<()> {
         match data {
             Arrived::Left(batch) => self.0.push_left(batch),
             Arrived::Right(batch) => self.0.push_right(batch),
         }
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.0.watermark(watermark)
-    }
-    fn idle(&mut self) -> Result<()> {
-        self.0.idle()
-    }
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        self.0.tick(now)
-    }
-    fn end(&mut self) -> Result<()> {
-        self.0.end()
-    }
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.0.barrier(barrier)
+    fn control(&mut self, control: Control) -> Result<()> {
+        self.0.control(control)
     }
     fn backlogged(&mut self) -> Result<bool> {
         self.0.backlogged()
@@ -172,7 +114,7 @@ struct Gate<I, T> {
     ended: bool,
 }
 
-impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
+impl<I: Inputs, T: Push<I::Data>> Gate<I, T> {
     fn new(name: String, inputs: I, target: T, tick_interval: Duration, alignment: Alignment) -> Self {
         let n = inputs.len();
         Gate {
@@ -234,40 +176,45 @@ impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
         if self.live.iter().all(|&j| aligning.arrived[j]) {
             let barrier = aligning.barrier;
             self.aligning = None;
-            self.target.barrier(barrier)?;
+            self.target.control(Control::Barrier(barrier))?;
         }
         Ok(())
     }
 
     fn handle(&mut self, i: usize, message: Message<I::Data>) -> Result<()> {
-        match message {
+        let control = match message {
             Message::Data(data) => {
                 self.tracker.on_data(i);
-                self.target.data(data)
+                return self.target.push(data);
             }
-            Message::Watermark(w) => match self.tracker.on_watermark(i, w) {
-                Some(advanced) => self.target.watermark(advanced),
+            Message::Control(control) => control,
+        };
+        match control {
+            Control::Watermark(w) => match self.tracker.on_watermark(i, w) {
+                Some(advanced) => self.target.control(Control::Watermark(advanced)),
                 None => Ok(()),
             },
-            Message::Idle => {
+            Control::Idle => {
                 let (advanced, became_idle) = self.tracker.on_idle(i);
                 if let Some(advanced) = advanced {
-                    self.target.watermark(advanced)?;
+                    self.target.control(Control::Watermark(advanced))?;
                 }
                 if became_idle {
-                    self.target.idle()?;
+                    self.target.control(Control::Idle)?;
                 }
                 Ok(())
             }
-            Message::End => {
+            Control::End => {
                 self.live.retain(|&j| j != i);
                 self.next_start = 0;
                 if let Some(advanced) = self.tracker.on_end(i) {
-                    self.target.watermark(advanced)?;
+                    self.target.control(Control::Watermark(advanced))?;
                 }
                 self.complete_alignment()
             }
-            Message::Barrier(barrier) => self.on_barrier(i, barrier),
+            Control::Barrier(barrier) => self.on_barrier(i, barrier),
+            // Each worker ticks its own chains; a tick never crosses a channel.
+            Control::Tick(_) => Ok(()),
         }
     }
 
@@ -289,11 +236,11 @@ impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
         }
         if self.last_tick.elapsed() >= self.tick_interval {
             self.last_tick = Instant::now();
-            self.target.tick(now_millis())?;
+            self.target.control(Control::Tick(now_millis()))?;
         }
         if self.live.is_empty() {
             self.ended = true;
-            self.target.end()?;
+            self.target.control(Control::End)?;
             return Ok(if self.target.backlogged()? { Step::Waiting } else { Step::Done });
         }
         Ok(if handled > 0 { Step::Busy } else { Step::Waiting })
@@ -302,7 +249,7 @@ impl<I: Inputs, T: GateTarget<I::Data>> Gate<I, T> {
 
 /// The root of a chain fed by channels of one record type (a keyed input, a union).
 pub struct UnaryGate<B> {
-    gate: Gate<Vec<ChannelReceiver<B>>, Chain<B>>,
+    gate: Gate<Vec<ChannelReceiver<B>>, Box<dyn Push<B>>>,
 }
 
 impl<B: Send + 'static> UnaryGate<B> {
@@ -314,7 +261,7 @@ impl<B: Send + 'static> UnaryGate<B> {
         tick_interval: Duration,
         alignment: Alignment,
     ) -> Self {
-        UnaryGate { gate: Gate::new(name, inputs, Chain(next), tick_interval, alignment) }
+        UnaryGate { gate: Gate::new(name, inputs, next, tick_interval, alignment) }
     }
 }
 
@@ -376,20 +323,10 @@ mod tests {
             self.0.lock().expect("lock").push(Seen::Data(batch));
             Ok(())
         }
-        fn watermark(&mut self, _watermark: Timestamp) -> Result<()> {
-            Ok(())
-        }
-        fn idle(&mut self) -> Result<()> {
-            Ok(())
-        }
-        fn tick(&mut self, _now: Timestamp) -> Result<()> {
-            Ok(())
-        }
-        fn end(&mut self) -> Result<()> {
-            Ok(())
-        }
-        fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-            self.0.lock().expect("lock").push(Seen::Barrier(barrier.id));
+        fn control(&mut self, control: Control) -> Result<()> {
+            if let Control::Barrier(barrier) = control {
+                self.0.lock().expect("lock").push(Seen::Barrier(barrier.id));
+            }
             Ok(())
         }
         fn backlogged(&mut self) -> Result<bool> {
@@ -415,7 +352,7 @@ mod tests {
     }
 
     fn barrier(id: u64) -> Message<u32> {
-        Message::Barrier(Barrier { id, kind: BarrierKind::Checkpoint })
+        Message::Control(Control::Barrier(Barrier { id, kind: BarrierKind::Checkpoint }))
     }
 
     fn drain(gate: &mut UnaryGate<u32>) {
@@ -447,7 +384,7 @@ mod tests {
         from0.send(barrier(3)).expect("send");
         drain(&mut gate);
         assert!(seen.lock().expect("lock").is_empty());
-        from1.send(Message::End).expect("send");
+        from1.send(Message::Control(Control::End)).expect("send");
         drain(&mut gate);
         assert_eq!(*seen.lock().expect("lock"), vec![Seen::Barrier(3)]);
     }

@@ -46,7 +46,7 @@ pub use doorbell::Doorbell;
 pub use executor::{run_workers, BuildContext, Step, Task, Worker};
 pub use gate::{BinaryGate, TwoInputPush, UnaryGate};
 pub use graph::{JobGraph, Link, OperatorSpec, OperatorState, StreamSpec, Topology};
-pub use message::Message;
+pub use message::{Control, Message};
 pub use metrics::{JobSnapshot, MetricsRegistry, OperatorKind, OperatorMetrics, OperatorSnapshot};
 pub use operator::{Discard, Operator, OperatorNode, Output, SideOutputs, SidePort, Tee};
 pub use push::now_millis;

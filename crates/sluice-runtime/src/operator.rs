@@ -1,7 +1,7 @@
 //! Operators, the nodes that wrap them in a chain, and their outputs.
 
 use crate::checkpoint::{Barrier, Participant, StateReader, StateWriter};
-use crate::{Batch, OperatorMetrics, Push};
+use crate::{Batch, Control, OperatorMetrics, Push};
 use sluice_types::{Result, Timestamp};
 use std::any::Any;
 use std::sync::Arc;
@@ -55,16 +55,8 @@ pub trait SidePort: Send {
     fn buffer_any(&mut self) -> &mut dyn Any;
     /// Sends the buffered records downstream; returns how many.
     fn flush(&mut self) -> Result<usize>;
-    /// Forwards a watermark.
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()>;
-    /// Forwards idleness.
-    fn idle(&mut self) -> Result<()>;
-    /// Forwards processing time.
-    fn tick(&mut self, now: Timestamp) -> Result<()>;
-    /// Forwards the end of input.
-    fn end(&mut self) -> Result<()>;
-    /// Forwards a checkpoint barrier.
-    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
+    /// Forwards a control signal.
+    fn control(&mut self, control: Control) -> Result<()>;
     /// Whether the side output's downstream is backlogged.
     fn backlogged(&mut self) -> Result<bool>;
 }
@@ -87,20 +79,8 @@ impl<T: Send + 'static> SidePort for TypedSidePort<T> {
         self.next.push(batch)?;
         Ok(n)
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.next.watermark(watermark)
-    }
-    fn idle(&mut self) -> Result<()> {
-        self.next.idle()
-    }
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        self.next.tick(now)
-    }
-    fn end(&mut self) -> Result<()> {
-        self.next.end()
-    }
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.next.barrier(barrier)
+    fn control(&mut self, control: Control) -> Result<()> {
+        self.next.control(control)
     }
     fn backlogged(&mut self) -> Result<bool> {
         self.next.backlogged()
@@ -199,45 +179,16 @@ impl<B: Batch> Output<B> {
         Ok(())
     }
 
-    /// Forwards a watermark to the main and side outputs.
-    pub fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.metrics.set_watermark(watermark);
-        for port in self.sides.ports() {
-            port.watermark(watermark)?;
+    /// Forwards a control signal to the side outputs and the main output; a watermark
+    /// is also the operator's own, for its counters.
+    pub fn control(&mut self, control: Control) -> Result<()> {
+        if let Control::Watermark(watermark) = control {
+            self.metrics.set_watermark(watermark);
         }
-        self.next.watermark(watermark)
-    }
-
-    /// Forwards idleness to the main and side outputs.
-    pub fn idle(&mut self) -> Result<()> {
         for port in self.sides.ports() {
-            port.idle()?;
+            port.control(control)?;
         }
-        self.next.idle()
-    }
-
-    /// Forwards processing time to the main and side outputs.
-    pub fn tick(&mut self, now: Timestamp) -> Result<()> {
-        for port in self.sides.ports() {
-            port.tick(now)?;
-        }
-        self.next.tick(now)
-    }
-
-    /// Ends the main and side outputs.
-    pub fn end(&mut self) -> Result<()> {
-        for port in self.sides.ports() {
-            port.end()?;
-        }
-        self.next.end()
-    }
-
-    /// Forwards a checkpoint barrier to the main and side outputs.
-    pub fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        for port in self.sides.ports() {
-            port.barrier(barrier)?;
-        }
-        self.next.barrier(barrier)
+        self.next.control(control)
     }
 
     /// Whether anything downstream of the main or a side output is backlogged.
@@ -288,41 +239,27 @@ impl<O: Operator> Push<O::In> for OperatorNode<O> {
         self.out.flush_sides()
     }
 
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+    fn control(&mut self, control: Control) -> Result<()> {
         let _running = self.out.metrics.enter();
-        self.operator.on_watermark(watermark, &mut self.out)?;
-        self.out.flush_sides()?;
-        self.out.watermark(watermark)
-    }
-
-    fn idle(&mut self) -> Result<()> {
-        self.out.idle()
-    }
-
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        let _running = self.out.metrics.enter();
-        self.operator.on_processing_time(now, &mut self.out)?;
-        self.out.flush_sides()?;
-        self.out.tick(now)
-    }
-
-    fn end(&mut self) -> Result<()> {
-        let _running = self.out.metrics.enter();
-        self.operator.close(&mut self.out)?;
-        self.out.flush_sides()?;
-        if let Some((participant, state)) = self.snapshot(None)? {
-            participant.finished_writer(state);
+        match control {
+            Control::Watermark(watermark) => self.operator.on_watermark(watermark, &mut self.out)?,
+            Control::Tick(now) => self.operator.on_processing_time(now, &mut self.out)?,
+            Control::Idle => {}
+            Control::Barrier(barrier) => {
+                let started = std::time::Instant::now();
+                if let Some((participant, state)) = self.snapshot(Some(barrier))? {
+                    participant.ack_writer(barrier.id, state, started.elapsed());
+                }
+            }
+            Control::End => {
+                self.operator.close(&mut self.out)?;
+                if let Some((participant, state)) = self.snapshot(None)? {
+                    participant.finished_writer(state);
+                }
+            }
         }
-        self.out.end()
-    }
-
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        let _running = self.out.metrics.enter();
-        let started = std::time::Instant::now();
-        if let Some((participant, state)) = self.snapshot(Some(barrier))? {
-            participant.ack_writer(barrier.id, state, started.elapsed());
-        }
-        self.out.barrier(barrier)
+        self.out.flush_sides()?;
+        self.out.control(control)
     }
 
     fn backlogged(&mut self) -> Result<bool> {
@@ -352,20 +289,8 @@ impl<B: Clone + Send> Push<B> for Tee<B> {
         }
         Ok(())
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.outputs.iter_mut().try_for_each(|o| o.watermark(watermark))
-    }
-    fn idle(&mut self) -> Result<()> {
-        self.outputs.iter_mut().try_for_each(|o| o.idle())
-    }
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        self.outputs.iter_mut().try_for_each(|o| o.tick(now))
-    }
-    fn end(&mut self) -> Result<()> {
-        self.outputs.iter_mut().try_for_each(|o| o.end())
-    }
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.outputs.iter_mut().try_for_each(|o| o.barrier(barrier))
+    fn control(&mut self, control: Control) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.control(control))
     }
     fn backlogged(&mut self) -> Result<bool> {
         let mut backlogged = false;
@@ -383,19 +308,7 @@ impl<B: Send> Push<B> for Discard {
     fn push(&mut self, _batch: B) -> Result<()> {
         Ok(())
     }
-    fn watermark(&mut self, _watermark: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn idle(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn end(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn barrier(&mut self, _barrier: Barrier) -> Result<()> {
+    fn control(&mut self, _control: Control) -> Result<()> {
         Ok(())
     }
     fn backlogged(&mut self) -> Result<bool> {

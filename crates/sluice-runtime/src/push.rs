@@ -1,6 +1,6 @@
 //! The interface between chained operators.
 
-use crate::checkpoint::Barrier;
+use crate::Control;
 use sluice_types::{Result, Timestamp};
 
 /// The input side of an operator chain: what an upstream operator, source or gate
@@ -9,16 +9,9 @@ use sluice_types::{Result, Timestamp};
 pub trait Push<B>: Send {
     /// Processes one batch.
     fn push(&mut self, batch: B) -> Result<()>;
-    /// The event-time clock of the input advanced to `watermark`.
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()>;
-    /// The input has no data for now (its watermark must not hold others back).
-    fn idle(&mut self) -> Result<()>;
-    /// Processing time advanced to `now` (milliseconds since the epoch).
-    fn tick(&mut self, now: Timestamp) -> Result<()>;
-    /// The input ended: flush and release everything.
-    fn end(&mut self) -> Result<()>;
-    /// A checkpoint barrier: snapshot (if stateful), then forward it.
-    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
+    /// Handles a control signal (watermark, idleness, processing time, barrier, end)
+    /// and forwards it downstream.
+    fn control(&mut self, control: Control) -> Result<()>;
     /// Tries to send what exchanges downstream could not send yet (their channel was
     /// full); returns whether something is still waiting. A worker does not feed a
     /// chain more input while it is backlogged: that is how backpressure travels.
@@ -29,20 +22,8 @@ impl<B, P: Push<B> + ?Sized> Push<B> for Box<P> {
     fn push(&mut self, batch: B) -> Result<()> {
         (**self).push(batch)
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        (**self).watermark(watermark)
-    }
-    fn idle(&mut self) -> Result<()> {
-        (**self).idle()
-    }
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        (**self).tick(now)
-    }
-    fn end(&mut self) -> Result<()> {
-        (**self).end()
-    }
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        (**self).barrier(barrier)
+    fn control(&mut self, control: Control) -> Result<()> {
+        (**self).control(control)
     }
     fn backlogged(&mut self) -> Result<bool> {
         (**self).backlogged()

@@ -3,7 +3,7 @@
 use crate::checkpoint::{Barrier, CheckpointId, Participant, StateWriter};
 use crate::executor::{Step, Task};
 use crate::push::now_millis;
-use crate::{Batch, OperatorMetrics, Push};
+use crate::{Batch, Control, OperatorMetrics, Push};
 use sluice_types::{Error, Result, MAX_TIMESTAMP};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ impl<S: SourceReader> SourceDriver<S> {
         let started = std::time::Instant::now();
         let state = self.snapshot(&participant, Some(barrier))?;
         participant.ack(barrier.id, state, started.elapsed());
-        self.next.barrier(barrier)
+        self.next.control(Control::Barrier(barrier))
     }
 
     fn report(&self) {
@@ -147,7 +147,7 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
             SourcePoll::Idle => {
                 if !self.idle {
                     self.idle = true;
-                    self.next.idle()?;
+                    self.next.control(Control::Idle)?;
                 }
                 Step::Waiting
             }
@@ -157,15 +157,15 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
                     participant.finished(self.snapshot(participant, None)?);
                 }
                 self.metrics.set_watermark(MAX_TIMESTAMP);
-                self.next.watermark(MAX_TIMESTAMP)?;
-                self.next.end()?;
+                self.next.control(Control::Watermark(MAX_TIMESTAMP))?;
+                self.next.control(Control::End)?;
                 self.finished = true;
                 return Ok(if self.next.backlogged()? { Step::Waiting } else { Step::Done });
             }
         };
         if self.last_tick.elapsed() >= self.tick_interval {
             self.last_tick = Instant::now();
-            self.next.tick(now_millis())?;
+            self.next.control(Control::Tick(now_millis()))?;
         }
         Ok(step)
     }

@@ -2,7 +2,7 @@
 //! output.
 
 use crate::checkpoint::{Barrier, Participant, StateReader, StateWriter};
-use crate::{Batch, Output, TwoInputPush};
+use crate::{Batch, Control, Output, TwoInputPush};
 use sluice_types::{Result, Timestamp};
 
 /// An operator with two inputs, batch in, batch out: the two-input counterpart of
@@ -79,35 +79,26 @@ impl<O: TwoInputOperator> TwoInputPush<O::Left, O::Right> for TwoInputNode<O> {
         self.operator.process_right(batch, &mut self.out)?;
         self.out.flush_sides()
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
+    fn control(&mut self, control: Control) -> Result<()> {
         let _running = self.out.metrics().enter();
-        self.operator.on_watermark(watermark, &mut self.out)?;
-        self.out.flush_sides()?;
-        self.out.watermark(watermark)
-    }
-    fn idle(&mut self) -> Result<()> {
-        self.out.idle()
-    }
-    fn tick(&mut self, now: Timestamp) -> Result<()> {
-        let _running = self.out.metrics().enter();
-        self.operator.on_processing_time(now, &mut self.out)?;
-        self.out.flush_sides()?;
-        self.out.tick(now)
-    }
-    fn end(&mut self) -> Result<()> {
-        self.out.flush_sides()?;
-        if let Some(state) = self.snapshot(None)? {
-            self.participant.finished_writer(state);
+        match control {
+            Control::Watermark(watermark) => self.operator.on_watermark(watermark, &mut self.out)?,
+            Control::Tick(now) => self.operator.on_processing_time(now, &mut self.out)?,
+            Control::Idle => {}
+            Control::Barrier(barrier) => {
+                let started = std::time::Instant::now();
+                if let Some(state) = self.snapshot(Some(barrier))? {
+                    self.participant.ack_writer(barrier.id, state, started.elapsed());
+                }
+            }
+            Control::End => {
+                if let Some(state) = self.snapshot(None)? {
+                    self.participant.finished_writer(state);
+                }
+            }
         }
-        self.out.end()
-    }
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        let _running = self.out.metrics().enter();
-        let started = std::time::Instant::now();
-        if let Some(state) = self.snapshot(Some(barrier))? {
-            self.participant.ack_writer(barrier.id, state, started.elapsed());
-        }
-        self.out.barrier(barrier)
+        self.out.flush_sides()?;
+        self.out.control(control)
     }
     fn backlogged(&mut self) -> Result<bool> {
         self.out.backlogged()

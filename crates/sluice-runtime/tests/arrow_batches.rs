@@ -6,11 +6,11 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{BooleanArray, Int64Array, RecordBatch, StringArray};
 use sluice_runtime::arrow::ColumnPartitioner;
-use sluice_runtime::checkpoint::{Alignment, Barrier, CheckpointHub};
+use sluice_runtime::checkpoint::{Alignment, CheckpointHub};
 use sluice_runtime::exchange::{HashExchange, KeyRouter};
 use sluice_runtime::{
-    run_workers, BinaryGate, BuildContext, EdgeKind, MetricsRegistry, Operator, OperatorKind, OperatorNode, Output,
-    Push, RuntimeConfig, SideOutputs, SourceDriver, SourcePoll, SourceReader, TwoInputNode, TwoInputOperator,
+    run_workers, BinaryGate, BuildContext, Control, EdgeKind, MetricsRegistry, Operator, OperatorKind, OperatorNode,
+    Output, Push, RuntimeConfig, SideOutputs, SourceDriver, SourcePoll, SourceReader, TwoInputNode, TwoInputOperator,
     UnaryGate,
 };
 use sluice_types::{hash_key, Result, Timestamp, MAX_TIMESTAMP};
@@ -74,20 +74,10 @@ impl Push<RecordBatch> for Collect {
         self.received.lock().expect("lock").push((self.worker, batch));
         Ok(())
     }
-    fn watermark(&mut self, watermark: Timestamp) -> Result<()> {
-        self.watermark.lock().expect("lock").push(watermark);
-        Ok(())
-    }
-    fn idle(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn tick(&mut self, _now: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn end(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn barrier(&mut self, _barrier: Barrier) -> Result<()> {
+    fn control(&mut self, control: Control) -> Result<()> {
+        if let Control::Watermark(watermark) = control {
+            self.watermark.lock().expect("lock").push(watermark);
+        }
         Ok(())
     }
     fn backlogged(&mut self) -> Result<bool> {

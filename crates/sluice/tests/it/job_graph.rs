@@ -3,11 +3,10 @@
 //! and both describe themselves alike.
 
 use sluice::prelude::*;
-use sluice::runtime::checkpoint::Barrier;
 use sluice::runtime::exchange::{HashExchange, VecPartitioner};
 use sluice::runtime::{
-    EdgeKind, JobGraph, Link, Operator, OperatorKind, OperatorNode, OperatorState, Output, Push, RuntimeConfig,
-    SideOutputs, SourceDriver, Topology, UnaryGate,
+    Control, EdgeKind, JobGraph, Link, Operator, OperatorKind, OperatorNode, OperatorState, Output, Push,
+    RuntimeConfig, SideOutputs, SourceDriver, Topology, UnaryGate,
 };
 use sluice::{hash_key, Job};
 use std::collections::HashMap;
@@ -77,20 +76,10 @@ impl Push<Vec<Record<(u64, u64)>>> for Keep {
         self.collected.lock().expect("lock").extend(batch.into_iter().map(|r| r.value));
         Ok(())
     }
-    fn watermark(&mut self, watermark: Timestamp) -> sluice::Result<()> {
-        self.metrics.set_watermark(watermark);
-        Ok(())
-    }
-    fn idle(&mut self) -> sluice::Result<()> {
-        Ok(())
-    }
-    fn tick(&mut self, _now: Timestamp) -> sluice::Result<()> {
-        Ok(())
-    }
-    fn end(&mut self) -> sluice::Result<()> {
-        Ok(())
-    }
-    fn barrier(&mut self, _barrier: Barrier) -> sluice::Result<()> {
+    fn control(&mut self, control: Control) -> sluice::Result<()> {
+        if let Control::Watermark(watermark) = control {
+            self.metrics.set_watermark(watermark);
+        }
         Ok(())
     }
     fn backlogged(&mut self) -> sluice::Result<bool> {
