@@ -1,12 +1,11 @@
 //! Where checkpoints are kept: a local directory, written through `sluice-fs` with
-//! every write synced, or object storage by URL, through the `object_store` crate.
-//!
-//! The coordinator is the only writer, from its own thread; object storage is async, so
-//! an object store location owns a small single-threaded tokio runtime and blocks on it.
+//! every write synced, or object storage by URL (`object.rs`, with the `object-store`
+//! cargo feature; S3, GCS and Azure each behind a feature of its own).
+
+#[cfg(feature = "object-store")]
+mod object;
 
 use bytes::Bytes;
-use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
 use sluice_fs::FileSystem;
 use sluice_types::{Error, Result};
 use std::path::PathBuf;
@@ -23,7 +22,8 @@ enum Backend {
     /// written by [`Storage::put`] is durable, name and contents, once `put` returns.
     Local { fs: Arc<dyn FileSystem>, root: PathBuf },
     /// An object store, whose writes are durable once acknowledged.
-    Object { store: Arc<dyn ObjectStore>, root: Path, runtime: tokio::runtime::Runtime },
+    #[cfg(feature = "object-store")]
+    Object(object::ObjectLocation),
 }
 
 impl std::fmt::Debug for Storage {
@@ -36,48 +36,61 @@ fn storage_error(location: &str, e: impl std::fmt::Display) -> Error {
     Error::checkpoint(location, e.to_string())
 }
 
+/// The error for a URL whose scheme this build cannot open.
+fn unsupported_scheme(location: &str, scheme: &str) -> Error {
+    let feature = match scheme {
+        "s3" | "s3a" => Some("s3"),
+        "gs" => Some("gcs"),
+        "az" | "abfs" | "abfss" | "azure" => Some("azure"),
+        "memory" => Some("object-store"),
+        _ => None,
+    };
+    Error::InvalidOption {
+        connector: "checkpoints".to_string(),
+        key: "location".to_string(),
+        message: match feature {
+            Some(feature) => format!(
+                "{location}: this build of Sluice has no {scheme}:// storage; build the sluice crate with its \
+                 `{feature}` feature (the sluice binary has it)"
+            ),
+            None => format!(
+                "{location}: unknown storage scheme {scheme}:// (a local path, file://, memory://, s3://, gs:// or \
+                 az://)"
+            ),
+        },
+    }
+}
+
 impl Storage {
     /// Opens `location`: a local path (created if missing), or a URL: `file://`,
     /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
-    /// (credentials and endpoints from the usual environment variables).
+    /// (credentials and endpoints from the usual environment variables). Object
+    /// storage needs the `object-store` feature, each cloud its own (`s3`, `gcs`,
+    /// `azure`).
     pub fn open(location: &str) -> Result<Self> {
-        if !location.contains("://") {
+        let Some((scheme, rest)) = location.split_once("://") else {
             return Self::local(location, location, sluice_fs::local());
-        }
-        let url = url::Url::parse(location).map_err(|e| storage_error(location, format!("not a valid URL: {e}")))?;
-        if url.scheme() == "file" {
-            let path = url.to_file_path().map_err(|()| storage_error(location, "not a local file URL"))?;
-            return Self::local(&path.to_string_lossy(), location, sluice_fs::local());
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("checkpoint storage runtime", e))?;
-        let root = Path::from_url_path(url.path()).map_err(|e| storage_error(location, e))?;
-        let store: Arc<dyn ObjectStore> = match url.scheme() {
-            // Credentials, region and endpoint come from the environment, as the
-            // clouds' own tools read them (AWS_ACCESS_KEY_ID, AWS_ENDPOINT, ...).
-            "s3" | "s3a" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(location)
-                    .build()
-                    .map_err(|e| storage_error(location, e))?,
-            ),
-            "gs" => Arc::new(
-                object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(location)
-                    .build()
-                    .map_err(|e| storage_error(location, e))?,
-            ),
-            "az" | "abfs" | "abfss" | "azure" => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(location)
-                    .build()
-                    .map_err(|e| storage_error(location, e))?,
-            ),
-            _ => Arc::from(object_store::parse_url(&url).map_err(|e| storage_error(location, e))?.0),
         };
-        Ok(Storage { backend: Backend::Object { store, root, runtime }, display: location.to_string() })
+        if scheme == "file" {
+            if !rest.starts_with('/') {
+                return Err(storage_error(location, "not a local file URL: file:///absolute/path"));
+            }
+            return Self::local(rest, location, sluice_fs::local());
+        }
+        Self::object(location)
+    }
+
+    #[cfg(feature = "object-store")]
+    fn object(location: &str) -> Result<Self> {
+        let url = url::Url::parse(location).map_err(|e| storage_error(location, format!("not a valid URL: {e}")))?;
+        let store = object::ObjectLocation::open(location, &url)?;
+        Ok(Storage { backend: Backend::Object(store), display: location.to_string() })
+    }
+
+    #[cfg(not(feature = "object-store"))]
+    fn object(location: &str) -> Result<Self> {
+        let scheme = location.split_once("://").map_or("", |(scheme, _)| scheme);
+        Err(unsupported_scheme(location, scheme))
     }
 
     /// The local directory `path`, written through `fs` (tests pass a
@@ -95,14 +108,6 @@ impl Storage {
     /// The location, as given.
     pub fn location(&self) -> &str {
         &self.display
-    }
-
-    fn object_path(root: &Path, relative: &str) -> Path {
-        let mut path = root.clone();
-        for part in relative.split('/').filter(|p| !p.is_empty()) {
-            path = path.child(part);
-        }
-        path
     }
 
     fn local_path(root: &std::path::Path, relative: &str) -> PathBuf {
@@ -124,13 +129,8 @@ impl Storage {
                 sluice_fs::write_durably(fs.as_ref(), &Self::local_path(root, relative), &data)
                     .map_err(|e| self.error_at(relative, e))
             }
-            Backend::Object { store, root, runtime } => {
-                let payload = PutPayload::from(Bytes::from(data));
-                runtime
-                    .block_on(store.put(&Self::object_path(root, relative), payload))
-                    .map_err(|e| self.error_at(relative, e))?;
-                Ok(())
-            }
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => store.put(relative, data).map_err(|e| self.error_at(relative, e)),
         }
     }
 
@@ -142,14 +142,8 @@ impl Storage {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(self.error_at(relative, e)),
             },
-            Backend::Object { store, root, runtime } => {
-                let path = Self::object_path(root, relative);
-                match runtime.block_on(async { store.get(&path).await?.bytes().await }) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(self.error_at(relative, e)),
-                }
-            }
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => store.get(relative).map_err(|e| self.error_at(relative, e)),
         }
     }
 
@@ -160,12 +154,8 @@ impl Storage {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.error_at(relative, e)),
                 _ => Ok(()),
             },
-            Backend::Object { store, root, runtime } => {
-                match runtime.block_on(store.delete(&Self::object_path(root, relative))) {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(self.error_at(relative, e)),
-                }
-            }
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => store.delete(relative).map_err(|e| self.error_at(relative, e)),
         }
     }
 
@@ -177,38 +167,20 @@ impl Storage {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
                 Err(e) => Err(self.error_at(relative, e)),
             },
-            Backend::Object { store, root, runtime } => {
-                let prefix = Self::object_path(root, relative);
-                let listing = runtime
-                    .block_on(store.list_with_delimiter(Some(&prefix)))
-                    .map_err(|e| storage_error(&self.display, e))?;
-                Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
-            }
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => store.list_dirs(relative).map_err(|e| storage_error(&self.display, e)),
         }
     }
 
     /// Deletes everything under `relative`.
     pub fn delete_dir(&self, relative: &str) -> Result<()> {
-        use futures_util::StreamExt;
         match &self.backend {
             Backend::Local { fs, root } => match fs.remove_dir_all(&Self::local_path(root, relative)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.error_at(relative, e)),
                 _ => Ok(()),
             },
-            Backend::Object { store, root, runtime } => {
-                let prefix = Self::object_path(root, relative);
-                runtime.block_on(async {
-                    let mut objects = store.list(Some(&prefix));
-                    while let Some(meta) = objects.next().await {
-                        let meta = meta.map_err(|e| self.error_at(relative, e))?;
-                        match store.delete(&meta.location).await {
-                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                            Err(e) => return Err(self.error_at(relative, e)),
-                        }
-                    }
-                    Ok(())
-                })
-            }
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => store.delete_dir(relative).map_err(|e| self.error_at(relative, e)),
         }
     }
 }
@@ -233,9 +205,30 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "object-store")]
     fn memory_url() {
         let storage = Storage::open("memory://").unwrap();
         storage.put("x/y", vec![1, 2]).unwrap();
         assert_eq!(storage.get("x/y").unwrap().unwrap().as_ref(), &[1, 2]);
+    }
+
+    #[test]
+    fn a_url_this_build_cannot_open_names_the_feature_or_the_schemes() {
+        let unknown = Storage::open("ftp://host/dir").unwrap_err().to_string();
+        assert!(unknown.contains("unknown storage scheme ftp://"), "{unknown}");
+        #[cfg(not(feature = "s3"))]
+        {
+            let s3 = Storage::open("s3://bucket/dir").unwrap_err().to_string();
+            assert!(s3.contains("`s3` feature"), "{s3}");
+        }
+    }
+
+    #[test]
+    fn file_urls_are_local_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let storage = Storage::open(&url).unwrap();
+        storage.put("chk-1/a.state", b"x".to_vec()).unwrap();
+        assert!(dir.path().join("chk-1/a.state").exists());
     }
 }

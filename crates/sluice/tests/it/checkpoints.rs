@@ -312,6 +312,7 @@ fn state_on_disk_resumes_exactly_once_from_incremental_checkpoints() {
     assert_same_lines(&published(output.path()), &reference(2), "on disk, after three cancels");
 }
 
+#[cfg(feature = "s3")]
 /// The S3 bucket the test services provide (`scripts/services.sh`), if running.
 fn s3_bucket() -> Option<String> {
     let bucket = std::env::var("SLUICE_TEST_S3_BUCKET").ok();
@@ -326,6 +327,7 @@ fn s3_bucket() -> Option<String> {
 }
 
 #[test]
+#[cfg(feature = "s3")]
 fn checkpoints_in_s3_object_storage_resume_exactly_once() {
     let Some(bucket) = s3_bucket() else { return };
     let location = format!("s3://{bucket}/test-{}-{}", std::process::id(), sluice::runtime::now_millis());
