@@ -3,8 +3,8 @@
 use crate::results::{Outcome, OutcomeSink};
 use sluice::connectors::nexmark::{event_time, Event};
 use sluice::prelude::*;
-use sluice::state::{ListState, StateDescriptor};
 use sluice::{CollectSink, KeyedStateStore, Stream};
+use sluice::{ListState, StateDescriptor};
 
 /// The benchmark's queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

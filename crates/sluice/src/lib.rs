@@ -31,11 +31,42 @@
 #![deny(missing_docs)]
 
 pub use sluice_api::*;
-pub use sluice_checkpoint as checkpoint;
 pub use sluice_connectors as connectors;
-pub use sluice_fs as fs;
-pub use sluice_runtime as runtime;
-pub use sluice_state as state;
+
+/// The runtime's parts, to write operators and sources of your own, or to build a job
+/// graph by hand (as the SQL planner does) and run it with [`Job`].
+pub mod runtime {
+    pub use sluice_runtime::{
+        now_millis, Batch, BinaryGate, BuildContext, Control, EdgeId, EdgeKind, JobGraph, Link, MetricsRegistry,
+        Operator, OperatorKind, OperatorMetrics, OperatorNode, OperatorSpec, OperatorState, Output, Push,
+        RuntimeConfig, SideOutputs, SourceDriver, SourcePoll, SourceReader, Step, StreamSpec, Task, Topology,
+        TwoInputNode, TwoInputOperator, TwoInputPush, UnaryGate,
+    };
+
+    /// Chain ends that send records to other workers.
+    pub mod exchange {
+        pub use sluice_runtime::exchange::{
+            BatchExchange, BroadcastExchange, ChannelSender, HashExchange, KeyRouter, Partitioner, VecPartitioner,
+        };
+    }
+
+    /// What operators, sources and sinks write into checkpoints and read back.
+    pub mod checkpoint {
+        pub use sluice_runtime::checkpoint::{Barrier, BarrierKind, CheckpointId, Committer, StateReader, StateWriter};
+    }
+}
+
+/// Checkpoint locations: open one, read its checkpoints, ask a running job for a
+/// savepoint.
+pub mod checkpoint {
+    pub use sluice_checkpoint::{request_savepoint, CheckpointStore, LoadedCheckpoint, Storage};
+}
+
+/// The file system durable writes go through, and the power-cut simulator that tests
+/// crash consistency.
+pub mod fs {
+    pub use sluice_fs::{create_dir_all_durably, local, write_durably, DirEntry, FileSystem, LocalFs, SimulatedFs};
+}
 
 pub mod testing;
 
