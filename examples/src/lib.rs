@@ -24,6 +24,7 @@ use sluice::{
     Throttled,
 };
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// How an example job runs: workers, checkpoints, input pace. The binaries take these
@@ -132,6 +133,33 @@ pub fn dead_letters(path: Option<&Path>) -> sluice::Result<DeadLetters> {
     match path {
         Some(path) => DeadLetters::file(path),
         None => Ok(DeadLetters::stderr()),
+    }
+}
+
+/// What an example binary does with the job it built: with `--explain`, prints it;
+/// otherwise runs it and prints its summary. Returns the exit code.
+pub fn run_job(
+    name: &str,
+    options: &JobOptions,
+    build: impl FnOnce() -> sluice::Result<StreamEnvironment>,
+) -> ExitCode {
+    let outcome = build().and_then(|env| {
+        if options.explain {
+            print!("{}", env.explain());
+            return Ok(None);
+        }
+        env.execute().map(Some)
+    });
+    match outcome {
+        Ok(Some(result)) => {
+            println!("{}", summary(name, &result));
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(error) => {
+            report_error(name, &error);
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -7,14 +7,14 @@ use crate::join::table::{Table, TableJoinOperator};
 use crate::process::{KeyedProcessFunction, KeyedProcessOperator};
 use crate::window::{AggregateFunction, WindowAssigner, WindowedStream};
 use crate::Stream;
-use rustc_hash::FxHashMap;
+
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::exchange::{HashExchange, VecPartitioner};
 use sluice_runtime::{
     BinaryGate, EdgeId, EdgeKind, Link, Operator, OperatorKind, OperatorNode, OperatorState, Output, TwoInputNode,
     TwoInputOperator, UnaryGate,
 };
-use sluice_state::StateBackendKind;
+use sluice_state::{KeyedValues, StateBackendKind};
 use sluice_types::{hash_key, Data, Key, Record, Result};
 use std::marker::PhantomData;
 
@@ -124,10 +124,11 @@ where
         T: Data,
     {
         let key = self.key.clone();
-        self.keyed_operator("reduce", keyed_state(&StateBackendKind::Heap), move || RollingReduce {
+        let backend = self.stream.backend.clone();
+        self.keyed_operator("reduce", keyed_state(&backend), move || RollingReduce {
             key: key.clone(),
             f: f.clone(),
-            state: FxHashMap::default(),
+            state: KeyedValues::new(&backend, "reduce"),
         })
     }
 
@@ -149,10 +150,11 @@ where
     /// ```
     pub fn aggregate<A: AggregateFunction<T>>(&self, function: A) -> Stream<(K, A::Out)> {
         let key = self.key.clone();
-        self.keyed_operator("aggregate", keyed_state(&StateBackendKind::Heap), move || RollingAggregate {
+        let backend = self.stream.backend.clone();
+        self.keyed_operator("aggregate", keyed_state(&backend), move || RollingAggregate {
             key: key.clone(),
             function: function.clone(),
-            state: FxHashMap::default(),
+            state: KeyedValues::new(&backend, "aggregate"),
             _type: PhantomData,
         })
     }
@@ -305,7 +307,7 @@ where
 struct RollingAggregate<K, T, KF, A: AggregateFunction<T>> {
     key: KF,
     function: A,
-    state: FxHashMap<K, A::Acc>,
+    state: KeyedValues<K, A::Acc>,
     _type: PhantomData<fn(T)>,
 }
 
@@ -321,33 +323,38 @@ where
 
     fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Self::Out>) -> Result<()> {
         let mut emitted = Vec::with_capacity(batch.len());
+        let function = &self.function;
         for record in batch {
             let key = (self.key)(&record.value);
-            let acc = match self.state.get_mut(&key) {
-                Some(acc) => acc,
-                None => self.state.entry(key.clone()).or_insert_with(|| self.function.create()),
-            };
-            self.function.add(acc, &record.value);
-            let result = self.function.result(acc);
+            let result = self.state.upsert(
+                &key,
+                || {
+                    let mut acc = function.create();
+                    function.add(&mut acc, &record.value);
+                    acc
+                },
+                |acc| function.add(acc, &record.value),
+                |acc| function.result(acc),
+            );
             emitted.push(Record { timestamp: record.timestamp, value: (key, result) });
         }
+        self.state.check("aggregate")?;
         out.emit(emitted)
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        self.state.iter().try_for_each(|(key, acc)| state.keyed(key, acc))
+        self.state.snapshot(state)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        self.state.extend(state.keyed::<K, A::Acc>()?);
-        Ok(())
+        self.state.restore(state)
     }
 }
 
 struct RollingReduce<K, T, KF, F> {
     key: KF,
     f: F,
-    state: FxHashMap<K, T>,
+    state: KeyedValues<K, T>,
 }
 
 impl<K, T, KF, F> Operator for RollingReduce<K, T, KF, F>
@@ -362,29 +369,26 @@ where
 
     fn process_batch(&mut self, batch: Batch<T>, out: &mut Output<Batch<T>>) -> Result<()> {
         let mut emitted = Vec::with_capacity(batch.len());
+        let f = &self.f;
         for record in batch {
             let key = (self.key)(&record.value);
-            let value = match self.state.get_mut(&key) {
-                Some(current) => {
-                    *current = (self.f)(current, &record.value);
-                    current.clone()
-                }
-                None => {
-                    self.state.insert(key, record.value.clone());
-                    record.value
-                }
-            };
+            let value = self.state.upsert(
+                &key,
+                || record.value.clone(),
+                |current| *current = f(current, &record.value),
+                T::clone,
+            );
             emitted.push(Record { timestamp: record.timestamp, value });
         }
+        self.state.check("reduce")?;
         out.emit(emitted)
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        self.state.iter().try_for_each(|(key, value)| state.keyed(key, value))
+        self.state.snapshot(state)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        self.state.extend(state.keyed::<K, T>()?);
-        Ok(())
+        self.state.restore(state)
     }
 }

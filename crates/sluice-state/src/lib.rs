@@ -17,6 +17,7 @@ pub mod heap;
 mod store;
 mod table;
 mod ttl;
+mod values;
 
 pub use descriptor::{ListState, MapState, StateDescriptor, ValueState};
 pub use disk::DiskBackend;
@@ -24,3 +25,4 @@ pub use health::Health;
 pub use store::{KeyedStateStore, StateBackendKind};
 pub use table::{ListTable, MapTable, StateTable, ValueTable};
 pub use ttl::{StateTtl, TtlClock, TtlUpdate};
+pub use values::KeyedValues;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sluice_examples::fraud::FraudJob;
-use sluice_examples::{report_error, summary, JobOptions};
+use sluice_examples::{run_job, JobOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,26 +37,5 @@ fn main() -> ExitCode {
         dead_letters: args.dead_letters,
         options: args.options,
     };
-    if job.options.explain {
-        return match job.build() {
-            Ok(env) => {
-                print!("{}", env.explain());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                report_error("fraud-detection", &error);
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match job.run() {
-        Ok(result) => {
-            println!("{}", summary("fraud-detection", &result));
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            report_error("fraud-detection", &error);
-            ExitCode::FAILURE
-        }
-    }
+    run_job("fraud-detection", &job.options, || job.build())
 }

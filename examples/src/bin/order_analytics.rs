@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use sluice_examples::orders::OrderJob;
-use sluice_examples::{report_error, summary, JobOptions};
+use sluice_examples::{run_job, JobOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,26 +46,5 @@ fn main() -> ExitCode {
         dead_letters: args.dead_letters,
         options: args.options,
     };
-    if job.options.explain {
-        return match job.build() {
-            Ok(env) => {
-                print!("{}", env.explain());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                report_error("order-analytics", &error);
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match job.run() {
-        Ok(result) => {
-            println!("{}", summary("order-analytics", &result));
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            report_error("order-analytics", &error);
-            ExitCode::FAILURE
-        }
-    }
+    run_job("order-analytics", &job.options, || job.build())
 }

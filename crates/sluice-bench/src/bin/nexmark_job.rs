@@ -5,7 +5,7 @@
 use clap::Parser;
 use sluice::connectors::nexmark::NexmarkSource;
 use sluice_bench::{queries, Query};
-use sluice_examples::{report_error, summary, JobOptions};
+use sluice_examples::{run_job, JobOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,20 +36,10 @@ fn parse_query(name: &str) -> Result<Query, String> {
 fn main() -> ExitCode {
     sluice_examples::init_logging();
     let args = Args::parse();
-    let run = || -> sluice::Result<sluice::JobResult> {
+    run_job("nexmark-job", &args.options, || {
         let env = args.options.environment();
         let events = args.options.source(&env, NexmarkSource::new(args.events));
         queries::write_json_lines(args.query, &events, &args.output)?;
-        env.execute()
-    };
-    match run() {
-        Ok(result) => {
-            println!("{}", summary("nexmark-job", &result));
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            report_error("nexmark-job", &error);
-            ExitCode::FAILURE
-        }
-    }
+        Ok(env)
+    })
 }

@@ -131,3 +131,38 @@ fn windows_on_disk_give_the_results_of_windows_on_the_heap() {
     assert!(heap.len() > 100);
     assert_eq!(windows(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET))), heap);
 }
+
+/// A rolling sum and a rolling maximum per key, on `backend`, and the job's plan. One
+/// worker: each key's running results depend on the order its records arrive in.
+fn rolling(backend: StateBackendKind) -> (Vec<String>, String) {
+    let env = StreamEnvironment::new().parallelism(1).batch_size(64).state_backend(backend);
+    let records: Vec<(u32, u64)> = (0..20_000u64).map(|i| ((i * 7919 % 3_000) as u32, i % 101)).collect();
+    let events = env.source(VecSource::new(records));
+    let out = CollectSink::new();
+    let sums = events
+        .key_by(|(k, _)| *k)
+        .aggregate(Sum::of(|(_, n): &(u32, u64)| *n))
+        .map(|(k, sum)| format!("sum {k} {sum}"));
+    let maxima = events
+        .key_by(|(k, _)| *k % 97)
+        .reduce(|a, b| (a.0 % 97, a.1.max(b.1)))
+        .map(|(k, max)| format!("max {k} {max}"));
+    sums.union(&[maxima]).sink(out.clone());
+    let plan = env.explain();
+    env.execute().expect("the job runs");
+    (out.sorted_values(), plan)
+}
+
+#[test]
+fn rolling_aggregates_keep_their_state_in_the_configured_backend() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (heap, heap_plan) = rolling(StateBackendKind::Heap);
+    assert_eq!(heap.len(), 40_000, "one result per record of each aggregate");
+    let (disk, disk_plan) = rolling(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
+    assert_eq!(disk, heap);
+    for operator in ["aggregate", "reduce"] {
+        let row = |plan: &str| plan.lines().find(|l| l.contains(operator)).map(str::to_string).unwrap_or_default();
+        assert!(row(&heap_plan).contains("keyed (heap)"), "{heap_plan}");
+        assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
+    }
+}

@@ -3,7 +3,8 @@
 //! and power cuts at any write of the checkpoint and output files.
 
 use crate::checkpoints::{
-    assert_same_lines, checkpointed, job, job_into, published, reference, wait_for_checkpoints, Slow, EVENTS,
+    assert_same_lines, checkpointed, job, job_into, job_to_cancel, published, reference, wait_for_checkpoints, Slow,
+    EVENTS,
 };
 use sluice::checkpoint::{CheckpointStore, Storage};
 use sluice::connectors::nexmark::{Event, NexmarkSource};
@@ -26,7 +27,8 @@ fn a_crash_right_after_a_savepoint_publishes_nothing_twice() {
     // No checkpoint for a second after the savepoint: the crash comes before the next.
     config.min_pause = Duration::from_secs(1);
     let env = StreamEnvironment::new().parallelism(2).batch_size(256).checkpointing(config);
-    job(&env, Duration::from_millis(1), output.path());
+    // Held, so that the job is still running when the savepoint is asked for.
+    job_to_cancel(&env, Duration::from_millis(1), output.path());
     let handle = env.start().expect("start");
     wait_for_checkpoints(&handle, 1);
     let savepoint = handle.savepoint().expect("savepoint");

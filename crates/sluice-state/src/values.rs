@@ -1,0 +1,144 @@
+//! One value per key, for operators that keep a single accumulator per key (rolling
+//! reduce and aggregate), in the job's backend.
+//!
+//! On the heap the values sit in a hash map updated in place, with no dispatch per
+//! record; on disk they are a value state of a [`KeyedStateStore`], within its memory
+//! budget and with incremental checkpoints. Both write checkpoints in the store's
+//! format (each key with its state's name and its entry: the value and, for TTL, when it
+//! was written), so a savepoint taken on one backend restores on the other.
+
+use crate::heap::Entry;
+use crate::{KeyedStateStore, StateBackendKind, StateDescriptor, ValueState};
+use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{decode, encode, StateReader, StateWriter};
+use sluice_types::{Data, Key, Result, MIN_TIMESTAMP};
+
+/// A value per key, on the heap or on disk.
+pub struct KeyedValues<K, V> {
+    name: String,
+    values: Values<K, V>,
+}
+
+enum Values<K, V> {
+    Heap(FxHashMap<K, V>),
+    Store { store: Box<KeyedStateStore<K>>, state: ValueState<V> },
+}
+
+impl<K: Key, V: Data> KeyedValues<K, V> {
+    /// Values named `name` (in checkpoints) kept as `backend` says.
+    pub fn new(backend: &StateBackendKind, name: &str) -> Self {
+        let values = match backend {
+            StateBackendKind::Heap => Values::Heap(FxHashMap::default()),
+            StateBackendKind::OnDisk(_) => {
+                let mut store = KeyedStateStore::new(backend.clone());
+                let state = store.value(&StateDescriptor::new(name));
+                Values::Store { store: Box::new(store), state }
+            }
+        };
+        KeyedValues { name: name.to_string(), values }
+    }
+
+    /// Changes `key`'s value with `modify`, or gives it the value `insert` makes if it
+    /// has none; returns what `read` makes of the new value.
+    pub fn upsert<R>(
+        &mut self,
+        key: &K,
+        insert: impl FnOnce() -> V,
+        modify: impl FnOnce(&mut V),
+        read: impl FnOnce(&V) -> R,
+    ) -> R {
+        match &mut self.values {
+            Values::Heap(map) => match map.get_mut(key) {
+                Some(value) => {
+                    modify(value);
+                    read(value)
+                }
+                None => read(map.entry(key.clone()).or_insert_with(insert)),
+            },
+            Values::Store { store, state } => {
+                let value = match store.get(*state, key) {
+                    Some(mut value) => {
+                        modify(&mut value);
+                        value
+                    }
+                    None => insert(),
+                };
+                let result = read(&value);
+                store.set(*state, key, value);
+                result
+            }
+        }
+    }
+
+    /// Fails with the first failure of the on-disk store, naming `operator`.
+    pub fn check(&self, operator: &str) -> Result<()> {
+        match &self.values {
+            Values::Heap(_) => Ok(()),
+            Values::Store { store, .. } => store.check(operator),
+        }
+    }
+
+    /// Writes every key's value (on disk: what changed since the last checkpoint).
+    pub fn snapshot(&mut self, writer: &mut StateWriter) -> Result<()> {
+        match &mut self.values {
+            Values::Heap(map) => {
+                let name = self.name.as_str();
+                map.iter().try_for_each(|(key, value)| {
+                    let entry = encode(&Entry { value, touched: MIN_TIMESTAMP })?;
+                    writer.keyed(key, &(name, entry))
+                })
+            }
+            Values::Store { store, .. } => store.snapshot(writer),
+        }
+    }
+
+    /// Restores what [`KeyedValues::snapshot`] wrote, on either backend.
+    pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
+        match &mut self.values {
+            Values::Heap(map) => {
+                let entries = reader.keyed::<K, (String, Vec<u8>)>()?;
+                for (key, (_, entry)) in entries.into_iter().chain(reader.changes::<K, (String, Vec<u8>)>()?) {
+                    // An empty entry: the key was deleted after an earlier snapshot.
+                    if entry.is_empty() {
+                        map.remove(&key);
+                    } else {
+                        map.insert(key, decode::<Entry<V>>(&entry)?.value);
+                    }
+                }
+                Ok(())
+            }
+            Values::Store { store, .. } => store.restore(reader),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DiskBackend;
+
+    fn counts(backend: &StateBackendKind) -> KeyedValues<u32, u64> {
+        KeyedValues::new(backend, "count")
+    }
+
+    fn add(values: &mut KeyedValues<u32, u64>, key: u32) -> u64 {
+        values.upsert(&key, || 1, |n| *n += 1, |n| *n)
+    }
+
+    #[test]
+    fn values_move_between_the_heap_and_the_disk_through_a_checkpoint() {
+        let dir = tempfile::tempdir().expect("dir");
+        let disk = StateBackendKind::OnDisk(DiskBackend::new(dir.path()));
+        for (from, to) in [(&StateBackendKind::Heap, &disk), (&disk, &StateBackendKind::Heap)] {
+            let mut values = counts(from);
+            assert_eq!([add(&mut values, 1), add(&mut values, 2), add(&mut values, 1)], [1, 1, 2]);
+            let mut writer = StateWriter::new(128);
+            values.snapshot(&mut writer).expect("snapshot");
+            let (mut state, deferred) = writer.split();
+            StateWriter::complete(&mut state, deferred, 128).expect("encoded");
+            let mut restored = counts(to);
+            restored.restore(&StateReader::new(state)).expect("restore");
+            assert_eq!([add(&mut restored, 1), add(&mut restored, 2), add(&mut restored, 3)], [3, 2, 1]);
+        }
+    }
+}
