@@ -102,12 +102,16 @@ pub(crate) fn job(env: &StreamEnvironment, pause: Duration, output: &Path) {
 /// Batches each reader reads in a run that is to be cancelled: at parallelism 2 a
 /// reader's share is 117 batches of 256 records, so three such runs leave input for
 /// the last one.
-const HELD_AFTER: u32 = 30;
+pub(crate) const HELD_AFTER: u32 = 30;
 
 /// [`job`] for a run that is to be cancelled: each reader reads [`HELD_AFTER`]
 /// batches, then waits.
 pub(crate) fn job_to_cancel(env: &StreamEnvironment, pause: Duration, output: &Path) {
-    let sink = JsonLinesSink::directory(output).expect("output directory");
+    job_to_cancel_into(env, pause, JsonLinesSink::directory(output).expect("output directory"));
+}
+
+/// [`job_to_cancel`], writing into `sink`.
+pub(crate) fn job_to_cancel_into<S: Sink<String>>(env: &StreamEnvironment, pause: Duration, sink: S) {
     job_from(env, Slow { inner: NexmarkSource::new(EVENTS), pause, held_after: Some(HELD_AFTER) }, sink);
 }
 

@@ -3,8 +3,8 @@
 //! and power cuts at any write of the checkpoint and output files.
 
 use crate::checkpoints::{
-    assert_same_lines, checkpointed, job, job_into, job_to_cancel, published, reference, wait_for_checkpoints, Slow,
-    EVENTS,
+    assert_same_lines, checkpointed, job, job_into, job_to_cancel, job_to_cancel_into, published, reference,
+    wait_for_checkpoints, Slow, EVENTS, HELD_AFTER,
 };
 use sluice::checkpoint::{CheckpointStore, Storage};
 use sluice::connectors::nexmark::{Event, NexmarkSource};
@@ -100,7 +100,7 @@ fn transactions_whose_commit_failed_are_committed_after_a_crash() {
         failing: failing.clone(),
         failures: failures.clone(),
     };
-    job_into(&env, Duration::from_millis(1), sink);
+    job_to_cancel_into(&env, Duration::from_millis(1), sink);
     let handle = env.start().expect("start");
     wait_for_checkpoints(&handle, 3);
     handle.cancel();
@@ -115,9 +115,11 @@ fn transactions_whose_commit_failed_are_committed_after_a_crash() {
 }
 
 /// A stateless job: every bid as a line. Replayed records cannot change what it
-/// writes, so at least once means every line is there.
-fn bids_into(env: &StreamEnvironment, pause: Duration, sink: JsonLinesSink<String>) {
-    env.source(Slow { inner: NexmarkSource::new(EVENTS), pause, held_after: None })
+/// writes, so at least once means every line is there. A run to be cancelled holds its
+/// readers (see `job_to_cancel`).
+fn bids_into(env: &StreamEnvironment, pause: Duration, to_cancel: bool, sink: JsonLinesSink<String>) {
+    let held_after = to_cancel.then_some(HELD_AFTER);
+    env.source(Slow { inner: NexmarkSource::new(EVENTS), pause, held_after })
         .filter_map(|e| match e {
             Event::Bid(bid) => Some(format!("bid {} on {} at {}", bid.bidder, bid.auction, bid.date_time)),
             _ => None,
@@ -142,13 +144,13 @@ fn a_single_file_sink_resumed_keeps_what_it_wrote_before() {
     };
     let reference = output.path().join("reference.jsonl");
     let env = StreamEnvironment::new().parallelism(2).batch_size(256);
-    bids_into(&env, Duration::ZERO, JsonLinesSink::new(&reference).expect("file"));
+    bids_into(&env, Duration::ZERO, false, JsonLinesSink::new(&reference).expect("file"));
     env.execute().expect("reference run");
     let expected = lines(&reference);
     assert!(expected.len() > 1000, "{} bids", expected.len());
 
     let env = at_least_once();
-    bids_into(&env, Duration::from_millis(1), JsonLinesSink::new(&file).expect("file"));
+    bids_into(&env, Duration::from_millis(1), true, JsonLinesSink::new(&file).expect("file"));
     let handle = env.start().expect("start");
     wait_for_checkpoints(&handle, 3);
     handle.cancel();
@@ -156,7 +158,7 @@ fn a_single_file_sink_resumed_keeps_what_it_wrote_before() {
     assert!(!lines(&file).is_empty(), "the first run wrote output");
 
     let env = at_least_once();
-    bids_into(&env, Duration::ZERO, JsonLinesSink::new(&file).expect("file"));
+    bids_into(&env, Duration::ZERO, false, JsonLinesSink::new(&file).expect("file"));
     let result = env.execute().expect("the restarted run finishes");
     assert!(result.checkpoints.and_then(|s| s.restored_from).is_some(), "it resumed");
     let written = lines(&file);
