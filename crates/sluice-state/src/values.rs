@@ -70,6 +70,44 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
         }
     }
 
+    /// Calls `f` with `key`'s value (the default value if it has none), which `f` may
+    /// change; the key keeps the value if `keep` says so, else it is removed. On the
+    /// heap a present value is changed in place (one lookup, no copy).
+    pub fn with<R>(&mut self, key: &K, keep: fn(&V) -> bool, f: impl FnOnce(&mut V) -> R) -> R
+    where
+        V: Default,
+    {
+        match &mut self.values {
+            Values::Heap(map) => match map.get_mut(key) {
+                Some(value) => {
+                    let result = f(value);
+                    if !keep(value) {
+                        map.remove(key);
+                    }
+                    result
+                }
+                None => {
+                    let mut value = V::default();
+                    let result = f(&mut value);
+                    if keep(&value) {
+                        map.insert(key.clone(), value);
+                    }
+                    result
+                }
+            },
+            Values::Store { store, state } => {
+                let mut value = store.get(*state, key).unwrap_or_default();
+                let result = f(&mut value);
+                if keep(&value) {
+                    store.set(*state, key, value);
+                } else {
+                    store.clear(state.index(), key);
+                }
+                result
+            }
+        }
+    }
+
     /// Fails with the first failure of the on-disk store, naming `operator`.
     pub fn check(&self, operator: &str) -> Result<()> {
         match &self.values {
@@ -94,10 +132,20 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
 
     /// Restores what [`KeyedValues::snapshot`] wrote, on either backend.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
+        self.restore_entries(reader.keyed::<K, (String, Vec<u8>)>()?)?;
+        self.restore_entries(reader.changes::<K, (String, Vec<u8>)>()?)
+    }
+
+    /// Restores entries as [`KeyedValues::restore`] does, for operators that keep more
+    /// than these values under the same keys (timers); entries of other names are
+    /// ignored.
+    pub fn restore_entries(&mut self, entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
         match &mut self.values {
             Values::Heap(map) => {
-                let entries = reader.keyed::<K, (String, Vec<u8>)>()?;
-                for (key, (_, entry)) in entries.into_iter().chain(reader.changes::<K, (String, Vec<u8>)>()?) {
+                for (key, (name, entry)) in entries {
+                    if name != self.name {
+                        continue;
+                    }
                     // An empty entry: the key was deleted after an earlier snapshot.
                     if entry.is_empty() {
                         map.remove(&key);
@@ -107,7 +155,7 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
                 }
                 Ok(())
             }
-            Values::Store { store, .. } => store.restore(reader),
+            Values::Store { store, .. } => store.restore_entries(entries),
         }
     }
 }

@@ -31,7 +31,6 @@ use crate::Stream;
 use combine::{MergePartials, PaneCombiner, Partial};
 use fixed::FixedWindowOperator;
 use session::SessionWindowOperator;
-use sluice_state::StateBackendKind;
 use sluice_types::{Data, Key, Timestamp};
 
 /// A window: the half-open interval `[start, end)` of time.
@@ -235,11 +234,9 @@ where
                     )
                 })
             }
-            Shape::Session { gap } => {
-                self.keyed.keyed_operator("session_window", keyed_state(&StateBackendKind::Heap), move || {
-                    SessionWindowOperator::new(key.clone(), function.clone(), gap, settings.clone())
-                })
-            }
+            Shape::Session { gap } => self.keyed.keyed_operator("session_window", keyed_state(&backend), move || {
+                SessionWindowOperator::new(key.clone(), function.clone(), gap, settings.clone(), &backend)
+            }),
         }
     }
 

@@ -4,10 +4,10 @@
 use super::{AggregateFunction, ResultKind, Window, WindowResult, WindowSettings};
 use crate::graph::Batch;
 use crate::process::TimeDomain;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use sluice_runtime::checkpoint::{StateReader, StateWriter};
+use sluice_runtime::checkpoint::{decode, encode, StateReader, StateWriter};
 use sluice_runtime::{now_millis, Operator, Output, TimerQueue};
+use sluice_state::{KeyedValues, StateBackendKind};
 use sluice_types::{Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use std::marker::PhantomData;
 
@@ -22,20 +22,18 @@ struct SessionState<A> {
     emitted: bool,
 }
 
-/// What a snapshot keeps per key.
-#[derive(Serialize, Deserialize)]
-enum SessionEntry<A> {
-    Sessions(Vec<SessionState<A>>),
-    FireAt(Timestamp),
-    PurgeAt(Timestamp),
-}
+/// Names under which the timers are kept in a snapshot, beside the sessions (state
+/// names cannot start with a NUL).
+const FIRE_AT: &str = "\0fire-at";
+const PURGE_AT: &str = "\0purge-at";
 
 pub(crate) struct SessionWindowOperator<K: Ord, T, KF, A: AggregateFunction<T>> {
     key: KF,
     function: A,
     gap: i64,
     settings: WindowSettings,
-    sessions: FxHashMap<K, Vec<SessionState<A::Acc>>>,
+    /// Each key's open and not yet purged sessions, in the job's state backend.
+    sessions: KeyedValues<K, Vec<SessionState<A::Acc>>>,
     /// (session end, key): fire when the clock passes end - 1. Entries of sessions
     /// that merged into others are skipped when they come up.
     fire_at: TimerQueue<K>,
@@ -47,13 +45,13 @@ pub(crate) struct SessionWindowOperator<K: Ord, T, KF, A: AggregateFunction<T>> 
 }
 
 impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> {
-    pub fn new(key: KF, function: A, gap: i64, settings: WindowSettings) -> Self {
+    pub fn new(key: KF, function: A, gap: i64, settings: WindowSettings, backend: &StateBackendKind) -> Self {
         SessionWindowOperator {
             key,
             function,
             gap,
             settings,
-            sessions: FxHashMap::default(),
+            sessions: KeyedValues::new(backend, "sessions"),
             fire_at: TimerQueue::default(),
             purge_at: TimerQueue::default(),
             time: MIN_TIMESTAMP,
@@ -62,110 +60,112 @@ impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> 
         }
     }
 
-    fn result(&self, key: &K, session: &SessionState<A::Acc>, kind: ResultKind) -> Record<WindowResult<K, A::Out>> {
-        let window = Window { start: session.start, end: session.end };
-        Record {
-            timestamp: session.end - 1,
-            value: WindowResult { key: key.clone(), window, value: self.function.result(&session.acc), kind },
-        }
-    }
-
     /// Adds a record; returns false when it is too late for any session.
     fn add(&mut self, key: K, timestamp: Timestamp, value: &T) -> bool {
-        let lateness = self.settings.allowed_lateness;
-        let end = timestamp.saturating_add(self.gap);
-        let event_time = self.settings.domain == TimeDomain::EventTime;
-        if event_time {
-            // As in Flink, lateness is judged on the session the record merges into: a
-            // record behind the watermark still joins a session that has not expired.
-            let (mut start_bound, mut end_bound) = (timestamp, end);
-            if let Some(sessions) = self.sessions.get(&key) {
-                for s in sessions {
-                    if s.start < end_bound && start_bound < s.end {
-                        start_bound = start_bound.min(s.start);
-                        end_bound = end_bound.max(s.end);
+        let SessionWindowOperator { function, gap, settings, fire_at, purge_at, time, results, .. } = self;
+        let lateness = settings.allowed_lateness;
+        let end = timestamp.saturating_add(*gap);
+        let event_time = settings.domain == TimeDomain::EventTime;
+        self.sessions.with(
+            &key,
+            |kept| !kept.is_empty(),
+            |sessions| {
+                if event_time {
+                    // As in Flink, lateness is judged on the session the record merges into:
+                    // a record behind the watermark still joins a session not yet expired.
+                    let (mut start_bound, mut end_bound) = (timestamp, end);
+                    for s in sessions.iter() {
+                        if s.start < end_bound && start_bound < s.end {
+                            start_bound = start_bound.min(s.start);
+                            end_bound = end_bound.max(s.end);
+                        }
+                    }
+                    if (end_bound - 1).saturating_add(lateness) <= *time {
+                        return false;
                     }
                 }
-            }
-            if (end_bound - 1).saturating_add(lateness) <= self.time {
-                return false;
-            }
-        }
-        let mut merged =
-            SessionState { start: timestamp, end, acc: self.function.create(), fired: false, emitted: false };
-        self.function.add(&mut merged.acc, value);
-        let sessions = self.sessions.entry(key.clone()).or_default();
-        let mut i = 0;
-        while i < sessions.len() {
-            let s = &sessions[i];
-            if s.start < merged.end && merged.start < s.end {
-                let s = sessions.swap_remove(i);
-                if !s.fired {
-                    // Its timer is replaced by the merged session's.
-                    self.fire_at.delete(s.end, &key);
+                let mut merged =
+                    SessionState { start: timestamp, end, acc: function.create(), fired: false, emitted: false };
+                function.add(&mut merged.acc, value);
+                let mut i = 0;
+                while i < sessions.len() {
+                    let s = &sessions[i];
+                    if s.start < merged.end && merged.start < s.end {
+                        let s = sessions.swap_remove(i);
+                        if !s.fired {
+                            // Its timer is replaced by the merged session's.
+                            fire_at.delete(s.end, &key);
+                        }
+                        merged.start = merged.start.min(s.start);
+                        merged.end = merged.end.max(s.end);
+                        merged.fired |= s.fired;
+                        merged.emitted |= s.emitted;
+                        function.merge(&mut merged.acc, s.acc);
+                    } else {
+                        i += 1;
+                    }
                 }
-                merged.start = merged.start.min(s.start);
-                merged.end = merged.end.max(s.end);
-                merged.fired |= s.fired;
-                merged.emitted |= s.emitted;
-                self.function.merge(&mut merged.acc, s.acc);
-            } else {
-                i += 1;
-            }
-        }
-        let already_due = event_time && merged.end - 1 <= self.time;
-        if already_due {
-            // A late record extended or re-opened a fired session: emit the update.
-            merged.fired = true;
-            merged.emitted = true;
-            let update = self.result(&key, &merged, ResultKind::Update);
-            self.results.push(update);
-            self.purge_at.register((merged.end - 1).saturating_add(lateness), key.clone());
-        } else {
-            merged.fired = false;
-            self.fire_at.register(merged.end, key.clone());
-        }
-        if let Some(sessions) = self.sessions.get_mut(&key) {
-            sessions.push(merged);
-        }
-        true
+                if event_time && merged.end - 1 <= *time {
+                    // A late record extended or re-opened a fired session: emit the update.
+                    merged.fired = true;
+                    merged.emitted = true;
+                    results.push(result(function, &key, &merged, ResultKind::Update));
+                    purge_at.register((merged.end - 1).saturating_add(lateness), key.clone());
+                } else {
+                    merged.fired = false;
+                    fire_at.register(merged.end, key.clone());
+                }
+                sessions.push(merged);
+                true
+            },
+        )
     }
 
-    fn advance(&mut self, time: Timestamp) {
-        self.time = self.time.max(time);
-        let lateness = if self.settings.domain == TimeDomain::EventTime { self.settings.allowed_lateness } else { 0 };
-        while let Some((end, key)) = self.fire_at.pop_due(time.saturating_add(1)) {
-            let Some(sessions) = self.sessions.get_mut(&key) else {
-                continue;
-            };
-            let Some(index) = sessions.iter().position(|s| s.end == end && !s.fired) else {
-                continue;
-            };
-            let mut session = sessions.swap_remove(index);
-            let kind = if session.emitted { ResultKind::Update } else { ResultKind::Final };
-            session.fired = true;
-            session.emitted = true;
-            let result = self.result(&key, &session, kind);
-            self.results.push(result);
-            if lateness == 0 {
-                if self.sessions.get(&key).is_some_and(|s| s.is_empty()) {
-                    self.sessions.remove(&key);
-                }
-            } else {
-                self.purge_at.register((end - 1).saturating_add(lateness), key.clone());
-                if let Some(sessions) = self.sessions.get_mut(&key) {
-                    sessions.push(session);
-                }
-            }
+    fn advance(&mut self, now: Timestamp) {
+        let SessionWindowOperator { function, settings, fire_at, purge_at, time, results, sessions, .. } = self;
+        *time = (*time).max(now);
+        let lateness = if settings.domain == TimeDomain::EventTime { settings.allowed_lateness } else { 0 };
+        while let Some((end, key)) = fire_at.pop_due(now.saturating_add(1)) {
+            sessions.with(
+                &key,
+                |kept| !kept.is_empty(),
+                |open| {
+                    let Some(index) = open.iter().position(|s| s.end == end && !s.fired) else { return };
+                    let mut session = open.swap_remove(index);
+                    let kind = if session.emitted { ResultKind::Update } else { ResultKind::Final };
+                    session.fired = true;
+                    session.emitted = true;
+                    results.push(result(function, &key, &session, kind));
+                    if lateness > 0 {
+                        purge_at.register((end - 1).saturating_add(lateness), key.clone());
+                        open.push(session);
+                    }
+                },
+            );
         }
-        while let Some((_, key)) = self.purge_at.pop_due(time) {
-            if let Some(sessions) = self.sessions.get_mut(&key) {
-                sessions.retain(|s| !(s.fired && (s.end - 1).saturating_add(lateness) <= time));
-                if sessions.is_empty() {
-                    self.sessions.remove(&key);
-                }
-            }
+        while let Some((_, key)) = purge_at.pop_due(now) {
+            sessions.with(
+                &key,
+                |kept| !kept.is_empty(),
+                |open| {
+                    open.retain(|s| !(s.fired && (s.end - 1).saturating_add(lateness) <= now));
+                },
+            );
         }
+    }
+}
+
+/// The result of `session` of `key`, stamped at the session's last millisecond.
+fn result<K: Key, T, A: AggregateFunction<T>>(
+    function: &A,
+    key: &K,
+    session: &SessionState<A::Acc>,
+    kind: ResultKind,
+) -> Record<WindowResult<K, A::Out>> {
+    let window = Window { start: session.start, end: session.end };
+    Record {
+        timestamp: session.end - 1,
+        value: WindowResult { key: key.clone(), window, value: function.result(&session.acc), kind },
     }
 }
 
@@ -194,6 +194,7 @@ where
                 }
             }
         }
+        self.sessions.check("session_window")?;
         out.emit(std::mem::take(&mut self.results))
     }
 
@@ -201,6 +202,7 @@ where
         if self.settings.domain == TimeDomain::EventTime || watermark == MAX_TIMESTAMP {
             self.advance(watermark);
         }
+        self.sessions.check("session_window")?;
         out.emit(std::mem::take(&mut self.results))
     }
 
@@ -213,28 +215,26 @@ where
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        for (key, sessions) in &self.sessions {
-            state.keyed(key, &SessionEntry::Sessions(sessions.clone()))?;
-        }
-        for (time, key) in self.fire_at.iter() {
-            state.keyed(key, &SessionEntry::<A::Acc>::FireAt(*time))?;
-        }
-        for (time, key) in self.purge_at.iter() {
-            state.keyed(key, &SessionEntry::<A::Acc>::PurgeAt(*time))?;
+        self.sessions.snapshot(state)?;
+        for (name, queue) in [(FIRE_AT, &self.fire_at), (PURGE_AT, &self.purge_at)] {
+            for (time, key) in queue.iter() {
+                state.keyed(key, &(name, encode(time)?))?;
+            }
         }
         state.clock(&self.time)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        for (key, entry) in state.keyed::<K, SessionEntry<A::Acc>>()? {
-            match entry {
-                SessionEntry::Sessions(sessions) => {
-                    self.sessions.insert(key, sessions);
-                }
-                SessionEntry::FireAt(time) => self.fire_at.register(time, key),
-                SessionEntry::PurgeAt(time) => self.purge_at.register(time, key),
+        let mut sessions = Vec::new();
+        for (key, (name, bytes)) in state.keyed::<K, (String, Vec<u8>)>()? {
+            match name.as_str() {
+                FIRE_AT => self.fire_at.register(decode(&bytes)?, key),
+                PURGE_AT => self.purge_at.register(decode(&bytes)?, key),
+                _ => sessions.push((key, (name, bytes))),
             }
         }
+        self.sessions.restore_entries(sessions)?;
+        self.sessions.restore_entries(state.changes()?)?;
         self.time = crate::process::restored_watermark(state)?;
         Ok(())
     }

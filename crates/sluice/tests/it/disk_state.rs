@@ -98,8 +98,8 @@ fn state_larger_than_the_memory_budget_stays_on_disk() {
     assert!(peak < bound, "peak memory {} MB for {} MB of state", peak >> 20, state_bytes >> 20);
 }
 
-/// Sliding and tumbling window counts with allowed lateness and early results, on
-/// `backend`. One worker: with late records, which ones are late depends on how several
+/// Sliding, tumbling and session window counts with allowed lateness and early results,
+/// on `backend`. One worker: with late records, which ones are late depends on how several
 /// source partitions interleave.
 fn windows(backend: StateBackendKind) -> Vec<String> {
     let env = StreamEnvironment::new().parallelism(1).batch_size(7).state_backend(backend);
@@ -119,7 +119,13 @@ fn windows(backend: StateBackendKind) -> Vec<String> {
         .early_results(500)
         .aggregate(Sum::of(|k: &u32| u64::from(*k)))
         .map(|r| format!("tumbling {} {} {} {:?}", r.key, r.window.start, r.value, r.kind));
-    sliding.union(&[tumbling]).sink(out.clone());
+    let sessions = events
+        .key_by(|k| *k % 7)
+        .window(Session::with_gap(seconds(1)))
+        .allowed_lateness(1_000)
+        .count()
+        .map(|r| format!("session {} {} {} {} {:?}", r.key, r.window.start, r.window.end, r.value, r.kind));
+    sliding.union(&[tumbling, sessions]).sink(out.clone());
     env.execute().expect("the job runs");
     out.sorted_values()
 }
@@ -129,6 +135,7 @@ fn windows_on_disk_give_the_results_of_windows_on_the_heap() {
     let dir = tempfile::tempdir().expect("dir");
     let heap = windows(StateBackendKind::Heap);
     assert!(heap.len() > 100);
+    assert!(heap.iter().any(|line| line.starts_with("session")), "sessions fired");
     assert_eq!(windows(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET))), heap);
 }
 
