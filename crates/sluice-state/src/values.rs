@@ -108,6 +108,25 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
         }
     }
 
+    /// The value held in a checkpoint entry of these values (as `restore_entries`
+    /// takes them), for operators that index what they restore.
+    pub fn decode(&self, entry: &[u8]) -> Result<V> {
+        Ok(decode::<Entry<V>>(entry)?.value)
+    }
+
+    /// How many keys have a value.
+    pub fn len(&self) -> usize {
+        match &self.values {
+            Values::Heap(map) => map.len(),
+            Values::Store { store, .. } => store.sizes().into_iter().map(|(_, n)| n).sum(),
+        }
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Fails with the first failure of the on-disk store, naming `operator`.
     pub fn check(&self, operator: &str) -> Result<()> {
         match &self.values {

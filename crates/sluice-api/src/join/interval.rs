@@ -3,10 +3,9 @@
 use crate::graph::{keyed_state, Batch};
 use crate::keyed::{two_input, KeyedStream};
 use crate::Stream;
-use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{Output, TwoInputOperator};
-use sluice_state::StateBackendKind;
+use sluice_state::KeyedValues;
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
@@ -40,63 +39,36 @@ where
     {
         let (lower, upper) = (self.lower, self.upper);
         let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
-        two_input(&self.left, &self.right, "interval_join", keyed_state(&StateBackendKind::Heap), move || {
-            IntervalJoinOperator {
-                key1: key1.clone(),
-                key2: key2.clone(),
-                f: f.clone(),
-                lower,
-                upper,
-                left: Side::default(),
-                right: Side::default(),
-                watermark: MIN_TIMESTAMP,
-            }
+        let backend = self.left.stream.backend.clone();
+        two_input(&self.left, &self.right, "interval_join", keyed_state(&backend), move || IntervalJoinOperator {
+            key1: key1.clone(),
+            key2: key2.clone(),
+            f: f.clone(),
+            lower,
+            upper,
+            buffered: KeyedValues::new(&backend, "buffered"),
+            left_expiry: BTreeMap::new(),
+            right_expiry: BTreeMap::new(),
+            watermark: MIN_TIMESTAMP,
         })
     }
 }
 
-/// The buffered records of one input, per key, with an index by time for cleanup.
-struct Side<K, V> {
-    records: FxHashMap<K, Vec<Record<V>>>,
-    expiry: BTreeMap<Timestamp, Vec<K>>,
+/// The records of both inputs buffered for one key.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Buffered<T, U> {
+    left: Vec<Record<T>>,
+    right: Vec<Record<U>>,
 }
 
-impl<K, V> Default for Side<K, V> {
+impl<T, U> Default for Buffered<T, U> {
     fn default() -> Self {
-        Side { records: FxHashMap::default(), expiry: BTreeMap::new() }
+        Buffered { left: Vec::new(), right: Vec::new() }
     }
 }
 
-impl<K: Key, V> Side<K, V> {
-    fn insert(&mut self, key: K, record: Record<V>, expires_at: Timestamp) {
-        self.expiry.entry(expires_at).or_default().push(key.clone());
-        self.records.entry(key).or_default().push(record);
-    }
-
-    /// Drops records that can no longer match: those whose `expires_at` is behind the
-    /// watermark. `keep` says whether a record still may match at `watermark`.
-    fn expire(&mut self, watermark: Timestamp, keep: impl Fn(Timestamp) -> bool) {
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() >= watermark {
-                break;
-            }
-            for key in entry.remove() {
-                if let Some(list) = self.records.get_mut(&key) {
-                    list.retain(|r| keep(r.timestamp));
-                    if list.is_empty() {
-                        self.records.remove(&key);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// What a snapshot keeps per key: the buffered records of each side.
-#[derive(serde::Serialize, serde::Deserialize)]
-enum JoinEntry<T, U> {
-    Left(Vec<Record<T>>),
-    Right(Vec<Record<U>>),
+fn has_records<T, U>(buffered: &Buffered<T, U>) -> bool {
+    !(buffered.left.is_empty() && buffered.right.is_empty())
 }
 
 struct IntervalJoinOperator<K, T, U, KF, KF2, F> {
@@ -105,9 +77,25 @@ struct IntervalJoinOperator<K, T, U, KF, KF2, F> {
     f: F,
     lower: i64,
     upper: i64,
-    left: Side<K, T>,
-    right: Side<K, U>,
+    /// Both inputs' records per key, in the job's state backend (one store, so that a
+    /// record is matched and buffered in one access).
+    buffered: KeyedValues<K, Buffered<T, U>>,
+    /// When each side's records stop being able to match, by key (on the heap).
+    left_expiry: BTreeMap<Timestamp, Vec<K>>,
+    right_expiry: BTreeMap<Timestamp, Vec<K>>,
     watermark: Timestamp,
+}
+
+/// Pops the keys whose records expire before `watermark`.
+fn due<K>(expiry: &mut BTreeMap<Timestamp, Vec<K>>, watermark: Timestamp) -> Vec<K> {
+    let mut keys = Vec::new();
+    while let Some(entry) = expiry.first_entry() {
+        if *entry.key() >= watermark {
+            break;
+        }
+        keys.extend(entry.remove());
+    }
+    keys
 }
 
 impl<K, T, U, O, KF, KF2, F> TwoInputOperator for IntervalJoinOperator<K, T, U, KF, KF2, F>
@@ -132,15 +120,18 @@ where
             }
             let key = (self.key1)(&record.value);
             let (from, to) = (record.timestamp.saturating_add(self.lower), record.timestamp.saturating_add(self.upper));
-            if let Some(others) = self.right.records.get(&key) {
-                for other in others.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
-                    let value = (self.f)(&key, &record.value, &other.value);
+            let expires_at = record.timestamp.saturating_add(self.upper);
+            self.left_expiry.entry(expires_at).or_default().push(key.clone());
+            let f = &self.f;
+            self.buffered.with(&key, has_records, |buffered| {
+                for other in buffered.right.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
+                    let value = f(&key, &record.value, &other.value);
                     emitted.push(Record { timestamp: record.timestamp.max(other.timestamp), value });
                 }
-            }
-            let expires_at = record.timestamp.saturating_add(self.upper);
-            self.left.insert(key, record, expires_at);
+                buffered.left.push(record);
+            });
         }
+        self.buffered.check("interval_join")?;
         out.emit(emitted)
     }
 
@@ -152,15 +143,18 @@ where
             }
             let key = (self.key2)(&record.value);
             let (from, to) = (record.timestamp.saturating_sub(self.upper), record.timestamp.saturating_sub(self.lower));
-            if let Some(others) = self.left.records.get(&key) {
-                for other in others.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
-                    let value = (self.f)(&key, &other.value, &record.value);
+            let expires_at = record.timestamp.saturating_sub(self.lower);
+            self.right_expiry.entry(expires_at).or_default().push(key.clone());
+            let f = &self.f;
+            self.buffered.with(&key, has_records, |buffered| {
+                for other in buffered.left.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
+                    let value = f(&key, &other.value, &record.value);
                     emitted.push(Record { timestamp: record.timestamp.max(other.timestamp), value });
                 }
-            }
-            let expires_at = record.timestamp.saturating_sub(self.lower);
-            self.right.insert(key, record, expires_at);
+                buffered.right.push(record);
+            });
         }
+        self.buffered.check("interval_join")?;
         out.emit(emitted)
     }
 
@@ -170,39 +164,96 @@ where
         let (lower, upper) = (self.lower, self.upper);
         // A left record at t matches rights up to t + upper; rights arriving from now on
         // are at or after the watermark.
-        self.left.expire(watermark, |t| t.saturating_add(upper) >= watermark);
-        self.right.expire(watermark, |t| t.saturating_sub(lower) >= watermark);
-        Ok(())
+        for key in due(&mut self.left_expiry, watermark) {
+            self.buffered
+                .with(&key, has_records, |b| b.left.retain(|r| r.timestamp.saturating_add(upper) >= watermark));
+        }
+        for key in due(&mut self.right_expiry, watermark) {
+            self.buffered
+                .with(&key, has_records, |b| b.right.retain(|r| r.timestamp.saturating_sub(lower) >= watermark));
+        }
+        self.buffered.check("interval_join")
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        for (key, records) in &self.left.records {
-            state.keyed(key, &JoinEntry::<T, U>::Left(records.clone()))?;
-        }
-        for (key, records) in &self.right.records {
-            state.keyed(key, &JoinEntry::<T, U>::Right(records.clone()))?;
-        }
+        self.buffered.snapshot(state)?;
         state.clock(&self.watermark)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        for (key, entry) in state.keyed::<K, JoinEntry<T, U>>()? {
-            match entry {
-                JoinEntry::Left(records) => {
-                    for record in records {
-                        let expires_at = record.timestamp.saturating_add(self.upper);
-                        self.left.insert(key.clone(), record, expires_at);
-                    }
+        for entries in [state.keyed::<K, (String, Vec<u8>)>()?, state.changes::<K, (String, Vec<u8>)>()?] {
+            for (key, (_, entry)) in entries.iter().filter(|(_, (_, entry))| !entry.is_empty()) {
+                let buffered = self.buffered.decode(entry)?;
+                for record in &buffered.left {
+                    let expires_at = record.timestamp.saturating_add(self.upper);
+                    self.left_expiry.entry(expires_at).or_default().push(key.clone());
                 }
-                JoinEntry::Right(records) => {
-                    for record in records {
-                        let expires_at = record.timestamp.saturating_sub(self.lower);
-                        self.right.insert(key.clone(), record, expires_at);
-                    }
+                for record in &buffered.right {
+                    let expires_at = record.timestamp.saturating_sub(self.lower);
+                    self.right_expiry.entry(expires_at).or_default().push(key.clone());
                 }
             }
+            self.buffered.restore_entries(entries)?;
         }
         self.watermark = crate::process::restored_watermark(state)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_runtime::checkpoint::StateWriter;
+    use sluice_runtime::{Discard, OperatorMetrics, SideOutputs};
+    use sluice_state::{DiskBackend, StateBackendKind};
+
+    type Join = IntervalJoinOperator<u32, i64, i64, fn(&i64) -> u32, fn(&i64) -> u32, fn(&u32, &i64, &i64) -> i64>;
+
+    fn join(backend: &StateBackendKind) -> Join {
+        IntervalJoinOperator {
+            key1: |t| (*t % 3) as u32,
+            key2: |t| (*t % 3) as u32,
+            f: |_, left, right| left * 1000 + right,
+            lower: 0,
+            upper: 20,
+            buffered: KeyedValues::new(backend, "buffered"),
+            left_expiry: BTreeMap::new(),
+            right_expiry: BTreeMap::new(),
+            watermark: MIN_TIMESTAMP,
+        }
+    }
+
+    fn records(times: std::ops::Range<i64>) -> Batch<i64> {
+        times.map(|t| Record { timestamp: t, value: t }).collect()
+    }
+
+    fn discard() -> Output<Batch<i64>> {
+        Output::new(Box::new(Discard), SideOutputs::default(), std::sync::Arc::new(OperatorMetrics::default()))
+    }
+
+    /// Restored on the other backend, a join keeps the buffers and the expiry index of
+    /// the original: both forget the same records at the next watermark.
+    #[test]
+    fn a_restored_join_buffers_and_expires_what_the_original_did() {
+        let dir = tempfile::tempdir().expect("dir");
+        let disk = StateBackendKind::OnDisk(DiskBackend::new(dir.path()));
+        for (from, to) in [(&StateBackendKind::Heap, &disk), (&disk, &StateBackendKind::Heap)] {
+            let mut original = join(from);
+            original.process_left(records(0..60), &mut discard()).expect("left");
+            original.process_right(records(10..40), &mut discard()).expect("right");
+            original.on_watermark(30, &mut discard()).expect("watermark");
+            let mut writer = StateWriter::new(128);
+            original.snapshot(&mut writer).expect("snapshot");
+            let (mut state, deferred) = writer.split();
+            StateWriter::complete(&mut state, deferred, 128).expect("encoded");
+            let mut restored = join(to);
+            restored.restore(&StateReader::new(state)).expect("restore");
+            assert_eq!(restored.buffered.len(), original.buffered.len());
+            assert_eq!(restored.watermark, 30);
+            for operator in [&mut original, &mut restored] {
+                operator.on_watermark(200, &mut discard()).expect("watermark");
+                assert!(operator.buffered.is_empty(), "every record expired at 200");
+            }
+        }
     }
 }

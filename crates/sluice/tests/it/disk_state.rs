@@ -173,3 +173,31 @@ fn rolling_aggregates_keep_their_state_in_the_configured_backend() {
         assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
     }
 }
+
+/// An interval join of clicks with the views of the same user up to 5 s before, on
+/// `backend`, and the job's plan.
+fn joined(backend: StateBackendKind) -> (Vec<(u32, i64, i64)>, String) {
+    let env = StreamEnvironment::new().parallelism(2).batch_size(32).state_backend(backend);
+    let views: Vec<(i64, (u32, i64))> = (0..3_000i64).map(|i| (i * 10, ((i % 50) as u32, i * 10))).collect();
+    let clicks: Vec<(i64, (u32, i64))> = (0..1_000i64).map(|i| (i * 30 + 7, ((i % 50) as u32, i * 30 + 7))).collect();
+    let by_time = || WatermarkStrategy::bounded_out_of_orderness(100);
+    let views = env.source(VecSource::timestamped(views)).with_watermarks(by_time()).key_by(|v: &(u32, i64)| v.0);
+    let clicks = env.source(VecSource::timestamped(clicks)).with_watermarks(by_time()).key_by(|c: &(u32, i64)| c.0);
+    let out = CollectSink::new();
+    clicks.interval_join(&views, -5_000, 0).process(|user, click, view| (*user, click.1, view.1)).sink(out.clone());
+    let plan = env.explain();
+    env.execute().expect("the job runs");
+    (out.sorted_values(), plan)
+}
+
+#[test]
+fn an_interval_join_keeps_its_buffers_in_the_configured_backend() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (heap, heap_plan) = joined(StateBackendKind::Heap);
+    assert!(heap.len() > 1_000, "{} pairs", heap.len());
+    let (disk, disk_plan) = joined(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
+    assert_eq!(disk, heap);
+    let row = |plan: &str| plan.lines().find(|l| l.contains("interval_join")).map(str::to_string).unwrap_or_default();
+    assert!(row(&heap_plan).contains("keyed (heap)"), "{heap_plan}");
+    assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
+}
