@@ -14,7 +14,7 @@ use sluice_runtime::{
     BinaryGate, EdgeId, EdgeKind, Link, Operator, OperatorKind, OperatorNode, OperatorState, Output, TwoInputNode,
     TwoInputOperator, UnaryGate,
 };
-use sluice_state::{KeyedValues, StateBackendKind};
+use sluice_state::KeyedValues;
 use sluice_types::{hash_key, Data, Key, Record, Result};
 use std::marker::PhantomData;
 
@@ -232,8 +232,9 @@ where
     {
         let right = table.updates.key_by(|(k, _): &(K, Option<V>)| k.clone());
         let key = self.key.clone();
-        two_input(self, &right, name, keyed_state(&StateBackendKind::Heap), move || {
-            TableJoinOperator::new(key.clone(), join.clone())
+        let backend = self.stream.backend.clone();
+        two_input(self, &right, name, keyed_state(&backend), move || {
+            TableJoinOperator::new(key.clone(), join.clone(), &backend)
         })
     }
 }

@@ -3,9 +3,9 @@
 
 use crate::graph::Batch;
 use crate::Stream;
-use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{Output, TwoInputOperator};
+use sluice_state::{KeyedValues, StateBackendKind};
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
@@ -27,56 +27,66 @@ impl<K: Key, V: Clone + Send + 'static> Table<K, V> {
     }
 }
 
-/// Versioned (event-time) stream-table join: stream records wait until the watermark
-/// passes their timestamp, then join the version of the table valid at that time. The
-/// result does not depend on how the two inputs interleave, only on event time.
-/// What a snapshot keeps per key: stream records waiting for the watermark, and the
-/// table's versions.
-#[derive(serde::Serialize, serde::Deserialize)]
-enum TableJoinEntry<T, V> {
-    Pending(Timestamp, T),
-    Versions(Vec<(Timestamp, Option<V>)>),
+/// What the join keeps per key: the table's versions, by the timestamp they became
+/// valid, and the stream records waiting for the watermark.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct KeyState<T, V> {
+    versions: BTreeMap<Timestamp, Option<V>>,
+    pending: Vec<(Timestamp, T)>,
 }
 
-pub(crate) struct TableJoinOperator<K, T, V, KF, J> {
-    key: KF,
-    join: J,
-    /// Stream records waiting for the watermark, by timestamp.
-    pending: BTreeMap<Timestamp, Vec<(K, T)>>,
-    /// Table versions per key, by the timestamp they became valid.
-    versions: FxHashMap<K, BTreeMap<Timestamp, Option<V>>>,
-    watermark: Timestamp,
+impl<T, V> Default for KeyState<T, V> {
+    fn default() -> Self {
+        KeyState { versions: BTreeMap::new(), pending: Vec::new() }
+    }
 }
 
-impl<K, T, V, KF, J> TableJoinOperator<K, T, V, KF, J> {
-    pub fn new(key: KF, join: J) -> Self {
-        TableJoinOperator {
-            key,
-            join,
-            pending: BTreeMap::new(),
-            versions: FxHashMap::default(),
-            watermark: MIN_TIMESTAMP,
+impl<T, V> KeyState<T, V> {
+    fn lookup(&self, at: Timestamp) -> Option<&V> {
+        self.versions.range(..=at).next_back()?.1.as_ref()
+    }
+
+    /// Keeps the version valid at `time` and every later one.
+    fn prune(&mut self, time: Timestamp) {
+        while self.versions.len() > 1 {
+            let mut keys = self.versions.keys();
+            let (Some(&first), Some(&second)) = (keys.next(), keys.next()) else {
+                break;
+            };
+            if second <= time {
+                self.versions.remove(&first);
+            } else {
+                break;
+            }
         }
     }
 }
 
-impl<K: Key, T, V: Clone, KF, J> TableJoinOperator<K, T, V, KF, J> {
-    fn lookup(&self, key: &K, at: Timestamp) -> Option<&V> {
-        self.versions.get(key)?.range(..=at).next_back()?.1.as_ref()
-    }
+fn has_state<T, V>(state: &KeyState<T, V>) -> bool {
+    !(state.versions.is_empty() && state.pending.is_empty())
+}
 
-    /// Keeps the version valid at the watermark and every later one.
-    fn prune(versions: &mut BTreeMap<Timestamp, Option<V>>, watermark: Timestamp) {
-        while versions.len() > 1 {
-            let mut keys = versions.keys();
-            let (Some(&first), Some(&second)) = (keys.next(), keys.next()) else {
-                break;
-            };
-            if second <= watermark {
-                versions.remove(&first);
-            } else {
-                break;
-            }
+/// Versioned (event-time) stream-table join: stream records wait until the watermark
+/// passes their timestamp, then join the version of the table valid at that time. The
+/// result does not depend on how the two inputs interleave, only on event time.
+pub(crate) struct TableJoinOperator<K, T, V, KF, J> {
+    key: KF,
+    join: J,
+    /// Each key's versions and waiting records, in the job's state backend.
+    keys: KeyedValues<K, KeyState<T, V>>,
+    /// The keys with records waiting, by the records' timestamps (on the heap).
+    due: BTreeMap<Timestamp, Vec<K>>,
+    watermark: Timestamp,
+}
+
+impl<K: Key, T: Data, V: Data, KF, J> TableJoinOperator<K, T, V, KF, J> {
+    pub fn new(key: KF, join: J, backend: &StateBackendKind) -> Self {
+        TableJoinOperator {
+            key,
+            join,
+            keys: KeyedValues::new(backend, "table"),
+            due: BTreeMap::new(),
+            watermark: MIN_TIMESTAMP,
         }
     }
 }
@@ -98,75 +108,80 @@ where
         let mut emitted = Vec::new();
         for record in batch {
             let key = (self.key)(&record.value);
-            if record.timestamp <= self.watermark {
-                // Late: the table may already have moved on; join what is known.
-                if let Some(value) = (self.join)(&record.value, self.lookup(&key, record.timestamp)) {
-                    emitted.push(Record { timestamp: record.timestamp, value });
-                }
-            } else {
-                self.pending.entry(record.timestamp).or_default().push((key, record.value));
+            let (join, watermark) = (&self.join, self.watermark);
+            let late = record.timestamp <= watermark;
+            if !late {
+                self.due.entry(record.timestamp).or_default().push(key.clone());
             }
+            self.keys.with(&key, has_state, |state| {
+                if late {
+                    // Late: the table may already have moved on; join what is known.
+                    if let Some(value) = join(&record.value, state.lookup(record.timestamp)) {
+                        emitted.push(Record { timestamp: record.timestamp, value });
+                    }
+                } else {
+                    state.pending.push((record.timestamp, record.value));
+                }
+            });
         }
+        self.keys.check("table join")?;
         out.emit(emitted)
     }
 
     fn process_right(&mut self, batch: Batch<(K, Option<V>)>, _out: &mut Output<Batch<O>>) -> Result<()> {
+        let watermark = self.watermark;
         for Record { timestamp, value: (key, value) } in batch {
-            let versions = self.versions.entry(key).or_default();
-            versions.insert(timestamp, value);
-            Self::prune(versions, self.watermark);
+            self.keys.with(&key, has_state, |state| {
+                state.versions.insert(timestamp, value);
+                state.prune(watermark);
+            });
         }
-        Ok(())
+        self.keys.check("table join")
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<Batch<O>>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
         let watermark = self.watermark;
         let mut emitted = Vec::new();
-        while let Some(entry) = self.pending.first_entry() {
+        while let Some(entry) = self.due.first_entry() {
             if *entry.key() > watermark {
                 break;
             }
             let timestamp = *entry.key();
-            for (key, value) in entry.remove() {
-                if let Some(joined) = (self.join)(&value, self.lookup(&key, timestamp)) {
-                    emitted.push(Record { timestamp, value: joined });
-                }
-                // Later pending records of this key are at or after `timestamp`: the
-                // versions before the one valid then are no longer needed.
-                if let Some(versions) = self.versions.get_mut(&key) {
-                    Self::prune(versions, timestamp);
-                }
+            let join = &self.join;
+            for key in entry.remove() {
+                self.keys.with(&key, has_state, |state| {
+                    let (now, later): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut state.pending).into_iter().partition(|(t, _)| *t == timestamp);
+                    state.pending = later;
+                    for (_, value) in now {
+                        if let Some(joined) = join(&value, state.lookup(timestamp)) {
+                            emitted.push(Record { timestamp, value: joined });
+                        }
+                    }
+                    // Later pending records of this key are at or after `timestamp`: the
+                    // versions before the one valid then are no longer needed.
+                    state.prune(timestamp);
+                });
             }
         }
+        self.keys.check("table join")?;
         out.emit(emitted)
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        for (timestamp, records) in &self.pending {
-            for (key, value) in records {
-                state.keyed(key, &TableJoinEntry::<&T, &V>::Pending(*timestamp, value))?;
-            }
-        }
-        for (key, versions) in &self.versions {
-            state.keyed(
-                key,
-                &TableJoinEntry::<&T, &V>::Versions(versions.iter().map(|(t, v)| (*t, v.as_ref())).collect()),
-            )?;
-        }
+        self.keys.snapshot(state)?;
         state.clock(&self.watermark)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        for (key, entry) in state.keyed::<K, TableJoinEntry<T, V>>()? {
-            match entry {
-                TableJoinEntry::Pending(timestamp, value) => {
-                    self.pending.entry(timestamp).or_default().push((key, value))
-                }
-                TableJoinEntry::Versions(versions) => {
-                    self.versions.insert(key, versions.into_iter().collect());
+        for entries in [state.keyed::<K, (String, Vec<u8>)>()?, state.changes::<K, (String, Vec<u8>)>()?] {
+            for (key, (_, entry)) in entries.iter().filter(|(_, (_, entry))| !entry.is_empty()) {
+                for (timestamp, _) in &self.keys.decode(entry)?.pending {
+                    self.due.entry(*timestamp).or_default().push(key.clone());
                 }
             }
+            self.keys.restore_entries(entries)?;
         }
         self.watermark = crate::process::restored_watermark(state)?;
         Ok(())

@@ -201,3 +201,37 @@ fn an_interval_join_keeps_its_buffers_in_the_configured_backend() {
     assert!(row(&heap_plan).contains("keyed (heap)"), "{heap_plan}");
     assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
 }
+
+/// Orders enriched with their customer's latest name as of the order's time (a
+/// versioned table join, left), on `backend`, and the job's plan.
+fn enriched(backend: StateBackendKind) -> (Vec<(u32, i64, Option<String>)>, String) {
+    let env = StreamEnvironment::new().parallelism(2).batch_size(16).state_backend(backend);
+    let orders: Vec<(i64, (u32, i64))> = (0..2_000i64).map(|i| (i * 10 + 5, ((i % 40) as u32, i * 10 + 5))).collect();
+    let names: Vec<(i64, (u32, Option<String>))> =
+        (0..400i64).map(|i| (i * 50, ((i % 40) as u32, (i % 7 != 0).then(|| format!("name {i}"))))).collect();
+    let orders = env
+        .source(VecSource::timestamped(orders))
+        .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(200))
+        .key_by(|o: &(u32, i64)| o.0);
+    let names =
+        env.source(VecSource::timestamped(names)).with_watermarks(WatermarkStrategy::bounded_out_of_orderness(200));
+    let table = Table::from_changelog(&names);
+    let out = CollectSink::new();
+    orders.left_join_table(&table, |order, name| (order.0, order.1, name.cloned())).sink(out.clone());
+    let plan = env.explain();
+    env.execute().expect("the job runs");
+    (out.sorted_values(), plan)
+}
+
+#[test]
+fn a_table_join_keeps_its_versions_and_waiting_records_in_the_configured_backend() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (heap, heap_plan) = enriched(StateBackendKind::Heap);
+    assert_eq!(heap.len(), 2_000, "every order once");
+    assert!(heap.iter().any(|(_, _, name)| name.is_some()) && heap.iter().any(|(_, _, name)| name.is_none()));
+    let (disk, disk_plan) = enriched(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
+    assert_eq!(disk, heap);
+    let row = |plan: &str| plan.lines().find(|l| l.contains("join_table")).map(str::to_string).unwrap_or_default();
+    assert!(row(&heap_plan).contains("keyed (heap)"), "{heap_plan}");
+    assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
+}
