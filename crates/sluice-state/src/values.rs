@@ -158,13 +158,11 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
     /// Restores entries as [`KeyedValues::restore`] does, for operators that keep more
     /// than these values under the same keys (timers); entries of other names are
     /// ignored.
-    pub fn restore_entries(&mut self, entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
+    pub fn restore_entries(&mut self, mut entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
+        entries.retain(|(_, (name, _))| *name == self.name);
         match &mut self.values {
             Values::Heap(map) => {
-                for (key, (name, entry)) in entries {
-                    if name != self.name {
-                        continue;
-                    }
+                for (key, (_, entry)) in entries {
                     // An empty entry: the key was deleted after an earlier snapshot.
                     if entry.is_empty() {
                         map.remove(&key);

@@ -168,10 +168,15 @@ fn rolling_aggregates_keep_their_state_in_the_configured_backend() {
     let (disk, disk_plan) = rolling(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
     assert_eq!(disk, heap);
     for operator in ["aggregate", "reduce"] {
-        let row = |plan: &str| plan.lines().find(|l| l.contains(operator)).map(str::to_string).unwrap_or_default();
-        assert!(row(&heap_plan).contains("keyed (heap)"), "{heap_plan}");
-        assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
+        assert_state_in(&heap_plan, operator, "keyed (heap)");
+        assert_state_in(&disk_plan, operator, "keyed (disk)");
     }
+}
+
+/// Asserts that `plan` (an `explain` table) shows `state` on the row of `operator`.
+fn assert_state_in(plan: &str, operator: &str, state: &str) {
+    let row = plan.lines().find(|l| l.contains(operator)).unwrap_or_default();
+    assert!(row.contains(state), "{operator} keeps {state}: {plan}");
 }
 
 /// An interval join of clicks with the views of the same user up to 5 s before, on
@@ -197,9 +202,8 @@ fn an_interval_join_keeps_its_buffers_in_the_configured_backend() {
     assert!(heap.len() > 1_000, "{} pairs", heap.len());
     let (disk, disk_plan) = joined(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
     assert_eq!(disk, heap);
-    let row = |plan: &str| plan.lines().find(|l| l.contains("interval_join")).map(str::to_string).unwrap_or_default();
-    assert!(row(&heap_plan).contains("keyed (heap)"), "{heap_plan}");
-    assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
+    assert_state_in(&heap_plan, "interval_join", "keyed (heap)");
+    assert_state_in(&disk_plan, "interval_join", "keyed (disk)");
 }
 
 /// Orders enriched with their customer's latest name as of the order's time (a
@@ -231,7 +235,6 @@ fn a_table_join_keeps_its_versions_and_waiting_records_in_the_configured_backend
     assert!(heap.iter().any(|(_, _, name)| name.is_some()) && heap.iter().any(|(_, _, name)| name.is_none()));
     let (disk, disk_plan) = enriched(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
     assert_eq!(disk, heap);
-    let row = |plan: &str| plan.lines().find(|l| l.contains("join_table")).map(str::to_string).unwrap_or_default();
-    assert!(row(&heap_plan).contains("keyed (heap)"), "{heap_plan}");
-    assert!(row(&disk_plan).contains("keyed (disk)"), "{disk_plan}");
+    assert_state_in(&heap_plan, "join_table", "keyed (heap)");
+    assert_state_in(&disk_plan, "join_table", "keyed (disk)");
 }
