@@ -7,14 +7,23 @@
 //! compacted away. The cache keeps recently used entries in memory, raw bytes by key,
 //! within one budget shared by the job's stores; it writes a changed entry to the tree
 //! only when it evicts it (second-chance "clock" order). Scans merge the changed
-//! entries with the tree's, and a checkpoint freezes the tree's MVCC snapshot under a
-//! copy of them, so neither writes anything back. An entry created and deleted while
-//! cached never reaches the tree.
+//! entries with the tree's, and a checkpoint freezes the tree's MVCC snapshot under the
+//! changed entries of the moment ([`super::overlay`]), so neither writes anything back.
+//! An entry created and deleted while cached never reaches the tree. A filter of the
+//! keys written to the tree answers most lookups of keys without state, and deletes of
+//! them, without asking the tree.
+//!
+//! An access costs a few cache misses of the processor, not computation: the index
+//! holds slot positions (4 bytes), a slot its key's hash (so that moving a slot
+//! needs no rehash), and key and value share one allocation.
 
-use super::{Frozen, Kv, Visit};
-use rustc_hash::FxHashMap;
+use super::filter::KeyFilter;
+use super::overlay::{merged_scan, FrozenOverlay, Pair};
+use super::{Frozen, Kv, SweepCursor, Visit};
+use hashbrown::HashTable;
 use sluice_types::Result;
 use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,14 +44,20 @@ impl CacheBudget {
     }
 }
 
-/// What a cached entry costs beyond its key and value: the slot, the index entry, the
-/// allocations' headers.
-const OVERHEAD: usize = 96;
+/// What a cached entry costs beyond its key and value: the slot, its index entry, the
+/// allocation's header and rounding.
+const OVERHEAD: usize = 64;
+
+/// The hash of a stored key, for the index and the filter.
+pub(super) fn hash_of(key: &[u8]) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one(key)
+}
 
 struct Slot {
-    key: Arc<[u8]>,
-    /// `None`: deleted (written to the tree as a delete on write-back).
-    value: Option<Arc<[u8]>>,
+    hash: u64,
+    /// The key and its value; no value: deleted (written to the tree as a delete on
+    /// write-back).
+    pair: Pair,
     /// Changed since it was read from or written to the tree.
     dirty: bool,
     /// The tree may hold the key: a delete must reach it. False when the tree was read
@@ -54,18 +69,81 @@ struct Slot {
 
 impl Slot {
     fn size(&self) -> usize {
-        self.key.len() + self.value.as_ref().map_or(0, |v| v.len()) + OVERHEAD
+        self.pair.len() + OVERHEAD
     }
 }
 
-#[derive(Default)]
 struct Entries {
-    index: FxHashMap<Arc<[u8]>, usize>,
+    /// Positions in `slots`, by the hash of their keys.
+    index: HashTable<u32>,
     slots: Vec<Slot>,
-    /// The dirty keys in order, so that a scan writes back only its range.
-    dirty: BTreeSet<Arc<[u8]>>,
+    /// The dirty keys of the tables scanned by key prefix (map state), in order, so that
+    /// such a scan merges only its range. Other tables' scans (full snapshots, counts)
+    /// sort the changed entries they need.
+    ordered: BTreeSet<Arc<[u8]>>,
+    /// The table prefixes kept in `ordered`.
+    ordered_tables: Vec<[u8; 2]>,
     hand: usize,
+    /// What the slots and the filter hold, in bytes.
     bytes: usize,
+    /// The keys the tree may hold.
+    filter: KeyFilter,
+}
+
+impl Entries {
+    fn new() -> Self {
+        let filter = KeyFilter::with_capacity(0);
+        Entries {
+            index: HashTable::new(),
+            slots: Vec::new(),
+            ordered: BTreeSet::new(),
+            ordered_tables: Vec::new(),
+            hand: 0,
+            bytes: filter.bytes(),
+            filter,
+        }
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        self.index.find(hash, |&i| self.slots[i as usize].pair.key() == key).map(|&i| i as usize)
+    }
+
+    fn is_ordered(&self, key: &[u8]) -> bool {
+        key.len() >= 2 && self.ordered_tables.contains(&[key[0], key[1]])
+    }
+
+    /// A slot's key became dirty.
+    fn dirtied(&mut self, key: &[u8]) {
+        if self.is_ordered(key) {
+            self.ordered.insert(key.into());
+        }
+    }
+
+    /// The changed entries under `prefix` from `start` on, in key order.
+    fn changed_from<'a>(&'a self, prefix: &'a [u8], start: &'a [u8]) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+        if self.is_ordered(prefix) {
+            return self
+                .ordered
+                .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+                .take_while(|key| key.starts_with(prefix))
+                .filter_map(|key| self.find(hash_of(key), key))
+                .map(|i| (self.slots[i].pair.key(), self.slots[i].pair.value()))
+                .collect();
+        }
+        let mut changed: Vec<(&[u8], Option<&[u8]>)> = self
+            .slots
+            .iter()
+            .filter(|slot| slot.dirty && slot.pair.key().starts_with(prefix) && slot.pair.key() >= start)
+            .map(|slot| (slot.pair.key(), slot.pair.value()))
+            .collect();
+        changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        changed
+    }
+
+    /// Whether the key's cached entry, if any, is changed.
+    fn changes(&self, key: &[u8]) -> bool {
+        self.find(hash_of(key), key).is_some_and(|i| self.slots[i].dirty)
+    }
 }
 
 /// An LSM tree behind a write-back cache.
@@ -76,8 +154,19 @@ pub(crate) struct CachedKv {
 }
 
 impl CachedKv {
+    /// A cache in front of `tree`, which must be empty and is written only through the
+    /// cache from now on (its filter knows the keys the tree holds).
     pub(crate) fn new(tree: Arc<dyn Kv>, budget: Arc<CacheBudget>) -> Self {
-        CachedKv { tree, entries: Mutex::default(), budget }
+        let entries = Entries::new();
+        budget.used.fetch_add(entries.bytes, Ordering::Relaxed);
+        CachedKv { tree, entries: Mutex::new(entries), budget }
+    }
+
+    /// Writes an entry to the tree, as a write-back would.
+    #[cfg(test)]
+    fn seed(&self, key: &[u8], value: &[u8]) {
+        self.tree.put(key, value).unwrap();
+        self.lock().filter.add(hash_of(key));
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
@@ -94,28 +183,52 @@ impl CachedKv {
     }
 
     /// Sets the value of the cached entry at `i` (`None`: deleted), to be written back.
-    fn change(&self, entries: &mut Entries, i: usize, value: Option<Arc<[u8]>>) {
+    fn change(&self, entries: &mut Entries, i: usize, value: Option<&[u8]>) {
         let before = entries.slots[i].size();
         let slot = &mut entries.slots[i];
-        slot.value = value;
+        slot.pair = Pair::new(slot.pair.key(), value);
         slot.referenced = true;
         if !std::mem::replace(&mut slot.dirty, true) {
-            entries.dirty.insert(slot.key.clone());
+            let pair = slot.pair.clone();
+            entries.dirtied(pair.key());
         }
         let after = entries.slots[i].size();
         self.resize(entries, before, after);
     }
 
-    /// Writes a slot's change to the tree.
-    fn write_back(&self, slot: &mut Slot) -> Result<()> {
-        if slot.dirty {
-            match &slot.value {
-                Some(value) => self.tree.put(&slot.key, value)?,
-                None => self.tree.delete(&slot.key)?,
-            }
-            slot.dirty = false;
-            slot.stored = slot.value.is_some();
+    /// Writes an evicted slot's change to the tree.
+    fn write_back(&self, entries: &mut Entries, slot: Slot) -> Result<()> {
+        if !slot.dirty {
+            return Ok(());
         }
+        match slot.pair.value() {
+            Some(value) => {
+                self.tree.put(slot.pair.key(), value)?;
+                entries.filter.add(slot.hash);
+                if entries.filter.full() {
+                    self.rebuild_filter(entries)?;
+                }
+            }
+            None => self.tree.delete(slot.pair.key())?,
+        }
+        Ok(())
+    }
+
+    /// A new filter of the keys the tree holds, sized for twice as many: the old one
+    /// is full of keys since deleted, or too small.
+    fn rebuild_filter(&self, entries: &mut Entries) -> Result<()> {
+        let mut hashes = Vec::new();
+        self.tree.scan_prefix(&[], &mut |key, _| {
+            hashes.push(hash_of(key));
+            Ok(true)
+        })?;
+        let mut filter = KeyFilter::with_capacity(hashes.len() * 2);
+        for hash in hashes {
+            filter.add(hash);
+        }
+        let (before, after) = (entries.filter.bytes(), filter.bytes());
+        entries.filter = filter;
+        self.resize(entries, before, after);
         Ok(())
     }
 
@@ -125,24 +238,30 @@ impl CachedKv {
         slot.referenced = true;
         let size = slot.size();
         if slot.dirty {
-            entries.dirty.insert(slot.key.clone());
+            entries.dirtied(slot.pair.key());
         }
-        entries.index.insert(slot.key.clone(), entries.slots.len());
+        let (hash, position) = (slot.hash, entries.slots.len() as u32);
         entries.slots.push(slot);
+        let slots = &entries.slots;
+        entries.index.insert_unique(hash, position, |&i| slots[i as usize].hash);
         self.resize(entries, 0, size);
         self.evict(entries)
     }
 
     /// Removes the slot at `i`, keeping the index of the one moved into its place.
     fn remove(&self, entries: &mut Entries, i: usize) -> Slot {
-        let slot = entries.slots.swap_remove(i);
-        entries.index.remove(&slot.key);
-        if let Some(moved) = entries.slots.get(i) {
-            let key = moved.key.clone();
-            entries.index.insert(key, i);
+        if let Ok(entry) = entries.index.find_entry(entries.slots[i].hash, |&j| j as usize == i) {
+            entry.remove();
         }
-        if slot.dirty {
-            entries.dirty.remove(&slot.key);
+        let slot = entries.slots.swap_remove(i);
+        let last = entries.slots.len();
+        if let Some(moved) = entries.slots.get(i) {
+            if let Some(position) = entries.index.find_mut(moved.hash, |&j| j as usize == last) {
+                *position = i as u32;
+            }
+        }
+        if slot.dirty && entries.is_ordered(slot.pair.key()) {
+            entries.ordered.remove(slot.pair.key());
         }
         self.resize(entries, slot.size(), 0);
         slot
@@ -159,8 +278,8 @@ impl CachedKv {
                 entries.hand += 1;
                 continue;
             }
-            let mut slot = self.remove(entries, hand);
-            self.write_back(&mut slot)?;
+            let slot = self.remove(entries, hand);
+            self.write_back(entries, slot)?;
         }
         Ok(())
     }
@@ -176,15 +295,20 @@ impl Drop for CachedKv {
 impl Kv for CachedKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut entries = self.lock();
-        if let Some(&i) = entries.index.get(key) {
+        let hash = hash_of(key);
+        if let Some(i) = entries.find(hash, key) {
             let slot = &mut entries.slots[i];
             slot.referenced = true;
-            return Ok(slot.value.as_ref().map(|v| v.to_vec()));
+            return Ok(slot.pair.value().map(<[u8]>::to_vec));
+        }
+        if !entries.filter.may_contain(hash) {
+            // Nothing to cache: a write will find the filter again.
+            return Ok(None);
         }
         let value = self.tree.get(key)?;
         let slot = Slot {
-            key: key.into(),
-            value: value.as_deref().map(Arc::from),
+            hash,
+            pair: Pair::new(key, value.as_deref()),
             dirty: false,
             stored: value.is_some(),
             referenced: false,
@@ -195,18 +319,27 @@ impl Kv for CachedKv {
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut entries = self.lock();
-        if let Some(&i) = entries.index.get(key) {
-            self.change(&mut entries, i, Some(value.into()));
+        let hash = hash_of(key);
+        if let Some(i) = entries.find(hash, key) {
+            self.change(&mut entries, i, Some(value));
             return self.evict(&mut entries);
         }
-        // Whether the tree holds the key is unknown: a later delete must reach it.
-        let slot = Slot { key: key.into(), value: Some(value.into()), dirty: true, stored: true, referenced: false };
+        // Whether the tree holds the key is what the filter says: if it may, a later
+        // delete must reach it.
+        let stored = entries.filter.may_contain(hash);
+        let slot = Slot { hash, pair: Pair::new(key, Some(value)), dirty: true, stored, referenced: false };
         self.insert(&mut entries, slot)
     }
 
     fn delete(&self, key: &[u8]) -> Result<()> {
         let mut entries = self.lock();
-        let Some(&i) = entries.index.get(key) else { return self.tree.delete(key) };
+        let hash = hash_of(key);
+        let Some(i) = entries.find(hash, key) else {
+            return match entries.filter.may_contain(hash) {
+                true => self.tree.delete(key),
+                false => Ok(()),
+            };
+        };
         if !entries.slots[i].stored {
             // Created while cached: the tree never saw it.
             self.remove(&mut entries, i);
@@ -221,87 +354,84 @@ impl Kv for CachedKv {
     fn scan_from(&self, prefix: &[u8], from: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         let entries = self.lock();
         let start = from.max(prefix);
-        let changed = entries
-            .dirty
-            .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-            .take_while(|key| key.starts_with(prefix))
-            .map(|key| (&**key, entries.index.get(key).and_then(|&i| entries.slots[i].value.as_deref())));
-        merged_scan(changed, |tree_visit| self.tree.scan_from(prefix, start, tree_visit), visit)
+        let changed = entries.changed_from(prefix, start);
+        merged_scan(changed.into_iter(), |tree_visit| self.tree.scan_from(prefix, start, tree_visit), visit)
+    }
+
+    fn keep_ordered(&self, table: [u8; 2]) {
+        let mut entries = self.lock();
+        if !entries.ordered_tables.contains(&table) {
+            entries.ordered_tables.push(table);
+            let keys: Vec<Arc<[u8]>> = entries
+                .slots
+                .iter()
+                .filter(|slot| slot.dirty && slot.pair.key().starts_with(&table))
+                .map(|slot| slot.pair.key().into())
+                .collect();
+            entries.ordered.extend(keys);
+        }
+    }
+
+    /// The cache's changed entries first, by slot, then the tree's entries the cache
+    /// does not change, in key order. Slots of other tables count a quarter towards the
+    /// budget: the work is bounded, and a table that is most of the cache is swept at
+    /// the pace of its writes.
+    fn sweep(&self, prefix: &[u8], cursor: &mut SweepCursor, budget: usize, visit: &mut Visit<'_>) -> Result<()> {
+        let entries = self.lock();
+        let (mut seen, mut examined) = (0, 0);
+        if !cursor.in_tree {
+            while cursor.slot < entries.slots.len() && seen < budget && examined < budget * 4 {
+                let slot = &entries.slots[cursor.slot];
+                cursor.slot += 1;
+                examined += 1;
+                let key = slot.pair.key();
+                if !key.starts_with(prefix) {
+                    continue;
+                }
+                seen += 1;
+                if let (true, Some(value)) = (slot.dirty, slot.pair.value()) {
+                    if !visit(key, value)? {
+                        return Ok(());
+                    }
+                }
+            }
+            if cursor.slot < entries.slots.len() {
+                return Ok(());
+            }
+            cursor.in_tree = true;
+            cursor.tree_from.clear();
+        }
+        let mut last = None;
+        let start = cursor.tree_from.as_slice().max(prefix);
+        self.tree.scan_from(prefix, start, &mut |key, value| {
+            seen += 1;
+            if !entries.changes(key) && !visit(key, value)? {
+                return Ok(false);
+            }
+            if seen >= budget {
+                last = Some(key.to_vec());
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        match last {
+            Some(mut key) => {
+                key.push(0);
+                cursor.tree_from = key;
+            }
+            None => *cursor = SweepCursor::default(),
+        }
+        Ok(())
     }
 
     /// The tree's MVCC snapshot under the cache's changed entries of this moment:
-    /// freezing shares them (keys and values are reference-counted, and a later write
-    /// replaces a value rather than changing it) instead of writing them back on the
-    /// worker.
+    /// freezing shares them (reference-counted; a later write replaces a slot's pair
+    /// rather than changing it) instead of writing them back on the worker.
     fn frozen(&self) -> Box<dyn Frozen> {
         let entries = self.lock();
-        let changed = entries
-            .dirty
-            .iter()
-            .map(|key| (key.clone(), entries.index.get(key).and_then(|&i| entries.slots[i].value.clone())))
-            .collect();
-        Box::new(FrozenOverlay { changed, tree: self.tree.frozen() })
+        let changed = entries.slots.iter().filter(|slot| slot.dirty).map(|slot| slot.pair.clone()).collect();
+        Box::new(FrozenOverlay::new(changed, self.tree.frozen()))
     }
-}
-
-/// A changed entry: its key, and its value or `None` if deleted.
-type Change = (Arc<[u8]>, Option<Arc<[u8]>>);
-
-/// A frozen tree with the cache's changes at freezing time laid over it.
-struct FrozenOverlay {
-    /// Changed entries in key order.
-    changed: Vec<Change>,
-    tree: Box<dyn Frozen>,
-}
-
-impl Frozen for FrozenOverlay {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.changed.binary_search_by(|(k, _)| (**k).cmp(key)) {
-            Ok(i) => Ok(self.changed[i].1.as_ref().map(|v| v.to_vec())),
-            Err(_) => self.tree.get(key),
-        }
-    }
-    fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
-        let first = self.changed.partition_point(|(k, _)| &**k < prefix);
-        let changed =
-            self.changed[first..].iter().take_while(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (&**k, v.as_deref()));
-        merged_scan(changed, |tree_visit| self.tree.scan_prefix(prefix, tree_visit), visit)
-    }
-}
-
-/// Visits the entries of a tree scan with `changed` (in key order; `None`: deleted)
-/// laid over them: a changed key's value replaces the tree's, a deleted one is skipped,
-/// and changed keys the tree lacks are visited in their place in the order.
-fn merged_scan<'a>(
-    changed: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
-    scan: impl FnOnce(&mut Visit<'_>) -> Result<()>,
-    visit: &mut Visit<'_>,
-) -> Result<()> {
-    let mut changed = changed.peekable();
-    let mut going = true;
-    scan(&mut |key, value| {
-        // Changed keys before this one, then this one, changed or as stored.
-        while let Some((changed_key, changed_value)) = changed.next_if(|(k, _)| *k <= key) {
-            if let Some(changed_value) = changed_value {
-                going = visit(changed_key, changed_value)?;
-                if !going {
-                    return Ok(false);
-                }
-            }
-            if changed_key == key {
-                return Ok(true);
-            }
-        }
-        going = visit(key, value)?;
-        Ok(going)
-    })?;
-    while going {
-        let Some((key, value)) = changed.next() else { break };
-        if let Some(value) = value {
-            going = visit(key, value)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -309,15 +439,17 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// A tree in memory that counts its writes.
+    /// A tree in memory that counts its reads and writes.
     #[derive(Default)]
     struct Tree {
         map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+        reads: AtomicUsize,
         writes: AtomicUsize,
     }
 
     impl Kv for Tree {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
             Ok(self.map.lock().unwrap().get(key).cloned())
         }
         fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -410,9 +542,9 @@ mod tests {
         cache.put(b"p1", b"x").unwrap();
         cache.put(b"p2", b"y").unwrap();
         cache.put(b"q", b"z").unwrap();
-        tree.put(b"p0", b"old").unwrap();
-        tree.put(b"p1", b"old").unwrap();
-        tree.put(b"p3", b"kept").unwrap();
+        cache.seed(b"p0", b"old");
+        cache.seed(b"p1", b"old");
+        cache.seed(b"p3", b"kept");
         cache.get(b"p3").unwrap();
         cache.delete(b"p3").unwrap();
         let expected =
@@ -440,5 +572,28 @@ mod tests {
         assert_eq!(scan(&cache, b"").len(), 1000 - 143);
         drop(cache);
         assert_eq!(budget.used.load(Ordering::Relaxed), 0, "a dropped cache returns its bytes");
+    }
+
+    #[test]
+    fn keys_never_written_back_are_answered_without_the_tree_and_the_filter_keeps_every_key() {
+        let tree = Arc::new(Tree::default());
+        let budget = CacheBudget::new(64 * (OVERHEAD + 16) + (4 << 10));
+        let cache = CachedKv::new(tree.clone(), budget);
+        // Five times the filter's first size: it is rebuilt on the way.
+        for i in 0u32..5_000 {
+            cache.put(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        assert!(tree.writes.load(Ordering::Relaxed) > 4_000, "written back");
+        let (reads, writes) = (tree.reads.load(Ordering::Relaxed), tree.writes.load(Ordering::Relaxed));
+        for i in 5_000u32..15_000 {
+            assert_eq!(cache.get(&i.to_be_bytes()).unwrap(), None);
+            cache.delete(&i.to_be_bytes()).unwrap();
+        }
+        let asked = tree.reads.load(Ordering::Relaxed) - reads;
+        assert!(asked < 500, "{asked} of 10 000 lookups of keys never written reached the tree");
+        assert!(tree.writes.load(Ordering::Relaxed) - writes < 500, "deletes of keys never written");
+        for i in 0u32..5_000 {
+            assert_eq!(cache.get(&i.to_be_bytes()).unwrap(), Some(i.to_le_bytes().to_vec()), "key {i}");
+        }
     }
 }

@@ -9,7 +9,9 @@
 //! parallelism reads whole key-group ranges.
 
 mod cache;
+mod filter;
 mod lsm;
+mod overlay;
 mod tables;
 
 pub use lsm::{DiskBackend, DEFAULT_MEMORY_BUDGET};
@@ -39,9 +41,50 @@ pub trait Kv: Send + Sync {
     fn scan_prefix(&self, prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         self.scan_from(prefix, prefix, visit)
     }
+    /// Asks that scans of the table with this prefix be fast: its state is read by key
+    /// prefix on every access (map state), not only by checkpoints.
+    fn keep_ordered(&self, _table: [u8; 2]) {}
+    /// Calls `visit` with about `budget` entries whose key starts with `prefix`, going
+    /// on from `cursor`, until it returns `false`: a pass of a TTL sweep. The order is
+    /// the store's own; every entry is visited once per pass over the table, and the
+    /// cursor starts a new pass after the last. `visit` must not use the store.
+    fn sweep(&self, prefix: &[u8], cursor: &mut SweepCursor, budget: usize, visit: &mut Visit<'_>) -> Result<()> {
+        let mut last = None;
+        let mut seen = 0;
+        self.scan_from(prefix, &cursor.tree_from, &mut |key, value| {
+            seen += 1;
+            if !visit(key, value)? {
+                return Ok(false);
+            }
+            if seen >= budget {
+                last = Some(key.to_vec());
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        match last {
+            Some(mut key) => {
+                key.push(0);
+                cursor.tree_from = key;
+            }
+            None => *cursor = SweepCursor::default(),
+        }
+        Ok(())
+    }
     /// A read-only view of the store as it is now, unaffected by later writes: what a
     /// checkpoint reads off the worker (an MVCC snapshot, taken in microseconds).
     fn frozen(&self) -> Box<dyn Frozen>;
+}
+
+/// Where a TTL sweep of a table goes on from.
+#[derive(Debug, Default, Clone)]
+pub struct SweepCursor {
+    /// The next cached entry to look at, by position.
+    slot: usize,
+    /// Whether the cache was swept and the tree is being swept.
+    in_tree: bool,
+    /// The tree's next key to look at (empty: the table's start).
+    tree_from: Vec<u8>,
 }
 
 /// A frozen view of a [`Kv`] store.
@@ -91,6 +134,12 @@ impl Kv for Guarded {
     }
     fn scan_from(&self, prefix: &[u8], from: &[u8], visit: &mut Visit<'_>) -> Result<()> {
         self.noted(self.kv.scan_from(prefix, from, visit))
+    }
+    fn keep_ordered(&self, table: [u8; 2]) {
+        self.kv.keep_ordered(table)
+    }
+    fn sweep(&self, prefix: &[u8], cursor: &mut SweepCursor, budget: usize, visit: &mut Visit<'_>) -> Result<()> {
+        self.noted(self.kv.sweep(prefix, cursor, budget, visit))
     }
     fn frozen(&self) -> Box<dyn Frozen> {
         self.kv.frozen()

@@ -1,6 +1,6 @@
 //! Value, list and map tables over a [`Kv`] store.
 
-use super::{Kv, Visit};
+use super::{Kv, SweepCursor, Visit};
 use crate::heap::{live, refresh_on_read, Entry};
 use crate::table::{EntrySink, LaterSnapshot};
 use crate::{Health, ListTable, MapTable, StateTable, StateTtl, ValueTable};
@@ -25,8 +25,8 @@ struct Layout {
     /// snapshot is full anyway, and a job without checkpoints never needs them).
     tracking: bool,
     changed: FxHashSet<Vec<u8>>,
-    /// Where the next TTL sweep starts (empty: at the table's start).
-    sweep_from: Vec<u8>,
+    /// Where the next TTL sweep goes on from.
+    sweep_from: SweepCursor,
     /// Writes since the last sweep, which size the next one.
     written: usize,
 }
@@ -50,7 +50,7 @@ impl Layout {
             max_parallelism,
             tracking: false,
             changed: FxHashSet::default(),
-            sweep_from: Vec::new(),
+            sweep_from: SweepCursor::default(),
             written: 0,
         }
     }
@@ -205,29 +205,17 @@ fn sweep_table<E: Data>(layout: &mut Layout, mut keep: impl FnMut(&mut E) -> Swe
         return;
     }
     let prefix = layout.table_prefix();
-    let from = std::mem::take(&mut layout.sweep_from);
     let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-    let (mut seen, mut last) = (0usize, Vec::new());
-    let scanned = layout.kv.scan_from(&prefix, &from, &mut |key, value| {
+    let swept = layout.kv.sweep(&prefix, &mut layout.sweep_from, budget, &mut |key, value| {
         let mut entry: E = decode(value)?;
         match keep(&mut entry) {
             Sweep::Keep => {}
             Sweep::Rewrite => changes.push((key.to_vec(), Some(encode(&entry)?))),
             Sweep::Drop => changes.push((key.to_vec(), None)),
         }
-        seen += 1;
-        if seen < budget {
-            return Ok(true);
-        }
-        last = key.to_vec();
-        Ok(false)
+        Ok(true)
     });
-    layout.health.ok(scanned);
-    if !last.is_empty() {
-        // The next sweep starts right after the last key seen.
-        last.push(0);
-        layout.sweep_from = last;
-    }
+    layout.health.ok(swept);
     for (key, value) in changes {
         match value {
             Some(value) => layout.put(&key, &value),
@@ -446,6 +434,7 @@ type MapTypes<K, UK, UV> = PhantomData<fn() -> KeyMap<K, UK, UV>>;
 impl<K, UK, UV> DiskMapTable<K, UK, UV> {
     /// Table number `table` of the store `kv`.
     pub fn new(kv: Arc<dyn Kv>, health: Health, table: u16, max_parallelism: u16, ttl: Option<StateTtl>) -> Self {
+        kv.keep_ordered(table.to_be_bytes());
         DiskMapTable { layout: Layout::new(kv, health, table, max_parallelism), ttl, _types: PhantomData }
     }
 }
