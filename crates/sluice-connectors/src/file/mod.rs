@@ -1,5 +1,6 @@
 //! JSON lines files: a parallel source over files or directories, and a sink.
 
+mod alignment;
 mod sink;
 mod source;
 

@@ -1,9 +1,11 @@
 //! Reads JSON lines from a file or a directory of files, in parallel.
 //!
-//! Each file is cut into blocks (4 MiB by default) dealt round robin to the workers, so
-//! every worker parses its share and all advance through the file, and through event
-//! time, together. A block owns the lines that start inside it.
+//! Each file is cut into blocks (1 MiB by default) dealt round robin to the workers,
+//! so every worker parses its share, and the readers are held within a round of blocks
+//! of each other ([`super::alignment`]), so that all advance through the file, and
+//! through event time, together. A block owns the lines that start inside it.
 
+use super::alignment::{Aligner, Alignment};
 use crate::{DeadLetter, DeadLetters};
 use serde::de::DeserializeOwned;
 use sluice_api::Source;
@@ -14,6 +16,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A source of JSON lines, one record per line, from a file or every file of a
 /// directory (in name order). Lines that do not parse as `T` go to the dead letters.
@@ -24,8 +27,13 @@ pub struct JsonLinesSource<T> {
     fingerprints: Vec<Fingerprint>,
     block_size: u64,
     dead_letters: DeadLetters,
+    aligner: Aligner,
     _type: PhantomData<fn() -> T>,
 }
+
+/// The default size of the blocks dealt to workers: small enough that readers one block
+/// apart are close in event time, large enough that opening a block costs nothing.
+const BLOCK_SIZE: u64 = 1 << 20;
 
 impl<T> JsonLinesSource<T> {
     /// Reads `path`, a file or a directory of files.
@@ -54,8 +62,9 @@ impl<T> JsonLinesSource<T> {
         Ok(JsonLinesSource {
             files,
             fingerprints,
-            block_size: 4 << 20,
+            block_size: BLOCK_SIZE,
             dead_letters: DeadLetters::default(),
+            aligner: Aligner::default(),
             _type: PhantomData,
         })
     }
@@ -150,10 +159,10 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
                 start = end;
             }
         }
-        Ok(self.reader_of(blocks))
+        Ok(self.reader_of(blocks, worker, parallelism))
     }
 
-    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<JsonLinesReader<T>> {
+    fn restore_reader(&self, worker: usize, parallelism: usize, state: &StateReader) -> Result<JsonLinesReader<T>> {
         self.dead_letters.open_for(true)?;
         let mut blocks = Vec::new();
         for split in state.items::<BlockSplit>()? {
@@ -182,15 +191,25 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
         // goes forward within the reader and no record becomes late behind the
         // watermark of a block further on.
         blocks.sort_by_key(|block| (block.file, block.start));
-        Ok(self.reader_of(blocks))
+        Ok(self.reader_of(blocks, worker, parallelism))
     }
 }
 
 impl<T> JsonLinesSource<T> {
-    /// A reader of `blocks`, in order.
-    fn reader_of(&self, mut blocks: Vec<Block>) -> JsonLinesReader<T> {
+    /// The reader of `worker`, of `blocks` in order.
+    fn reader_of(&self, mut blocks: Vec<Block>, worker: usize, parallelism: usize) -> JsonLinesReader<T> {
         blocks.reverse();
+        let mut file_starts = Vec::with_capacity(self.files.len());
+        let mut position = 0;
+        for (_, length) in &self.files {
+            file_starts.push(position);
+            position += length;
+        }
         JsonLinesReader {
+            spare: None,
+            alignment: self.aligner.join(worker, parallelism, self.block_size),
+            worker,
+            file_starts,
             paths: self.files.iter().map(|(p, _)| p.clone()).collect(),
             fingerprints: self.fingerprints.clone(),
             blocks,
@@ -212,8 +231,17 @@ struct OpenBlock {
     end: u64,
 }
 
+/// How much of a file a reader reads at a time.
+const READ_BUFFER: usize = 64 << 10;
+
 /// One worker's share of a [`JsonLinesSource`].
 pub struct JsonLinesReader<T> {
+    /// The file of the last block read, to read the next block of the same file with.
+    spare: Option<(usize, BufReader<File>)>,
+    alignment: Arc<Alignment>,
+    worker: usize,
+    /// Where each file starts in the whole input (the files one after another).
+    file_starts: Vec<u64>,
     paths: Vec<PathBuf>,
     fingerprints: Vec<Fingerprint>,
     /// Blocks still to read, last first.
@@ -227,27 +255,34 @@ pub struct JsonLinesReader<T> {
 }
 
 impl<T> JsonLinesReader<T> {
+    /// Opens a block: at the next line to read if it was being read, else at the first
+    /// line that starts in it. The file of the previous block is read on, not opened
+    /// again.
     fn open(&mut self, block: Block) -> Result<OpenBlock> {
         let path = &self.paths[block.file];
         let shown = || path.display().to_string();
-        let mut file = File::open(path).map_err(|e| Error::io(shown(), e))?;
-        let mut offset = block.start;
-        if let Some(resume) = block.resume {
-            file.seek(SeekFrom::Start(resume)).map_err(|e| Error::io(shown(), e))?;
-            let reader = BufReader::with_capacity(256 << 10, file);
-            return Ok(OpenBlock { reader, file: block.file, start: block.start, offset: resume, end: block.end });
-        }
-        if block.start > 0 {
-            // The line that starts before this block belongs to the previous one: skip
-            // to the first line that starts at or after `start`.
-            file.seek(SeekFrom::Start(block.start - 1)).map_err(|e| Error::io(shown(), e))?;
-            let mut reader = BufReader::with_capacity(256 << 10, file);
-            let mut skipped = Vec::new();
-            let n = reader.read_until(b'\n', &mut skipped).map_err(|e| Error::io(shown(), e))?;
-            offset = block.start - 1 + n as u64;
-            return Ok(OpenBlock { reader, file: block.file, start: block.start, offset, end: block.end });
-        }
-        let reader = BufReader::with_capacity(256 << 10, file);
+        let mut reader = match self.spare.take() {
+            Some((file, reader)) if file == block.file => reader,
+            _ => BufReader::with_capacity(READ_BUFFER, File::open(path).map_err(|e| Error::io(shown(), e))?),
+        };
+        let offset = match (block.resume, block.start) {
+            (Some(resume), _) => {
+                reader.seek(SeekFrom::Start(resume)).map_err(|e| Error::io(shown(), e))?;
+                resume
+            }
+            (None, 0) => {
+                reader.seek(SeekFrom::Start(0)).map_err(|e| Error::io(shown(), e))?;
+                0
+            }
+            (None, start) => {
+                // The line that starts before this block belongs to the previous one:
+                // skip to the first line that starts at or after `start`.
+                reader.seek(SeekFrom::Start(start - 1)).map_err(|e| Error::io(shown(), e))?;
+                self.line.clear();
+                let n = reader.read_until(b'\n', &mut self.line).map_err(|e| Error::io(shown(), e))?;
+                start - 1 + n as u64
+            }
+        };
         Ok(OpenBlock { reader, file: block.file, start: block.start, offset, end: block.end })
     }
 }
@@ -261,8 +296,21 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
             let mut open = match self.current.take() {
                 Some(open) => open,
                 None => match self.blocks.pop() {
-                    Some(block) => self.open(block)?,
-                    None => break,
+                    Some(block) => {
+                        let position = self.file_starts[block.file] + block.start;
+                        if !self.alignment.may_open(self.worker, position) {
+                            self.blocks.push(block);
+                            return Ok(match batch.is_empty() {
+                                true => SourcePoll::Pending,
+                                false => SourcePoll::Batch(batch),
+                            });
+                        }
+                        self.open(block)?
+                    }
+                    None => {
+                        self.alignment.done(self.worker);
+                        break;
+                    }
                 },
             };
             let mut finished = false;
@@ -301,8 +349,9 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
                     }
                 }
             }
-            if !finished {
-                self.current = Some(open);
+            match finished {
+                true => self.spare = Some((open.file, open.reader)),
+                false => self.current = Some(open),
             }
         }
         if batch.is_empty() && self.current.is_none() && self.blocks.is_empty() {
@@ -358,6 +407,39 @@ mod tests {
         let mut state = StateWriter::new(128);
         reader.snapshot(&mut state).unwrap();
         state.finish()
+    }
+
+    #[test]
+    fn a_reader_waits_rather_than_run_more_than_a_round_of_blocks_ahead_of_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, (0..1000).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+        let source = JsonLinesSource::<u64>::new(&path).unwrap().block_size(100);
+        let mut readers = [source.reader(0, 2).unwrap(), source.reader(1, 2).unwrap()];
+        let mut values = Vec::new();
+        // Worker 0 alone: worker 1 is still at the start, so worker 0 reads its first two
+        // blocks (a round ahead) and then waits.
+        loop {
+            match readers[0].poll(10).unwrap() {
+                SourcePoll::Batch(batch) => values.extend(batch.into_iter().map(|r| r.value)),
+                SourcePoll::Pending => break,
+                _ => panic!("worker 0 neither read nor waited"),
+            }
+        }
+        assert!(!values.is_empty() && values.iter().all(|&v| v < 300), "worker 0 ran ahead: {values:?}");
+        // Both polled in turn: everything is read, once.
+        let mut finished = [false, false];
+        while !finished.iter().all(|&f| f) {
+            for (worker, reader) in readers.iter_mut().enumerate() {
+                match reader.poll(10).unwrap() {
+                    SourcePoll::Batch(batch) => values.extend(batch.into_iter().map(|r| r.value)),
+                    SourcePoll::Finished => finished[worker] = true,
+                    _ => {}
+                }
+            }
+        }
+        values.sort_unstable();
+        assert_eq!(values, (0..1000).collect::<Vec<u64>>());
     }
 
     #[test]
