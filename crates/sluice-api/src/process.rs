@@ -2,8 +2,8 @@
 
 use crate::graph::Batch;
 use sluice_runtime::checkpoint::{decode, encode, StateReader, StateWriter};
-use sluice_runtime::{now_millis, Operator, Output, SideOutputs, TimerQueue};
-use sluice_state::{KeyedStateStore, ListState, MapState, StateBackendKind, ValueState};
+use sluice_runtime::{now_millis, Operator, Output, SideOutputs};
+use sluice_state::{KeyedStateStore, KeyedTimers, ListState, MapState, StateBackendKind, ValueState};
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -50,13 +50,14 @@ impl<S> OutputTag<S> {
 
 /// The event-time and processing-time timers of one keyed operator instance.
 pub(crate) struct Timers<K: Ord> {
-    pub event: TimerQueue<K>,
-    pub processing: TimerQueue<K>,
+    pub event: KeyedTimers<K>,
+    pub processing: KeyedTimers<K>,
 }
 
-impl<K: Ord> Default for Timers<K> {
-    fn default() -> Self {
-        Timers { event: TimerQueue::default(), processing: TimerQueue::default() }
+impl<K: Key> Timers<K> {
+    /// The timer queues of an operator whose state is `state`, in its backend.
+    fn in_backend_of(state: &mut KeyedStateStore<K>) -> Self {
+        Timers { event: state.timer_queue(0), processing: state.timer_queue(1) }
     }
 }
 
@@ -81,8 +82,9 @@ pub(crate) fn restored_watermark(state: &StateReader) -> Result<Timestamp> {
 }
 
 impl<K: Key, O> KeyedScope<K, O> {
-    pub fn new(state: KeyedStateStore<K>) -> Self {
-        KeyedScope { state, timers: Timers::default(), watermark: MIN_TIMESTAMP, buffer: Vec::new() }
+    pub fn new(mut state: KeyedStateStore<K>) -> Self {
+        let timers = Timers::in_backend_of(&mut state);
+        KeyedScope { state, timers, watermark: MIN_TIMESTAMP, buffer: Vec::new() }
     }
 
     /// Emits what the last call produced, unless the state failed meanwhile (a failing
@@ -105,9 +107,7 @@ impl<K: Key, O> KeyedScope<K, O> {
     pub fn snapshot(&mut self, writer: &mut StateWriter) -> Result<()> {
         self.state.snapshot(writer)?;
         for (name, queue) in [(EVENT_TIMER, &self.timers.event), (PROCESSING_TIMER, &self.timers.processing)] {
-            for (time, key) in queue.iter() {
-                writer.keyed(key, &(name, encode(time)?))?;
-            }
+            queue.for_each(|time, key| writer.keyed(key, &(name, encode(&time)?)))?;
         }
         writer.clock(&self.watermark)
     }

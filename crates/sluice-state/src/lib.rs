@@ -16,6 +16,7 @@ mod health;
 pub mod heap;
 mod store;
 mod table;
+mod timers;
 mod ttl;
 mod values;
 
@@ -24,5 +25,6 @@ pub use disk::DiskBackend;
 pub use health::Health;
 pub use store::{KeyedStateStore, StateBackendKind};
 pub use table::{ListTable, MapTable, StateTable, ValueTable};
+pub use timers::{KeyedTimers, HEAD_CAPACITY};
 pub use ttl::{StateTtl, TtlClock, TtlUpdate};
 pub use values::KeyedValues;

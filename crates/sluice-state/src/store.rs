@@ -204,6 +204,15 @@ impl<K: Key> KeyedStateStore<K> {
         Some((kv, self.health.clone(), self.slots.len() as u16, self.max_parallelism))
     }
 
+    /// A queue of timers in this store's backend: on the heap, or beyond a head of the
+    /// earliest timers in the on-disk store. `queue` tells an operator's queues apart.
+    pub fn timer_queue(&mut self, queue: u8) -> crate::KeyedTimers<K> {
+        match self.disk_table() {
+            Some((kv, health, _, _)) => crate::KeyedTimers::on_disk(kv, health, 0xFF00 | u16::from(queue)),
+            None => crate::KeyedTimers::default(),
+        }
+    }
+
     /// Fails with the first failure of this store's tables (a failing disk) or of a
     /// restore (state that cannot be read back); operators check after each batch.
     pub fn check(&self, operator: &str) -> Result<()> {

@@ -38,6 +38,15 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
         KeyedValues { name: name.to_string(), values }
     }
 
+    /// A timer queue in the same backend as the values (for the operator that keeps
+    /// them): on the heap, or beyond a head of the earliest timers in their store.
+    pub fn timer_queue(&mut self, queue: u8) -> crate::KeyedTimers<K> {
+        match &mut self.values {
+            Values::Heap(_) => crate::KeyedTimers::default(),
+            Values::Store { store, .. } => store.timer_queue(queue),
+        }
+    }
+
     /// Changes `key`'s value with `modify`, or gives it the value `insert` makes if it
     /// has none; returns what `read` makes of the new value.
     pub fn upsert<R>(

@@ -6,8 +6,8 @@ use crate::graph::Batch;
 use crate::process::TimeDomain;
 use serde::{Deserialize, Serialize};
 use sluice_runtime::checkpoint::{decode, encode, StateReader, StateWriter};
-use sluice_runtime::{now_millis, Operator, Output, TimerQueue};
-use sluice_state::{KeyedValues, StateBackendKind};
+use sluice_runtime::{now_millis, Operator, Output};
+use sluice_state::{KeyedTimers, KeyedValues, StateBackendKind};
 use sluice_types::{Key, Record, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use std::marker::PhantomData;
 
@@ -36,9 +36,9 @@ pub(crate) struct SessionWindowOperator<K: Ord, T, KF, A: AggregateFunction<T>> 
     sessions: KeyedValues<K, Vec<SessionState<A::Acc>>>,
     /// (session end, key): fire when the clock passes end - 1. Entries of sessions
     /// that merged into others are skipped when they come up.
-    fire_at: TimerQueue<K>,
+    fire_at: KeyedTimers<K>,
     /// (cleanup time, key): drop fired sessions once their lateness has passed.
-    purge_at: TimerQueue<K>,
+    purge_at: KeyedTimers<K>,
     time: Timestamp,
     results: Vec<Record<WindowResult<K, A::Out>>>,
     _type: PhantomData<fn(T)>,
@@ -46,14 +46,16 @@ pub(crate) struct SessionWindowOperator<K: Ord, T, KF, A: AggregateFunction<T>> 
 
 impl<K: Key, T, KF, A: AggregateFunction<T>> SessionWindowOperator<K, T, KF, A> {
     pub fn new(key: KF, function: A, gap: i64, settings: WindowSettings, backend: &StateBackendKind) -> Self {
+        let mut sessions = KeyedValues::new(backend, "sessions");
+        let (fire_at, purge_at) = (sessions.timer_queue(0), sessions.timer_queue(1));
         SessionWindowOperator {
             key,
             function,
             gap,
             settings,
-            sessions: KeyedValues::new(backend, "sessions"),
-            fire_at: TimerQueue::default(),
-            purge_at: TimerQueue::default(),
+            sessions,
+            fire_at,
+            purge_at,
             time: MIN_TIMESTAMP,
             results: Vec::new(),
             _type: PhantomData,
@@ -217,9 +219,7 @@ where
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
         self.sessions.snapshot(state)?;
         for (name, queue) in [(FIRE_AT, &self.fire_at), (PURGE_AT, &self.purge_at)] {
-            for (time, key) in queue.iter() {
-                state.keyed(key, &(name, encode(time)?))?;
-            }
+            queue.for_each(|time, key| state.keyed(key, &(name, encode(&time)?)))?;
         }
         state.clock(&self.time)
     }

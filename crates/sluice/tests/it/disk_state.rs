@@ -238,3 +238,50 @@ fn a_table_join_keeps_its_versions_and_waiting_records_in_the_configured_backend
     assert_state_in(&heap_plan, "join_table", "keyed (heap)");
     assert_state_in(&disk_plan, "join_table", "keyed (disk)");
 }
+
+/// Registers, for each record, an event-time timer a long way ahead, and emits the timers
+/// as they fire.
+#[derive(Clone)]
+struct RemindLater;
+
+impl KeyedProcessFunction for RemindLater {
+    type Key = u64;
+    type In = u64;
+    type Out = (Timestamp, u64);
+
+    fn process_element(&mut self, value: u64, ctx: &mut Context<'_, u64, (Timestamp, u64)>) {
+        // Scrambled times, several keys per time.
+        ctx.register_event_time_timer(1_000_000 + (value * 7_919 % 10_007) as Timestamp);
+    }
+
+    fn on_timer(&mut self, timestamp: Timestamp, _domain: TimeDomain, ctx: &mut Context<'_, u64, (Timestamp, u64)>) {
+        let key = *ctx.key();
+        ctx.emit_at(timestamp, (timestamp, key));
+    }
+}
+
+/// The timers of `RemindLater` over 40 000 keys, as they fired, on `backend`. One worker:
+/// the order of firing is the order of the output.
+fn reminders(backend: StateBackendKind) -> Vec<(Timestamp, u64)> {
+    let env = StreamEnvironment::new().parallelism(1).batch_size(256).state_backend(backend);
+    let keys: Vec<(Timestamp, u64)> = (0..40_000u64).map(|k| (k as Timestamp, k)).collect();
+    let out = CollectSink::new();
+    env.source(VecSource::timestamped(keys))
+        .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(0))
+        .key_by(|k| *k)
+        .process(RemindLater)
+        .sink(out.clone());
+    env.execute().expect("the job runs");
+    out.values()
+}
+
+#[test]
+fn timers_beyond_the_head_wait_on_disk_and_fire_in_the_order_of_the_heap() {
+    let dir = tempfile::tempdir().expect("dir");
+    let heap = reminders(StateBackendKind::Heap);
+    assert_eq!(heap.len(), 40_000);
+    assert!(heap.len() > 2 * 16_384, "more timers than an on-disk queue holds in memory (HEAD_CAPACITY)");
+    assert!(heap.windows(2).all(|w| w[0] < w[1]), "fired in (time, key) order");
+    let disk = reminders(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
+    assert_eq!(disk, heap);
+}
