@@ -282,6 +282,19 @@ fn missing_from(actual: &[String], expected: &[String]) -> Option<String> {
     })
 }
 
+/// Lines of `actual` that `expected` lacks (both sorted): at least once, a line the
+/// uninterrupted run never wrote is a torn or garbled one.
+fn foreign_lines(actual: &[String], expected: &[String]) -> Option<String> {
+    let foreign: Vec<&String> = actual.iter().filter(|line| expected.binary_search(line).is_err()).collect();
+    (!foreign.is_empty()).then(|| {
+        format!(
+            "{} lines the uninterrupted run never wrote (torn?), e.g. {:?}",
+            foreign.len(),
+            &foreign[..foreign.len().min(3)]
+        )
+    })
+}
+
 /// Waits until `dir` holds a complete checkpoint newer than `after`, or the job exits.
 fn wait_for_checkpoint(child: &mut Child, dir: &Path, after: Option<u64>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -420,7 +433,7 @@ fn test_job(job: &Job, args: &Args, random: &mut Random, work: &Path) -> Result<
 
     let actual = published(&output)?;
     let problem = match job.delivery.as_str() {
-        "at-least-once" => missing_from(&actual, &expected),
+        "at-least-once" => missing_from(&actual, &expected).or_else(|| foreign_lines(&actual, &expected)),
         _ => difference(&actual, &expected),
     };
     if let Some(problem) = problem {

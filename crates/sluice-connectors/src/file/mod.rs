@@ -3,6 +3,7 @@
 mod alignment;
 mod sink;
 mod source;
+mod torn;
 
 pub(crate) use sink::encode as sink_encode;
 pub use sink::{JsonLinesSink, JsonLinesWriter};

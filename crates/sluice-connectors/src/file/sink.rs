@@ -7,6 +7,10 @@
 //! once that checkpoint is complete (commit), so readers of the directory only ever see
 //! output that a checkpoint covers. A restart publishes what the restored checkpoint
 //! pre-committed and deletes every other in-progress file.
+//!
+//! At least once, parts (and the single file) are written straight through, and a
+//! checkpoint records which part files its writer may open after it: a resumed job cuts
+//! those, and the single file, back to their last whole line ([`super::torn`]).
 
 use serde::Serialize;
 use sluice_api::{Sink, SinkContext, SinkWriter, FINAL_CHECKPOINT};
@@ -44,8 +48,9 @@ fn io_error(path: &Path, error: std::io::Error) -> Error {
 impl<T> JsonLinesSink<T> {
     /// Writes the file `path`, shared by all workers: created afresh (truncated) when
     /// the job starts, appended to when it resumes from a checkpoint (at-least-once: the
-    /// lines written after that checkpoint are written again). It cannot be written
-    /// exactly-once: use [`JsonLinesSink::directory`] for that.
+    /// lines written after that checkpoint are written again; a line a crash cut in
+    /// half is removed first). It cannot be written exactly-once: use
+    /// [`JsonLinesSink::directory`] for that.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         // Fail early on a path that cannot be written, before the job starts.
@@ -77,6 +82,10 @@ impl<T> JsonLinesSink<T> {
             true => options.append(true).create(true),
             false => options.write(true).create(true).truncate(true),
         };
+        if restored {
+            // Lines after the checkpoint are written again; half of one must not stay.
+            super::torn::trim_local(&self.path).map_err(|e| io_error(&self.path, e))?;
+        }
         let opened = options.open(&self.path).map_err(|e| io_error(&self.path, e))?;
         // The file's name must be durable too, not only what is synced into it.
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -142,11 +151,15 @@ struct PartWriter {
     open: Option<OpenPart>,
 }
 
-/// What a pre-commit hands to the checkpoint: the file to publish, and its final name.
+/// What a pre-commit hands to the checkpoint.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct PendingPart {
-    in_progress: String,
-    published: String,
+enum PartCommittable {
+    /// Exactly once: the file to publish, and its final name.
+    Publish { in_progress: String, published: String },
+    /// At least once: the part files the writer may open after the checkpoint, named
+    /// [`PartWriter::straight_name`] of `worker` and `run` with a sequence from `from`
+    /// on. After a crash the last line of one may be torn.
+    MayFollow { worker: usize, run: i64, from: u64 },
 }
 
 impl PartWriter {
@@ -154,9 +167,14 @@ impl PartWriter {
         format!(".part-w{:03}-{}-{}.inprogress", self.worker, self.run, self.sequence)
     }
 
+    /// The name of a part file written straight through.
+    fn straight_name(worker: usize, run: i64, sequence: u64) -> String {
+        format!("part-w{worker:03}-{run}-{sequence:06}.jsonl")
+    }
+
     fn published_name(&self, checkpoint: CheckpointId) -> String {
         if !self.transactional {
-            return format!("part-w{:03}-{}-{:06}.jsonl", self.worker, self.run, self.sequence);
+            return Self::straight_name(self.worker, self.run, self.sequence);
         }
         match checkpoint {
             FINAL_CHECKPOINT => format!("part-final-w{:03}.jsonl", self.worker),
@@ -235,10 +253,14 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for JsonLinesWriter<T> {
             }
             Output::Parts(parts) => {
                 let published = parts.published_name(checkpoint);
-                let Some(path) = parts.close_part()? else { return Ok(()) };
-                if parts.transactional {
+                let closed = parts.close_part()?;
+                if !parts.transactional {
+                    let (worker, run, from) = (parts.worker, parts.run, parts.sequence);
+                    return state.committable(&PartCommittable::MayFollow { worker, run, from });
+                }
+                if let Some(path) = closed {
                     let in_progress = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    state.committable(&PendingPart { in_progress, published })?;
+                    state.committable(&PartCommittable::Publish { in_progress, published })?;
                 }
                 Ok(())
             }
@@ -264,13 +286,29 @@ struct PartCommitter {
     dir: PathBuf,
 }
 
+impl PartCommitter {
+    /// Cuts the straight-through parts `worker` opened in `run` from sequence `from` on
+    /// back to their last whole line.
+    fn trim_parts_after(&self, worker: usize, run: i64, from: u64) -> Result<()> {
+        let prefix = format!("part-w{worker:03}-{run}-");
+        for entry in self.fs.list(&self.dir).map_err(|e| io_error(&self.dir, e))? {
+            let sequence = entry.name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".jsonl"));
+            if sequence.and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= from) {
+                super::torn::trim(self.fs.as_ref(), &self.dir, &entry.name)
+                    .map_err(|e| io_error(&self.dir.join(&entry.name), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Committer for PartCommitter {
     /// Renames the part to its published name and syncs the directory: once this
     /// returns, the output is published for good, power cut or not.
     fn commit(&self, committable: &[u8]) -> Result<()> {
-        let part: PendingPart = decode(committable)?;
-        let from = self.dir.join(&part.in_progress);
-        let to = self.dir.join(&part.published);
+        let PartCommittable::Publish { in_progress, published } = decode(committable)? else { return Ok(()) };
+        let from = self.dir.join(&in_progress);
+        let to = self.dir.join(&published);
         match self.fs.rename(&from, &to) {
             Ok(()) => {}
             // Committed before a crash: the rename already happened.
@@ -282,7 +320,10 @@ impl Committer for PartCommitter {
 
     fn recover(&self, committables: &[Vec<u8>]) -> Result<()> {
         for committable in committables {
-            self.commit(committable)?;
+            match decode(committable)? {
+                PartCommittable::Publish { .. } => self.commit(committable)?,
+                PartCommittable::MayFollow { worker, run, from } => self.trim_parts_after(worker, run, from)?,
+            }
         }
         for entry in self.fs.list(&self.dir).map_err(|e| io_error(&self.dir, e))? {
             if entry.name.starts_with(".part-") && entry.name.ends_with(".inprogress") {
@@ -292,5 +333,47 @@ impl Committer for PartCommitter {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_job_cuts_the_part_a_crash_tore_back_to_its_last_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::<u32>::directory(dir.path()).unwrap();
+        let context =
+            SinkContext { worker: 0, parallelism: 1, checkpointing: true, exactly_once: false, restored: false };
+        let mut writer = sink.writer(&context).unwrap();
+        writer.write_batch(vec![Record::new(0, 1), Record::new(0, 2)]).unwrap();
+        let mut state = StateWriter::new(128);
+        writer.pre_commit(1, &mut state).unwrap();
+        let committables = state.finish().committables;
+        let PartCommittable::MayFollow { worker, run, from } = decode(&committables[0]).unwrap() else {
+            panic!("at least once, a checkpoint records the parts that may follow it")
+        };
+        // The crash: the next part got a line and a half to disk.
+        let checkpointed = dir.path().join(PartWriter::straight_name(worker, run, from - 1));
+        let torn = dir.path().join(PartWriter::straight_name(worker, run, from));
+        std::fs::write(&torn, "3\n4").unwrap();
+        sink.committer().unwrap().recover(&committables).unwrap();
+        assert_eq!(std::fs::read_to_string(&torn).unwrap(), "3\n", "cut back to its last whole line");
+        assert_eq!(std::fs::read_to_string(&checkpointed).unwrap(), "1\n2\n", "what the checkpoint covers is kept");
+    }
+
+    #[test]
+    fn a_resumed_job_cuts_the_single_file_back_to_its_last_whole_line_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, "1\n2\n3").unwrap();
+        let sink = JsonLinesSink::<u32>::new(&path).unwrap();
+        let context =
+            SinkContext { worker: 0, parallelism: 1, checkpointing: true, exactly_once: false, restored: true };
+        let mut writer = sink.writer(&context).unwrap();
+        writer.write_batch(vec![Record::new(0, 3)]).unwrap();
+        writer.close().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n2\n3\n");
     }
 }
