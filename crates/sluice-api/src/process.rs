@@ -114,16 +114,15 @@ impl<K: Key, O> KeyedScope<K, O> {
 
     /// Restores what [`KeyedScope::snapshot`] wrote, for the key groups of this worker.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        let mut states = Vec::new();
-        for (key, (name, bytes)) in reader.keyed::<K, (String, Vec<u8>)>()? {
-            match name.as_str() {
-                EVENT_TIMER => self.timers.event.register(decode(&bytes)?, key),
-                PROCESSING_TIMER => self.timers.processing.register(decode(&bytes)?, key),
-                _ => states.push((key, (name, bytes))),
+        reader.for_each_keyed::<K, (&str, &[u8])>(|key, (name, bytes)| {
+            match name {
+                EVENT_TIMER => self.timers.event.register(decode(bytes)?, key),
+                PROCESSING_TIMER => self.timers.processing.register(decode(bytes)?, key),
+                _ => self.state.restore_entry(key, name, bytes)?,
             }
-        }
-        self.state.restore_entries(states)?;
-        self.state.restore_entries(reader.changes()?)?;
+            Ok(())
+        })?;
+        self.state.restore_changes(reader)?;
         self.watermark = restored_watermark(reader)?;
         Ok(())
     }

@@ -445,23 +445,44 @@ impl<K: Key> KeyedStateStore<K> {
     /// Restores the entries written by [`KeyedStateStore::snapshot`]. States declared
     /// later get theirs when they are declared.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        self.restore_entries(reader.keyed::<K, (String, Vec<u8>)>()?)?;
-        self.restore_entries(reader.changes::<K, (String, Vec<u8>)>()?)
+        reader.for_each_keyed::<K, (&str, &[u8])>(|key, (name, entry)| self.restore_entry(key, name, entry))?;
+        self.restore_changes(reader)
+    }
+
+    /// Restores the entries of an on-disk store (the changes a [`StateReader`] holds),
+    /// one at a time, and ends the restore: the last step of every restore.
+    pub fn restore_changes(&mut self, reader: &StateReader) -> Result<()> {
+        reader.for_each_change::<K, (&str, &[u8])>(|key, (name, entry)| self.restore_entry(key, name, entry))?;
+        self.finish_restore();
+        Ok(())
+    }
+
+    /// Restores one entry written by [`KeyedStateStore::snapshot`]: the entry of `key`
+    /// in the state `name`. [`KeyedStateStore::restore_changes`] or
+    /// [`KeyedStateStore::finish_restore`] ends the restore.
+    pub fn restore_entry(&mut self, key: K, name: &str, entry: &[u8]) -> Result<()> {
+        match self.slot_index(name) {
+            // An empty entry: the key's state was deleted after an earlier snapshot.
+            Some(i) if entry.is_empty() => self.slots[i].table.clear_key(&key),
+            Some(i) => self.slots[i].table.restore(key, entry).map_err(|e| unrestorable(name, &e))?,
+            None => self.restored.entry(name.to_string()).or_default().push((key, entry.to_vec())),
+        }
+        Ok(())
+    }
+
+    /// Ends a restore made of [`KeyedStateStore::restore_entry`] calls: the first
+    /// snapshot after it is full, starting this run's chain.
+    pub fn finish_restore(&mut self) {
+        self.slots.iter_mut().for_each(|slot| slot.table.forget_changes());
     }
 
     /// Restores entries as [`KeyedStateStore::restore`] does, for operators that keep
     /// more than the store under the same keys (timers).
     pub fn restore_entries(&mut self, entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
         for (key, (name, entry)) in entries {
-            match self.slot_index(&name) {
-                // An empty entry: the key's state was deleted after an earlier snapshot.
-                Some(i) if entry.is_empty() => self.slots[i].table.clear_key(&key),
-                Some(i) => self.slots[i].table.restore(key, &entry).map_err(|e| unrestorable(&name, &e))?,
-                None => self.restored.entry(name).or_default().push((key, entry)),
-            }
+            self.restore_entry(key, &name, &entry)?;
         }
-        // The first snapshot after a restore is full: it starts this run's chain.
-        self.slots.iter_mut().for_each(|slot| slot.table.forget_changes());
+        self.finish_restore();
         Ok(())
     }
 

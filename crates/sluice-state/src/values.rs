@@ -160,29 +160,53 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
 
     /// Restores what [`KeyedValues::snapshot`] wrote, on either backend.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        self.restore_entries(reader.keyed::<K, (String, Vec<u8>)>()?)?;
-        self.restore_entries(reader.changes::<K, (String, Vec<u8>)>()?)
+        reader.for_each_keyed::<K, (&str, &[u8])>(|key, (name, entry)| self.restore_entry(key, name, entry))?;
+        self.restore_changes(reader)
     }
 
-    /// Restores entries as [`KeyedValues::restore`] does, for operators that keep more
-    /// than these values under the same keys (timers); entries of other names are
-    /// ignored.
-    pub fn restore_entries(&mut self, mut entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
-        entries.retain(|(_, (name, _))| *name == self.name);
-        match &mut self.values {
-            Values::Heap(map) => {
-                for (key, (_, entry)) in entries {
-                    // An empty entry: the key was deleted after an earlier snapshot.
-                    if entry.is_empty() {
-                        map.remove(&key);
-                    } else {
-                        map.insert(key, decode::<Entry<V>>(&entry)?.value);
-                    }
-                }
-                Ok(())
-            }
-            Values::Store { store, .. } => store.restore_entries(entries),
+    /// Restores the entries of an on-disk store, one at a time, and ends the restore:
+    /// the last step of every restore.
+    pub fn restore_changes(&mut self, reader: &StateReader) -> Result<()> {
+        reader.for_each_change::<K, (&str, &[u8])>(|key, (name, entry)| self.restore_entry(key, name, entry))?;
+        self.finish_restore();
+        Ok(())
+    }
+
+    /// Restores entries as [`KeyedValues::restore_entry`] does, and ends the restore.
+    pub fn restore_entries(&mut self, entries: Vec<(K, (String, Vec<u8>))>) -> Result<()> {
+        for (key, (name, entry)) in entries {
+            self.restore_entry(key, &name, &entry)?;
         }
+        self.finish_restore();
+        Ok(())
+    }
+
+    /// Ends a restore made of [`KeyedValues::restore_entry`] calls.
+    pub fn finish_restore(&mut self) {
+        if let Values::Store { store, .. } = &mut self.values {
+            store.finish_restore();
+        }
+    }
+
+    /// Restores one entry as [`KeyedValues::restore`] does, for operators that keep more
+    /// than these values under the same keys (timers); an entry of another name is
+    /// ignored. [`KeyedValues::restore_changes`] or [`KeyedValues::finish_restore`]
+    /// ends the restore.
+    pub fn restore_entry(&mut self, key: K, name: &str, entry: &[u8]) -> Result<()> {
+        if name != self.name {
+            return Ok(());
+        }
+        match &mut self.values {
+            // An empty entry: the key was deleted after an earlier snapshot.
+            Values::Heap(map) if entry.is_empty() => {
+                map.remove(&key);
+            }
+            Values::Heap(map) => {
+                map.insert(key, decode::<Entry<V>>(entry)?.value);
+            }
+            Values::Store { store, .. } => store.restore_entry(key, name, entry)?,
+        }
+        Ok(())
     }
 }
 

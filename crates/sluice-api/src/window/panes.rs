@@ -298,45 +298,47 @@ impl<K: Key, A: Data> Panes<K, A> {
 
     /// Restores what [`Panes::snapshot`] wrote, on either backend.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        let full = reader
-            .keyed::<K, (Timestamp, A, bool)>()?
-            .into_iter()
-            .map(|(k, (p, acc, dirty))| (k, (p, Some(Slot { acc, dirty }))));
-        let entries: Vec<(K, PaneChange<A>)> = full.chain(reader.changes::<K, PaneChange<A>>()?).collect();
-        for (key, (pane, slot)) in entries {
-            match (&mut self.store, slot) {
-                (PaneStore::Heap(panes), Some(slot)) => {
-                    panes.entry(pane).or_default().insert(key, slot);
-                }
-                (PaneStore::Heap(panes), None) => {
-                    if let Some(slots) = panes.get_mut(&pane) {
-                        slots.remove(&key);
-                        if slots.is_empty() {
-                            panes.remove(&pane);
-                        }
+        // One entry at a time: a restore holds no decoded copy of the snapshot.
+        reader.for_each_keyed::<K, (Timestamp, A, bool)>(|key, (pane, acc, dirty)| {
+            self.restore_entry(key, (pane, Some(Slot { acc, dirty })))
+        })?;
+        reader.for_each_change::<K, PaneChange<A>>(|key, change| self.restore_entry(key, change))
+    }
+
+    /// Applies one restored entry: a slot of a pane, or its deletion.
+    fn restore_entry(&mut self, key: K, (pane, slot): PaneChange<A>) -> Result<()> {
+        match (&mut self.store, slot) {
+            (PaneStore::Heap(panes), Some(slot)) => {
+                panes.entry(pane).or_default().insert(key, slot);
+            }
+            (PaneStore::Heap(panes), None) => {
+                if let Some(slots) = panes.get_mut(&pane) {
+                    slots.remove(&key);
+                    if slots.is_empty() {
+                        panes.remove(&pane);
                     }
                 }
-                (PaneStore::Disk(disk), slot) => {
-                    let stored = stored_key(pane, &key);
-                    let existed = disk.kv.get(&stored)?.is_some();
-                    match slot {
-                        Some(slot) => {
-                            disk.kv.put(&stored, &encode(&slot)?)?;
-                            if !existed {
-                                *disk.panes.entry(pane).or_default() += 1;
-                            }
+            }
+            (PaneStore::Disk(disk), slot) => {
+                let stored = stored_key(pane, &key);
+                let existed = disk.kv.get(&stored)?.is_some();
+                match slot {
+                    Some(slot) => {
+                        disk.kv.put(&stored, &encode(&slot)?)?;
+                        if !existed {
+                            *disk.panes.entry(pane).or_default() += 1;
                         }
-                        None if existed => {
-                            disk.kv.delete(&stored)?;
-                            if let Some(count) = disk.panes.get_mut(&pane) {
-                                *count -= 1;
-                                if *count == 0 {
-                                    disk.panes.remove(&pane);
-                                }
-                            }
-                        }
-                        None => {}
                     }
+                    None if existed => {
+                        disk.kv.delete(&stored)?;
+                        if let Some(count) = disk.panes.get_mut(&pane) {
+                            *count -= 1;
+                            if *count == 0 {
+                                disk.panes.remove(&pane);
+                            }
+                        }
+                    }
+                    None => {}
                 }
             }
         }

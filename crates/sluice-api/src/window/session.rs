@@ -225,16 +225,15 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        let mut sessions = Vec::new();
-        for (key, (name, bytes)) in state.keyed::<K, (String, Vec<u8>)>()? {
-            match name.as_str() {
-                FIRE_AT => self.fire_at.register(decode(&bytes)?, key),
-                PURGE_AT => self.purge_at.register(decode(&bytes)?, key),
-                _ => sessions.push((key, (name, bytes))),
+        state.for_each_keyed::<K, (&str, &[u8])>(|key, (name, bytes)| {
+            match name {
+                FIRE_AT => self.fire_at.register(decode(bytes)?, key),
+                PURGE_AT => self.purge_at.register(decode(bytes)?, key),
+                _ => self.sessions.restore_entry(key, name, bytes)?,
             }
-        }
-        self.sessions.restore_entries(sessions)?;
-        self.sessions.restore_entries(state.changes()?)?;
+            Ok(())
+        })?;
+        self.sessions.restore_changes(state)?;
         self.time = crate::process::restored_watermark(state)?;
         Ok(())
     }

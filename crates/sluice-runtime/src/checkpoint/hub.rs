@@ -1,6 +1,6 @@
 //! The meeting point of the coordinator and the operator instances of a running job.
 
-use super::{Alignment, Barrier, BarrierKind, CheckpointId, InstanceState, StateReader, StateWriter};
+use super::{Alignment, Barrier, BarrierKind, Changes, CheckpointId, InstanceState, StateReader, StateWriter};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use sluice_types::{worker_for_key_group, KeyGroup};
@@ -70,11 +70,9 @@ impl RestoredCheckpoint {
     /// when the parallelism is unchanged, dealt round-robin otherwise), and the clocks
     /// (its own, or every old instance's).
     pub fn share(&self, operator: usize, worker: usize, parallelism: usize, max_parallelism: u16) -> InstanceState {
-        let old: Vec<(&ParticipantId, &InstanceState)> =
-            self.states.iter().filter(|(id, _)| id.operator == operator).collect();
-        let mut share = InstanceState::default();
         let mine = |group: &u16| worker_for_key_group(KeyGroup(*group), max_parallelism, parallelism) == worker;
-        for (_, state) in &old {
+        let mut share = self.share_unkeyed(operator, worker, parallelism);
+        for (_, state) in self.states.iter().filter(|(id, _)| id.operator == operator) {
             for (group, entries) in state.keyed.iter().filter(|(group, _)| mine(group)) {
                 share.keyed.entry(*group).or_default().extend_from_slice(entries);
             }
@@ -85,6 +83,14 @@ impl RestoredCheckpoint {
                 }
             }
         }
+        share
+    }
+
+    /// The items and clocks of a share, without its key groups.
+    fn share_unkeyed(&self, operator: usize, worker: usize, parallelism: usize) -> InstanceState {
+        let old: Vec<(&ParticipantId, &InstanceState)> =
+            self.states.iter().filter(|(id, _)| id.operator == operator).collect();
+        let mut share = InstanceState::default();
         if parallelism == self.parallelism {
             if let Some((_, state)) = old.iter().find(|(id, _)| id.worker == worker) {
                 share.items = state.items.clone();
@@ -98,9 +104,50 @@ impl RestoredCheckpoint {
         share
     }
 
+    /// As [`RestoredCheckpoint::share`], moving the key groups out rather than copying
+    /// them (each belongs to one new instance): a restore does not hold the state
+    /// twice. Only the instance itself may ask, once.
+    pub fn take_share(
+        &mut self,
+        operator: usize,
+        worker: usize,
+        parallelism: usize,
+        max_parallelism: u16,
+    ) -> InstanceState {
+        let mine = |group: &u16| worker_for_key_group(KeyGroup(*group), max_parallelism, parallelism) == worker;
+        let mut keyed: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+        let mut changes: Option<Changes> = None;
+        for (_, state) in self.states.iter_mut().filter(|(id, _)| id.operator == operator) {
+            for (group, entries) in state.keyed.iter_mut().filter(|(group, _)| mine(group)) {
+                append(&mut keyed, *group, std::mem::take(entries));
+            }
+            if let Some(old) = &mut state.changes {
+                let into = &mut changes.get_or_insert_with(Default::default).keyed;
+                for (group, entries) in old.keyed.iter_mut().filter(|(group, _)| mine(group)) {
+                    append(into, *group, std::mem::take(entries));
+                }
+            }
+        }
+        // Items and clocks are small: `share` copies them.
+        let mut share = self.share_unkeyed(operator, worker, parallelism);
+        share.keyed = keyed;
+        share.changes = changes;
+        share
+    }
+
     /// Whether the checkpoint holds state for `operator`.
     pub fn has_operator(&self, operator: usize) -> bool {
         self.states.keys().any(|id| id.operator == operator)
+    }
+}
+
+/// Adds `entries` to key group `group` of `groups`: moved in if the group has none.
+fn append(groups: &mut BTreeMap<u16, Vec<u8>>, group: u16, mut entries: Vec<u8>) {
+    match groups.get_mut(&group) {
+        Some(existing) => existing.append(&mut entries),
+        None => {
+            groups.insert(group, entries);
+        }
     }
 }
 
@@ -237,14 +284,21 @@ impl Participant {
 
     /// The state this instance restores, if the job restores from a checkpoint.
     pub fn restored(&self) -> Option<StateReader> {
-        let restored = self.hub.restored.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(restored) = restored else {
+        let mut restored = self.hub.restored.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(restored) = restored.as_mut() else {
             if self.hub.restores {
                 tracing::error!("internal: {:?} asked for its restored state after the job started", self.id);
             }
             return None;
         };
-        let share = restored.share(self.id.operator, self.id.worker, self.hub.parallelism, self.hub.max_parallelism);
+        let (operator, worker, parallelism, groups) =
+            (self.id.operator, self.id.worker, self.hub.parallelism, self.hub.max_parallelism);
+        // Each instance asks once: its key groups can move out of the checkpoint, unless
+        // someone else holds it too.
+        let share = match Arc::get_mut(restored) {
+            Some(restored) => restored.take_share(operator, worker, parallelism, groups),
+            None => restored.share(operator, worker, parallelism, groups),
+        };
         Some(StateReader::checked(share, self.hub.max_parallelism))
     }
 
@@ -306,5 +360,33 @@ mod tests {
         let own = StateReader::new(restored.share(3, 1, 2, 128));
         assert_eq!(own.clocks::<i64>().unwrap(), vec![1_001]);
         assert_eq!(own.items::<String>().unwrap(), vec!["split-1".to_string()]);
+    }
+
+    #[test]
+    fn taking_a_share_moves_out_what_sharing_copies() {
+        let mut states = BTreeMap::new();
+        for worker in 0..2 {
+            let mut writer = StateWriter::new(128);
+            for key in 0u64..200 {
+                writer.keyed(&(key * 2 + worker as u64), &format!("v{key}")).unwrap();
+            }
+            writer.clock(&(worker as i64)).unwrap();
+            let mut state = writer.finish();
+            state.changes = Some(Changes { since: None, keyed: state.keyed.clone() });
+            states.insert(ParticipantId { operator: 3, worker }, state);
+        }
+        let mut restored = RestoredCheckpoint { id: 9, parallelism: 2, states };
+        let copied: Vec<InstanceState> = (0..3).map(|worker| restored.share(3, worker, 3, 128)).collect();
+        let total = |state: &InstanceState| state.keyed.values().map(Vec::len).sum::<usize>();
+        assert!(copied.iter().all(|share| total(share) > 0), "every new instance gets key groups");
+        for (worker, copy) in copied.iter().enumerate() {
+            let taken = restored.take_share(3, worker, 3, 128);
+            let entries = |state: &InstanceState| StateReader::new(state.clone()).keyed::<u64, String>().unwrap();
+            assert_eq!(entries(&taken), entries(copy), "worker {worker}");
+            assert_eq!(taken.changes, copy.changes, "worker {worker}");
+            assert_eq!(taken.clocks, copy.clocks, "worker {worker}");
+        }
+        let left: usize = restored.states.values().map(total).sum();
+        assert_eq!(left, 0, "nothing keyed is left behind to hold twice");
     }
 }

@@ -240,8 +240,22 @@ fn decode_entries<'a, K: Key, E: DeserializeOwned>(
     key_groups: Option<u16>,
 ) -> Result<Vec<(K, E)>> {
     let mut entries = Vec::new();
+    visit_entries(buffers, key_groups, |key, entry| {
+        entries.push((key, entry));
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// Calls `visit` with each entry of `buffers`, key group by key group, in the order
+/// written; an entry may borrow from the buffers, so nothing is copied.
+fn visit_entries<'a, K: Key, E: Deserialize<'a>>(
+    buffers: impl Iterator<Item = (&'a u16, &'a Vec<u8>)>,
+    key_groups: Option<u16>,
+    mut visit: impl FnMut(K, E) -> Result<()>,
+) -> Result<()> {
     for (&group, buffer) in buffers {
-        let mut rest: &[u8] = buffer;
+        let mut rest: &'a [u8] = buffer;
         while !rest.is_empty() {
             let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;
             let (entry, tail) = postcard::take_from_bytes::<E>(tail).map_err(decode_error)?;
@@ -257,11 +271,11 @@ fn decode_entries<'a, K: Key, E: DeserializeOwned>(
                     ));
                 }
             }
-            entries.push((key, entry));
+            visit(key, entry)?;
             rest = tail;
         }
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// The state an operator instance restores from: its key groups and its share of items.
@@ -293,6 +307,25 @@ impl StateReader {
     /// applied in this order they rebuild the store.
     pub fn changes<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
         decode_entries(self.state.changes.iter().flat_map(|c| c.keyed.iter()), self.key_groups)
+    }
+
+    /// Calls `visit` with every keyed entry, as [`StateReader::keyed`] returns them,
+    /// without collecting them: entries may borrow from the snapshot.
+    pub fn for_each_keyed<'s, K: Key, E: Deserialize<'s>>(
+        &'s self,
+        visit: impl FnMut(K, E) -> Result<()>,
+    ) -> Result<()> {
+        visit_entries(self.state.keyed.iter(), self.key_groups, visit)
+    }
+
+    /// Calls `visit` with every entry of an on-disk store, as [`StateReader::changes`]
+    /// returns them, without collecting them: a restore holds one entry at a time
+    /// beside the snapshot, not a decoded copy of it.
+    pub fn for_each_change<'s, K: Key, E: Deserialize<'s>>(
+        &'s self,
+        visit: impl FnMut(K, E) -> Result<()>,
+    ) -> Result<()> {
+        visit_entries(self.state.changes.iter().flat_map(|c| c.keyed.iter()), self.key_groups, visit)
     }
 
     /// Every item of non-keyed state.
