@@ -9,7 +9,9 @@
 //! head grows past its capacity its latest timers move there; when it runs empty the
 //! next earliest timers are read back. Most jobs' timers are near (a window's end, a
 //! record's timestamp) and never leave the head; a job with timers for millions of keys
-//! keeps them on disk.
+//! keeps them on disk. Timers of one time move together (the store orders a time's
+//! keys by their bytes, the head by their order), so a single time with more timers
+//! than the head holds is read back whole.
 
 use crate::disk::Kv;
 use crate::Health;
