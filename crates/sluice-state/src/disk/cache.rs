@@ -19,7 +19,7 @@
 
 use super::filter::KeyFilter;
 use super::overlay::{merged_scan, FrozenOverlay, Pair};
-use super::{Frozen, Kv, SweepCursor, Visit};
+use super::{sweep_in_key_order, Frozen, Kv, SweepCursor, Visit};
 use hashbrown::HashTable;
 use sluice_types::Result;
 use std::collections::BTreeSet;
@@ -401,27 +401,8 @@ impl Kv for CachedKv {
             cursor.in_tree = true;
             cursor.tree_from.clear();
         }
-        let mut last = None;
-        let start = cursor.tree_from.as_slice().max(prefix);
-        self.tree.scan_from(prefix, start, &mut |key, value| {
-            seen += 1;
-            if !entries.changes(key) && !visit(key, value)? {
-                return Ok(false);
-            }
-            if seen >= budget {
-                last = Some(key.to_vec());
-                return Ok(false);
-            }
-            Ok(true)
-        })?;
-        match last {
-            Some(mut key) => {
-                key.push(0);
-                cursor.tree_from = key;
-            }
-            None => *cursor = SweepCursor::default(),
-        }
-        Ok(())
+        let scan = |from: &[u8], visit: &mut Visit<'_>| self.tree.scan_from(prefix, from.max(prefix), visit);
+        sweep_in_key_order(scan, cursor, seen, budget, |key| entries.changes(key), visit)
     }
 
     /// The tree's MVCC snapshot under the cache's changed entries of this moment:

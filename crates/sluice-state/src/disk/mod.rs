@@ -49,31 +49,46 @@ pub trait Kv: Send + Sync {
     /// the store's own; every entry is visited once per pass over the table, and the
     /// cursor starts a new pass after the last. `visit` must not use the store.
     fn sweep(&self, prefix: &[u8], cursor: &mut SweepCursor, budget: usize, visit: &mut Visit<'_>) -> Result<()> {
-        let mut last = None;
-        let mut seen = 0;
-        self.scan_from(prefix, &cursor.tree_from, &mut |key, value| {
-            seen += 1;
-            if !visit(key, value)? {
-                return Ok(false);
-            }
-            if seen >= budget {
-                last = Some(key.to_vec());
-                return Ok(false);
-            }
-            Ok(true)
-        })?;
-        match last {
-            Some(mut key) => {
-                key.push(0);
-                cursor.tree_from = key;
-            }
-            None => *cursor = SweepCursor::default(),
-        }
-        Ok(())
+        sweep_in_key_order(|from, scan| self.scan_from(prefix, from, scan), cursor, 0, budget, |_| false, visit)
     }
     /// A read-only view of the store as it is now, unaffected by later writes: what a
     /// checkpoint reads off the worker (an MVCC snapshot, taken in microseconds).
     fn frozen(&self) -> Box<dyn Frozen>;
+}
+
+/// Goes on with a sweep over a store's entries in key order from the cursor's place
+/// (`scan` from a key): visits those `skip` does not name, counting every entry in
+/// `seen`, until it reaches `budget`; then leaves the cursor after the last entry seen,
+/// or, at the end, at the start of a new pass.
+fn sweep_in_key_order(
+    scan: impl FnOnce(&[u8], &mut Visit<'_>) -> Result<()>,
+    cursor: &mut SweepCursor,
+    mut seen: usize,
+    budget: usize,
+    skip: impl Fn(&[u8]) -> bool,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let from = std::mem::take(&mut cursor.tree_from);
+    let mut last = None;
+    scan(&from, &mut |key, value| {
+        seen += 1;
+        if !skip(key) && !visit(key, value)? {
+            return Ok(false);
+        }
+        if seen >= budget {
+            last = Some(key.to_vec());
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    match last {
+        Some(mut key) => {
+            key.push(0);
+            cursor.tree_from = key;
+        }
+        None => *cursor = SweepCursor::default(),
+    }
+    Ok(())
 }
 
 /// Where a TTL sweep of a table goes on from.
