@@ -34,7 +34,7 @@ struct Spill {
 }
 
 /// A queue of timers, each a time and a key, fired in (time, key) order.
-pub struct KeyedTimers<K: Ord> {
+pub struct KeyedTimers<K> {
     /// Every timer due at or before `horizon`.
     head: BTreeSet<(Timestamp, K)>,
     horizon: Timestamp,

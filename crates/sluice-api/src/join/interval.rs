@@ -5,9 +5,8 @@ use crate::keyed::{two_input, KeyedStream};
 use crate::Stream;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{Output, TwoInputOperator};
-use sluice_state::KeyedValues;
+use sluice_state::{KeyedTimers, KeyedValues};
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
-use std::collections::BTreeMap;
 
 /// An interval join being declared: finish it with [`IntervalJoin::process`].
 pub struct IntervalJoin<K, T, U, KF, KF2> {
@@ -40,16 +39,19 @@ where
         let (lower, upper) = (self.lower, self.upper);
         let (key1, key2) = (self.left.key.clone(), self.right.key.clone());
         let backend = self.left.stream.backend.clone();
-        two_input(&self.left, &self.right, "interval_join", keyed_state(&backend), move || IntervalJoinOperator {
-            key1: key1.clone(),
-            key2: key2.clone(),
-            f: f.clone(),
-            lower,
-            upper,
-            buffered: KeyedValues::new(&backend, "buffered"),
-            left_expiry: BTreeMap::new(),
-            right_expiry: BTreeMap::new(),
-            watermark: MIN_TIMESTAMP,
+        two_input(&self.left, &self.right, "interval_join", keyed_state(&backend), move || {
+            IntervalJoinOperator {
+                key1: key1.clone(),
+                key2: key2.clone(),
+                f: f.clone(),
+                lower,
+                upper,
+                buffered: KeyedValues::new(&backend, "buffered"),
+                left_expiry: KeyedTimers::default(),
+                right_expiry: KeyedTimers::default(),
+                watermark: MIN_TIMESTAMP,
+            }
+            .in_backend()
         })
     }
 }
@@ -81,21 +83,19 @@ struct IntervalJoinOperator<K, T, U, KF, KF2, F> {
     /// record is matched and buffered in one access).
     buffered: KeyedValues<K, Buffered<T, U>>,
     /// When each side's records stop being able to match, by key (on the heap).
-    left_expiry: BTreeMap<Timestamp, Vec<K>>,
-    right_expiry: BTreeMap<Timestamp, Vec<K>>,
+    left_expiry: KeyedTimers<K>,
+    right_expiry: KeyedTimers<K>,
     watermark: Timestamp,
 }
 
-/// Pops the keys whose records expire before `watermark`.
-fn due<K>(expiry: &mut BTreeMap<Timestamp, Vec<K>>, watermark: Timestamp) -> Vec<K> {
-    let mut keys = Vec::new();
-    while let Some(entry) = expiry.first_entry() {
-        if *entry.key() >= watermark {
-            break;
-        }
-        keys.extend(entry.remove());
+impl<K: Key, T: Data, U: Data, KF, KF2, F> IntervalJoinOperator<K, T, U, KF, KF2, F> {
+    /// The operator with its expiry indexes in the backend of its buffers (timer
+    /// queues: on disk, only their earliest entries stay in memory).
+    fn in_backend(mut self) -> Self {
+        self.left_expiry = self.buffered.timer_queue(0);
+        self.right_expiry = self.buffered.timer_queue(1);
+        self
     }
-    keys
 }
 
 impl<K, T, U, O, KF, KF2, F> TwoInputOperator for IntervalJoinOperator<K, T, U, KF, KF2, F>
@@ -121,7 +121,7 @@ where
             let key = (self.key1)(&record.value);
             let (from, to) = (record.timestamp.saturating_add(self.lower), record.timestamp.saturating_add(self.upper));
             let expires_at = record.timestamp.saturating_add(self.upper);
-            self.left_expiry.entry(expires_at).or_default().push(key.clone());
+            self.left_expiry.register(expires_at, key.clone());
             let f = &self.f;
             self.buffered.with(&key, has_records, |buffered| {
                 for other in buffered.right.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
@@ -144,7 +144,7 @@ where
             let key = (self.key2)(&record.value);
             let (from, to) = (record.timestamp.saturating_sub(self.upper), record.timestamp.saturating_sub(self.lower));
             let expires_at = record.timestamp.saturating_sub(self.lower);
-            self.right_expiry.entry(expires_at).or_default().push(key.clone());
+            self.right_expiry.register(expires_at, key.clone());
             let f = &self.f;
             self.buffered.with(&key, has_records, |buffered| {
                 for other in buffered.left.iter().filter(|o| o.timestamp >= from && o.timestamp <= to) {
@@ -164,11 +164,13 @@ where
         let (lower, upper) = (self.lower, self.upper);
         // A left record at t matches rights up to t + upper; rights arriving from now on
         // are at or after the watermark.
-        for key in due(&mut self.left_expiry, watermark) {
+        // Records expire before the watermark, not at it.
+        let expired = watermark.saturating_sub(1);
+        while let Some((_, key)) = self.left_expiry.pop_due(expired) {
             self.buffered
                 .with(&key, has_records, |b| b.left.retain(|r| r.timestamp.saturating_add(upper) >= watermark));
         }
-        for key in due(&mut self.right_expiry, watermark) {
+        while let Some((_, key)) = self.right_expiry.pop_due(expired) {
             self.buffered
                 .with(&key, has_records, |b| b.right.retain(|r| r.timestamp.saturating_sub(lower) >= watermark));
         }
@@ -181,20 +183,22 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        for entries in [state.keyed::<K, (String, Vec<u8>)>()?, state.changes::<K, (String, Vec<u8>)>()?] {
-            for (key, (_, entry)) in entries.iter().filter(|(_, (_, entry))| !entry.is_empty()) {
+        // Entry by entry; the expiry indexes are rebuilt from the records.
+        let mut restore = |key: K, (name, entry): (&str, &[u8])| {
+            if !entry.is_empty() {
                 let buffered = self.buffered.decode(entry)?;
                 for record in &buffered.left {
-                    let expires_at = record.timestamp.saturating_add(self.upper);
-                    self.left_expiry.entry(expires_at).or_default().push(key.clone());
+                    self.left_expiry.register(record.timestamp.saturating_add(self.upper), key.clone());
                 }
                 for record in &buffered.right {
-                    let expires_at = record.timestamp.saturating_sub(self.lower);
-                    self.right_expiry.entry(expires_at).or_default().push(key.clone());
+                    self.right_expiry.register(record.timestamp.saturating_sub(self.lower), key.clone());
                 }
             }
-            self.buffered.restore_entries(entries)?;
-        }
+            self.buffered.restore_entry(key, name, entry)
+        };
+        state.for_each_keyed(&mut restore)?;
+        state.for_each_change(&mut restore)?;
+        self.buffered.finish_restore();
         self.watermark = crate::process::restored_watermark(state)?;
         Ok(())
     }
@@ -210,17 +214,18 @@ mod tests {
     type Join = IntervalJoinOperator<u32, i64, i64, fn(&i64) -> u32, fn(&i64) -> u32, fn(&u32, &i64, &i64) -> i64>;
 
     fn join(backend: &StateBackendKind) -> Join {
-        IntervalJoinOperator {
+        let join: Join = IntervalJoinOperator {
             key1: |t| (*t % 3) as u32,
             key2: |t| (*t % 3) as u32,
             f: |_, left, right| left * 1000 + right,
             lower: 0,
             upper: 20,
             buffered: KeyedValues::new(backend, "buffered"),
-            left_expiry: BTreeMap::new(),
-            right_expiry: BTreeMap::new(),
+            left_expiry: KeyedTimers::default(),
+            right_expiry: KeyedTimers::default(),
             watermark: MIN_TIMESTAMP,
-        }
+        };
+        join.in_backend()
     }
 
     fn records(times: std::ops::Range<i64>) -> Batch<i64> {

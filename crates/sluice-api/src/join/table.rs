@@ -5,7 +5,7 @@ use crate::graph::Batch;
 use crate::Stream;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::{Output, TwoInputOperator};
-use sluice_state::{KeyedValues, StateBackendKind};
+use sluice_state::{KeyedTimers, KeyedValues, StateBackendKind};
 use sluice_types::{Data, Key, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 
@@ -74,20 +74,17 @@ pub(crate) struct TableJoinOperator<K, T, V, KF, J> {
     join: J,
     /// Each key's versions and waiting records, in the job's state backend.
     keys: KeyedValues<K, KeyState<T, V>>,
-    /// The keys with records waiting, by the records' timestamps (on the heap).
-    due: BTreeMap<Timestamp, Vec<K>>,
+    /// The keys with records waiting, by the records' timestamps, in the backend of
+    /// `keys` (a timer queue: on disk, only its earliest entries stay in memory).
+    due: KeyedTimers<K>,
     watermark: Timestamp,
 }
 
 impl<K: Key, T: Data, V: Data, KF, J> TableJoinOperator<K, T, V, KF, J> {
     pub fn new(key: KF, join: J, backend: &StateBackendKind) -> Self {
-        TableJoinOperator {
-            key,
-            join,
-            keys: KeyedValues::new(backend, "table"),
-            due: BTreeMap::new(),
-            watermark: MIN_TIMESTAMP,
-        }
+        let mut keys = KeyedValues::new(backend, "table");
+        let due = keys.timer_queue(0);
+        TableJoinOperator { key, join, keys, due, watermark: MIN_TIMESTAMP }
     }
 }
 
@@ -111,7 +108,7 @@ where
             let (join, watermark) = (&self.join, self.watermark);
             let late = record.timestamp <= watermark;
             if !late {
-                self.due.entry(record.timestamp).or_default().push(key.clone());
+                self.due.register(record.timestamp, key.clone());
             }
             self.keys.with(&key, has_state, |state| {
                 if late {
@@ -143,27 +140,21 @@ where
         self.watermark = self.watermark.max(watermark);
         let watermark = self.watermark;
         let mut emitted = Vec::new();
-        while let Some(entry) = self.due.first_entry() {
-            if *entry.key() > watermark {
-                break;
-            }
-            let timestamp = *entry.key();
-            let join = &self.join;
-            for key in entry.remove() {
-                self.keys.with(&key, has_state, |state| {
-                    let (now, later): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut state.pending).into_iter().partition(|(t, _)| *t == timestamp);
-                    state.pending = later;
-                    for (_, value) in now {
-                        if let Some(joined) = join(&value, state.lookup(timestamp)) {
-                            emitted.push(Record { timestamp, value: joined });
-                        }
+        let join = &self.join;
+        while let Some((timestamp, key)) = self.due.pop_due(watermark) {
+            self.keys.with(&key, has_state, |state| {
+                let (now, later): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut state.pending).into_iter().partition(|(t, _)| *t == timestamp);
+                state.pending = later;
+                for (_, value) in now {
+                    if let Some(joined) = join(&value, state.lookup(timestamp)) {
+                        emitted.push(Record { timestamp, value: joined });
                     }
-                    // Later pending records of this key are at or after `timestamp`: the
-                    // versions before the one valid then are no longer needed.
-                    state.prune(timestamp);
-                });
-            }
+                }
+                // Later pending records of this key are at or after `timestamp`: the
+                // versions before the one valid then are no longer needed.
+                state.prune(timestamp);
+            });
         }
         self.keys.check("table join")?;
         out.emit(emitted)
@@ -175,14 +166,18 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        for entries in [state.keyed::<K, (String, Vec<u8>)>()?, state.changes::<K, (String, Vec<u8>)>()?] {
-            for (key, (_, entry)) in entries.iter().filter(|(_, (_, entry))| !entry.is_empty()) {
+        // Entry by entry; the index of keys by due time is rebuilt from the records.
+        let mut restore = |key: K, (name, entry): (&str, &[u8])| {
+            if !entry.is_empty() {
                 for (timestamp, _) in &self.keys.decode(entry)?.pending {
-                    self.due.entry(*timestamp).or_default().push(key.clone());
+                    self.due.register(*timestamp, key.clone());
                 }
             }
-            self.keys.restore_entries(entries)?;
-        }
+            self.keys.restore_entry(key, name, entry)
+        };
+        state.for_each_keyed(&mut restore)?;
+        state.for_each_change(&mut restore)?;
+        self.keys.finish_restore();
         self.watermark = crate::process::restored_watermark(state)?;
         Ok(())
     }
