@@ -162,6 +162,26 @@ enum PartCommittable {
     MayFollow { worker: usize, run: i64, from: u64 },
 }
 
+/// What checkpoints written before [`PartCommittable`] hold: a part to publish.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EarlierPendingPart {
+    in_progress: String,
+    published: String,
+}
+
+impl PartCommittable {
+    /// Decodes a committable, also of a checkpoint written before this type: those
+    /// start with the length of a part's name, never a valid variant (0 or 1).
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        decode::<PartCommittable>(bytes).or_else(|error| match decode::<EarlierPendingPart>(bytes) {
+            Ok(EarlierPendingPart { in_progress, published }) => {
+                Ok(PartCommittable::Publish { in_progress, published })
+            }
+            Err(_) => Err(error),
+        })
+    }
+}
+
 impl PartWriter {
     fn in_progress_name(&self) -> String {
         format!(".part-w{:03}-{}-{}.inprogress", self.worker, self.run, self.sequence)
@@ -306,7 +326,9 @@ impl Committer for PartCommitter {
     /// Renames the part to its published name and syncs the directory: once this
     /// returns, the output is published for good, power cut or not.
     fn commit(&self, committable: &[u8]) -> Result<()> {
-        let PartCommittable::Publish { in_progress, published } = decode(committable)? else { return Ok(()) };
+        let PartCommittable::Publish { in_progress, published } = PartCommittable::decode(committable)? else {
+            return Ok(());
+        };
         let from = self.dir.join(&in_progress);
         let to = self.dir.join(&published);
         match self.fs.rename(&from, &to) {
@@ -320,7 +342,7 @@ impl Committer for PartCommitter {
 
     fn recover(&self, committables: &[Vec<u8>]) -> Result<()> {
         for committable in committables {
-            match decode(committable)? {
+            match PartCommittable::decode(committable)? {
                 PartCommittable::Publish { .. } => self.commit(committable)?,
                 PartCommittable::MayFollow { worker, run, from } => self.trim_parts_after(worker, run, from)?,
             }
@@ -361,6 +383,20 @@ mod tests {
         sink.committer().unwrap().recover(&committables).unwrap();
         assert_eq!(std::fs::read_to_string(&torn).unwrap(), "3\n", "cut back to its last whole line");
         assert_eq!(std::fs::read_to_string(&checkpointed).unwrap(), "1\n2\n", "what the checkpoint covers is kept");
+    }
+
+    #[test]
+    fn a_part_pre_committed_by_a_checkpoint_of_the_earlier_format_is_still_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = JsonLinesSink::<u32>::directory(dir.path()).unwrap();
+        std::fs::write(dir.path().join(".part-w000-1-0.inprogress"), "1\n").unwrap();
+        let earlier = EarlierPendingPart {
+            in_progress: ".part-w000-1-0.inprogress".into(),
+            published: "part-0000000001-w000.jsonl".into(),
+        };
+        let committable = sluice_runtime::checkpoint::encode(&earlier).unwrap();
+        sink.committer().unwrap().recover(&[committable]).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("part-0000000001-w000.jsonl")).unwrap(), "1\n");
     }
 
     #[test]
