@@ -445,8 +445,9 @@ impl<K: Key> KeyedStateStore<K> {
     /// Restores the entries written by [`KeyedStateStore::snapshot`]. States declared
     /// later get theirs when they are declared.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        reader.for_each_keyed::<K, (&str, &[u8])>(|key, (name, entry)| self.restore_entry(key, name, entry))?;
-        self.restore_changes(reader)
+        reader.for_each_state_entry(|key, name, entry| self.restore_entry(key, name, entry))?;
+        self.finish_restore();
+        Ok(())
     }
 
     /// Restores the entries of an on-disk store (the changes a [`StateReader`] holds),

@@ -160,8 +160,9 @@ impl<K: Key, V: Data> KeyedValues<K, V> {
 
     /// Restores what [`KeyedValues::snapshot`] wrote, on either backend.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        reader.for_each_keyed::<K, (&str, &[u8])>(|key, (name, entry)| self.restore_entry(key, name, entry))?;
-        self.restore_changes(reader)
+        reader.for_each_state_entry(|key, name, entry| self.restore_entry(key, name, entry))?;
+        self.finish_restore();
+        Ok(())
     }
 
     /// Restores the entries of an on-disk store, one at a time, and ends the restore:

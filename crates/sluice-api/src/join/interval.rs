@@ -184,7 +184,7 @@ where
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
         // Entry by entry; the expiry indexes are rebuilt from the records.
-        let mut restore = |key: K, (name, entry): (&str, &[u8])| {
+        let restore = |key: K, name: &str, entry: &[u8]| {
             if !entry.is_empty() {
                 let buffered = self.buffered.decode(entry)?;
                 for record in &buffered.left {
@@ -196,8 +196,7 @@ where
             }
             self.buffered.restore_entry(key, name, entry)
         };
-        state.for_each_keyed(&mut restore)?;
-        state.for_each_change(&mut restore)?;
+        state.for_each_state_entry(restore)?;
         self.buffered.finish_restore();
         self.watermark = crate::process::restored_watermark(state)?;
         Ok(())

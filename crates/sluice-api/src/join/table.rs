@@ -167,7 +167,7 @@ where
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
         // Entry by entry; the index of keys by due time is rebuilt from the records.
-        let mut restore = |key: K, (name, entry): (&str, &[u8])| {
+        let restore = |key: K, name: &str, entry: &[u8]| {
             if !entry.is_empty() {
                 for (timestamp, _) in &self.keys.decode(entry)?.pending {
                     self.due.register(*timestamp, key.clone());
@@ -175,8 +175,7 @@ where
             }
             self.keys.restore_entry(key, name, entry)
         };
-        state.for_each_keyed(&mut restore)?;
-        state.for_each_change(&mut restore)?;
+        state.for_each_state_entry(restore)?;
         self.keys.finish_restore();
         self.watermark = crate::process::restored_watermark(state)?;
         Ok(())

@@ -328,6 +328,14 @@ impl StateReader {
         visit_entries(self.state.changes.iter().flat_map(|c| c.keyed.iter()), self.key_groups, visit)
     }
 
+    /// Calls `visit` with every entry a keyed state store's snapshot holds, a state's
+    /// name and its entry under a key: the keyed entries, then the on-disk store's, in
+    /// the order a restore applies them.
+    pub fn for_each_state_entry<K: Key>(&self, mut visit: impl FnMut(K, &str, &[u8]) -> Result<()>) -> Result<()> {
+        self.for_each_keyed::<K, (&str, &[u8])>(|key, (name, entry)| visit(key, name, entry))?;
+        self.for_each_change::<K, (&str, &[u8])>(|key, (name, entry)| visit(key, name, entry))
+    }
+
     /// Every item of non-keyed state.
     pub fn items<E: DeserializeOwned>(&self) -> Result<Vec<E>> {
         self.state.items.iter().map(|b| postcard::from_bytes(b).map_err(decode_error)).collect()
