@@ -72,12 +72,16 @@ impl DiskBackend {
             remove_abandoned(&self.dir);
             let path = self.dir.join(format!("sluice-state-{}-{}", std::process::id(), sluice_runtime::now_millis()));
             std::fs::create_dir_all(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+            // The journal's cap is disk space, not memory. fjall stalls every write for
+            // 500 ms once the journals reach 90% of it, until memtables are flushed: at
+            // 32 MiB a state that does not fit the budget was written at a few MB/s
+            // (a 64 MB restore took 26 s; 1.2 s with this cap).
             let opened = fjall::Config::new(&path)
                 .temporary(true)
                 .manual_journal_persist(true)
                 .cache_size(self.memory_budget / 8)
                 .max_write_buffer_size(self.memory_budget / 8)
-                .max_journaling_size((self.memory_budget * 2).max(32 << 20))
+                .max_journaling_size((self.memory_budget * 2).max(1 << 30))
                 .flush_workers(1)
                 .compaction_workers(1)
                 .open()
@@ -98,7 +102,7 @@ impl DiskBackend {
             .manual_journal_persist(true)
             .compression(fjall::CompressionType::None);
         let partition = keyspace.open_partition(&name, options).map_err(|e| store_error(&self.dir, e))?;
-        let tree = Arc::new(Partition { partition, dir: self.dir.clone() });
+        let tree = Arc::new(Partition { partition, keyspace: keyspace.clone(), dir: self.dir.clone() });
         let budget = self
             .cache
             .lock()
@@ -129,6 +133,10 @@ fn remove_abandoned(dir: &std::path::Path) {
 /// One operator instance's tree.
 struct Partition {
     partition: fjall::PartitionHandle,
+    /// The keyspace is temporary: its directory is deleted when the last handle on it
+    /// goes. A frozen view read after the job's workers stopped (to write their final
+    /// state) keeps it, through this.
+    keyspace: fjall::Keyspace,
     dir: PathBuf,
 }
 
@@ -156,13 +164,18 @@ impl Kv for Partition {
         Ok(())
     }
     fn frozen(&self) -> Box<dyn Frozen> {
-        Box::new(FrozenPartition { snapshot: self.partition.snapshot(), dir: self.dir.clone() })
+        Box::new(FrozenPartition {
+            snapshot: self.partition.snapshot(),
+            _keyspace: self.keyspace.clone(),
+            dir: self.dir.clone(),
+        })
     }
 }
 
 /// An MVCC snapshot of one partition.
 struct FrozenPartition {
     snapshot: fjall::Snapshot,
+    _keyspace: fjall::Keyspace,
     dir: PathBuf,
 }
 
