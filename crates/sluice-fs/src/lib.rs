@@ -42,6 +42,11 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// The contents of the file `path` (an error of kind `NotFound` if missing).
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// `len` bytes of the file `path` from `offset`; an error of kind `UnexpectedEof` if
+    /// the file ends before.
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// The length of the file `path`.
+    fn size(&self, path: &Path) -> io::Result<u64>;
     /// Renames `from` to `to`, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes the file `path`.
@@ -86,15 +91,52 @@ pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()>
 /// renamed over `path`, then the directory synced. Readers see the old file or the new
 /// one, never a part; once this returns, the new one survives a power cut.
 pub fn write_durably(fs: &dyn FileSystem, path: &Path, data: &[u8]) -> io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new(""));
-    create_dir_all_durably(fs, parent)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = parent.join(format!(".{name}.tmp"));
-    let mut file = fs.create(&temporary)?;
-    file.write_all(data)?;
-    file.flush()?;
-    file.sync()?;
-    drop(file);
-    fs.rename(&temporary, path)?;
-    fs.sync_dir(parent)
+    write_parts_durably(fs, path, &[data])
+}
+
+/// As [`write_durably`], for a file made of `parts` written one after the other: a
+/// caller holding a file's pieces does not join them into one copy first.
+pub fn write_parts_durably(fs: &dyn FileSystem, path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let mut file = DurableFile::create(fs, path)?;
+    for part in parts {
+        file.write(part)?;
+    }
+    file.commit(fs)
+}
+
+/// A file written piece by piece and then made durable whole, as [`write_durably`]
+/// does: until [`DurableFile::commit`] it is a temporary file beside `path`, which
+/// readers never see.
+pub struct DurableFile {
+    path: std::path::PathBuf,
+    temporary: std::path::PathBuf,
+    file: Box<dyn WritableFile>,
+}
+
+impl DurableFile {
+    /// Starts the file `path`, creating its directory durably if missing.
+    pub fn create(fs: &dyn FileSystem, path: &Path) -> io::Result<Self> {
+        let parent = path.parent().unwrap_or(Path::new(""));
+        create_dir_all_durably(fs, parent)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temporary = parent.join(format!(".{name}.tmp"));
+        let file = fs.create(&temporary)?;
+        Ok(DurableFile { path: path.to_path_buf(), temporary, file })
+    }
+
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)
+    }
+
+    /// Syncs the file, renames it to its name in `fs` (the file system it was created
+    /// in) and syncs its directory: once this returns, the whole file survives a power
+    /// cut.
+    pub fn commit(mut self, fs: &dyn FileSystem) -> io::Result<()> {
+        self.file.flush()?;
+        self.file.sync()?;
+        drop(self.file);
+        fs.rename(&self.temporary, &self.path)?;
+        fs.sync_dir(self.path.parent().unwrap_or(Path::new("")))
+    }
 }

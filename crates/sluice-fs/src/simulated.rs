@@ -221,6 +221,21 @@ impl FileSystem for SimulatedFs {
         Ok(sim.inodes[inode].data.clone())
     }
 
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let sim = self.lock();
+        let data = &sim.inodes[sim.file(path)?].data;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        match start.checked_add(len).and_then(|end| data.get(start..end)) {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} is shorter", path.display()))),
+        }
+    }
+
+    fn size(&self, path: &Path) -> io::Result<u64> {
+        let sim = self.lock();
+        Ok(sim.inodes[sim.file(path)?].data.len() as u64)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut sim = self.lock();
         sim.write_op()?;

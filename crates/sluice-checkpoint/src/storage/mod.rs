@@ -134,6 +134,52 @@ impl Storage {
         }
     }
 
+    /// Starts writing the object `relative` piece by piece: readers see none of it
+    /// until [`ObjectWriter::finish`], then all of it, durably.
+    pub fn writer(self: &Arc<Self>, relative: &str) -> Result<ObjectWriter> {
+        let target = match &self.backend {
+            Backend::Local { fs, root } => Target::Local(
+                sluice_fs::DurableFile::create(fs.as_ref(), &Self::local_path(root, relative))
+                    .map_err(|e| self.error_at(relative, e))?,
+            ),
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => Target::Object(store.writer(relative).map_err(|e| self.error_at(relative, e))?),
+        };
+        Ok(ObjectWriter { storage: self.clone(), relative: relative.to_string(), target: Some(target) })
+    }
+
+    /// `len` bytes of an object from `offset`; an error if it is missing or shorter.
+    pub fn get_range(&self, relative: &str, offset: u64, len: usize) -> Result<Bytes> {
+        match &self.backend {
+            Backend::Local { fs, root } => fs
+                .read_range(&Self::local_path(root, relative), offset, len)
+                .map(Bytes::from)
+                .map_err(|e| self.error_at(relative, e)),
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => {
+                let end = offset.saturating_add(len as u64);
+                let bytes = store.get_range(relative, offset..end).map_err(|e| self.error_at(relative, e))?;
+                match bytes.len() == len {
+                    true => Ok(bytes),
+                    false => Err(self.error_at(relative, format!("{} bytes where {len} were asked for", bytes.len()))),
+                }
+            }
+        }
+    }
+
+    /// The size of an object in bytes; `None` if it does not exist.
+    pub fn size(&self, relative: &str) -> Result<Option<u64>> {
+        match &self.backend {
+            Backend::Local { fs, root } => match fs.size(&Self::local_path(root, relative)) {
+                Ok(size) => Ok(Some(size)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.error_at(relative, e)),
+            },
+            #[cfg(feature = "object-store")]
+            Backend::Object(store) => store.size(relative).map_err(|e| self.error_at(relative, e)),
+        }
+    }
+
     /// Reads a whole object; `None` if it does not exist.
     pub fn get(&self, relative: &str) -> Result<Option<Bytes>> {
         match &self.backend {
@@ -185,6 +231,58 @@ impl Storage {
     }
 }
 
+/// An object being written: see [`Storage::writer`]. Dropped before it is finished,
+/// it is left unseen (an object store's upload is aborted).
+pub struct ObjectWriter {
+    storage: Arc<Storage>,
+    relative: String,
+    /// `None` once finished.
+    target: Option<Target>,
+}
+
+enum Target {
+    Local(sluice_fs::DurableFile),
+    #[cfg(feature = "object-store")]
+    Object(object::Upload),
+}
+
+impl ObjectWriter {
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let written = match (self.target.as_mut(), &self.storage.backend) {
+            (Some(Target::Local(file)), _) => file.write(bytes).map_err(|e| e.to_string()),
+            #[cfg(feature = "object-store")]
+            (Some(Target::Object(upload)), Backend::Object(store)) => {
+                store.write(upload, bytes).map_err(|e| e.to_string())
+            }
+            _ => Err("written after it was finished, or to another kind of storage".to_string()),
+        };
+        written.map_err(|e| self.storage.error_at(&self.relative, e))
+    }
+
+    /// Makes the object whole and durable under its name.
+    pub fn finish(mut self) -> Result<()> {
+        let finished = match (self.target.take(), &self.storage.backend) {
+            (Some(Target::Local(file)), Backend::Local { fs, .. }) => {
+                file.commit(fs.as_ref()).map_err(|e| e.to_string())
+            }
+            #[cfg(feature = "object-store")]
+            (Some(Target::Object(upload)), Backend::Object(store)) => store.finish(upload).map_err(|e| e.to_string()),
+            _ => Err("finished twice, or on another kind of storage".to_string()),
+        };
+        finished.map_err(|e| self.storage.error_at(&self.relative, e))
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        #[cfg(feature = "object-store")]
+        if let (Some(Target::Object(upload)), Backend::Object(store)) = (self.target.take(), &self.storage.backend) {
+            store.abort(upload);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,24 +290,47 @@ mod tests {
     #[test]
     fn local_directory_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path().to_str().unwrap()).unwrap();
+        let storage = Arc::new(Storage::open(dir.path().to_str().unwrap()).unwrap());
         storage.put("chk-1/a.state", b"hello".to_vec()).unwrap();
         storage.put("chk-2/manifest.json", b"{}".to_vec()).unwrap();
         assert_eq!(storage.get("chk-1/a.state").unwrap().unwrap().as_ref(), b"hello");
+        assert_eq!(storage.get_range("chk-1/a.state", 1, 3).unwrap().as_ref(), b"ell");
+        assert!(storage.get_range("chk-1/a.state", 3, 3).is_err(), "past the end");
+        assert_eq!(storage.size("chk-1/a.state").unwrap(), Some(5));
+        assert_eq!(storage.size("chk-1/missing").unwrap(), None);
         assert!(storage.get("chk-1/missing").unwrap().is_none());
         let mut dirs = storage.list_dirs("").unwrap();
         dirs.sort();
         assert_eq!(dirs, vec!["chk-1", "chk-2"]);
         storage.delete_dir("chk-1").unwrap();
         assert_eq!(storage.list_dirs("").unwrap(), vec!["chk-2"]);
+        writes_piece_by_piece(&storage);
+    }
+
+    /// An object written in pieces is invisible until finished, then whole.
+    fn writes_piece_by_piece(storage: &Arc<Storage>) {
+        let mut writer = storage.writer("chk-3/big.state").unwrap();
+        let piece = vec![7u8; 3 << 20];
+        for _ in 0..4 {
+            writer.write(&piece).unwrap();
+        }
+        assert_eq!(storage.size("chk-3/big.state").unwrap(), None, "not visible before it is finished");
+        writer.finish().unwrap();
+        assert_eq!(storage.size("chk-3/big.state").unwrap(), Some(12 << 20));
+        assert_eq!(storage.get_range("chk-3/big.state", (12 << 20) - 2, 2).unwrap().as_ref(), &[7, 7]);
     }
 
     #[test]
     #[cfg(feature = "object-store")]
     fn memory_url() {
-        let storage = Storage::open("memory://").unwrap();
+        let storage = Arc::new(Storage::open("memory://").unwrap());
         storage.put("x/y", vec![1, 2]).unwrap();
         assert_eq!(storage.get("x/y").unwrap().unwrap().as_ref(), &[1, 2]);
+        assert_eq!(storage.get_range("x/y", 1, 1).unwrap().as_ref(), &[2]);
+        assert!(storage.get_range("x/y", 1, 2).is_err(), "past the end");
+        assert_eq!(storage.size("x/y").unwrap(), Some(2));
+        assert_eq!(storage.size("x/z").unwrap(), None);
+        writes_piece_by_piece(&storage);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::storage_error;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
 use sluice_types::{Error, Result};
 use std::sync::Arc;
 
@@ -52,6 +52,46 @@ impl ObjectLocation {
         }
     }
 
+    pub fn get_range(
+        &self,
+        relative: &str,
+        range: std::ops::Range<u64>,
+    ) -> std::result::Result<Bytes, object_store::Error> {
+        self.runtime.block_on(self.store.get_range(&self.path(relative), range))
+    }
+
+    pub fn size(&self, relative: &str) -> std::result::Result<Option<u64>, object_store::Error> {
+        match self.runtime.block_on(self.store.head(&self.path(relative))) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn writer(&self, relative: &str) -> std::result::Result<Upload, object_store::Error> {
+        let upload = self.runtime.block_on(self.store.put_multipart(&self.path(relative)))?;
+        Ok(Upload(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)))
+    }
+
+    pub fn write(&self, upload: &mut Upload, bytes: &[u8]) -> std::result::Result<(), object_store::Error> {
+        // A full part is uploaded by a task of the location's runtime, which runs only
+        // while this thread blocks on the runtime.
+        self.runtime.block_on(upload.0.wait_for_capacity(PARTS_IN_FLIGHT))?;
+        let _entered = self.runtime.enter();
+        upload.0.write(bytes);
+        Ok(())
+    }
+
+    pub fn finish(&self, upload: Upload) -> std::result::Result<(), object_store::Error> {
+        self.runtime.block_on(upload.0.finish()).map(|_| ())
+    }
+
+    pub fn abort(&self, upload: Upload) {
+        if let Err(error) = self.runtime.block_on(upload.0.abort()) {
+            tracing::debug!("cannot abort an upload: {error}");
+        }
+    }
+
     pub fn delete(&self, relative: &str) -> std::result::Result<(), object_store::Error> {
         match self.runtime.block_on(self.store.delete(&self.path(relative))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -79,6 +119,14 @@ impl ObjectLocation {
         })
     }
 }
+
+/// The size of the parts of a multipart upload (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 << 20;
+/// How many parts of one upload are in flight at most.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// An object uploaded in parts, invisible until finished.
+pub(super) struct Upload(WriteMultipart);
 
 /// The store for `url`'s scheme. Credentials, region and endpoint come from the
 /// environment, as the clouds' own tools read them (AWS_ACCESS_KEY_ID, AWS_ENDPOINT,
