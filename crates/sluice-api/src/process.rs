@@ -114,7 +114,7 @@ impl<K: Key, O> KeyedScope<K, O> {
 
     /// Restores what [`KeyedScope::snapshot`] wrote, for the key groups of this worker.
     pub fn restore(&mut self, reader: &StateReader) -> Result<()> {
-        reader.for_each_keyed::<K, (&str, &[u8])>(|key, (name, bytes)| {
+        reader.for_each_named_keyed(|key: K, name, bytes| {
             match name {
                 EVENT_TIMER => self.timers.event.register(decode(bytes)?, key),
                 PROCESSING_TIMER => self.timers.processing.register(decode(bytes)?, key),

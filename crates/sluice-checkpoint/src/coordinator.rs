@@ -7,10 +7,11 @@
 
 use crate::manifest::{checkpoint_dir, savepoint_dir, ChainFile, Manifest};
 use crate::request::SavepointRequest;
+use crate::state_file::StateFileWriter;
 use crate::{CheckpointConfig, CheckpointStore};
 use crossbeam_channel::{select, Receiver, Sender};
 use sluice_runtime::checkpoint::{
-    Ack, AckKind, Barrier, BarrierKind, CheckpointHub, CheckpointId, Committer, InstanceState, ParticipantId,
+    Ack, AckKind, Barrier, BarrierKind, CheckpointHub, CheckpointId, Committer, Deferred, InstanceState, ParticipantId,
     StateWriter,
 };
 use sluice_types::{Error, Result};
@@ -87,9 +88,48 @@ struct InFlight {
     barrier: Barrier,
     started: Instant,
     states: BTreeMap<ParticipantId, InstanceState>,
+    /// State files begun when a snapshot came in: its deferred entries were written
+    /// straight into them.
+    files: BTreeMap<ParticipantId, StateFileWriter>,
     /// The longest time a participant stopped processing to write its snapshot.
     longest_sync: Duration,
     requester: Option<Requester>,
+}
+
+/// The final state of a participant that finished.
+enum Finished {
+    /// Whole, in memory.
+    InMemory(InstanceState),
+    /// Its keyed entries in `file`; `state` holds the rest.
+    Written { state: InstanceState, file: ChainFile },
+}
+
+impl Finished {
+    fn state(&self) -> &InstanceState {
+        match self {
+            Finished::InMemory(state) | Finished::Written { state, .. } => state,
+        }
+    }
+
+    fn state_mut(&mut self) -> &mut InstanceState {
+        match self {
+            Finished::InMemory(state) | Finished::Written { state, .. } => state,
+        }
+    }
+
+    fn into_state(self) -> InstanceState {
+        match self {
+            Finished::InMemory(state) | Finished::Written { state, .. } => state,
+        }
+    }
+}
+
+/// The directory of a checkpoint or savepoint.
+fn directory_of(barrier: Barrier) -> String {
+    match barrier.kind {
+        BarrierKind::Checkpoint => checkpoint_dir(barrier.id),
+        BarrierKind::Savepoint => savepoint_dir(barrier.id),
+    }
 }
 
 /// How often the location is looked at for savepoint requests.
@@ -103,7 +143,9 @@ pub fn run(setup: CoordinatorSetup, commands: Receiver<Command>) -> Result<()> {
 struct Coordinator {
     setup: CoordinatorSetup,
     participants: Vec<ParticipantId>,
-    finished: BTreeMap<ParticipantId, InstanceState>,
+    /// The final states of participants that finished: they stand in for them in every
+    /// later checkpoint.
+    finished: BTreeMap<ParticipantId, Finished>,
     next_id: CheckpointId,
     in_flight: Option<InFlight>,
     savepoints: Vec<Requester>,
@@ -217,6 +259,7 @@ impl Coordinator {
             barrier,
             started: Instant::now(),
             states: BTreeMap::new(),
+            files: BTreeMap::new(),
             longest_sync: Duration::ZERO,
             requester,
         });
@@ -225,21 +268,30 @@ impl Coordinator {
     }
 
     fn on_ack(&mut self, mut ack: Ack) -> Result<()> {
-        if !ack.deferred.is_empty() {
-            let deferred = std::mem::take(&mut ack.deferred);
-            // Written here, off the workers, from the frozen view the participant left.
-            if let Err(error) = StateWriter::complete(&mut ack.state, deferred, self.setup.max_parallelism) {
-                // The checkpoint cannot complete without it; it times out.
-                tracing::warn!("cannot write the snapshot of {:?}: {error}", ack.participant);
-                return Ok(());
-            }
-        }
+        let deferred = std::mem::take(&mut ack.deferred);
         match ack.kind {
-            AckKind::Finished => {
-                self.finished.insert(ack.participant, ack.state);
-            }
+            AckKind::Finished => self.keep_finished(ack.participant, ack.state, deferred)?,
             AckKind::Snapshot(id) => match &mut self.in_flight {
                 Some(flight) if flight.barrier.id == id => {
+                    if !deferred.is_empty() {
+                        // Written here, off the workers, from the frozen view the
+                        // participant left, straight into its state file.
+                        let dir = directory_of(flight.barrier);
+                        let written = self.setup.store.state_file(&dir, ack.participant).and_then(|file| {
+                            StateWriter::complete_spilling(&mut ack.state, deferred, self.setup.max_parallelism, file)
+                        });
+                        match written {
+                            Ok(file) => {
+                                flight.files.insert(ack.participant, file);
+                            }
+                            Err(error) => {
+                                // The checkpoint cannot complete without it; it times out.
+                                tracing::warn!("cannot write the snapshot of {:?}: {error}", ack.participant);
+                                self.carried.extend(ack.state.committables.into_iter().map(|c| (ack.participant, c)));
+                                return Ok(());
+                            }
+                        }
+                    }
                     flight.longest_sync = flight.longest_sync.max(ack.sync);
                     flight.states.insert(ack.participant, ack.state);
                 }
@@ -261,9 +313,23 @@ impl Coordinator {
         }
         let mut flight = self.in_flight.take().expect("invariant: checked above");
         for participant in &self.participants {
-            if !flight.states.contains_key(participant) {
-                let state = self.finished.get(participant).cloned().unwrap_or_default();
-                flight.states.insert(*participant, state);
+            if flight.states.contains_key(participant) {
+                continue;
+            }
+            let Some(finished) = self.finished.get(participant) else { continue };
+            flight.states.insert(*participant, finished.state().clone());
+            if let Finished::Written { file, .. } = finished {
+                match self.copy_finished(&directory_of(flight.barrier), *participant, file) {
+                    Ok(copy) => {
+                        flight.files.insert(*participant, copy);
+                    }
+                    Err(error) => {
+                        // The checkpoint cannot complete without it; it times out.
+                        tracing::warn!("cannot write the final state of {participant:?}: {error}");
+                        self.in_flight = Some(flight);
+                        return Ok(());
+                    }
+                }
             }
         }
         for (participant, committable) in std::mem::take(&mut self.carried) {
@@ -271,7 +337,8 @@ impl Coordinator {
                 state.committables.insert(0, committable);
             }
         }
-        let outcome = self.complete(flight.barrier, flight.started, &flight.states, false);
+        let files = std::mem::take(&mut flight.files);
+        let outcome = self.complete(flight.barrier, flight.started, &flight.states, files, false);
         match &outcome {
             Ok(_) => self.lock_stats().latest_sync = flight.longest_sync,
             // Not stored: its transactions wait for the next checkpoint.
@@ -300,12 +367,10 @@ impl Coordinator {
         barrier: Barrier,
         started: Instant,
         states: &BTreeMap<ParticipantId, InstanceState>,
+        files: BTreeMap<ParticipantId, StateFileWriter>,
         finished: bool,
     ) -> Result<String> {
-        let dir = match barrier.kind {
-            BarrierKind::Checkpoint => checkpoint_dir(barrier.id),
-            BarrierKind::Savepoint => savepoint_dir(barrier.id),
-        };
+        let dir = directory_of(barrier);
         let mut manifest = Manifest::new(barrier.id, barrier.kind, self.setup.parallelism, self.setup.max_parallelism);
         manifest.operators = self.setup.operators.clone();
         manifest.completed_at = sluice_runtime::now_millis();
@@ -319,7 +384,7 @@ impl Coordinator {
                 return Err(error);
             }
         };
-        let (written, size) = self.setup.store.write(&dir, manifest, states, &chains)?;
+        let (written, size) = self.setup.store.write_started(&dir, manifest, states, &chains, files)?;
         if barrier.kind == BarrierKind::Checkpoint {
             self.chains = written
                 .files
@@ -364,6 +429,36 @@ impl Coordinator {
             }
         }
         Ok(format!("{}/{dir}", self.setup.store.location()))
+    }
+
+    /// Keeps the final state of `participant`. The entries of its deferred work (an
+    /// on-disk store's) are written into a file of their own at once, while the store
+    /// is still open, and copied into each later checkpoint, so they are never held in
+    /// memory whole.
+    fn keep_finished(
+        &mut self,
+        participant: ParticipantId,
+        mut state: InstanceState,
+        deferred: Vec<Deferred>,
+    ) -> Result<()> {
+        if deferred.is_empty() {
+            self.finished.insert(participant, Finished::InMemory(state));
+            return Ok(());
+        }
+        let store = &self.setup.store;
+        let file = store.finished_state_file(participant)?;
+        let file = StateWriter::complete_spilling(&mut state, deferred, self.setup.max_parallelism, file)?;
+        let file = store.finish_finished_state(participant, file, &state)?;
+        self.finished.insert(participant, Finished::Written { state, file });
+        Ok(())
+    }
+
+    /// Starts the state file of a finished participant in `dir` with the entries of its
+    /// final state's file, read a run at a time.
+    fn copy_finished(&self, dir: &str, participant: ParticipantId, file: &ChainFile) -> Result<StateFileWriter> {
+        let mut copy = self.setup.store.state_file(dir, participant)?;
+        self.setup.store.copy_runs(file, &mut copy)?;
+        Ok(copy)
     }
 
     /// The earlier files each participant's changes apply on top of: none for a full
@@ -452,8 +547,7 @@ impl Coordinator {
                 match ack.kind {
                     AckKind::Finished => {
                         let deferred = std::mem::take(&mut ack.deferred);
-                        StateWriter::complete(&mut ack.state, deferred, self.setup.max_parallelism)?;
-                        self.finished.insert(ack.participant, ack.state);
+                        self.keep_finished(ack.participant, ack.state, deferred)?;
                     }
                     // A sink that pre-committed the checkpoint still in flight.
                     AckKind::Snapshot(_) => pre_committed.push((ack.participant, ack.state.committables)),
@@ -464,7 +558,7 @@ impl Coordinator {
             // before their last transactions.
             pre_committed.extend(std::mem::take(&mut self.carried).into_iter().map(|(p, c)| (p, vec![c])));
             for (participant, committables) in pre_committed {
-                if let Some(state) = self.finished.get_mut(&participant) {
+                if let Some(state) = self.finished.get_mut(&participant).map(Finished::state_mut) {
                     let last = std::mem::replace(&mut state.committables, committables);
                     state.committables.extend(last);
                 }
@@ -474,8 +568,17 @@ impl Coordinator {
                 return Err(Error::internal(format!("the final checkpoint has no state from {missing:?}")));
             }
             let barrier = Barrier { id: self.next_id, kind: BarrierKind::Checkpoint };
-            let states = std::mem::take(&mut self.finished);
-            self.complete(barrier, Instant::now(), &states, true)?;
+            let dir = directory_of(barrier);
+            let mut states = BTreeMap::new();
+            let mut files = BTreeMap::new();
+            for (participant, finished) in std::mem::take(&mut self.finished) {
+                if let Finished::Written { file, .. } = &finished {
+                    files.insert(participant, self.copy_finished(&dir, participant, file)?);
+                }
+                states.insert(participant, finished.into_state());
+            }
+            self.complete(barrier, Instant::now(), &states, files, true)?;
+            self.setup.store.delete_finished_states()?;
             if !self.carried.is_empty() {
                 return Err(Error::checkpoint(
                     self.setup.store.location(),

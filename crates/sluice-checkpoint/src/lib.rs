@@ -14,11 +14,12 @@ pub mod coordinator;
 pub mod manifest;
 pub use manifest::ChainFile;
 mod request;
+mod state_file;
 mod storage;
 mod store;
 
 pub use config::{parse_duration, CheckpointConfig, DeliveryGuarantee};
 pub use coordinator::{CheckpointStats, Command, CoordinatorSetup};
 pub use request::{request_savepoint, SavepointReply, SavepointRequest};
-pub use storage::Storage;
+pub use storage::{ObjectWriter, Storage};
 pub use store::{CheckpointStore, LoadedCheckpoint};

@@ -3,10 +3,13 @@
 use crate::manifest::{
     checkpoint_dir, parse_checkpoint_dir, parse_savepoint_dir, ChainFile, Manifest, StateFile, MANIFEST, SAVEPOINTS,
 };
+use crate::state_file::{self, StateFileWriter};
 use crate::Storage;
-use sluice_runtime::checkpoint::{CheckpointId, InstanceState, ParticipantId, RestoredCheckpoint};
+use sluice_runtime::checkpoint::Spill;
+use sluice_runtime::checkpoint::{CheckpointId, InstanceState, ParticipantId, RestoredCheckpoint, RestoredState};
 use sluice_types::{Error, Result};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A checkpoint read back and verified.
 #[derive(Debug)]
@@ -15,8 +18,9 @@ pub struct LoadedCheckpoint {
     pub location: String,
     /// Its manifest.
     pub manifest: Manifest,
-    /// Every participant's state.
-    pub states: BTreeMap<ParticipantId, InstanceState>,
+    /// Every participant's state; the key groups of large state files are read only
+    /// when restored.
+    pub states: BTreeMap<ParticipantId, RestoredState>,
     /// Newer checkpoints that had completed (they have a manifest) but failed to verify,
     /// newest first, with the reason: [`CheckpointStore::latest`] fell back past them.
     /// Their transactions may have been published, so restoring this one can write
@@ -48,7 +52,15 @@ impl LoadedCheckpoint {
 /// The checkpoints of one location.
 #[derive(Debug)]
 pub struct CheckpointStore {
-    storage: Storage,
+    storage: Arc<Storage>,
+}
+
+/// Where the keyed entries of finished participants' final states are kept while the
+/// job runs.
+const FINISHED: &str = "finished-states";
+
+fn state_file_name(participant: ParticipantId) -> String {
+    format!("o{}-w{}.state", participant.operator, participant.worker)
 }
 
 fn join(dir: &str, file: &str) -> String {
@@ -62,7 +74,7 @@ fn join(dir: &str, file: &str) -> String {
 impl CheckpointStore {
     /// The checkpoints kept in `storage`.
     pub fn new(storage: Storage) -> Self {
-        CheckpointStore { storage }
+        CheckpointStore { storage: Arc::new(storage) }
     }
 
     /// Opens the location `location` (a path or URL).
@@ -75,31 +87,87 @@ impl CheckpointStore {
         self.storage.location()
     }
 
+    /// Starts the state file of `participant` in the checkpoint directory `dir`, for
+    /// its snapshot's entries to be written as they come.
+    pub(crate) fn state_file(&self, dir: &str, participant: ParticipantId) -> Result<StateFileWriter> {
+        StateFileWriter::create(&self.storage, &join(dir, &state_file_name(participant)))
+    }
+
+    /// Starts the file that keeps the keyed entries of a finished participant's final
+    /// state, for later checkpoints to copy (see [`CheckpointStore::copy_runs`]).
+    pub(crate) fn finished_state_file(&self, participant: ParticipantId) -> Result<StateFileWriter> {
+        StateFileWriter::create(&self.storage, &join(FINISHED, &state_file_name(participant)))
+    }
+
+    /// Finishes a file begun by [`CheckpointStore::finished_state_file`].
+    pub(crate) fn finish_finished_state(
+        &self,
+        participant: ParticipantId,
+        file: StateFileWriter,
+        state: &InstanceState,
+    ) -> Result<ChainFile> {
+        let (size, crc32) = file.finish(state)?;
+        Ok(ChainFile { path: join(FINISHED, &state_file_name(participant)), size, crc32 })
+    }
+
+    /// Writes the keyed entries of the state file `file` into `into`, a run at a time.
+    pub(crate) fn copy_runs(&self, file: &ChainFile, into: &mut StateFileWriter) -> Result<()> {
+        let location = self.storage.location();
+        let state = state_file::read(&self.storage, location, &file.path, file.size, file.crc32)?;
+        for (changes, groups) in [(false, Some(&state.keyed)), (true, state.changes.as_ref())] {
+            for (group, runs) in groups.into_iter().flatten() {
+                for run in runs {
+                    into.spill(changes, *group, &run.load()?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the files of finished participants' final states, once the final
+    /// checkpoint holds them.
+    pub(crate) fn delete_finished_states(&self) -> Result<()> {
+        self.storage.delete_dir(FINISHED)
+    }
+
     /// Writes the state files under `dir`, then the manifest: only then is the
     /// checkpoint complete. Returns the manifest written and the bytes of state.
     /// `chains` gives, per participant whose state is changes on top of earlier files,
-    /// those files.
+    /// those files; `started` the state files already begun (see
+    /// [`CheckpointStore::state_file`]), which `states` completes.
     pub fn write(
+        &self,
+        dir: &str,
+        manifest: Manifest,
+        states: &BTreeMap<ParticipantId, InstanceState>,
+        chains: &BTreeMap<ParticipantId, Vec<ChainFile>>,
+    ) -> Result<(Manifest, u64)> {
+        self.write_started(dir, manifest, states, chains, BTreeMap::new())
+    }
+
+    pub(crate) fn write_started(
         &self,
         dir: &str,
         mut manifest: Manifest,
         states: &BTreeMap<ParticipantId, InstanceState>,
         chains: &BTreeMap<ParticipantId, Vec<ChainFile>>,
+        mut started: BTreeMap<ParticipantId, StateFileWriter>,
     ) -> Result<(Manifest, u64)> {
         let mut total = 0u64;
         for (participant, state) in states {
-            let bytes = postcard::to_stdvec(state)
-                .map_err(|e| Error::checkpoint(dir, format!("cannot encode the state of {participant:?}: {e}")))?;
-            let path = format!("o{}-w{}.state", participant.operator, participant.worker);
+            let writer = match started.remove(participant) {
+                Some(writer) => writer,
+                None => self.state_file(dir, *participant)?,
+            };
+            let (size, crc32) = writer.finish(state)?;
             let file = StateFile {
                 participant: *participant,
-                path,
-                size: bytes.len() as u64,
-                crc32: crc32fast::hash(&bytes),
+                path: state_file_name(*participant),
+                size,
+                crc32,
                 chain: chains.get(participant).cloned().unwrap_or_default(),
             };
             total += file.size;
-            self.storage.put(&join(dir, &file.path), bytes)?;
             manifest.files.push(file);
         }
         self.storage.put(&join(dir, MANIFEST), manifest.encode()?)?;
@@ -107,41 +175,29 @@ impl CheckpointStore {
     }
 
     /// Reads the checkpoint under `dir`, verifying the manifest and every file's size
-    /// and checksum. `Ok(None)` if it has no manifest (it never completed).
+    /// and checksum. `Ok(None)` if it has no manifest (it never completed). The key
+    /// groups of large state files stay in storage, to be read one at a time by the
+    /// operators that restore them.
     pub fn read(&self, dir: &str) -> Result<Option<LoadedCheckpoint>> {
         let location = join(self.storage.location(), dir);
         let Some(bytes) = self.storage.get(&join(dir, MANIFEST))? else { return Ok(None) };
         let manifest = Manifest::decode(&bytes, &location)?;
         let mut states = BTreeMap::new();
         for file in &manifest.files {
-            let mut state = self.read_state(&location, &join(dir, &file.path), file.size, file.crc32)?;
+            let mut state = state_file::read(&self.storage, &location, &join(dir, &file.path), file.size, file.crc32)?;
             // Changes apply on top of the chain's files, the newest last.
             for earlier in file.chain.iter().rev() {
-                let older = self.read_state(&location, &earlier.path, earlier.size, earlier.crc32)?;
-                state.apply_after(older.changes.unwrap_or_default());
+                state.apply_after(state_file::read(
+                    &self.storage,
+                    &location,
+                    &earlier.path,
+                    earlier.size,
+                    earlier.crc32,
+                )?);
             }
             states.insert(file.participant, state);
         }
         Ok(Some(LoadedCheckpoint { location, manifest, states, skipped: Vec::new() }))
-    }
-
-    /// Reads and verifies one state file.
-    fn read_state(&self, location: &str, path: &str, size: u64, crc32: u32) -> Result<InstanceState> {
-        let bytes = self
-            .storage
-            .get(path)?
-            .ok_or_else(|| Error::checkpoint(location, format!("state file {path} is missing")))?;
-        if bytes.len() as u64 != size {
-            return Err(Error::checkpoint(
-                location,
-                format!("state file {path} has {} bytes, expected {size} (truncated?)", bytes.len()),
-            ));
-        }
-        if crc32fast::hash(&bytes) != crc32 {
-            return Err(Error::checkpoint(location, format!("state file {path} fails its checksum")));
-        }
-        postcard::from_bytes(&bytes)
-            .map_err(|e| Error::checkpoint(location, format!("state file {path} cannot be decoded: {e}")))
     }
 
     /// The ids of the checkpoint directories, complete or not, oldest first.
@@ -242,7 +298,7 @@ impl CheckpointStore {
         for id in self.checkpoint_ids()? {
             self.storage.delete_dir(&checkpoint_dir(id))?;
         }
-        Ok(())
+        self.delete_finished_states()
     }
 
     /// The storage, for tests and tools.
@@ -287,9 +343,10 @@ mod tests {
         }
         let loaded = store.latest().unwrap().unwrap();
         let merged = loaded.states[&participant].changes.clone().unwrap();
-        assert_eq!(merged.since, None);
-        assert_eq!(merged.keyed[&1], b"base1-d1");
-        assert_eq!(merged.keyed[&2], b"base2-d2");
+        let group =
+            |group| merged[&group].iter().flat_map(|entries| entries.load().unwrap().to_vec()).collect::<Vec<u8>>();
+        assert_eq!(group(1), b"base1-d1");
+        assert_eq!(group(2), b"base2-d2");
 
         // Pruning to one checkpoint keeps the directories its chain reads.
         store.prune(1, 3).unwrap();

@@ -453,7 +453,7 @@ impl<K: Key> KeyedStateStore<K> {
     /// Restores the entries of an on-disk store (the changes a [`StateReader`] holds),
     /// one at a time, and ends the restore: the last step of every restore.
     pub fn restore_changes(&mut self, reader: &StateReader) -> Result<()> {
-        reader.for_each_change::<K, (&str, &[u8])>(|key, (name, entry)| self.restore_entry(key, name, entry))?;
+        reader.for_each_named_change(|key, name, entry| self.restore_entry(key, name, entry))?;
         self.finish_restore();
         Ok(())
     }

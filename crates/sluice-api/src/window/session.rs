@@ -225,7 +225,7 @@ where
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        state.for_each_keyed::<K, (&str, &[u8])>(|key, (name, bytes)| {
+        state.for_each_named_keyed(|key: K, name, bytes| {
             match name {
                 FIRE_AT => self.fire_at.register(decode(bytes)?, key),
                 PURGE_AT => self.purge_at.register(decode(bytes)?, key),

@@ -1,6 +1,8 @@
 //! The meeting point of the coordinator and the operator instances of a running job.
 
-use super::{Alignment, Barrier, BarrierKind, Changes, CheckpointId, InstanceState, StateReader, StateWriter};
+use super::{
+    Alignment, Barrier, BarrierKind, CheckpointId, InstanceState, KeyGroups, RestoredState, StateReader, StateWriter,
+};
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use sluice_types::{worker_for_key_group, KeyGroup};
@@ -61,7 +63,7 @@ pub struct RestoredCheckpoint {
     /// The parallelism it was taken at.
     pub parallelism: usize,
     /// Every instance's state.
-    pub states: BTreeMap<ParticipantId, InstanceState>,
+    pub states: BTreeMap<ParticipantId, RestoredState>,
 }
 
 impl RestoredCheckpoint {
@@ -69,17 +71,17 @@ impl RestoredCheckpoint {
     /// now owns, from every old instance, its share of the non-keyed items (its own
     /// when the parallelism is unchanged, dealt round-robin otherwise), and the clocks
     /// (its own, or every old instance's).
-    pub fn share(&self, operator: usize, worker: usize, parallelism: usize, max_parallelism: u16) -> InstanceState {
+    pub fn share(&self, operator: usize, worker: usize, parallelism: usize, max_parallelism: u16) -> RestoredState {
         let mine = |group: &u16| worker_for_key_group(KeyGroup(*group), max_parallelism, parallelism) == worker;
         let mut share = self.share_unkeyed(operator, worker, parallelism);
         for (_, state) in self.states.iter().filter(|(id, _)| id.operator == operator) {
             for (group, entries) in state.keyed.iter().filter(|(group, _)| mine(group)) {
-                share.keyed.entry(*group).or_default().extend_from_slice(entries);
+                share.keyed.entry(*group).or_default().extend(entries.iter().cloned());
             }
             if let Some(changes) = &state.changes {
                 let into = share.changes.get_or_insert_with(Default::default);
-                for (group, entries) in changes.keyed.iter().filter(|(group, _)| mine(group)) {
-                    into.keyed.entry(*group).or_default().extend_from_slice(entries);
+                for (group, entries) in changes.iter().filter(|(group, _)| mine(group)) {
+                    into.entry(*group).or_default().extend(entries.iter().cloned());
                 }
             }
         }
@@ -87,10 +89,10 @@ impl RestoredCheckpoint {
     }
 
     /// The items and clocks of a share, without its key groups.
-    fn share_unkeyed(&self, operator: usize, worker: usize, parallelism: usize) -> InstanceState {
-        let old: Vec<(&ParticipantId, &InstanceState)> =
+    fn share_unkeyed(&self, operator: usize, worker: usize, parallelism: usize) -> RestoredState {
+        let old: Vec<(&ParticipantId, &RestoredState)> =
             self.states.iter().filter(|(id, _)| id.operator == operator).collect();
-        let mut share = InstanceState::default();
+        let mut share = RestoredState::default();
         if parallelism == self.parallelism {
             if let Some((_, state)) = old.iter().find(|(id, _)| id.worker == worker) {
                 share.items = state.items.clone();
@@ -113,18 +115,18 @@ impl RestoredCheckpoint {
         worker: usize,
         parallelism: usize,
         max_parallelism: u16,
-    ) -> InstanceState {
+    ) -> RestoredState {
         let mine = |group: &u16| worker_for_key_group(KeyGroup(*group), max_parallelism, parallelism) == worker;
-        let mut keyed: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
-        let mut changes: Option<Changes> = None;
+        let mut keyed = KeyGroups::new();
+        let mut changes: Option<KeyGroups> = None;
         for (_, state) in self.states.iter_mut().filter(|(id, _)| id.operator == operator) {
             for (group, entries) in state.keyed.iter_mut().filter(|(group, _)| mine(group)) {
-                append(&mut keyed, *group, std::mem::take(entries));
+                keyed.entry(*group).or_default().append(entries);
             }
             if let Some(old) = &mut state.changes {
-                let into = &mut changes.get_or_insert_with(Default::default).keyed;
-                for (group, entries) in old.keyed.iter_mut().filter(|(group, _)| mine(group)) {
-                    append(into, *group, std::mem::take(entries));
+                let into = changes.get_or_insert_with(Default::default);
+                for (group, entries) in old.iter_mut().filter(|(group, _)| mine(group)) {
+                    into.entry(*group).or_default().append(entries);
                 }
             }
         }
@@ -138,16 +140,6 @@ impl RestoredCheckpoint {
     /// Whether the checkpoint holds state for `operator`.
     pub fn has_operator(&self, operator: usize) -> bool {
         self.states.keys().any(|id| id.operator == operator)
-    }
-}
-
-/// Adds `entries` to key group `group` of `groups`: moved in if the group has none.
-fn append(groups: &mut BTreeMap<u16, Vec<u8>>, group: u16, mut entries: Vec<u8>) {
-    match groups.get_mut(&group) {
-        Some(existing) => existing.append(&mut entries),
-        None => {
-            groups.insert(group, entries);
-        }
     }
 }
 
@@ -349,7 +341,7 @@ mod tests {
             let mut writer = StateWriter::new(128);
             writer.clock(&(1_000i64 + worker as i64)).unwrap();
             writer.item(&format!("split-{worker}")).unwrap();
-            states.insert(ParticipantId { operator: 3, worker }, writer.finish());
+            states.insert(ParticipantId { operator: 3, worker }, writer.finish().into());
         }
         let restored = RestoredCheckpoint { id: 9, parallelism: 2, states };
         for worker in 0..4 {
@@ -372,21 +364,22 @@ mod tests {
             }
             writer.clock(&(worker as i64)).unwrap();
             let mut state = writer.finish();
-            state.changes = Some(Changes { since: None, keyed: state.keyed.clone() });
-            states.insert(ParticipantId { operator: 3, worker }, state);
+            state.changes = Some(super::super::Changes { since: None, keyed: state.keyed.clone() });
+            states.insert(ParticipantId { operator: 3, worker }, state.into());
         }
         let mut restored = RestoredCheckpoint { id: 9, parallelism: 2, states };
-        let copied: Vec<InstanceState> = (0..3).map(|worker| restored.share(3, worker, 3, 128)).collect();
-        let total = |state: &InstanceState| state.keyed.values().map(Vec::len).sum::<usize>();
-        assert!(copied.iter().all(|share| total(share) > 0), "every new instance gets key groups");
+        let copied: Vec<RestoredState> = (0..3).map(|worker| restored.share(3, worker, 3, 128)).collect();
+        assert!(copied.iter().all(|share| share.keyed_size() > 0), "every new instance gets key groups");
         for (worker, copy) in copied.iter().enumerate() {
             let taken = restored.take_share(3, worker, 3, 128);
-            let entries = |state: &InstanceState| StateReader::new(state.clone()).keyed::<u64, String>().unwrap();
-            assert_eq!(entries(&taken), entries(copy), "worker {worker}");
-            assert_eq!(taken.changes, copy.changes, "worker {worker}");
+            let reader = |state: &RestoredState| StateReader::new(state.clone());
+            let keyed = |state| reader(state).keyed::<u64, String>().unwrap();
+            let changes = |state| reader(state).changes::<u64, String>().unwrap();
+            assert_eq!(keyed(&taken), keyed(copy), "worker {worker}");
+            assert_eq!(changes(&taken), changes(copy), "worker {worker}");
             assert_eq!(taken.clocks, copy.clocks, "worker {worker}");
         }
-        let left: usize = restored.states.values().map(total).sum();
+        let left: usize = restored.states.values().map(RestoredState::keyed_size).sum();
         assert_eq!(left, 0, "nothing keyed is left behind to hold twice");
     }
 }

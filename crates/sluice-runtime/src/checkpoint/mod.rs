@@ -13,10 +13,12 @@
 //! every participant has acknowledged.
 
 mod hub;
+mod restore;
 mod state;
 
 pub use hub::{Ack, AckKind, CheckpointHub, Participant, ParticipantId, RestoredCheckpoint};
-pub use state::{decode, encode, Changes, Deferred, InstanceState, StateReader, StateWriter};
+pub use restore::{Entries, KeyGroups, RestoredState, StateReader, StoredFile};
+pub use state::{decode, encode, Changes, Deferred, InstanceState, Spill, StateWriter, SPILL_BYTES};
 
 /// Identifies one checkpoint of a job; ids grow by one per checkpoint.
 pub type CheckpointId = u64;

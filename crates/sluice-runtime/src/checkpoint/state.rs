@@ -14,7 +14,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_types::{hash_key, key_group_for_hash, Error, Key, Result};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// The snapshot of one operator instance, as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,13 +82,34 @@ fn encode_error(e: postcard::Error) -> Error {
     Error::checkpoint("snapshot", format!("cannot encode state: {e}"))
 }
 
-fn decode_error(e: postcard::Error) -> Error {
+pub(super) fn decode_error(e: postcard::Error) -> Error {
     Error::checkpoint("restore", format!("cannot decode state (was the job's code changed?): {e}"))
 }
 
 /// Work a snapshot leaves for later, off the worker: writing the entries of a frozen
 /// view of an on-disk store. The coordinator runs it before storing the snapshot.
 pub type Deferred = Box<dyn FnOnce(&mut StateWriter) -> Result<()> + Send>;
+
+/// Where deferred work puts a snapshot's entries as it goes, so that a snapshot of a
+/// store larger than memory is never held whole: the state file being written.
+pub trait Spill {
+    /// Takes entries of key group `group`: keyed entries, or an on-disk store's when
+    /// `changes`. Entries of a group come in the order they apply.
+    fn spill(&mut self, changes: bool, group: u16, entries: &[u8]) -> Result<()>;
+}
+
+/// A spill lent to the writers of deferred work, one after the other.
+struct Shared<S>(Rc<RefCell<S>>);
+
+impl<S: Spill> Spill for Shared<S> {
+    fn spill(&mut self, changes: bool, group: u16, entries: &[u8]) -> Result<()> {
+        self.0.borrow_mut().spill(changes, group, entries)
+    }
+}
+
+/// How many bytes of entries deferred work buffers before it hands them to its
+/// [`Spill`].
+pub const SPILL_BYTES: usize = 4 << 20;
 
 /// Where an operator writes its snapshot.
 pub struct StateWriter {
@@ -96,20 +119,34 @@ pub struct StateWriter {
     savepoint: bool,
     state: InstanceState,
     deferred: Vec<Deferred>,
+    /// Where entries go once [`SPILL_BYTES`] of them are buffered, if anywhere.
+    spill: Option<Box<dyn Spill>>,
+    buffered: usize,
 }
 
+/// Hands every buffer of `groups` to `spill` and empties them.
+fn spill_groups(spill: &mut dyn Spill, changes: bool, groups: &mut BTreeMap<u16, Vec<u8>>) -> Result<()> {
+    for (group, entries) in std::mem::take(groups) {
+        spill.spill(changes, group, &entries)?;
+    }
+    Ok(())
+}
+
+/// Appends `key` and `entry` to the buffer of the key's group; returns the bytes added.
 fn append<K: Key, E: Serialize + ?Sized>(
     groups: &mut BTreeMap<u16, Vec<u8>>,
     max_parallelism: u16,
     key: &K,
     entry: &E,
-) -> Result<()> {
+) -> Result<usize> {
     let group = key_group_for_hash(hash_key(key), max_parallelism).0;
     let buffer = groups.entry(group).or_default();
+    let before = buffer.len();
     let buffer = postcard::to_extend(key, std::mem::take(buffer)).map_err(encode_error)?;
     let buffer = postcard::to_extend(entry, buffer).map_err(encode_error)?;
+    let added = buffer.len() - before;
     groups.insert(group, buffer);
-    Ok(())
+    Ok(added)
 }
 
 impl StateWriter {
@@ -123,6 +160,8 @@ impl StateWriter {
             savepoint: false,
             state: InstanceState::default(),
             deferred: Vec::new(),
+            spill: None,
+            buffered: 0,
         }
     }
 
@@ -138,6 +177,8 @@ impl StateWriter {
             savepoint,
             state: InstanceState::default(),
             deferred: Vec::new(),
+            spill: None,
+            buffered: 0,
         }
     }
 
@@ -159,7 +200,8 @@ impl StateWriter {
     /// Adds what the operator keeps for `key`. Write several entries per key if needed
     /// (an enum tells them apart); they come back in the order written.
     pub fn keyed<K: Key, E: Serialize + ?Sized>(&mut self, key: &K, entry: &E) -> Result<()> {
-        append(&mut self.state.keyed, self.max_parallelism, key, entry)
+        self.buffered += append(&mut self.state.keyed, self.max_parallelism, key, entry)?;
+        self.spill_if_full()
     }
 
     /// Starts the entries of an on-disk store: all of them (`since: None`), or the
@@ -172,7 +214,23 @@ impl StateWriter {
     /// empty `entry` says the key has none any more.
     pub fn change<K: Key, E: Serialize + ?Sized>(&mut self, key: &K, entry: &E) -> Result<()> {
         let changes = self.state.changes.get_or_insert_with(Changes::default);
-        append(&mut changes.keyed, self.max_parallelism, key, entry)
+        self.buffered += append(&mut changes.keyed, self.max_parallelism, key, entry)?;
+        self.spill_if_full()
+    }
+
+    /// Hands the buffered entries to the spill, if there is one and enough of them.
+    fn spill_if_full(&mut self) -> Result<()> {
+        match &mut self.spill {
+            Some(spill) if self.buffered >= SPILL_BYTES => {
+                spill_groups(spill.as_mut(), false, &mut self.state.keyed)?;
+                if let Some(changes) = &mut self.state.changes {
+                    spill_groups(spill.as_mut(), true, &mut changes.keyed)?;
+                }
+                self.buffered = 0;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Adds one item of non-keyed state (a split and its position).
@@ -203,6 +261,7 @@ impl StateWriter {
     }
 
     /// The finished snapshot (its deferred work is dropped: see [`StateWriter::split`]).
+    /// Entries handed to a spill are not in it.
     pub fn finish(self) -> InstanceState {
         self.state
     }
@@ -229,127 +288,33 @@ impl StateWriter {
         }
         Ok(())
     }
-}
 
-/// Decodes the (key, entry) pairs appended to the buffers of each key group, in order.
-/// With `key_groups`, checks that each key still hashes to the group it was saved in: a
-/// changed `Hash` implementation of the key type would otherwise put restored state on
-/// workers that never see the key's records.
-fn decode_entries<'a, K: Key, E: DeserializeOwned>(
-    buffers: impl Iterator<Item = (&'a u16, &'a Vec<u8>)>,
-    key_groups: Option<u16>,
-) -> Result<Vec<(K, E)>> {
-    let mut entries = Vec::new();
-    visit_entries(buffers, key_groups, |key, entry| {
-        entries.push((key, entry));
-        Ok(())
-    })?;
-    Ok(entries)
-}
-
-/// Calls `visit` with each entry of `buffers`, key group by key group, in the order
-/// written; an entry may borrow from the buffers, so nothing is copied.
-fn visit_entries<'a, K: Key, E: Deserialize<'a>>(
-    buffers: impl Iterator<Item = (&'a u16, &'a Vec<u8>)>,
-    key_groups: Option<u16>,
-    mut visit: impl FnMut(K, E) -> Result<()>,
-) -> Result<()> {
-    for (&group, buffer) in buffers {
-        let mut rest: &'a [u8] = buffer;
-        while !rest.is_empty() {
-            let (key, tail) = postcard::take_from_bytes::<K>(rest).map_err(decode_error)?;
-            let (entry, tail) = postcard::take_from_bytes::<E>(tail).map_err(decode_error)?;
-            if let Some(max_parallelism) = key_groups {
-                let now = key_group_for_hash(hash_key(&key), max_parallelism).0;
-                if now != group {
-                    return Err(Error::checkpoint(
-                        "restore",
-                        format!(
-                            "key {key:?} was saved in key group {group} but hashes to key group {now} now: the key \
-                             type's Hash implementation changed since the checkpoint"
-                        ),
-                    ));
-                }
-            }
-            visit(key, entry)?;
-            rest = tail;
+    /// As [`StateWriter::complete`], handing every entry to `spill` instead: first
+    /// those already in `state`, then the deferred work's, a few megabytes at a time.
+    /// `state` keeps what is not keyed (and whether it has changes, and since when).
+    /// Returns the spill.
+    pub fn complete_spilling<S: Spill + 'static>(
+        state: &mut InstanceState,
+        deferred: Vec<Deferred>,
+        max_parallelism: u16,
+        mut spill: S,
+    ) -> Result<S> {
+        spill_groups(&mut spill, false, &mut state.keyed)?;
+        if let Some(changes) = &mut state.changes {
+            spill_groups(&mut spill, true, &mut changes.keyed)?;
         }
-    }
-    Ok(())
-}
-
-/// The state an operator instance restores from: its key groups and its share of items.
-#[derive(Clone, Debug, Default)]
-pub struct StateReader {
-    state: InstanceState,
-    /// The job's number of key groups, when known: keys are checked against their group.
-    key_groups: Option<u16>,
-}
-
-impl StateReader {
-    /// A reader of `state`.
-    pub fn new(state: InstanceState) -> Self {
-        StateReader { state, key_groups: None }
-    }
-
-    /// A reader of `state` of a job with `max_parallelism` key groups, which checks that
-    /// every restored key still falls in the key group it was saved in.
-    pub fn checked(state: InstanceState, max_parallelism: u16) -> Self {
-        StateReader { state, key_groups: Some(max_parallelism) }
-    }
-
-    /// Every keyed entry, key group by key group, in the order written.
-    pub fn keyed<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
-        decode_entries(self.state.keyed.iter(), self.key_groups)
-    }
-
-    /// Every entry of an on-disk store, base first, then each later change in order:
-    /// applied in this order they rebuild the store.
-    pub fn changes<K: Key, E: DeserializeOwned>(&self) -> Result<Vec<(K, E)>> {
-        decode_entries(self.state.changes.iter().flat_map(|c| c.keyed.iter()), self.key_groups)
-    }
-
-    /// Calls `visit` with every keyed entry, as [`StateReader::keyed`] returns them,
-    /// without collecting them: entries may borrow from the snapshot.
-    pub fn for_each_keyed<'s, K: Key, E: Deserialize<'s>>(
-        &'s self,
-        visit: impl FnMut(K, E) -> Result<()>,
-    ) -> Result<()> {
-        visit_entries(self.state.keyed.iter(), self.key_groups, visit)
-    }
-
-    /// Calls `visit` with every entry of an on-disk store, as [`StateReader::changes`]
-    /// returns them, without collecting them: a restore holds one entry at a time
-    /// beside the snapshot, not a decoded copy of it.
-    pub fn for_each_change<'s, K: Key, E: Deserialize<'s>>(
-        &'s self,
-        visit: impl FnMut(K, E) -> Result<()>,
-    ) -> Result<()> {
-        visit_entries(self.state.changes.iter().flat_map(|c| c.keyed.iter()), self.key_groups, visit)
-    }
-
-    /// Calls `visit` with every entry a keyed state store's snapshot holds, a state's
-    /// name and its entry under a key: the keyed entries, then the on-disk store's, in
-    /// the order a restore applies them.
-    pub fn for_each_state_entry<K: Key>(&self, mut visit: impl FnMut(K, &str, &[u8]) -> Result<()>) -> Result<()> {
-        self.for_each_keyed::<K, (&str, &[u8])>(|key, (name, entry)| visit(key, name, entry))?;
-        self.for_each_change::<K, (&str, &[u8])>(|key, (name, entry)| visit(key, name, entry))
-    }
-
-    /// Every item of non-keyed state.
-    pub fn items<E: DeserializeOwned>(&self) -> Result<Vec<E>> {
-        self.state.items.iter().map(|b| postcard::from_bytes(b).map_err(decode_error)).collect()
-    }
-
-    /// The clocks of the old instances this one takes over: its own at the same
-    /// parallelism, every old instance's after a rescale.
-    pub fn clocks<E: DeserializeOwned>(&self) -> Result<Vec<E>> {
-        self.state.clocks.iter().map(|b| postcard::from_bytes(b).map_err(decode_error)).collect()
-    }
-
-    /// Whether there is nothing to restore.
-    pub fn is_empty(&self) -> bool {
-        self.state.is_empty()
+        let shared = Rc::new(RefCell::new(spill));
+        for write in deferred {
+            let mut writer = StateWriter::new(max_parallelism);
+            writer.spill = Some(Box::new(Shared(shared.clone())));
+            write(&mut writer)?;
+            writer.buffered = SPILL_BYTES;
+            writer.spill_if_full()?;
+            if writer.state.changes.is_some() && state.changes.is_none() {
+                state.changes = Some(Changes::default());
+            }
+        }
+        Ok(Rc::into_inner(shared).expect("invariant: every writer holding the spill is gone").into_inner())
     }
 }
 
@@ -368,39 +333,49 @@ pub fn decode<E: DeserializeOwned>(bytes: &[u8]) -> Result<E> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keyed_entries_come_back_in_order() {
-        let mut writer = StateWriter::new(128);
-        for k in 0u64..100 {
-            writer.keyed(&k, &(k * 2, format!("v{k}"))).unwrap();
+    /// Collects what it is handed, per key group, and how much at most at once.
+    #[derive(Default)]
+    struct Collected {
+        keyed: BTreeMap<u16, Vec<u8>>,
+        changes: BTreeMap<u16, Vec<u8>>,
+        calls: usize,
+    }
+
+    impl Spill for Collected {
+        fn spill(&mut self, changes: bool, group: u16, entries: &[u8]) -> Result<()> {
+            let into = if changes { &mut self.changes } else { &mut self.keyed };
+            into.entry(group).or_default().extend_from_slice(entries);
+            self.calls += 1;
+            Ok(())
         }
-        writer.item(&"split-0").unwrap();
-        let state = writer.finish();
-        assert!(state.keyed.len() > 10, "keys spread over key groups");
-        let reader = StateReader::new(state);
-        let mut entries: Vec<(u64, (u64, String))> = reader.keyed().unwrap();
-        entries.sort();
-        assert_eq!(entries.len(), 100);
-        assert_eq!(entries[7], (7, (14, "v7".to_string())));
-        assert_eq!(reader.items::<String>().unwrap(), vec!["split-0".to_string()]);
     }
 
-    #[test]
-    fn a_key_in_the_wrong_group_is_an_error() {
+    fn snapshot() -> (InstanceState, Vec<Deferred>) {
         let mut writer = StateWriter::new(128);
-        writer.keyed(&7u64, &1u8).unwrap();
-        let mut state = writer.finish();
-        let (group, entries) = state.keyed.pop_first().unwrap();
-        state.keyed.insert((group + 1) % 128, entries);
-        assert!(StateReader::new(state.clone()).keyed::<u64, u8>().is_ok(), "unchecked");
-        let error = StateReader::checked(state, 128).keyed::<u64, u8>().unwrap_err().to_string();
-        assert!(error.contains("Hash implementation changed"), "{error}");
+        writer.keyed(&u64::MAX, &1u8).unwrap();
+        writer.begin_changes(Some(4));
+        writer.change(&u64::MAX, &2u8).unwrap();
+        writer.defer(Box::new(|writer: &mut StateWriter| {
+            for key in 0u64..200_000 {
+                writer.change(&key, &[7u8; 40][..])?;
+            }
+            writer.keyed(&(u64::MAX - 1), &3u8)
+        }));
+        writer.split()
     }
 
     #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        let mut state = InstanceState::default();
-        state.keyed.insert(3, vec![0xff, 0xff, 0xff]);
-        assert!(StateReader::new(state).keyed::<String, u64>().is_err());
+    fn spilled_entries_are_those_completed_in_memory_in_the_same_order() {
+        let (mut whole, deferred) = snapshot();
+        StateWriter::complete(&mut whole, deferred, 128).unwrap();
+        let (mut spilled, deferred) = snapshot();
+        let collected = StateWriter::complete_spilling(&mut spilled, deferred, 128, Collected::default()).unwrap();
+        assert_eq!(collected.keyed, whole.keyed);
+        assert_eq!(collected.changes, whole.changes.as_ref().unwrap().keyed);
+        let size: usize = whole.changes.as_ref().unwrap().keyed.values().map(Vec::len).sum();
+        assert!(size > 2 * SPILL_BYTES, "enough entries to spill more than once");
+        assert!(collected.calls > 2 * 128, "spilled a few megabytes at a time, not all at the end");
+        assert!(spilled.keyed.is_empty(), "nothing keyed is left in memory");
+        assert_eq!(spilled.changes, Some(Changes { since: Some(4), keyed: BTreeMap::new() }), "since is kept");
     }
 }

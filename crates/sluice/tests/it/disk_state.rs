@@ -285,3 +285,107 @@ fn timers_beyond_the_head_wait_on_disk_and_fire_in_the_order_of_the_heap() {
     let disk = reminders(StateBackendKind::OnDisk(DiskBackend::new(dir.path()).memory_budget(BUDGET)));
     assert_eq!(disk, heap);
 }
+
+/// Writes the values of its share of `keys` keys, then (`hold`) waits to be cancelled;
+/// restored, it checks them instead.
+struct WriteOrCheck {
+    keys: u64,
+}
+
+struct WriteOrCheckReader {
+    next: u64,
+    step: u64,
+    keys: u64,
+    check: bool,
+}
+
+impl Source for WriteOrCheck {
+    type Item = (u64, bool);
+    type Reader = WriteOrCheckReader;
+    fn name(&self) -> String {
+        "write-or-check".into()
+    }
+    fn reader(&self, worker: usize, parallelism: usize) -> sluice::Result<WriteOrCheckReader> {
+        Ok(WriteOrCheckReader { next: worker as u64, step: parallelism as u64, keys: self.keys, check: false })
+    }
+    fn restore_reader(
+        &self,
+        worker: usize,
+        parallelism: usize,
+        _: &sluice::runtime::checkpoint::StateReader,
+    ) -> sluice::Result<WriteOrCheckReader> {
+        Ok(WriteOrCheckReader { next: worker as u64, step: parallelism as u64, keys: self.keys, check: true })
+    }
+}
+
+impl SourceReader for WriteOrCheckReader {
+    type Batch = Vec<Record<(u64, bool)>>;
+    fn poll(&mut self, max_records: usize) -> sluice::Result<SourcePoll<Self::Batch>> {
+        let mut batch = Vec::with_capacity(max_records);
+        while batch.len() < max_records && self.next < self.keys {
+            batch.push(Record::new(0, (self.next, self.check)));
+            self.next += self.step;
+        }
+        Ok(match (batch.is_empty(), self.check) {
+            (false, _) => SourcePoll::Batch(batch),
+            (true, false) => SourcePoll::Idle,
+            (true, true) => SourcePoll::Finished,
+        })
+    }
+    fn position(&self) -> u64 {
+        self.next
+    }
+    fn snapshot(&self, _: &mut sluice::runtime::checkpoint::StateWriter) -> sluice::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_savepoint_of_large_state_files_restores_key_group_by_key_group_at_another_parallelism() {
+    const KEYS: u64 = 30_000;
+    let (checkpoints, state) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let on_disk = |parallelism, restore: Option<String>| {
+        let mut config =
+            CheckpointConfig::new(checkpoints.path().to_str().expect("utf-8"), std::time::Duration::from_secs(3600));
+        config.restore = restore;
+        let backend = DiskBackend::new(state.path()).memory_budget(BUDGET);
+        StreamEnvironment::new()
+            .parallelism(parallelism)
+            .state_backend(StateBackendKind::OnDisk(backend))
+            .checkpointing(config)
+    };
+    let env = on_disk(2, None);
+    env.source(WriteOrCheck { keys: KEYS })
+        .key_by(|(key, _)| *key)
+        .process(WriteThenCheck::default())
+        .sink(CollectSink::new());
+    let handle = env.start().expect("start");
+    while handle.snapshot().source_records() < KEYS {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let savepoint = match handle.savepoint() {
+        Ok(savepoint) => savepoint,
+        Err(error) => panic!("savepoint: {error}; the job: {:?}", handle.join()),
+    };
+    handle.cancel();
+    let _ = handle.join();
+    // The scenario: a state file too large to be read whole by a restore.
+    let largest = std::fs::read_dir(&savepoint)
+        .expect("the savepoint's directory")
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|meta| meta.len())
+        .max()
+        .unwrap_or(0);
+    assert!(largest > 5 << 20, "a state file of {largest} bytes");
+
+    let env = on_disk(3, Some(savepoint));
+    let wrong = CollectSink::new();
+    env.source(WriteOrCheck { keys: KEYS })
+        .key_by(|(key, _)| *key)
+        .process(WriteThenCheck::default())
+        .sink(wrong.clone());
+    let result = env.execute().expect("the restored job runs");
+    assert!(result.checkpoints.and_then(|s| s.restored_from).is_some(), "it restored");
+    assert_eq!(result.metrics.source_records(), KEYS, "every key checked");
+    assert!(wrong.is_empty(), "{} keys restored wrong, e.g. {:?}", wrong.len(), wrong.values().first());
+}
