@@ -62,6 +62,9 @@ enum Bench {
         /// The state backend: heap or disk.
         #[arg(long, default_value = "heap")]
         backend: String,
+        /// The on-disk backend's memory budget, in MiB.
+        #[arg(long, default_value_t = 256)]
+        state_memory: u64,
         /// Scratch directory.
         #[arg(long, default_value = "target/checkpoint-bench")]
         work: std::path::PathBuf,
@@ -272,21 +275,47 @@ fn state_job(job: &StateJob, config: CheckpointConfig) -> (StreamEnvironment, Ar
     (env, finish)
 }
 
-fn backend(name: &str, work: &std::path::Path) -> StateBackendKind {
+fn backend(name: &str, memory_mib: u64, work: &std::path::Path) -> StateBackendKind {
     match name {
         "heap" => StateBackendKind::Heap,
-        "disk" => StateBackendKind::OnDisk(DiskBackend::new(work.join("state")).memory_budget(256 << 20)),
+        "disk" => StateBackendKind::OnDisk(DiskBackend::new(work.join("state")).memory_budget(memory_mib << 20)),
         other => panic!("unknown backend {other}: heap or disk"),
     }
 }
 
-fn state(mb: u64, value_bytes: usize, parallelism: usize, backend_name: &str, work: &std::path::Path) {
+/// The highest resident memory of this process since the last call, sampled every
+/// 20 ms by a thread of its own.
+struct PeakMemory(Arc<std::sync::atomic::AtomicU64>);
+
+impl PeakMemory {
+    fn start() -> Self {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampled = peak.clone();
+        std::thread::spawn(move || loop {
+            // The second field of statm is the resident set, in pages of 4 KiB.
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+            let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+            sampled.fetch_max(pages * 4096, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+        });
+        PeakMemory(peak)
+    }
+
+    /// The peak in MB since the last call.
+    fn take(&self) -> f64 {
+        self.0.swap(0, Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+fn state(mb: u64, value_bytes: usize, parallelism: usize, backend_name: &str, memory_mib: u64, work: &std::path::Path) {
+    let memory = PeakMemory::start();
     // Each entry is encoded as its key, the state's name, the value and its write time.
     let keys = mb * 1_000_000 / (value_bytes as u64 + 24);
     let location = work.join("state-checkpoints");
     let _ = std::fs::remove_dir_all(&location);
     let config = CheckpointConfig::new(location.to_str().expect("utf-8 path"), Duration::from_secs(3600));
-    let job = StateJob { keys, value_bytes, updates_per_second: 0, parallelism, backend: backend(backend_name, work) };
+    let backend = backend(backend_name, memory_mib, work);
+    let job = StateJob { keys, value_bytes, updates_per_second: 0, parallelism, backend };
     let (env, finish) = state_job(&job, config.clone());
     let started = Instant::now();
     let handle = env.start().expect("the job starts");
@@ -294,11 +323,14 @@ fn state(mb: u64, value_bytes: usize, parallelism: usize, backend_name: &str, wo
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("{keys} keys loaded in {:.1} s", started.elapsed().as_secs_f64());
+    let loading = memory.take();
     let savepoint = handle.savepoint().expect("savepoint");
+    let saving = memory.take();
     let stats = handle.checkpoint_stats().expect("stats");
     finish.store(true, Ordering::Relaxed);
     handle.cancel();
     let _ = handle.join();
+    let _ = memory.take();
 
     let mut restore = config;
     restore.restore = Some(savepoint.clone());
@@ -306,6 +338,7 @@ fn state(mb: u64, value_bytes: usize, parallelism: usize, backend_name: &str, wo
     let started = Instant::now();
     let handle = env.start().expect("the job restores");
     let restore_time = started.elapsed();
+    let restoring = memory.take();
     finish.store(true, Ordering::Relaxed);
     let _ = handle.join();
     println!("| {backend_name} state, {keys} keys, {parallelism} workers | value |");
@@ -314,13 +347,17 @@ fn state(mb: u64, value_bytes: usize, parallelism: usize, backend_name: &str, wo
     println!("| checkpoint duration (trigger to manifest written) | {:.2} s |", stats.latest_duration.as_secs_f64());
     println!("| longest stop of an operator to snapshot | {:.2} s |", stats.latest_sync.as_secs_f64());
     println!("| restore (read, verify, decode, rebuild the state) | {:.2} s |", restore_time.as_secs_f64());
+    println!(
+        "| peak resident memory: loading, savepoint, restore | {loading:.0} MB, {saving:.0} MB, {restoring:.0} MB |"
+    );
 }
 
 fn growth(keys: u64, updates_per_second: u64, seconds: u64, work: &std::path::Path) {
     let location = work.join("growth-checkpoints");
     let _ = std::fs::remove_dir_all(&location);
     let config = CheckpointConfig::new(location.to_str().expect("utf-8 path"), Duration::from_secs(1));
-    let job = StateJob { keys, value_bytes: 100, updates_per_second, parallelism: 2, backend: backend("disk", work) };
+    let job =
+        StateJob { keys, value_bytes: 100, updates_per_second, parallelism: 2, backend: backend("disk", 256, work) };
     let (env, finish) = state_job(&job, config);
     let handle = env.start().expect("the job starts");
     while handle.snapshot().source_records() < keys {
@@ -350,8 +387,8 @@ fn main() {
         Bench::Overhead { events, parallelism, runs, interval, work } => {
             overhead(events, parallelism, runs, &interval, &work)
         }
-        Bench::State { mb, value_bytes, parallelism, backend, work } => {
-            state(mb, value_bytes, parallelism, &backend, &work)
+        Bench::State { mb, value_bytes, parallelism, backend, state_memory, work } => {
+            state(mb, value_bytes, parallelism, &backend, state_memory, &work)
         }
         Bench::Growth { keys, updates_per_second, seconds, work } => growth(keys, updates_per_second, seconds, &work),
     }
