@@ -133,8 +133,7 @@ impl CheckpointStore {
     /// Writes the state files under `dir`, then the manifest: only then is the
     /// checkpoint complete. Returns the manifest written and the bytes of state.
     /// `chains` gives, per participant whose state is changes on top of earlier files,
-    /// those files; `started` the state files already begun (see
-    /// [`CheckpointStore::state_file`]), which `states` completes.
+    /// those files.
     pub fn write(
         &self,
         dir: &str,
@@ -145,6 +144,8 @@ impl CheckpointStore {
         self.write_started(dir, manifest, states, chains, BTreeMap::new())
     }
 
+    /// As [`CheckpointStore::write`], where `started` holds the state files already
+    /// begun (by `state_file`), which `states` completes.
     pub(crate) fn write_started(
         &self,
         dir: &str,

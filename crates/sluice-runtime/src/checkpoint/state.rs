@@ -241,7 +241,7 @@ impl StateWriter {
 
     /// Adds one of the instance's clocks (a watermark, how far windows fired). Unlike an
     /// item, it is not dealt out on rescale: each new instance reads every old
-    /// instance's clocks ([`StateReader::clocks`]) and keeps the lowest.
+    /// instance's clocks ([`StateReader::clocks`](super::StateReader::clocks)) and keeps the lowest.
     pub fn clock<E: Serialize + ?Sized>(&mut self, clock: &E) -> Result<()> {
         self.state.clocks.push(postcard::to_stdvec(clock).map_err(encode_error)?);
         Ok(())
