@@ -47,6 +47,8 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn read_range(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// The length of the file `path`.
     fn size(&self, path: &Path) -> io::Result<u64>;
+    /// Cuts the file `path` to `len` bytes; durable once the file is synced.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Renames `from` to `to`, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes the file `path`.
@@ -82,8 +84,10 @@ pub fn create_dir_all_durably(fs: &dyn FileSystem, dir: &Path) -> io::Result<()>
         Err(e) => return Err(e),
     }
     match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent),
-        _ => Ok(()),
+        // A relative path's first directory is made in the working directory.
+        Some(parent) if parent.as_os_str().is_empty() => fs.sync_dir(Path::new(".")),
+        Some(parent) => fs.sync_dir(parent),
+        None => Ok(()),
     }
 }
 

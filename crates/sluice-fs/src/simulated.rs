@@ -236,6 +236,14 @@ impl FileSystem for SimulatedFs {
         Ok(sim.inodes[sim.file(path)?].data.len() as u64)
     }
 
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut sim = self.lock();
+        sim.write_op()?;
+        let inode = sim.file(path)?;
+        sim.inodes[inode].data.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(())
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut sim = self.lock();
         sim.write_op()?;

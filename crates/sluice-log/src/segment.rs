@@ -1,0 +1,254 @@
+//! One segment of a partition: a file of batches whose first offset names it
+//! (`00000000000000001234.log`), with a sparse index of offsets to file positions.
+//!
+//! Only the newest segment of a partition is written. Opening it scans it batch by
+//! batch: the first batch that is torn (a write cut short) or fails its checksum ends
+//! the log, and the file is cut back to the end of the batch before it, with a warning.
+//! Everything before was acknowledged only once synced, so nothing acknowledged is lost.
+
+use crate::batch::{Batch, Invalid};
+use sluice_fs::FileSystem;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An index entry every this many bytes of batches.
+const INDEX_INTERVAL: u64 = 4096;
+/// How much of a segment a scan reads at once.
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// The file name of the segment whose first offset is `base_offset`.
+pub fn file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}.log")
+}
+
+/// The first offset of a segment, from its file name.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".log").filter(|digits| digits.len() == 20)?.parse().ok()
+}
+
+/// Where a batch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct IndexEntry {
+    offset: u64,
+    position: u64,
+    max_timestamp: i64,
+}
+
+/// What opening a segment found at its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// It ended at a whole batch.
+    Clean,
+    /// It ended inside a batch, or at a damaged one, and was cut off there.
+    Truncated {
+        /// How many bytes were cut off.
+        dropped: u64,
+        /// What was wrong with the first of them.
+        why: String,
+    },
+}
+
+/// One segment file and its index.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    base_offset: u64,
+    next_offset: u64,
+    size: u64,
+    max_timestamp: i64,
+    /// Sparse: the first batch, then a batch every [`INDEX_INTERVAL`] bytes.
+    index: Vec<IndexEntry>,
+    last_indexed: u64,
+}
+
+impl Segment {
+    /// A new, empty segment starting at `base_offset` in `dir`.
+    pub fn create(fs: &dyn FileSystem, dir: &Path, base_offset: u64) -> io::Result<Segment> {
+        let path = dir.join(file_name(base_offset));
+        let mut file = fs.create(&path)?;
+        file.sync()?;
+        fs.sync_dir(dir)?;
+        Ok(Segment::empty(path, base_offset))
+    }
+
+    fn empty(path: PathBuf, base_offset: u64) -> Segment {
+        Segment {
+            path,
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            max_timestamp: i64::MIN,
+            index: Vec::new(),
+            last_indexed: 0,
+        }
+    }
+
+    /// Opens the segment file `path`, scanning it to rebuild its index; a torn or
+    /// damaged tail is cut off.
+    pub fn open(fs: &dyn FileSystem, path: &Path) -> io::Result<(Segment, Tail)> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base_offset = parse_file_name(&name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{name} is not a segment file")))?;
+        let mut segment = Segment::empty(path.to_path_buf(), base_offset);
+        let length = fs.size(path)?;
+        let mut tail = Tail::Clean;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut read = 0u64;
+        'scan: while read < length || !pending.is_empty() {
+            if read < length {
+                let chunk = SCAN_CHUNK.min((length - read) as usize);
+                pending.extend_from_slice(&fs.read_range(path, read, chunk)?);
+                read += chunk as u64;
+            }
+            let mut rest: &[u8] = &pending;
+            loop {
+                match Batch::parse(rest) {
+                    Ok((batch, after)) => {
+                        if batch.base_offset() != segment.next_offset {
+                            let why = format!(
+                                "a batch at offset {} where {} was expected",
+                                batch.base_offset(),
+                                segment.next_offset
+                            );
+                            tail = Tail::Truncated { dropped: length - segment.size, why };
+                            break 'scan;
+                        }
+                        segment.appended(&batch);
+                        rest = after;
+                    }
+                    Err(Invalid::Torn) if read < length => break,
+                    Err(Invalid::Torn) if rest.is_empty() => break 'scan,
+                    Err(why) => {
+                        tail = Tail::Truncated { dropped: length - segment.size, why: why.to_string() };
+                        break 'scan;
+                    }
+                }
+            }
+            let consumed = pending.len() - rest.len();
+            pending.drain(..consumed);
+        }
+        if let Tail::Truncated { dropped, why } = &tail {
+            tracing::warn!("{}: cutting off its last {dropped} bytes ({why})", path.display());
+            fs.truncate(path, segment.size)?;
+            let mut file = fs.append(path)?;
+            file.sync()?;
+        }
+        Ok((segment, tail))
+    }
+
+    /// Records a batch written at the segment's end.
+    fn appended(&mut self, batch: &Batch<'_>) {
+        let entry =
+            IndexEntry { offset: batch.base_offset(), position: self.size, max_timestamp: batch.max_timestamp() };
+        if self.index.is_empty() || self.size - self.last_indexed >= INDEX_INTERVAL {
+            self.index.push(entry);
+            self.last_indexed = self.size;
+        }
+        self.max_timestamp = self.max_timestamp.max(batch.max_timestamp());
+        if let Some(last) = self.index.last_mut() {
+            last.max_timestamp = last.max_timestamp.max(batch.max_timestamp());
+        }
+        self.size += batch.bytes().len() as u64;
+        self.next_offset = batch.next_offset();
+    }
+
+    /// Appends `bytes`, whole batches whose first offset is the segment's next, through
+    /// `file` (this segment's file, open to append). Durable once `file` is synced.
+    pub fn append(&mut self, file: &mut dyn io::Write, bytes: &[u8]) -> io::Result<()> {
+        let mut rest = bytes;
+        let mut batches = Vec::new();
+        while !rest.is_empty() {
+            let (batch, after) =
+                Batch::parse(rest).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let expected = batches.last().map_or(self.next_offset, |b: &Batch<'_>| b.next_offset());
+            if batch.base_offset() != expected {
+                let message = format!("a batch at offset {} appended where {expected} is next", batch.base_offset());
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+            }
+            batches.push(batch);
+            rest = after;
+        }
+        file.write_all(bytes)?;
+        for batch in &batches {
+            self.appended(batch);
+        }
+        Ok(())
+    }
+
+    /// Up to about `max_bytes` of whole batches from the one holding `offset` (at least
+    /// one batch, if any holds it or a later offset).
+    pub fn read(&self, fs: &dyn FileSystem, offset: u64, max_bytes: usize) -> io::Result<Vec<u8>> {
+        if offset >= self.next_offset {
+            return Ok(Vec::new());
+        }
+        let start = match self.index.partition_point(|entry| entry.offset <= offset) {
+            0 => 0,
+            i => self.index[i - 1].position,
+        };
+        let mut position = start;
+        let mut out = Vec::new();
+        let mut want = max_bytes.max(64 << 10);
+        while position < self.size && out.len() < max_bytes {
+            let chunk = fs.read_range(&self.path, position, want.min((self.size - position) as usize))?;
+            let mut rest: &[u8] = &chunk;
+            loop {
+                match Batch::parse(rest) {
+                    Ok((batch, after)) => {
+                        position += batch.bytes().len() as u64;
+                        rest = after;
+                        if batch.last_offset() < offset {
+                            continue;
+                        }
+                        if !out.is_empty() && out.len() + batch.bytes().len() > max_bytes {
+                            return Ok(out);
+                        }
+                        out.extend_from_slice(batch.bytes());
+                    }
+                    Err(Invalid::Torn) if rest.len() < chunk.len() => break,
+                    Err(Invalid::Torn) if rest.len() >= 12 && (rest.len() as u64) < self.size - position => {
+                        // One batch larger than the read: read it whole next.
+                        want = u32::from_le_bytes(rest[8..12].try_into().expect("four bytes")) as usize + 12;
+                        break;
+                    }
+                    Err(why) => {
+                        let message = format!("{} at byte {position}: {why}", self.path.display());
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first offset of the first batch whose records may be at or after
+    /// `timestamp` (batches are in offset order, not time order: the earliest batch
+    /// whose highest timestamp reaches it).
+    pub fn offset_for_time(&self, timestamp: i64) -> Option<u64> {
+        self.index.iter().find(|entry| entry.max_timestamp >= timestamp).map(|entry| entry.offset)
+    }
+
+    /// Its file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The offset of its first record.
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    /// The offset its next record gets.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The highest event time in it.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+}
