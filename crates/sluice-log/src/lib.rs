@@ -4,7 +4,8 @@
 //! record with its key, value, headers and event time.
 //!
 //! This crate is the storage layer: batches (`batch.rs`), segments and their recovery
-//! (`segment.rs`) and partitions (`partition.rs`). Writes go through
+//! (`segment.rs`), partitions (`partition.rs`) and topics under a data directory
+//! (`topic.rs`). Writes go through
 //! [`sluice_fs::FileSystem`], so the power-cut tests run it on a simulated disk.
 
 #![deny(missing_docs)]
@@ -12,9 +13,11 @@
 pub mod batch;
 pub mod partition;
 pub mod segment;
+pub mod topic;
 
 pub use batch::{Batch, BatchBuilder, Invalid, Producer, Record};
 pub use partition::{Durability, Partition, PartitionConfig};
+pub use topic::{partition_for_key, Log, TopicConfig};
 
 /// Every record of `bytes`, whole batches as [`Partition::read`] returns them, from
 /// offset `from` on.
