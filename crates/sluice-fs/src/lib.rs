@@ -49,6 +49,10 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn size(&self, path: &Path) -> io::Result<u64>;
     /// Cuts the file `path` to `len` bytes; durable once the file is synced.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Takes an exclusive lock on the file `path` (created if missing), held until the
+    /// returned guard is dropped, also against other processes; `None` if someone
+    /// holds it.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<FileLock>>;
     /// Renames `from` to `to`, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes the file `path`.
@@ -63,6 +67,24 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn exists(&self, path: &Path) -> bool;
     /// Makes the names in `dir` durable (`fsync` of the directory).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// An exclusive lock on a file, released when dropped.
+pub struct FileLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl FileLock {
+    /// A lock held as long as `held` lives.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        FileLock { _held: Box::new(held) }
+    }
+}
+
+impl std::fmt::Debug for FileLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileLock")
+    }
 }
 
 /// The local disk.

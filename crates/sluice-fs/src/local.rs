@@ -1,6 +1,6 @@
 //! The real file system.
 
-use crate::{DirEntry, FileSystem, WritableFile};
+use crate::{DirEntry, FileLock, FileSystem, WritableFile};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
@@ -48,6 +48,14 @@ impl FileSystem for LocalFs {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         std::fs::OpenOptions::new().write(true).open(path)?.set_len(len)
     }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<FileLock>> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(FileLock::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
@@ -84,6 +92,16 @@ impl FileSystem for LocalFs {
 mod tests {
     use super::*;
     use crate::{create_dir_all_durably, write_durably};
+
+    #[test]
+    fn a_lock_is_held_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let held = LocalFs.try_lock(&path).unwrap().expect("free");
+        assert!(LocalFs.try_lock(&path).unwrap().is_none(), "held by the first");
+        drop(held);
+        assert!(LocalFs.try_lock(&path).unwrap().is_some(), "free again");
+    }
 
     #[test]
     fn durable_writes_on_the_local_disk() {

@@ -10,7 +10,7 @@
 //! process would have died there; [`SimulatedFs::restart`] then brings the machine back
 //! with only what was durable.
 
-use crate::{DirEntry, FileSystem, WritableFile};
+use crate::{DirEntry, FileLock, FileSystem, WritableFile};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
@@ -50,6 +50,21 @@ struct Sim {
     writes: u64,
     cut_at: Option<u64>,
     cut: bool,
+    /// Files locked by [`FileSystem::try_lock`]: a process's locks, gone at a power cut
+    /// only when their guards are dropped, as the process dies.
+    locks: std::collections::BTreeSet<PathBuf>,
+}
+
+/// A lock of the simulated file system, released when dropped.
+struct SimLock {
+    fs: SimulatedFs,
+    path: PathBuf,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.fs.lock().locks.remove(&self.path);
+    }
 }
 
 fn normalized(path: &Path) -> PathBuf {
@@ -234,6 +249,14 @@ impl FileSystem for SimulatedFs {
     fn size(&self, path: &Path) -> io::Result<u64> {
         let sim = self.lock();
         Ok(sim.inodes[sim.file(path)?].data.len() as u64)
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Option<FileLock>> {
+        let path = normalized(path);
+        if !self.lock().locks.insert(path.clone()) {
+            return Ok(None);
+        }
+        Ok(Some(FileLock::new(SimLock { fs: self.clone(), path })))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

@@ -12,11 +12,13 @@
 
 pub mod batch;
 pub mod partition;
+pub mod reader;
 pub mod segment;
 pub mod topic;
 
 pub use batch::{Batch, BatchBuilder, Invalid, Producer, Record};
 pub use partition::{Durability, Partition, PartitionConfig};
+pub use reader::PartitionReader;
 pub use topic::{partition_for_key, Log, TopicConfig};
 
 /// Every record of `bytes`, whole batches as [`Partition::read`] returns them, from

@@ -42,10 +42,15 @@ pub struct Partition {
     /// The newest segment's file, open to append.
     file: Box<dyn WritableFile>,
     unsynced: bool,
+    /// Held while the partition is open: one writer at a time, in any process.
+    _lock: sluice_fs::FileLock,
     /// Set by a failed write or sync: the file may end inside a batch, so nothing more
     /// is appended until the partition is opened again (which cuts the tail off).
     failed: bool,
 }
+
+/// The file a partition's writer locks.
+const LOCK: &str = ".lock";
 
 fn invalid(dir: &Path, message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{}: {message}", dir.display()))
@@ -56,6 +61,10 @@ impl Partition {
     /// checked batch by batch and a torn tail cut off; older segments are only read.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, config: PartitionConfig) -> io::Result<Partition> {
         sluice_fs::create_dir_all_durably(fs.as_ref(), dir)?;
+        let Some(lock) = fs.try_lock(&dir.join(LOCK))? else {
+            let message = "another writer (in this or another process) has it open; readers use a PartitionReader";
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, format!("{}: {message}", dir.display())));
+        };
         let mut bases: Vec<u64> =
             fs.list(dir)?.iter().filter_map(|entry| segment::parse_file_name(&entry.name)).collect();
         bases.sort_unstable();
@@ -83,7 +92,16 @@ impl Partition {
             segments.push(Segment::create(fs.as_ref(), dir, 0)?);
         }
         let file = fs.append(segments.last().expect("invariant: one at least").path())?;
-        Ok(Partition { fs, dir: dir.to_path_buf(), config, segments, file, unsynced: false, failed: false })
+        Ok(Partition {
+            fs,
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            file,
+            unsynced: false,
+            _lock: lock,
+            failed: false,
+        })
     }
 
     fn newest(&mut self) -> &mut Segment {

@@ -159,3 +159,73 @@ fn a_power_cut_at_any_write_keeps_every_acknowledged_record() {
     let happened = cuts.iter().filter(|&&cut| power_cut_at(cut)).count();
     assert_eq!(happened, cuts.len(), "every cut fell inside the run");
 }
+
+/// Every record a reader polls until it has `count`, checking that offsets follow.
+fn read_all(reader: &mut sluice_log::PartitionReader, count: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+    let started = std::time::Instant::now();
+    while (out.len() as u64) < count {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{} of {count} read", out.len());
+        let (from, bytes) = reader.poll(16 << 10).expect("poll");
+        if bytes.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
+        }
+        for record in records_from(&bytes, from).expect("whole batches") {
+            assert_eq!(record.offset, out.len() as u64, "offsets follow");
+            out.push((record.offset, record.value.to_vec()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_reader_follows_a_writer_across_segments_and_a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = sluice_fs::local();
+    let config = PartitionConfig { segment_bytes: 8 << 10, durability: Durability::OnSync };
+    let mut partition = Partition::open(fs.clone(), dir.path(), config).unwrap();
+    let second = Partition::open(fs.clone(), dir.path(), config).err().expect("refused");
+    assert_eq!(second.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(second.to_string().contains("another writer"), "{second}");
+    let mut reader = sluice_log::PartitionReader::open(fs.clone(), dir.path()).unwrap();
+    let writer = std::thread::spawn(move || {
+        for start in (0..2_000).step_by(50) {
+            append(&mut partition, start, start + 50, 7);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        partition.segment_count()
+    });
+    let read = read_all(&mut reader, 2_000);
+    assert!(writer.join().unwrap() > 5, "the writer rolled segments while the reader read");
+    assert_eq!(read, expected(2_000));
+    assert!(reader.poll(1 << 20).unwrap().1.is_empty(), "caught up");
+    reader.seek(1_500).unwrap();
+    let (from, bytes) = reader.poll(1).unwrap();
+    assert_eq!(records_from(&bytes, from).unwrap()[0].offset, 1_500, "seek by offset");
+}
+
+#[test]
+fn a_reader_waits_at_a_torn_tail_without_changing_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = sluice_fs::local();
+    let mut partition = Partition::open(fs.clone(), dir.path(), PartitionConfig::default()).unwrap();
+    append(&mut partition, 0, 100, 10);
+    drop(partition);
+    let segment = dir.path().join(sluice_log::segment::file_name(0));
+    let mut builder = BatchBuilder::new();
+    builder.push(0, None, b"half written", &[]);
+    let next = builder.finish(100, 0, Producer::NONE);
+    std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(&next[..20]).unwrap();
+    let torn = std::fs::read(&segment).unwrap();
+    let mut reader = sluice_log::PartitionReader::open(fs.clone(), dir.path()).unwrap();
+    assert_eq!(read_all(&mut reader, 100), expected(100));
+    assert!(reader.poll(1 << 20).unwrap().1.is_empty(), "the torn batch is not read");
+    assert_eq!(std::fs::read(&segment).unwrap(), torn, "a reader changes nothing");
+    // A writer cuts the tail off and appends: the reader goes on from where it was.
+    let mut partition = Partition::open(fs, dir.path(), PartitionConfig::default()).unwrap();
+    append(&mut partition, 100, 130, 10);
+    let (from, bytes) = reader.poll(1 << 20).unwrap();
+    let offsets: Vec<u64> = records_from(&bytes, from).unwrap().iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (100..130).collect::<Vec<_>>());
+}

@@ -760,7 +760,7 @@ mod tests {
                 random ^= random >> 7;
                 random ^= random << 17;
                 let key = random % 64;
-                if random % 5 == 0 {
+                if random.is_multiple_of(5) {
                     store.clear(value.index(), &key);
                     model.remove(&key);
                 } else {

@@ -86,7 +86,7 @@ impl KeyedProcessFunction for EveryHundredth {
     fn process_element(&mut self, auction: usize, ctx: &mut Context<'_, usize, String>) {
         let count = ctx.value(self.count).unwrap_or(0) + 1;
         ctx.set_value(self.count, count);
-        if count % 100 == 0 {
+        if count.is_multiple_of(100) {
             ctx.emit(format!("auction {auction} has {count} bids"));
         }
     }
