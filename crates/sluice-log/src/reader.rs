@@ -6,15 +6,12 @@
 //! newer one exists, the writer has rolled: it reads what the old one got last, then
 //! moves on.
 
-use crate::batch::{Batch, Invalid};
+use crate::batch::Invalid;
 use crate::segment;
 use sluice_fs::FileSystem;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Bytes a poll reads at least, when it can.
-const READ_AHEAD: usize = 64 << 10;
 
 /// A reader of one partition, with its position.
 pub struct PartitionReader {
@@ -91,7 +88,6 @@ impl PartitionReader {
     /// begin before it. Empty when the reader has caught up with the writer.
     pub fn poll(&mut self, max_bytes: usize) -> io::Result<(u64, Vec<u8>)> {
         let from = self.next_offset;
-        let mut want = max_bytes.max(READ_AHEAD);
         // Where a segment followed by a newer one was found to end inside a batch.
         let mut rechecked_at = None;
         loop {
@@ -103,40 +99,20 @@ impl PartitionReader {
                 continue;
             };
             let size = self.fs.size(&path)?;
-            if self.position < size {
-                let chunk = self.fs.read_range(&path, self.position, want.min((size - self.position) as usize))?;
-                let mut out = Vec::new();
-                let mut rest: &[u8] = &chunk;
-                loop {
-                    match Batch::parse(rest) {
-                        Ok((batch, after)) => {
-                            if batch.last_offset() >= self.next_offset {
-                                if !out.is_empty() && out.len() + batch.bytes().len() > max_bytes {
-                                    break;
-                                }
-                                out.extend_from_slice(batch.bytes());
-                                self.next_offset = batch.next_offset();
-                            }
-                            self.position += batch.bytes().len() as u64;
-                            rest = after;
-                        }
-                        // The data read ends inside a batch: it may still be being written.
-                        Err(Invalid::Torn) => break,
-                        Err(why) => return Err(corrupt(&path, self.position, &why)),
-                    }
+            let (mut out, mut next) = (Vec::new(), None);
+            // A batch the data ends inside may still be being written: read it later.
+            let scan = segment::scan_batches(self.fs.as_ref(), &path, self.position, size, max_bytes, |batch| {
+                let before = out.len();
+                let go_on = segment::take(&mut out, batch, from, max_bytes);
+                if out.len() > before {
+                    next = Some(batch.next_offset());
                 }
-                if !out.is_empty() {
-                    return Ok((from, out));
-                }
-                if rest.len() == chunk.len() && rest.len() >= 12 && (rest.len() as u64) < size - self.position {
-                    // One batch larger than the read: read it whole.
-                    want = u32::from_le_bytes(rest[8..12].try_into().expect("four bytes")) as usize + 12;
-                    continue;
-                }
-                if rest.len() < chunk.len() {
-                    // Batches before `next_offset` were skipped: read on.
-                    continue;
-                }
+                go_on
+            })?;
+            self.position = scan.position;
+            if let Some(next) = next {
+                self.next_offset = next;
+                return Ok((from, out));
             }
             // Caught up with this segment: has the writer moved to a newer one?
             self.refresh()?;

@@ -15,6 +15,72 @@ use std::path::{Path, PathBuf};
 const INDEX_INTERVAL: u64 = 4096;
 /// How much of a segment a scan reads at once.
 const SCAN_CHUNK: usize = 1 << 20;
+/// Bytes a read takes at least, when there are.
+const READ_AHEAD: usize = 64 << 10;
+
+/// Adds `batch` to `out` if it holds records from `offset` on; false, leaving it, if
+/// `out` has no room for it (the first batch always fits).
+pub(crate) fn take(out: &mut Vec<u8>, batch: &Batch<'_>, offset: u64, max_bytes: usize) -> bool {
+    if batch.last_offset() < offset {
+        return true;
+    }
+    if !out.is_empty() && out.len() + batch.bytes().len() > max_bytes {
+        return false;
+    }
+    out.extend_from_slice(batch.bytes());
+    true
+}
+
+/// Where [`scan_batches`] stopped.
+pub(crate) struct Scan {
+    /// After the last batch visited (the one `visit` stopped at is not counted).
+    pub position: u64,
+    /// Whether the data ends inside a batch at `position`.
+    pub torn: bool,
+}
+
+/// Calls `visit` with each whole batch of the file `path` from `position` to `end`,
+/// in order, until it returns false (the batch it returned false for is left for a
+/// later scan), reading about `max_bytes` at a time (more for a
+/// larger batch). A damaged batch is an error.
+pub(crate) fn scan_batches(
+    fs: &dyn FileSystem,
+    path: &Path,
+    mut position: u64,
+    end: u64,
+    max_bytes: usize,
+    mut visit: impl FnMut(&Batch<'_>) -> bool,
+) -> io::Result<Scan> {
+    let mut want = max_bytes.max(READ_AHEAD);
+    while position < end {
+        let chunk = fs.read_range(path, position, want.min((end - position) as usize))?;
+        let mut rest: &[u8] = &chunk;
+        loop {
+            match Batch::parse(rest) {
+                Ok((batch, after)) => {
+                    if !visit(&batch) {
+                        return Ok(Scan { position, torn: false });
+                    }
+                    position += batch.bytes().len() as u64;
+                    rest = after;
+                }
+                // Read on from the first batch not whole in this chunk.
+                Err(Invalid::Torn) if rest.len() < chunk.len() => break,
+                Err(Invalid::Torn) if rest.len() >= 12 && (rest.len() as u64) < end - position => {
+                    // One batch larger than the read: read it whole.
+                    want = u32::from_le_bytes(rest[8..12].try_into().expect("four bytes")) as usize + 12;
+                    break;
+                }
+                Err(Invalid::Torn) => return Ok(Scan { position, torn: true }),
+                Err(why) => {
+                    let message = format!("{} at byte {position}: {why}", path.display());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+                }
+            }
+        }
+    }
+    Ok(Scan { position, torn: false })
+}
 
 /// The file name of the segment whose first offset is `base_offset`.
 pub fn file_name(base_offset: u64) -> String {
@@ -185,37 +251,13 @@ impl Segment {
             0 => 0,
             i => self.index[i - 1].position,
         };
-        let mut position = start;
         let mut out = Vec::new();
-        let mut want = max_bytes.max(64 << 10);
-        while position < self.size && out.len() < max_bytes {
-            let chunk = fs.read_range(&self.path, position, want.min((self.size - position) as usize))?;
-            let mut rest: &[u8] = &chunk;
-            loop {
-                match Batch::parse(rest) {
-                    Ok((batch, after)) => {
-                        position += batch.bytes().len() as u64;
-                        rest = after;
-                        if batch.last_offset() < offset {
-                            continue;
-                        }
-                        if !out.is_empty() && out.len() + batch.bytes().len() > max_bytes {
-                            return Ok(out);
-                        }
-                        out.extend_from_slice(batch.bytes());
-                    }
-                    Err(Invalid::Torn) if rest.len() < chunk.len() => break,
-                    Err(Invalid::Torn) if rest.len() >= 12 && (rest.len() as u64) < self.size - position => {
-                        // One batch larger than the read: read it whole next.
-                        want = u32::from_le_bytes(rest[8..12].try_into().expect("four bytes")) as usize + 12;
-                        break;
-                    }
-                    Err(why) => {
-                        let message = format!("{} at byte {position}: {why}", self.path.display());
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
-                    }
-                }
-            }
+        let scan = scan_batches(fs, &self.path, start, self.size, max_bytes, |batch| {
+            take(&mut out, batch, offset, max_bytes)
+        })?;
+        if scan.torn {
+            let message = format!("{} at byte {}: {}", self.path.display(), scan.position, Invalid::Torn);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, message));
         }
         Ok(out)
     }
