@@ -875,15 +875,15 @@ mod tests {
     /// Puts a chain of changes together as a restore does.
     #[derive(Default)]
     struct InstanceStateForTest {
-        state: sluice_runtime::checkpoint::InstanceState,
+        state: sluice_runtime::checkpoint::RestoredState,
     }
 
     impl InstanceStateForTest {
         fn apply(&mut self, changes: &sluice_runtime::checkpoint::Changes) {
-            let mut own =
+            let own =
                 sluice_runtime::checkpoint::InstanceState { changes: Some(changes.clone()), ..Default::default() };
-            let older = self.state.changes.take().unwrap_or_default();
-            own.apply_after(older);
+            let mut own = sluice_runtime::checkpoint::RestoredState::from(own);
+            own.apply_after(std::mem::take(&mut self.state));
             self.state = own;
         }
     }

@@ -64,18 +64,6 @@ impl InstanceState {
             + self.committables.iter().map(Vec::len).sum::<usize>()
             + self.changes.as_ref().map_or(0, |c| c.keyed.values().map(Vec::len).sum())
     }
-
-    /// Puts `older`'s changes before this state's own: a chain of base and changes
-    /// becomes one state to restore.
-    pub fn apply_after(&mut self, older: Changes) {
-        let own = self.changes.take().unwrap_or_default();
-        let mut merged = older;
-        for (group, entries) in own.keyed {
-            merged.keyed.entry(group).or_default().extend_from_slice(&entries);
-        }
-        merged.since = None;
-        self.changes = Some(merged);
-    }
 }
 
 fn encode_error(e: postcard::Error) -> Error {
@@ -87,7 +75,7 @@ pub(super) fn decode_error(e: postcard::Error) -> Error {
 }
 
 /// Work a snapshot leaves for later, off the worker: writing the entries of a frozen
-/// view of an on-disk store. The coordinator runs it before storing the snapshot.
+/// view of an on-disk store. The coordinator runs it into the state file it writes.
 pub type Deferred = Box<dyn FnOnce(&mut StateWriter) -> Result<()> + Send>;
 
 /// Where deferred work puts a snapshot's entries as it goes, so that a snapshot of a
