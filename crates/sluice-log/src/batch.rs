@@ -64,7 +64,7 @@ struct Stored<'a> {
 
 /// Who wrote a batch, for idempotence and transactions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Producer {
+pub struct ProducerInfo {
     /// The producer's id; -1 for none.
     pub id: i64,
     /// Its epoch: a newer one fences the older.
@@ -73,9 +73,9 @@ pub struct Producer {
     pub base_sequence: i32,
 }
 
-impl Producer {
+impl ProducerInfo {
     /// No idempotent producer.
-    pub const NONE: Producer = Producer { id: -1, epoch: -1, base_sequence: -1 };
+    pub const NONE: ProducerInfo = ProducerInfo { id: -1, epoch: -1, base_sequence: -1 };
 }
 
 /// Builds one batch, record by record.
@@ -131,8 +131,31 @@ impl BatchBuilder {
         self.count += 1;
     }
 
+    /// Empties it.
+    pub fn clear(&mut self) {
+        self.bytes.truncate(HEADER);
+        self.count = 0;
+        self.max_timestamp = i64::MIN;
+    }
+
+    /// Takes back the bytes [`Self::finish`] made, to append the same records again
+    /// (with the same sequence numbers) or to empty them once stored.
+    pub fn restore(&mut self, finished: Vec<u8>) {
+        self.count = u32_at(&finished, 53);
+        self.first_timestamp = u64_at(&finished, 23) as i64;
+        self.max_timestamp = u64_at(&finished, 31) as i64;
+        self.bytes = finished;
+    }
+
+    /// A transaction marker: one record whose key says whether it commits.
+    pub fn marker(commit: bool, timestamp: i64) -> BatchBuilder {
+        let mut builder = BatchBuilder::new();
+        builder.push(timestamp, Some(&[0, u8::from(commit)]), &[], &[]);
+        builder
+    }
+
     /// The finished batch, its first record at `base_offset`; the builder is emptied.
-    pub fn finish(&mut self, base_offset: u64, attributes: u16, producer: Producer) -> Vec<u8> {
+    pub fn finish(&mut self, base_offset: u64, attributes: u16, producer: ProducerInfo) -> Vec<u8> {
         let mut bytes = std::mem::replace(&mut self.bytes, vec![0; HEADER]);
         let count = std::mem::take(&mut self.count);
         let length = (bytes.len() - PREFIX) as u32;
@@ -250,8 +273,8 @@ impl<'a> Batch<'a> {
     }
 
     /// Who wrote it.
-    pub fn producer(&self) -> Producer {
-        Producer {
+    pub fn producer(&self) -> ProducerInfo {
+        ProducerInfo {
             id: u64_at(self.bytes, 39) as i64,
             epoch: u16_at(self.bytes, 47) as i16,
             base_sequence: u32_at(self.bytes, 49) as i32,
@@ -261,6 +284,22 @@ impl<'a> Batch<'a> {
     /// How many records it holds.
     pub fn count(&self) -> u32 {
         u32_at(self.bytes, 53)
+    }
+
+    /// Whether it is a transaction marker ([`CONTROL`]).
+    pub fn is_control(&self) -> bool {
+        self.attributes() & CONTROL != 0
+    }
+
+    /// Whether its records belong to a transaction ([`TRANSACTIONAL`], and not a marker).
+    pub fn is_transactional_data(&self) -> bool {
+        self.attributes() & (TRANSACTIONAL | CONTROL) == TRANSACTIONAL
+    }
+
+    /// For a marker, whether it commits its transaction (else it aborts it).
+    pub fn commits(&self) -> bool {
+        self.records().ok().and_then(|records| records.first().and_then(|r| r.key.map(|k| k.get(1) == Some(&1))))
+            == Some(true)
     }
 
     /// Its records, in order; an error if they do not decode (the checksum passed, so
@@ -300,7 +339,7 @@ mod tests {
         let mut builder = BatchBuilder::new();
         builder.push(1_000, Some(b"k1"), b"v1", &[("trace", b"abc")]);
         builder.push(990, None, b"v2", &[]);
-        let producer = Producer { id: 7, epoch: 2, base_sequence: 40 };
+        let producer = ProducerInfo { id: 7, epoch: 2, base_sequence: 40 };
         let bytes = builder.finish(100, TRANSACTIONAL, producer);
         let (batch, rest) = Batch::parse(&bytes).unwrap();
         assert!(rest.is_empty());
@@ -319,7 +358,7 @@ mod tests {
     fn a_cut_batch_is_torn_and_a_flipped_bit_is_corrupt() {
         let mut builder = BatchBuilder::new();
         builder.push(5, Some(b"key"), &[9; 300], &[]);
-        let bytes = builder.finish(0, 0, Producer::NONE);
+        let bytes = builder.finish(0, 0, ProducerInfo::NONE);
         for cut in 0..bytes.len() {
             assert_eq!(Batch::parse(&bytes[..cut]).unwrap_err(), Invalid::Torn, "cut at {cut}");
         }
@@ -343,7 +382,7 @@ mod tests {
             for (timestamp, key, value) in &records {
                 builder.push(*timestamp, key.as_deref(), value, &[]);
             }
-            let bytes = builder.finish(base, 0, Producer::NONE);
+            let bytes = builder.finish(base, 0, ProducerInfo::NONE);
             let (batch, _) = Batch::parse(&bytes).unwrap();
             let read = batch.records().unwrap();
             prop_assert_eq!(read.len(), records.len());

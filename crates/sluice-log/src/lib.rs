@@ -11,15 +11,22 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod consumer;
 pub mod partition;
+pub mod producer;
+mod producers;
 pub mod reader;
 pub mod segment;
 pub mod topic;
+pub mod transaction;
 
-pub use batch::{Batch, BatchBuilder, Invalid, Producer, Record};
+pub use batch::{Batch, BatchBuilder, Invalid, ProducerInfo, Record};
+pub use consumer::{Consumer, ConsumerConfig, Fetched, OffsetReset};
 pub use partition::{Durability, Partition, PartitionConfig};
-pub use reader::PartitionReader;
-pub use topic::{partition_for_key, Log, TopicConfig};
+pub use producer::{Producer, ProducerConfig, ProducerRecord};
+pub use reader::{Isolation, PartitionReader};
+pub use topic::{partition_for_key, Log, LogOptions, SharedPartition, TopicConfig};
+pub use transaction::PreparedTransaction;
 
 /// Every record of `bytes`, whole batches as [`Partition::read`] returns them, from
 /// offset `from` on.

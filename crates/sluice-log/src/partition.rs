@@ -1,6 +1,7 @@
 //! One partition of a topic: a directory of segments, the newest of which is appended to.
 
-use crate::batch::{BatchBuilder, Producer};
+use crate::batch::{Batch, BatchBuilder, ProducerInfo};
+use crate::producers::{self, Check, ProducerStates};
 use crate::segment::{self, Segment, Tail};
 use sluice_fs::{FileSystem, WritableFile};
 use std::io;
@@ -41,12 +42,16 @@ pub struct Partition {
     segments: Vec<Segment>,
     /// The newest segment's file, open to append.
     file: Box<dyn WritableFile>,
-    unsynced: bool,
+    /// How many batches were written, and how many of them are durable.
+    written: u64,
+    synced: u64,
     /// Held while the partition is open: one writer at a time, in any process.
     _lock: sluice_fs::FileLock,
     /// Set by a failed write or sync: the file may end inside a batch, so nothing more
     /// is appended until the partition is opened again (which cuts the tail off).
     failed: bool,
+    /// The idempotent and transactional producers that have written here.
+    producers: ProducerStates,
 }
 
 /// The file a partition's writer locks.
@@ -69,8 +74,37 @@ impl Partition {
             fs.list(dir)?.iter().filter_map(|entry| segment::parse_file_name(&entry.name)).collect();
         bases.sort_unstable();
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
-        for (i, base) in bases.iter().enumerate() {
-            let (segment, tail) = Segment::open(fs.as_ref(), &dir.join(segment::file_name(*base)))?;
+        let newest = bases.last().copied();
+        // The producers as the newest segment began, then its batches on top.
+        let snapshot = newest.map(|base| dir.join(producers::snapshot_name(base)));
+        // Without the snapshot (a log written before there were any) every segment is
+        // scanned to rebuild them.
+        let (mut states, rebuild_all) = match snapshot.filter(|path| fs.exists(path)) {
+            Some(path) => (
+                ProducerStates::decode(&fs.read(&path)?)
+                    .map_err(|why| invalid(dir, format!("{}: {why}", path.display())))?,
+                false,
+            ),
+            None => (ProducerStates::default(), newest.is_some_and(|base| base > 0)),
+        };
+        for base in &bases {
+            let path = dir.join(segment::file_name(*base));
+            let is_newest = Some(*base) == newest;
+            let sealed = match is_newest || rebuild_all {
+                true => None,
+                false => Segment::load_sealed(fs.as_ref(), &path)?,
+            };
+            let (segment, tail) = match sealed {
+                Some(segment) => (segment, Tail::Clean),
+                None => {
+                    let mut record = |batch: &Batch<'_>| {
+                        if is_newest || rebuild_all {
+                            states.record(batch);
+                        }
+                    };
+                    Segment::open(fs.as_ref(), &path, &mut record)?
+                }
+            };
             if let Some(previous) = segments.last() {
                 if previous.next_offset() != segment.base_offset() {
                     let message = format!(
@@ -82,7 +116,7 @@ impl Partition {
                     return Err(invalid(dir, message));
                 }
             }
-            if let (Tail::Truncated { why, .. }, false) = (&tail, i + 1 == bases.len()) {
+            if let (Tail::Truncated { why, .. }, false) = (&tail, is_newest) {
                 let message = format!("segment {} is damaged before the newest one ({why})", segment::file_name(*base));
                 return Err(invalid(dir, message));
             }
@@ -98,9 +132,11 @@ impl Partition {
             config,
             segments,
             file,
-            unsynced: false,
+            written: 0,
+            synced: 0,
             _lock: lock,
             failed: false,
+            producers: states,
         })
     }
 
@@ -120,48 +156,96 @@ impl Partition {
 
     /// Appends the records of `batch` as one batch (emptying it); returns the offset of
     /// its first record. Durable on return under [`Durability::EveryAppend`].
-    pub fn append(&mut self, batch: &mut BatchBuilder, attributes: u16, producer: Producer) -> io::Result<u64> {
+    ///
+    /// With a producer id, a batch with the sequence numbers of one of its latest
+    /// batches was stored already: it is not appended again, and the offset it got
+    /// then is returned. A sequence gap, or a producer fenced by a newer epoch of it,
+    /// is an error. A transaction marker for a transaction with nothing open here is
+    /// not written.
+    pub fn append(&mut self, batch: &mut BatchBuilder, attributes: u16, producer: ProducerInfo) -> io::Result<u64> {
+        let (offset, ticket) = self.write(batch, attributes, producer)?;
+        if self.config.durability == Durability::EveryAppend {
+            self.sync_through(ticket)?;
+        }
+        batch.clear();
+        Ok(offset)
+    }
+
+    /// [`Self::append`] without syncing, whatever the durability, and keeping the
+    /// records in `batch` (to append again if the write or a later sync fails: a
+    /// producer id makes it stored once): returns the offset and a ticket for
+    /// [`Self::sync_through`]. Writers sharing the partition (behind a lock) sync
+    /// through their tickets after releasing it in between, so that one sync makes
+    /// every batch written meanwhile durable (group commit).
+    pub fn write(
+        &mut self,
+        batch: &mut BatchBuilder,
+        attributes: u16,
+        producer: ProducerInfo,
+    ) -> io::Result<(u64, u64)> {
         if self.failed {
             let message = format!("{}: an earlier write failed; open the partition again", self.dir.display());
             return Err(io::Error::other(message));
         }
         let appended = self.append_batch(batch, attributes, producer);
         self.failed = appended.is_err();
-        appended
+        Ok((appended?, self.written))
     }
 
-    fn append_batch(&mut self, batch: &mut BatchBuilder, attributes: u16, producer: Producer) -> io::Result<u64> {
+    /// Makes the batch of `ticket`, and every one before, durable, if not yet.
+    pub fn sync_through(&mut self, ticket: u64) -> io::Result<()> {
+        match self.synced >= ticket {
+            true => Ok(()),
+            false => self.sync(),
+        }
+    }
+
+    /// Whether the durability is [`Durability::EveryAppend`].
+    pub fn syncs_every_append(&self) -> bool {
+        self.config.durability == Durability::EveryAppend
+    }
+
+    fn append_batch(&mut self, batch: &mut BatchBuilder, attributes: u16, producer: ProducerInfo) -> io::Result<u64> {
         if batch.is_empty() {
             return Ok(self.next_offset());
         }
         if self.newest().size() > 0 && self.newest().size() + batch.size() as u64 > self.config.segment_bytes {
             self.roll()?;
         }
+        match self.producers.check(producer, attributes, batch.len() as u32)? {
+            Check::Append => {}
+            Check::Duplicate(offset) => return Ok(offset),
+            Check::Unneeded => return Ok(self.next_offset()),
+        }
         let base = self.next_offset();
         let bytes = batch.finish(base, attributes, producer);
         let segment = self.segments.last_mut().expect("invariant: a partition has a segment");
-        segment.append(&mut self.file, &bytes)?;
-        self.unsynced = true;
-        if self.config.durability == Durability::EveryAppend {
-            self.sync()?;
-        }
+        let producers = &mut self.producers;
+        let written = segment.append(&mut self.file, &bytes, &mut |batch| producers.record(batch));
+        batch.restore(bytes);
+        written?;
+        self.written += 1;
         Ok(base)
     }
 
     /// Makes every append so far durable.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.unsynced {
+        if self.synced < self.written {
             let synced = self.file.flush().and_then(|()| self.file.sync());
             self.failed |= synced.is_err();
             synced?;
-            self.unsynced = false;
+            self.synced = self.written;
         }
         Ok(())
     }
 
-    /// Starts a new segment after syncing the newest.
+    /// Starts a new segment after syncing the newest and writing its index, and the
+    /// producers' states as the new one begins.
     fn roll(&mut self) -> io::Result<()> {
         self.sync()?;
+        self.segments.last().expect("invariant: a partition has a segment").write_index(self.fs.as_ref())?;
+        let snapshot = self.dir.join(producers::snapshot_name(self.next_offset()));
+        sluice_fs::write_durably(self.fs.as_ref(), &snapshot, &self.producers.encode())?;
         let segment = Segment::create(self.fs.as_ref(), &self.dir, self.next_offset())?;
         self.file = self.fs.append(segment.path())?;
         self.segments.push(segment);
@@ -189,6 +273,11 @@ impl Partition {
             .filter(|segment| segment.max_timestamp() >= timestamp)
             .find_map(|segment| segment.offset_for_time(timestamp))
             .unwrap_or_else(|| self.next_offset())
+    }
+
+    /// The transactions with data here and no marker yet: producer id and epoch.
+    pub fn open_transactions(&self) -> Vec<(i64, i16)> {
+        self.producers.open_transactions().collect()
     }
 
     /// How many segments it has.

@@ -5,8 +5,14 @@
 //! batch: the first batch that is torn (a write cut short) or fails its checksum ends
 //! the log, and the file is cut back to the end of the batch before it, with a warning.
 //! Everything before was acknowledged only once synced, so nothing acknowledged is lost.
+//!
+//! When a segment is sealed (a newer one starts), its index is written beside it
+//! (`00000000000000001234.index`), so that opening the partition later reads the
+//! index instead of scanning the sealed segment. An index whose checksum fails or
+//! whose size does not match its segment's is ignored and the segment scanned.
 
 use crate::batch::{Batch, Invalid};
+use serde::{Deserialize, Serialize};
 use sluice_fs::FileSystem;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -37,6 +43,8 @@ pub(crate) struct Scan {
     pub position: u64,
     /// Whether the data ends inside a batch at `position`.
     pub torn: bool,
+    /// Whether `visit` stopped the scan (at `position`).
+    pub stopped: bool,
 }
 
 /// Calls `visit` with each whole batch of the file `path` from `position` to `end`,
@@ -59,7 +67,7 @@ pub(crate) fn scan_batches(
             match Batch::parse(rest) {
                 Ok((batch, after)) => {
                     if !visit(&batch) {
-                        return Ok(Scan { position, torn: false });
+                        return Ok(Scan { position, torn: false, stopped: true });
                     }
                     position += batch.bytes().len() as u64;
                     rest = after;
@@ -71,7 +79,7 @@ pub(crate) fn scan_batches(
                     want = u32::from_le_bytes(rest[8..12].try_into().expect("four bytes")) as usize + 12;
                     break;
                 }
-                Err(Invalid::Torn) => return Ok(Scan { position, torn: true }),
+                Err(Invalid::Torn) => return Ok(Scan { position, torn: true, stopped: false }),
                 Err(why) => {
                     let message = format!("{} at byte {position}: {why}", path.display());
                     return Err(io::Error::new(io::ErrorKind::InvalidData, message));
@@ -79,7 +87,7 @@ pub(crate) fn scan_batches(
             }
         }
     }
-    Ok(Scan { position, torn: false })
+    Ok(Scan { position, torn: false, stopped: false })
 }
 
 /// The file name of the segment whose first offset is `base_offset`.
@@ -92,12 +100,23 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     name.strip_suffix(".log").filter(|digits| digits.len() == 20)?.parse().ok()
 }
 
+/// The file name of the index of the sealed segment whose first offset is `base_offset`.
+pub fn index_file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}.index")
+}
+
 /// Where a batch starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct IndexEntry {
     offset: u64,
     position: u64,
     max_timestamp: i64,
+}
+
+fn base_offset_of(path: &Path) -> io::Result<u64> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    parse_file_name(&name)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{name} is not a segment file")))
 }
 
 /// What opening a segment found at its end.
@@ -112,6 +131,15 @@ pub enum Tail {
         /// What was wrong with the first of them.
         why: String,
     },
+}
+
+/// A sealed segment's index file: what opening the segment would find by scanning it.
+#[derive(Serialize, Deserialize)]
+struct IndexFile {
+    size: u64,
+    next_offset: u64,
+    max_timestamp: i64,
+    index: Vec<IndexEntry>,
 }
 
 /// One segment file and its index.
@@ -149,12 +177,54 @@ impl Segment {
         }
     }
 
-    /// Opens the segment file `path`, scanning it to rebuild its index; a torn or
-    /// damaged tail is cut off.
-    pub fn open(fs: &dyn FileSystem, path: &Path) -> io::Result<(Segment, Tail)> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let base_offset = parse_file_name(&name)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{name} is not a segment file")))?;
+    fn index_path(&self) -> PathBuf {
+        self.path.with_file_name(index_file_name(self.base_offset))
+    }
+
+    /// Writes the index of this segment, now sealed, durably beside it.
+    pub fn write_index(&self, fs: &dyn FileSystem) -> io::Result<()> {
+        let file = IndexFile {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            index: self.index.clone(),
+        };
+        let mut bytes = postcard::to_allocvec(&file).expect("invariant: encoding into a Vec cannot fail");
+        bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        sluice_fs::write_durably(fs, &self.index_path(), &bytes)
+    }
+
+    /// The sealed segment `path` from its index file, if that is there and matches it.
+    pub fn load_sealed(fs: &dyn FileSystem, path: &Path) -> io::Result<Option<Segment>> {
+        let base_offset = base_offset_of(path)?;
+        let mut segment = Segment::empty(path.to_path_buf(), base_offset);
+        let bytes = match fs.read(&segment.index_path()) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some((body, crc)) = bytes.split_last_chunk::<4>() else { return Ok(None) };
+        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+            tracing::warn!("{}: its index fails its checksum; scanning the segment", path.display());
+            return Ok(None);
+        }
+        let Ok(file) = postcard::from_bytes::<IndexFile>(body) else { return Ok(None) };
+        if file.size != fs.size(path)? || file.next_offset < base_offset {
+            tracing::warn!("{}: its index does not match it; scanning the segment", path.display());
+            return Ok(None);
+        }
+        segment.size = file.size;
+        segment.next_offset = file.next_offset;
+        segment.max_timestamp = file.max_timestamp;
+        segment.last_indexed = file.index.last().map_or(0, |entry| entry.position);
+        segment.index = file.index;
+        Ok(Some(segment))
+    }
+
+    /// Opens the segment file `path`, scanning it to rebuild its index and showing each
+    /// whole batch to `visit`; a torn or damaged tail is cut off.
+    pub fn open(fs: &dyn FileSystem, path: &Path, visit: &mut dyn FnMut(&Batch<'_>)) -> io::Result<(Segment, Tail)> {
+        let base_offset = base_offset_of(path)?;
         let mut segment = Segment::empty(path.to_path_buf(), base_offset);
         let length = fs.size(path)?;
         let mut tail = Tail::Clean;
@@ -180,6 +250,7 @@ impl Segment {
                             break 'scan;
                         }
                         segment.appended(&batch);
+                        visit(&batch);
                         rest = after;
                     }
                     Err(Invalid::Torn) if read < length => break,
@@ -219,8 +290,14 @@ impl Segment {
     }
 
     /// Appends `bytes`, whole batches whose first offset is the segment's next, through
-    /// `file` (this segment's file, open to append). Durable once `file` is synced.
-    pub fn append(&mut self, file: &mut dyn io::Write, bytes: &[u8]) -> io::Result<()> {
+    /// `file` (this segment's file, open to append), showing each to `visit` once
+    /// written. Durable once `file` is synced.
+    pub fn append(
+        &mut self,
+        file: &mut dyn io::Write,
+        bytes: &[u8],
+        visit: &mut dyn FnMut(&Batch<'_>),
+    ) -> io::Result<()> {
         let mut rest = bytes;
         let mut batches = Vec::new();
         while !rest.is_empty() {
@@ -237,6 +314,7 @@ impl Segment {
         file.write_all(bytes)?;
         for batch in &batches {
             self.appended(batch);
+            visit(batch);
         }
         Ok(())
     }

@@ -9,12 +9,16 @@
 //! (murmur2 of the key bytes), so a job moved to Kafka finds each key in the same
 //! partition number.
 
-use crate::partition::{Partition, PartitionConfig};
+use crate::batch::{BatchBuilder, ProducerInfo};
+use crate::partition::{Durability, Partition, PartitionConfig};
+use crate::reader::{Isolation, PartitionReader};
 use serde::{Deserialize, Serialize};
 use sluice_fs::FileSystem;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 const SETTINGS: &str = "topic.json";
 const TOPICS: &str = "topics";
@@ -38,11 +42,60 @@ impl Default for TopicConfig {
     }
 }
 
-/// The log kept under one data directory.
-#[derive(Clone, Debug)]
+/// How a log keeps its partitions.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    /// When appends are durable: a sync per batch (the default: nothing is acknowledged
+    /// before it is durable; writers of one partition share syncs), or on an interval.
+    pub durability: Durability,
+    /// With [`Durability::OnSync`], how often the open partitions are synced.
+    pub sync_interval: Duration,
+    /// A partition starts a new segment once its newest holds this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            durability: Durability::EveryAppend,
+            sync_interval: Duration::from_millis(200),
+            segment_bytes: PartitionConfig::default().segment_bytes,
+        }
+    }
+}
+
+/// A partition open for writing, shared by the writers of one process.
+pub type SharedPartition = Arc<Mutex<Partition>>;
+
+/// The log kept under one data directory. Clones share its open partitions: a process
+/// opens a log once and hands out clones.
+#[derive(Clone)]
 pub struct Log {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
+    options: LogOptions,
+    /// The partitions this process has open to write, by topic and number.
+    writers: Mutex<HashMap<(String, u32), SharedPartition>>,
+    /// The transactional ids this process owns.
+    transactions: Mutex<HashMap<String, Arc<Mutex<crate::transaction::Coordinator>>>>,
+    /// The consumer groups this process has open.
+    groups: Mutex<HashMap<String, Arc<Mutex<crate::consumer::Group>>>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.shared.dir).finish_non_exhaustive()
+    }
+}
+
+/// Locks `mutex`, whose holder may have panicked: the partition it guards refuses
+/// appends after a failed write, so its state stays consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn error(kind: io::ErrorKind, message: String) -> io::Error {
@@ -67,14 +120,128 @@ pub fn check_topic_name(name: &str) -> io::Result<()> {
 }
 
 impl Log {
-    /// The log under `dir`, created if missing.
+    /// The log under `dir`, created if missing, with the default options.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> io::Result<Log> {
+        Self::open_with(fs, dir, LogOptions::default())
+    }
+
+    /// The log under `dir`, created if missing.
+    pub fn open_with(fs: Arc<dyn FileSystem>, dir: &Path, options: LogOptions) -> io::Result<Log> {
         sluice_fs::create_dir_all_durably(fs.as_ref(), &dir.join(TOPICS))?;
-        Ok(Log { fs, dir: dir.to_path_buf() })
+        let shared = Arc::new(Shared {
+            fs,
+            dir: dir.to_path_buf(),
+            options,
+            writers: Mutex::new(HashMap::new()),
+            transactions: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+        });
+        if options.durability == Durability::OnSync {
+            let weak = Arc::downgrade(&shared);
+            std::thread::Builder::new()
+                .name("sluice-log-sync".to_string())
+                .spawn(move || sync_on_interval(&weak, options.sync_interval))?;
+        }
+        Ok(Log { shared })
+    }
+
+    /// Its file system.
+    pub fn fs(&self) -> &Arc<dyn FileSystem> {
+        &self.shared.fs
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
     }
 
     fn topic_dir(&self, name: &str) -> PathBuf {
-        self.dir.join(TOPICS).join(name)
+        self.shared.dir.join(TOPICS).join(name)
+    }
+
+    /// The directory of partition `partition` of `topic`, checked to exist.
+    fn partition_dir(&self, topic: &str, partition: u32) -> io::Result<PathBuf> {
+        let settings = self.describe(topic)?;
+        if partition >= settings.partitions {
+            let message = format!("topic {topic} has no partition {partition} (it has {})", settings.partitions);
+            return Err(error(io::ErrorKind::NotFound, message));
+        }
+        Ok(self.topic_dir(topic).join(partition.to_string()))
+    }
+
+    /// Partition `partition` of `topic`, open to write and shared with this process's
+    /// other writers of it; opened (and locked against other processes) on first use.
+    pub fn writer(&self, topic: &str, partition: u32) -> io::Result<SharedPartition> {
+        let key = (topic.to_string(), partition);
+        if let Some(open) = lock(&self.shared.writers).get(&key) {
+            return Ok(open.clone());
+        }
+        let dir = self.partition_dir(topic, partition)?;
+        let config = PartitionConfig {
+            segment_bytes: self.shared.options.segment_bytes,
+            durability: self.shared.options.durability,
+        };
+        let mut writers = lock(&self.shared.writers);
+        if let Some(open) = writers.get(&key) {
+            return Ok(open.clone());
+        }
+        let opened = Arc::new(Mutex::new(Partition::open(self.shared.fs.clone(), &dir, config)?));
+        writers.insert(key, opened.clone());
+        Ok(opened)
+    }
+
+    /// Appends `batch` to partition `partition` of `topic` (see [`Partition::append`]),
+    /// durable on return with [`Durability::EveryAppend`]; writers of the same
+    /// partition that append meanwhile share one sync.
+    pub fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &mut BatchBuilder,
+        attributes: u16,
+        producer: ProducerInfo,
+    ) -> io::Result<u64> {
+        let appended = self.try_append(topic, partition, batch, attributes, producer);
+        let offset = match appended {
+            Err(e) if retriable(&e) => {
+                // Open the partition again (cutting off a torn write) and append the
+                // same batch again: with a producer id it is stored once.
+                tracing::warn!("appending to {topic}/{partition}: {e}; opening it again to retry");
+                lock(&self.shared.writers).remove(&(topic.to_string(), partition));
+                self.try_append(topic, partition, batch, attributes, producer)?
+            }
+            other => other?,
+        };
+        batch.clear();
+        Ok(offset)
+    }
+
+    fn try_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &mut BatchBuilder,
+        attributes: u16,
+        producer: ProducerInfo,
+    ) -> io::Result<u64> {
+        let writer = self.writer(topic, partition)?;
+        let (offset, ticket) = lock(&writer).write(batch, attributes, producer)?;
+        let mut partition = lock(&writer);
+        if partition.syncs_every_append() {
+            partition.sync_through(ticket)?;
+        }
+        Ok(offset)
+    }
+
+    /// Makes everything appended through this process durable.
+    pub fn sync(&self) -> io::Result<()> {
+        let writers: Vec<SharedPartition> = lock(&self.shared.writers).values().cloned().collect();
+        writers.iter().try_for_each(|writer| lock(writer).sync())
+    }
+
+    /// A reader of partition `partition` of `topic`, at its oldest record.
+    pub fn reader(&self, topic: &str, partition: u32, isolation: Isolation) -> io::Result<PartitionReader> {
+        PartitionReader::with_isolation(self.shared.fs.clone(), &self.partition_dir(topic, partition)?, isolation)
     }
 
     /// Creates the topic `name`; an error if it exists or its settings are invalid.
@@ -84,15 +251,15 @@ impl Log {
             return Err(error(io::ErrorKind::InvalidInput, format!("topic {name}: it needs at least one partition")));
         }
         let dir = self.topic_dir(name);
-        if self.fs.exists(&dir.join(SETTINGS)) {
+        if self.shared.fs.exists(&dir.join(SETTINGS)) {
             return Err(error(io::ErrorKind::AlreadyExists, format!("topic {name} exists")));
         }
-        sluice_fs::create_dir_all_durably(self.fs.as_ref(), &dir)?;
+        sluice_fs::create_dir_all_durably(self.shared.fs.as_ref(), &dir)?;
         let settings = serde_json::to_vec_pretty(config).map_err(io::Error::other)?;
         // The settings make the topic exist: its partitions are created after them.
-        sluice_fs::write_durably(self.fs.as_ref(), &dir.join(SETTINGS), &settings)?;
+        sluice_fs::write_durably(self.shared.fs.as_ref(), &dir.join(SETTINGS), &settings)?;
         for partition in 0..config.partitions {
-            sluice_fs::create_dir_all_durably(self.fs.as_ref(), &dir.join(partition.to_string()))?;
+            sluice_fs::create_dir_all_durably(self.shared.fs.as_ref(), &dir.join(partition.to_string()))?;
         }
         Ok(())
     }
@@ -101,11 +268,11 @@ impl Log {
     pub fn describe(&self, name: &str) -> io::Result<TopicConfig> {
         check_topic_name(name)?;
         let path = self.topic_dir(name).join(SETTINGS);
-        let bytes = match self.fs.read(&path) {
+        let bytes = match self.shared.fs.read(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(error(
                     io::ErrorKind::NotFound,
-                    format!("there is no topic {name} in {}", self.dir.display()),
+                    format!("there is no topic {name} in {}", self.shared.dir.display()),
                 ))
             }
             other => other?,
@@ -117,10 +284,11 @@ impl Log {
     /// The names of the topics, sorted.
     pub fn topics(&self) -> io::Result<Vec<String>> {
         let mut names: Vec<String> = self
+            .shared
             .fs
-            .list(&self.dir.join(TOPICS))?
+            .list(&self.shared.dir.join(TOPICS))?
             .into_iter()
-            .filter(|entry| entry.is_dir && self.fs.exists(&self.topic_dir(&entry.name).join(SETTINGS)))
+            .filter(|entry| entry.is_dir && self.shared.fs.exists(&self.topic_dir(&entry.name).join(SETTINGS)))
             .map(|entry| entry.name)
             .collect();
         names.sort();
@@ -132,20 +300,58 @@ impl Log {
         self.describe(name)?;
         let dir = self.topic_dir(name);
         // Without its settings the topic no longer exists, whatever is left of it.
-        self.fs.remove_file(&dir.join(SETTINGS))?;
-        self.fs.sync_dir(&dir)?;
-        self.fs.remove_dir_all(&dir)?;
-        self.fs.sync_dir(&self.dir.join(TOPICS))
+        self.shared.fs.remove_file(&dir.join(SETTINGS))?;
+        self.shared.fs.sync_dir(&dir)?;
+        self.shared.fs.remove_dir_all(&dir)?;
+        self.shared.fs.sync_dir(&self.shared.dir.join(TOPICS))
     }
 
-    /// Opens partition `partition` of topic `topic`.
+    /// Opens partition `partition` of topic `topic` for this caller alone (see
+    /// [`Self::writer`] to share it).
     pub fn partition(&self, topic: &str, partition: u32, config: PartitionConfig) -> io::Result<Partition> {
-        let settings = self.describe(topic)?;
-        if partition >= settings.partitions {
-            let message = format!("topic {topic} has no partition {partition} (it has {})", settings.partitions);
-            return Err(error(io::ErrorKind::NotFound, message));
+        Partition::open(self.shared.fs.clone(), &self.partition_dir(topic, partition)?, config)
+    }
+
+    /// The directory transactional ids and consumer groups keep their state in.
+    pub(crate) fn state_dir(&self, kind: &str) -> io::Result<PathBuf> {
+        let dir = self.shared.dir.join(kind);
+        sluice_fs::create_dir_all_durably(self.shared.fs.as_ref(), &dir)?;
+        Ok(dir)
+    }
+
+    pub(crate) fn transactions(&self) -> &Mutex<HashMap<String, Arc<Mutex<crate::transaction::Coordinator>>>> {
+        &self.shared.transactions
+    }
+
+    pub(crate) fn groups(&self) -> &Mutex<HashMap<String, Arc<Mutex<crate::consumer::Group>>>> {
+        &self.shared.groups
+    }
+}
+
+/// Whether an append that failed with `error` may succeed once the partition is opened
+/// again: a failed write or sync, not a refusal.
+fn retriable(error: &io::Error) -> bool {
+    !matches!(
+        error.kind(),
+        io::ErrorKind::InvalidInput
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::NotFound
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::InvalidData
+    )
+}
+
+/// Syncs the open partitions of a log every `interval`, until the log is dropped.
+fn sync_on_interval(shared: &Weak<Shared>, interval: Duration) {
+    loop {
+        std::thread::sleep(interval);
+        let Some(shared) = shared.upgrade() else { return };
+        let writers: Vec<SharedPartition> = lock(&shared.writers).values().cloned().collect();
+        for writer in writers {
+            if let Err(e) = lock(&writer).sync() {
+                tracing::error!("syncing the log in {}: {e}", shared.dir.display());
+            }
         }
-        Partition::open(self.fs.clone(), &self.topic_dir(topic).join(partition.to_string()), config)
     }
 }
 
@@ -226,7 +432,7 @@ mod tests {
         let mut partition = log.partition("orders", 2, PartitionConfig::default()).unwrap();
         let mut batch = crate::BatchBuilder::new();
         batch.push(1, Some(b"k"), b"v", &[]);
-        partition.append(&mut batch, 0, crate::Producer::NONE).unwrap();
+        partition.append(&mut batch, 0, crate::ProducerInfo::NONE).unwrap();
         let missing = log.partition("orders", 3, PartitionConfig::default()).err().unwrap().to_string();
         assert!(missing.contains("has no partition 3 (it has 3)"), "{missing}");
         let unknown = log.describe("nope").unwrap_err().to_string();

@@ -2,7 +2,7 @@
 //! a torn tail is cut off, and a power cut at any write keeps every acknowledged record.
 
 use sluice_fs::{FileSystem, SimulatedFs};
-use sluice_log::{records_from, BatchBuilder, Durability, Partition, PartitionConfig, Producer};
+use sluice_log::{records_from, BatchBuilder, Durability, Partition, PartitionConfig, ProducerInfo};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ fn append(partition: &mut Partition, from: u64, to: u64, per_batch: u64) -> (u64
         for j in i..end {
             builder.push(j as i64 * 10, Some(format!("k{}", j % 7).as_bytes()), &value(j), &[]);
         }
-        match partition.append(&mut builder, 0, Producer::NONE) {
+        match partition.append(&mut builder, 0, ProducerInfo::NONE) {
             Ok(base) => assert_eq!(base, i, "offsets are dense"),
             Err(error) => return (acknowledged, Some(error)),
         }
@@ -85,7 +85,7 @@ fn a_torn_or_damaged_tail_is_cut_off_at_the_last_whole_batch() {
     // Half of a new batch, as a crash in the middle of a write leaves it.
     let mut builder = BatchBuilder::new();
     builder.push(0, None, b"never acknowledged", &[]);
-    let next = builder.finish(100, 0, Producer::NONE);
+    let next = builder.finish(100, 0, ProducerInfo::NONE);
     let mut file = fs.append(&segment).unwrap();
     file.write_all(&next[..next.len() / 2]).unwrap();
     file.sync().unwrap();
@@ -119,6 +119,14 @@ fn damage_before_the_newest_segment_is_an_error_not_a_silent_loss() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 1;
     std::fs::write(&first, &bytes).unwrap();
+    // A sealed segment opens from its index, unread: the damage is found when read.
+    let partition = Partition::open(fs.clone(), dir.path(), config).unwrap();
+    let read = (0..500).find_map(|offset| partition.read(offset, 1 << 20).err());
+    let error = read.expect("a read of the damaged batch fails").to_string();
+    assert!(error.contains("fails its checksum") && error.contains(&sluice_log::segment::file_name(0)), "{error}");
+    drop(partition);
+    // Without its index the segment is scanned on open, which refuses it.
+    std::fs::remove_file(dir.path().join(sluice_log::segment::index_file_name(0))).unwrap();
     let error = Partition::open(fs, dir.path(), config).err().expect("refused").to_string();
     assert!(error.contains("damaged before the newest"), "{error}");
 }
@@ -215,7 +223,7 @@ fn a_reader_waits_at_a_torn_tail_without_changing_the_file() {
     let segment = dir.path().join(sluice_log::segment::file_name(0));
     let mut builder = BatchBuilder::new();
     builder.push(0, None, b"half written", &[]);
-    let next = builder.finish(100, 0, Producer::NONE);
+    let next = builder.finish(100, 0, ProducerInfo::NONE);
     std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(&next[..20]).unwrap();
     let torn = std::fs::read(&segment).unwrap();
     let mut reader = sluice_log::PartitionReader::open(fs.clone(), dir.path()).unwrap();

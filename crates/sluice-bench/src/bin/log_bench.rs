@@ -4,7 +4,7 @@
 //! with `append`, every batch is synced before the next.
 
 use clap::Parser;
-use sluice_log::{records_from, BatchBuilder, Durability, Partition, PartitionConfig, Producer};
+use sluice_log::{records_from, BatchBuilder, Durability, Partition, PartitionConfig, ProducerInfo};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -49,7 +49,7 @@ fn main() {
         for i in produced..produced + count {
             builder.push(i as i64, None, &value, &[]);
         }
-        partition.append(&mut builder, 0, Producer::NONE).expect("append");
+        partition.append(&mut builder, 0, ProducerInfo::NONE).expect("append");
         produced += count;
         if last_sync.elapsed() >= Duration::from_millis(100) {
             partition.sync().expect("sync");
