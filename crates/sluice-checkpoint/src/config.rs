@@ -123,7 +123,8 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "s" => Ok(Duration::from_secs(n)),
         "m" | "min" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(Error::invalid_job(format!("'{text}' has an unknown unit '{unit}' (use ms, s, m or h)"))),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(Error::invalid_job(format!("'{text}' has an unknown unit '{unit}' (use ms, s, m, h or d)"))),
     }
 }
 
@@ -136,6 +137,7 @@ mod tests {
         assert_eq!(parse_duration("200ms").unwrap(), Duration::from_millis(200));
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("150").unwrap(), Duration::from_millis(150));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert!(parse_duration("2 weeks").is_err());
         assert!(parse_duration("s").is_err());
     }

@@ -6,6 +6,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod demo;
+mod log;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,34 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = sluice::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Creates, lists, describes and deletes topics of the embedded log.
+    Topic {
+        #[command(subcommand)]
+        command: log::TopicCommand,
+        #[command(flatten)]
+        data: log::DataDir,
+    },
+    /// Writes JSON lines (from standard input or a file) to a topic.
+    Produce {
+        #[command(flatten)]
+        args: log::ProduceArgs,
+        #[command(flatten)]
+        data: log::DataDir,
+    },
+    /// Prints a topic's values, one per line.
+    Consume {
+        #[command(flatten)]
+        args: log::ConsumeArgs,
+        #[command(flatten)]
+        data: log::DataDir,
+    },
+    /// Lists consumer groups and shows their offsets and lag.
+    Group {
+        #[command(subcommand)]
+        command: log::GroupCommand,
+        #[command(flatten)]
+        data: log::DataDir,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +84,10 @@ fn main() -> ExitCode {
         Command::Savepoint { location, timeout } => sluice::checkpoint::request_savepoint(&location, timeout)
             .map(|savepoint| println!("{savepoint}"))
             .map_err(anyhow::Error::from),
+        Command::Topic { command, data } => log::topic(&data, command),
+        Command::Produce { args, data } => log::produce(&data, args),
+        Command::Consume { args, data } => log::consume(&data, args),
+        Command::Group { command, data } => log::group(&data, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +112,9 @@ fn fail(error: &anyhow::Error) -> ExitCode {
         eprint!(": {cause}");
     }
     eprintln!();
+    if error.chain().any(|cause| cause.is::<log::UserError>()) {
+        return ExitCode::from(EXIT_USER);
+    }
     let engine_error = error.chain().find_map(|cause| cause.downcast_ref::<sluice::Error>());
     if let Some(hint) = engine_error.and_then(sluice::Error::retry_hint) {
         eprintln!("hint: {hint}");

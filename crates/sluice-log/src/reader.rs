@@ -122,32 +122,34 @@ impl PartitionReader {
         Ok(())
     }
 
-    /// Moves to the first record whose batch may hold event times at or after
-    /// `timestamp` (batches are in offset order, not time order: the first batch whose
-    /// highest event time reaches it), or to the end if none does.
+    /// Moves to the first record (in offset order) whose event time is at or after
+    /// `timestamp`, as Kafka's `offsetsForTimes` finds it (later records may be older:
+    /// they are read too), or to the end if there is none.
     pub fn seek_to_time(&mut self, timestamp: i64) -> io::Result<()> {
         self.refresh()?;
         let segments = self.segments.clone();
         for (i, base) in segments.iter().enumerate() {
             let path = self.path(*base);
-            let sealed = match i + 1 < segments.len() {
-                true => Segment::load_sealed(self.fs.as_ref(), &path)?,
-                false => None,
-            };
-            if let Some(segment) = sealed {
-                if let Some(offset) = segment.offset_for_time(timestamp) {
-                    return self.seek(offset);
+            // A sealed segment's index says where to start looking, or to skip it.
+            let mut start = 0;
+            if i + 1 < segments.len() {
+                if let Some(segment) = Segment::load_sealed(self.fs.as_ref(), &path)? {
+                    match segment.position_for_time(timestamp) {
+                        Some(position) => start = position,
+                        None => continue,
+                    }
                 }
-                continue;
             }
             let size = match self.fs.size(&path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 other => other?,
             };
             let mut found = None;
-            segment::scan_batches(self.fs.as_ref(), &path, 0, size, 1 << 20, |batch| {
+            segment::scan_batches(self.fs.as_ref(), &path, start, size, 1 << 20, |batch| {
                 if batch.max_timestamp() >= timestamp {
-                    found = Some(batch.base_offset());
+                    found = batch.records().ok().and_then(|records| {
+                        records.iter().find(|record| record.timestamp >= timestamp).map(|record| record.offset)
+                    });
                 }
                 found.is_none()
             })?;

@@ -347,6 +347,11 @@ impl Segment {
         self.index.iter().find(|entry| entry.max_timestamp >= timestamp).map(|entry| entry.offset)
     }
 
+    /// Where the first batch whose records may be at or after `timestamp` starts.
+    pub fn position_for_time(&self, timestamp: i64) -> Option<u64> {
+        self.index.iter().find(|entry| entry.max_timestamp >= timestamp).map(|entry| entry.position)
+    }
+
     /// Its file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -14,7 +14,8 @@
 //!    partitions; then the transaction leaves the file.
 //!
 //! Opening the id again (after a crash) finishes what was decided and aborts what was
-//! ongoing; prepared transactions wait for [`crate::Producer::commit_prepared`] or
+//! ongoing ([`finish_abandoned`] does it for ids no process holds); prepared
+//! transactions wait for [`crate::Producer::commit_prepared`] or
 //! [`crate::Producer::abort_prepared`]. A marker is written at most once per
 //! partition, so finishing again is harmless.
 
@@ -246,4 +247,31 @@ impl Coordinator {
             .map(|t| PreparedTransaction { transactional_id: id.clone(), producer_id: t.producer_id, epoch: t.epoch })
             .collect()
     }
+}
+
+/// Aborts the ongoing transactions (and finishes the decided ones) of every
+/// transactional id that no process holds: their producers died, and until then
+/// read-committed readers wait at their first record. Prepared transactions are left
+/// for their owner's recovery. Returns how many transactions were finished.
+pub fn finish_abandoned(log: &Log) -> io::Result<usize> {
+    let dir = log.state_dir(DIR)?;
+    let mut finished = 0;
+    for entry in log.fs().list(&dir)? {
+        let Some(id) = entry.name.strip_suffix(".json") else { continue };
+        if lock(log.transactions()).contains_key(id) {
+            continue;
+        }
+        let coordinator = match Coordinator::of(log, id) {
+            Ok(coordinator) => coordinator,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let mut owned = lock(&coordinator);
+        let before = owned.state.unfinished.len();
+        owned.init(log)?;
+        finished += before - owned.state.unfinished.len();
+        drop(owned);
+        lock(log.transactions()).remove(id);
+    }
+    Ok(finished)
 }

@@ -32,6 +32,8 @@
 
 pub use sluice_api::*;
 pub use sluice_connectors as connectors;
+/// The embedded event log: topics, producers, consumers, transactions.
+pub use sluice_log as log;
 
 /// The runtime's parts, to write operators and sources of your own, or to build a job
 /// graph by hand (as the SQL planner does) and run it with [`Job`].
