@@ -275,3 +275,39 @@ pub fn finish_abandoned(log: &Log) -> io::Result<usize> {
     }
     Ok(finished)
 }
+
+/// Commits a prepared transaction, from whichever producer object or process prepared
+/// it (a two-phase-commit sink's committer); nothing to do if it is finished already.
+pub fn commit_prepared(log: &Log, prepared: &PreparedTransaction) -> io::Result<()> {
+    let coordinator = Coordinator::of(log, &prepared.transactional_id)?;
+    let mut coordinator = lock(&coordinator);
+    coordinator.finish(log, prepared.producer_id, prepared.epoch, true)
+}
+
+/// Aborts every unfinished transaction of the transactional ids `<prefix>-<n>` but
+/// those in `keep` (which a restored checkpoint commits): what a sink wrote after the
+/// checkpoint it restarts from.
+pub fn abort_unfinished_except(log: &Log, prefix: &str, keep: &[PreparedTransaction]) -> io::Result<()> {
+    let dir = log.state_dir(DIR)?;
+    for entry in log.fs().list(&dir)? {
+        let Some(id) = entry.name.strip_suffix(".json") else { continue };
+        let ours = id.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-'));
+        if !ours.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let coordinator = Coordinator::of(log, id)?;
+        let mut coordinator = lock(&coordinator);
+        let abort: Vec<(i64, i16)> = coordinator
+            .state
+            .unfinished
+            .iter()
+            .filter(|t| t.phase != Phase::Committing)
+            .filter(|t| !keep.iter().any(|k| k.producer_id == t.producer_id && k.epoch == t.epoch))
+            .map(|t| (t.producer_id, t.epoch))
+            .collect();
+        for (producer_id, epoch) in abort {
+            coordinator.finish(log, producer_id, epoch, false)?;
+        }
+    }
+    Ok(())
+}

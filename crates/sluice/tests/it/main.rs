@@ -12,6 +12,7 @@
 //!   parallelisms, corrupt checkpoints.
 //! - `exactly_once`: the holes found in review, each closed: a crash after a savepoint,
 //!   commits that fail, a single-file sink restored, power cuts at any write.
+//! - `log_jobs`: jobs from the embedded log to the embedded log, exactly-once.
 
 mod api;
 mod checkpoints;
@@ -20,5 +21,6 @@ mod dead_letters;
 mod disk_state;
 mod exactly_once;
 mod job_graph;
+mod log_jobs;
 mod model;
 mod properties;

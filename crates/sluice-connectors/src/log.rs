@@ -1,0 +1,413 @@
+//! The embedded log as a source and a sink.
+//!
+//! [`LogSource`] reads a topic's partitions, dealt to workers by partition number
+//! (one split per partition), each record's value as JSON of `T` and its event time
+//! from the log. Its position per partition goes into checkpoints, so a restored job
+//! reads on from there, at any parallelism. Read-committed: it never sees aborted or
+//! open transactions.
+//!
+//! [`LogSink`] writes values as JSON. In an exactly-once job each worker writes in a
+//! transaction of its own transactional id (`<prefix>-<worker>`), prepared at each
+//! checkpoint barrier and committed once the checkpoint completes, so a job from log
+//! to log is exactly-once end to end. Otherwise it writes straight through, with an
+//! idempotent producer.
+
+use crate::{DeadLetter, DeadLetters};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sluice_api::{Sink, SinkContext, SinkWriter, Source};
+use sluice_log::transaction::{abort_unfinished_except, commit_prepared, finish_abandoned};
+use sluice_log::{Isolation, Log, PartitionReader, PreparedTransaction, Producer, ProducerConfig, ProducerRecord};
+use sluice_runtime::checkpoint::{CheckpointId, Committer, StateReader, StateWriter};
+use sluice_runtime::{SourcePoll, SourceReader};
+use sluice_types::{Error, Record, Result};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+fn log_error(topic: &str, error: std::io::Error) -> Error {
+    Error::io(format!("log topic {topic}"), error)
+}
+
+/// Where a [`LogSource`] starts reading a partition it has no checkpoint for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The oldest record kept.
+    #[default]
+    Earliest,
+    /// After the last record written when the job starts.
+    Latest,
+    /// The first record at or after this event time, in milliseconds.
+    Timestamp(i64),
+}
+
+/// A topic of the embedded log, as a source of `T` read from JSON values.
+pub struct LogSource<T> {
+    log: Log,
+    topic: String,
+    partitions: u32,
+    start: StartFrom,
+    /// For a bounded source: where each partition ended when the job started.
+    ends: Option<Vec<u64>>,
+    dead_letters: DeadLetters,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// One partition's position, as a checkpoint keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PartitionSplit {
+    partition: u32,
+    next_offset: u64,
+    end: Option<u64>,
+}
+
+impl<T> LogSource<T> {
+    /// Reads `topic` of `log`, unbounded: the job runs until stopped.
+    pub fn new(log: &Log, topic: &str) -> Result<Self> {
+        let partitions = log.describe(topic).map_err(|e| log_error(topic, e))?.partitions;
+        // Transactions of producers that died would hold the readers back.
+        finish_abandoned(log).map_err(|e| log_error(topic, e))?;
+        Ok(LogSource {
+            log: log.clone(),
+            topic: topic.to_string(),
+            partitions,
+            start: StartFrom::Earliest,
+            ends: None,
+            dead_letters: DeadLetters::default(),
+            _type: PhantomData,
+        })
+    }
+
+    /// Where to start partitions without a checkpoint (default: the earliest record).
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Ends the source at what the topic held when this was called (Flink's
+    /// `scan.bounded.mode = latest-offset`): the job ends like a batch job.
+    pub fn bounded(mut self) -> Result<Self> {
+        let mut ends = Vec::with_capacity(self.partitions as usize);
+        for partition in 0..self.partitions {
+            let mut reader = self.open(partition)?;
+            ends.push(reader.end_offset().map_err(|e| log_error(&self.topic, e))?);
+        }
+        self.ends = Some(ends);
+        Ok(self)
+    }
+
+    /// Sends values that do not parse as `T` to `dead_letters` (default: standard error).
+    pub fn dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = dead_letters;
+        self
+    }
+
+    fn open(&self, partition: u32) -> Result<PartitionReader> {
+        self.log.reader(&self.topic, partition, Isolation::ReadCommitted).map_err(|e| log_error(&self.topic, e))
+    }
+
+    fn reader_of(&self, splits: Vec<(PartitionReader, PartitionSplit)>) -> LogReader<T> {
+        LogReader {
+            topic: self.topic.clone(),
+            partitions: splits.into_iter().map(|(reader, split)| (reader, split.partition, split.end)).collect(),
+            next: 0,
+            read: 0,
+            pending: std::collections::VecDeque::new(),
+            pending_of: 0,
+            dead_letters: self.dead_letters.clone(),
+            dead_letter_count: 0,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Clone + Send + 'static> Source for LogSource<T> {
+    type Item = T;
+    type Reader = LogReader<T>;
+
+    fn name(&self) -> String {
+        format!("log-source({})", self.topic)
+    }
+
+    fn reader(&self, worker: usize, parallelism: usize) -> Result<LogReader<T>> {
+        self.dead_letters.open_for(false)?;
+        let mut splits = Vec::new();
+        for partition in (0..self.partitions).filter(|p| *p as usize % parallelism == worker) {
+            let mut reader = self.open(partition)?;
+            let positioned = match self.start {
+                StartFrom::Earliest => Ok(()),
+                StartFrom::Latest => reader.end_offset().and_then(|end| reader.seek(end)),
+                StartFrom::Timestamp(at) => reader.seek_to_time(at),
+            };
+            positioned.map_err(|e| log_error(&self.topic, e))?;
+            let end = self.ends.as_ref().map(|ends| ends[partition as usize]);
+            let split = PartitionSplit { partition, next_offset: reader.next_offset(), end };
+            splits.push((reader, split));
+        }
+        Ok(self.reader_of(splits))
+    }
+
+    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<LogReader<T>> {
+        self.dead_letters.open_for(true)?;
+        let mut splits = Vec::new();
+        for split in state.items::<PartitionSplit>()? {
+            if split.partition >= self.partitions {
+                let message =
+                    format!("the checkpoint reads partition {} of {}, which has fewer", split.partition, self.topic);
+                return Err(Error::checkpoint(&self.topic, message));
+            }
+            let mut reader = self.open(split.partition)?;
+            reader.seek(split.next_offset).map_err(|e| log_error(&self.topic, e))?;
+            splits.push((reader, split));
+        }
+        Ok(self.reader_of(splits))
+    }
+}
+
+/// One worker's partitions of a [`LogSource`].
+pub struct LogReader<T> {
+    topic: String,
+    /// Each partition's reader, number and end (bounded).
+    partitions: Vec<(PartitionReader, u32, Option<u64>)>,
+    /// The partition polled next, round robin.
+    next: usize,
+    read: u64,
+    /// Records read but not handed out yet (a poll hands out at most as many as asked
+    /// for), with their offsets, all of partition `pending_of`.
+    pending: std::collections::VecDeque<(u64, Record<T>)>,
+    pending_of: usize,
+    dead_letters: DeadLetters,
+    dead_letter_count: u64,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// About how many bytes a poll reads from one partition per record asked for.
+const BYTES_PER_RECORD: usize = 64;
+
+impl<T> LogReader<T> {
+    fn take_pending(&mut self, max_records: usize) -> Vec<Record<T>> {
+        let n = self.pending.len().min(max_records.max(1));
+        self.pending.drain(..n).map(|(_, record)| record).collect()
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> SourceReader for LogReader<T> {
+    type Batch = Vec<Record<T>>;
+
+    fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Vec<Record<T>>>> {
+        if !self.pending.is_empty() {
+            return Ok(SourcePoll::Batch(self.take_pending(max_records)));
+        }
+        let mut unfinished = false;
+        for _ in 0..self.partitions.len() {
+            let i = self.next % self.partitions.len();
+            self.next = i + 1;
+            let (reader, partition, end) = &mut self.partitions[i];
+            if end.is_some_and(|end| reader.next_offset() >= end) {
+                continue;
+            }
+            unfinished = true;
+            let (from, bytes) =
+                reader.poll(max_records.max(1) * BYTES_PER_RECORD).map_err(|e| log_error(&self.topic, e))?;
+            if bytes.is_empty() {
+                continue;
+            }
+            let records = sluice_log::records_from(&bytes, from)
+                .map_err(|e| Error::checkpoint(&self.topic, format!("partition {partition}: {e}")))?;
+            for record in records.iter().filter(|r| end.is_none_or(|end| r.offset < end)) {
+                self.read += 1;
+                match serde_json::from_slice::<T>(record.value) {
+                    Ok(value) => self.pending.push_back((record.offset, Record { timestamp: record.timestamp, value })),
+                    Err(error) => {
+                        self.dead_letter_count += 1;
+                        self.dead_letters.write(DeadLetter {
+                            source: format!("log topic {} partition {partition}", self.topic),
+                            position: format!("offset {}", record.offset),
+                            reason: error.to_string(),
+                            input: String::from_utf8_lossy(record.value).into_owned(),
+                        })?;
+                    }
+                }
+            }
+            if let Some(end) = end {
+                if reader.next_offset() > *end {
+                    reader.seek(*end).map_err(|e| log_error(&self.topic, e))?;
+                }
+            }
+            if !self.pending.is_empty() {
+                self.pending_of = i;
+                return Ok(SourcePoll::Batch(self.take_pending(max_records)));
+            }
+        }
+        if !unfinished {
+            self.dead_letters.flush()?;
+            return Ok(SourcePoll::Finished);
+        }
+        Ok(SourcePoll::Pending)
+    }
+
+    fn position(&self) -> u64 {
+        self.read
+    }
+
+    fn dead_letters(&self) -> u64 {
+        self.dead_letter_count
+    }
+
+    fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
+        self.dead_letters.sync()?;
+        for (i, (reader, partition, end)) in self.partitions.iter().enumerate() {
+            // Records read but not handed out are read again after a restore.
+            let next_offset = match (i == self.pending_of, self.pending.front()) {
+                (true, Some((offset, _))) => *offset,
+                _ => reader.next_offset(),
+            };
+            state.item(&PartitionSplit { partition: *partition, next_offset, end: *end })?;
+        }
+        Ok(())
+    }
+}
+
+/// The key of a record a [`LogSink`] writes.
+type KeyOf<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
+
+/// A topic of the embedded log, as a sink of `T` written as JSON values.
+pub struct LogSink<T> {
+    log: Log,
+    topic: String,
+    transactional_id_prefix: String,
+    key: Option<KeyOf<T>>,
+}
+
+impl<T> LogSink<T> {
+    /// Writes to `topic` of `log`; in an exactly-once job, in transactions under the
+    /// ids `<topic>-sink-<worker>` (see [`Self::transactional_id_prefix`]).
+    pub fn new(log: &Log, topic: &str) -> Result<Self> {
+        log.describe(topic).map_err(|e| log_error(topic, e))?;
+        Ok(LogSink {
+            log: log.clone(),
+            topic: topic.to_string(),
+            transactional_id_prefix: format!("{topic}-sink"),
+            key: None,
+        })
+    }
+
+    /// The prefix of the writers' transactional ids; two jobs writing the same topic
+    /// need different ones (Flink's `sink.transactional-id-prefix`).
+    pub fn transactional_id_prefix(mut self, prefix: &str) -> Self {
+        self.transactional_id_prefix = prefix.to_string();
+        self
+    }
+
+    /// Keys each record by `key` (records of a key go to one partition).
+    pub fn key_by(mut self, key: impl Fn(&T) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        self.key = Some(Arc::new(key));
+        self
+    }
+}
+
+impl<T: Serialize + Send + 'static> Sink<T> for LogSink<T> {
+    type Writer = LogWriter<T>;
+
+    fn name(&self) -> String {
+        format!("log-sink({})", self.topic)
+    }
+
+    fn writer(&self, context: &SinkContext) -> Result<LogWriter<T>> {
+        let transactional = context.transactional();
+        let transactional_id = transactional.then(|| format!("{}-{}", self.transactional_id_prefix, context.worker));
+        let config = ProducerConfig { transactional_id, ..ProducerConfig::default() };
+        let producer = Producer::new(&self.log, config).map_err(|e| log_error(&self.topic, e))?;
+        Ok(LogWriter {
+            topic: self.topic.clone(),
+            producer,
+            transactional,
+            ongoing: false,
+            key: self.key.clone(),
+            value: Vec::new(),
+            _type: PhantomData,
+        })
+    }
+
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        Some(Arc::new(LogCommitter { log: self.log.clone(), prefix: self.transactional_id_prefix.clone() }))
+    }
+}
+
+/// One worker's writer of a [`LogSink`].
+pub struct LogWriter<T> {
+    topic: String,
+    producer: Producer,
+    transactional: bool,
+    /// Whether a transaction is open (one begins at the first record after a barrier).
+    ongoing: bool,
+    key: Option<KeyOf<T>>,
+    value: Vec<u8>,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize + Send + 'static> SinkWriter<T> for LogWriter<T> {
+    fn write_batch(&mut self, batch: Vec<Record<T>>) -> Result<()> {
+        if self.transactional && !self.ongoing && !batch.is_empty() {
+            self.producer.begin().map_err(|e| log_error(&self.topic, e))?;
+            self.ongoing = true;
+        }
+        for record in &batch {
+            self.value.clear();
+            serde_json::to_writer(&mut self.value, &record.value)
+                .map_err(|e| Error::Operator { operator: "log-sink".into(), message: e.to_string() })?;
+            let key = self.key.as_ref().map(|key| key(&record.value));
+            let send = ProducerRecord {
+                topic: &self.topic,
+                partition: None,
+                key: key.as_deref(),
+                value: &self.value,
+                headers: &[],
+                timestamp: record.timestamp,
+            };
+            self.producer.send(&send).map_err(|e| log_error(&self.topic, e))?;
+        }
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+        if !self.transactional {
+            return self.producer.flush().map_err(|e| log_error(&self.topic, e));
+        }
+        if self.ongoing {
+            let prepared = self.producer.prepare().map_err(|e| log_error(&self.topic, e))?;
+            self.ongoing = false;
+            state.committable(&prepared)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.producer.flush().map_err(|e| log_error(&self.topic, e))
+    }
+}
+
+/// Commits the transactions the sink's writers prepared.
+struct LogCommitter {
+    log: Log,
+    prefix: String,
+}
+
+fn decode(committable: &[u8]) -> Result<PreparedTransaction> {
+    postcard::from_bytes(committable)
+        .map_err(|e| Error::checkpoint("log sink", format!("a committable does not decode: {e}")))
+}
+
+impl Committer for LogCommitter {
+    fn commit(&self, committable: &[u8]) -> Result<()> {
+        let prepared = decode(committable)?;
+        commit_prepared(&self.log, &prepared).map_err(|e| log_error(&prepared.transactional_id, e))
+    }
+
+    fn recover(&self, committables: &[Vec<u8>]) -> Result<()> {
+        let keep: Vec<PreparedTransaction> = committables.iter().map(|c| decode(c)).collect::<Result<_>>()?;
+        for prepared in &keep {
+            commit_prepared(&self.log, prepared).map_err(|e| log_error(&prepared.transactional_id, e))?;
+        }
+        abort_unfinished_except(&self.log, &self.prefix, &keep).map_err(|e| log_error(&self.prefix, e))
+    }
+}

@@ -1,0 +1,95 @@
+//! Jobs from the embedded log to the embedded log: exactly-once across a cancel and a
+//! restart from the checkpoint, at another parallelism, and the same output whatever
+//! the number of input partitions.
+
+use crate::checkpoints::{checkpointed, wait_for_checkpoints};
+use sluice::connectors::{LogSink, LogSource};
+use sluice::log::{Consumer, ConsumerConfig, Log, Producer, ProducerConfig, ProducerRecord, TopicConfig};
+use std::time::Duration;
+
+const RECORDS: u64 = 20_000;
+
+/// A log in `dir` with `input` holding the numbers 0..RECORDS (keyed by value, so
+/// that each partition's share is the same whatever the job's parallelism) and an
+/// empty `output` topic.
+fn log_with_input(dir: &std::path::Path, partitions: u32) -> Log {
+    let log = Log::open(sluice::fs::local(), dir).expect("log");
+    log.create_topic("input", &TopicConfig { partitions, ..TopicConfig::default() }).expect("input topic");
+    log.create_topic("output", &TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("output topic");
+    let mut producer = Producer::new(&log, ProducerConfig::default()).expect("producer");
+    for i in 0..RECORDS {
+        let value = i.to_string();
+        let key = i.to_le_bytes();
+        let record = ProducerRecord {
+            topic: "input",
+            partition: None,
+            key: Some(&key),
+            value: value.as_bytes(),
+            headers: &[],
+            timestamp: i as i64,
+        };
+        producer.send(&record).expect("send");
+    }
+    producer.flush().expect("flush");
+    log
+}
+
+/// Every committed value of `output`, sorted.
+fn committed_output(log: &Log) -> Vec<u64> {
+    let mut consumer = Consumer::subscribe(log, &["output"], &ConsumerConfig::default()).expect("consumer");
+    let mut values = Vec::new();
+    while let Some(fetched) = consumer.poll(1 << 20).expect("poll") {
+        for record in fetched.records().expect("records") {
+            values.push(std::str::from_utf8(record.value).expect("text").parse::<u64>().expect("a number"));
+        }
+    }
+    values.sort_unstable();
+    values
+}
+
+fn expected() -> Vec<u64> {
+    (0..RECORDS).map(|i| i * 3).collect()
+}
+
+/// Reads `input` slowly (a pause per batch) so that a run can be stopped half-way.
+fn job(env: &sluice::StreamEnvironment, log: &Log, pause: Duration) {
+    let source = LogSource::<u64>::new(log, "input").expect("source").bounded().expect("bounded");
+    env.source(source)
+        .map(move |x| {
+            std::thread::sleep(pause);
+            x * 3
+        })
+        .sink(LogSink::new(log, "output").expect("sink").key_by(|x: &u64| x.to_le_bytes().to_vec()));
+}
+
+#[test]
+fn a_job_from_log_to_log_is_exactly_once_across_a_cancel_and_a_restart_at_another_parallelism() {
+    let (data, checkpoints) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let log = log_with_input(data.path(), 3);
+    let env = checkpointed(2, checkpoints.path(), Duration::from_millis(20));
+    job(&env, &log, Duration::from_micros(200));
+    let handle = env.start().expect("the first run starts");
+    wait_for_checkpoints(&handle, 3);
+    handle.cancel();
+    let _ = handle.join();
+    let before = committed_output(&log);
+    assert!(!before.is_empty() && before.len() < RECORDS as usize, "stopped half-way: {} records", before.len());
+    // Its open transactions are aborted, its prepared ones committed on restore.
+    let env = checkpointed(1, checkpoints.path(), Duration::from_millis(20));
+    job(&env, &log, Duration::ZERO);
+    let result = env.execute().expect("the restarted run finishes");
+    assert!(result.checkpoints.and_then(|s| s.restored_from).is_some(), "it resumed from a checkpoint");
+    assert_eq!(committed_output(&log), expected(), "every record once");
+}
+
+#[test]
+fn the_output_is_the_same_whatever_the_number_of_input_partitions() {
+    for partitions in [1, 3, 8] {
+        let (data, checkpoints) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let log = log_with_input(data.path(), partitions);
+        let env = checkpointed(2, checkpoints.path(), Duration::from_millis(50));
+        job(&env, &log, Duration::ZERO);
+        env.execute().expect("the job finishes");
+        assert_eq!(committed_output(&log), expected(), "{partitions} partitions");
+    }
+}
