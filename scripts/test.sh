@@ -45,6 +45,9 @@ cargo build --workspace --bins --locked --quiet
         --work "$CARGO_TARGET_DIR/crash-test-alo"
 } | tee "$logs/crash-test.log"
 
+step "log crash test: a producer of the embedded log killed with SIGKILL 30 times (a sync per batch, interval syncing, transactions), every acknowledged record there once"
+"$CARGO_TARGET_DIR/debug/log-crash-test" --kills 30 --work "$CARGO_TARGET_DIR/log-crash-test" | tee "$logs/log-crash-test.log"
+
 step "doc tests"
 cargo test --workspace --all-features --locked --doc 2>&1 | tee "$logs/doc-tests.log"
 
@@ -63,4 +66,5 @@ read -r results_passed results_failed < <(
 )
 crash_passed=$(grep -cE "^crash-test: [a-z0-9]+: killed" "$logs/crash-test.log" || true)
 crash_failed=$(grep -cE "^crash-test: [a-z0-9]+: FAILED" "$logs/crash-test.log" || true)
-echo "$((passed + results_passed + crash_passed)) passed, $((failed + results_failed + crash_failed)) failed"
+log_crash_passed=$(grep -cE "^log crash test passed" "$logs/log-crash-test.log" || true)
+echo "$((passed + results_passed + crash_passed + log_crash_passed)) passed, $((failed + results_failed + crash_failed)) failed"

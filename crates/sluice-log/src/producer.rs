@@ -201,25 +201,42 @@ impl Producer {
         Ok(())
     }
 
-    /// Makes the ongoing transaction's records durable and marks it prepared: it waits
-    /// for [`Self::commit_prepared`] or [`Self::abort_prepared`] (in this process or,
-    /// after a crash, another), while this producer may begin the next.
-    pub fn prepare(&mut self) -> io::Result<PreparedTransaction> {
+    /// Appends and syncs every batch of the ongoing transaction; returns it.
+    fn make_durable(&mut self) -> io::Result<(i64, i16)> {
         self.flush()?;
         for key in self.pending.keys() {
             lock(&*self.log.writer(&key.0, key.1)?).sync()?;
         }
         let transactional = self.transactional()?;
-        let at = transactional.ongoing.take().ok_or_else(|| invalid_input("no transaction is ongoing".to_string()))?;
+        let at = transactional.ongoing.ok_or_else(|| invalid_input("no transaction is ongoing".to_string()))?;
+        Ok(at)
+    }
+
+    /// Makes the ongoing transaction's records durable and marks it prepared: it waits
+    /// for [`Self::commit_prepared`] or [`Self::abort_prepared`] (in this process or,
+    /// after a crash, another), while this producer may begin the next.
+    pub fn prepare(&mut self) -> io::Result<PreparedTransaction> {
+        let at = self.make_durable()?;
+        let transactional = self.transactional()?;
         let prepared = lock(&transactional.coordinator).prepare(transactional.generation, at)?;
+        transactional.ongoing = None;
         self.pending.clear();
         Ok(prepared)
     }
 
-    /// Commits the ongoing transaction.
+    /// Commits the ongoing transaction: once its records are durable, the decision is
+    /// (a crash after it finishes the commit when the id is opened again).
     pub fn commit(&mut self) -> io::Result<()> {
-        let prepared = self.prepare()?;
-        self.commit_prepared(&prepared)
+        let at = self.make_durable()?;
+        let log = self.log.clone();
+        let transactional = self.transactional()?;
+        let mut coordinator = lock(&transactional.coordinator);
+        coordinator.check(transactional.generation)?;
+        transactional.ongoing = None;
+        let finished = coordinator.finish(&log, at.0, at.1, true);
+        drop(coordinator);
+        self.pending.clear();
+        finished
     }
 
     /// Aborts the ongoing transaction: its records are never seen by read-committed
