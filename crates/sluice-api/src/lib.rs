@@ -48,7 +48,7 @@ pub use sluice_state::KeyedStateStore;
 pub use source::Source;
 pub use stream::Stream;
 pub use throttle::{Throttled, ThrottledReader};
-pub use watermark::{KeepTimestamp, TimestampAssigner, WatermarkStrategy};
+pub use watermark::{KeepTimestamp, SplitWatermarks, TimestampAssigner, WatermarkStrategy};
 pub use window::{AggregateFunction, ResultKind, Window, WindowResult, WindowedStream};
 
 pub use sluice_runtime::{JobSnapshot, OperatorKind, OperatorSnapshot, RuntimeConfig};

@@ -221,3 +221,123 @@ impl<T: Send + 'static, A: TimestampAssigner<T>> Push<Batch<T>> for WatermarkAss
         self.out.backlogged()
     }
 }
+
+/// Watermarks generated per split (a partition of the log or of Kafka) inside a source
+/// reader that holds several: each split's watermark trails its own highest event
+/// time, and the reader's is the lowest over the splits that are not idle. One split
+/// that runs ahead cannot make the others' records late, as it would if the splits
+/// were mixed before one watermark was generated downstream.
+///
+/// A reader calls [`SplitWatermarks::cuts_before`] before handing out each record and
+/// ends its batch there when it says so, then [`SplitWatermarks::observe`]; the
+/// driver reads [`SplitWatermarks::advance`] after each poll.
+pub struct SplitWatermarks<T, A = KeepTimestamp> {
+    strategy: WatermarkStrategy<T, A>,
+    splits: Vec<SplitClock>,
+    emitted: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SplitClock {
+    max_timestamp: Timestamp,
+    last_record: std::time::Instant,
+    idle: bool,
+}
+
+impl<T, A: TimestampAssigner<T>> SplitWatermarks<T, A> {
+    /// The clocks of splits whose highest event times so far are `max_timestamps`
+    /// (from a checkpoint; [`MIN_TIMESTAMP`] for a new split).
+    pub fn new(strategy: WatermarkStrategy<T, A>, max_timestamps: &[Timestamp]) -> Self {
+        let now = std::time::Instant::now();
+        let splits = max_timestamps
+            .iter()
+            .map(|&max_timestamp| SplitClock { max_timestamp, last_record: now, idle: false })
+            .collect();
+        SplitWatermarks { strategy, splits, emitted: MIN_TIMESTAMP }
+    }
+
+    /// The event time of `value`, whose source gave it `current`.
+    pub fn timestamp(&self, value: &T, current: Timestamp) -> Timestamp {
+        self.strategy.assigner.timestamp(value, current)
+    }
+
+    /// The reader's watermark now: the lowest of the active splits'.
+    pub fn current(&self) -> Timestamp {
+        let delay = self.strategy.max_out_of_orderness;
+        self.splits
+            .iter()
+            .filter(|split| !split.idle)
+            .map(|split| match split.max_timestamp {
+                MIN_TIMESTAMP => MIN_TIMESTAMP,
+                max => max.saturating_sub(delay).saturating_sub(1),
+            })
+            .min()
+            .unwrap_or(self.emitted)
+    }
+
+    /// Whether a batch must end before a record at `timestamp`: the watermark the
+    /// records handed out so far imply is at or past it and was not sent yet. Sent
+    /// first, it makes the record late whatever the batching (a record can only be
+    /// late if it is further behind its own split's newest than the strategy allows,
+    /// or its split was idle).
+    pub fn cuts_before(&self, timestamp: Timestamp) -> bool {
+        let now = self.current();
+        now > self.emitted && timestamp <= now
+    }
+
+    /// A record of `split` at `timestamp` was handed out.
+    pub fn observe(&mut self, split: usize, timestamp: Timestamp) {
+        let clock = &mut self.splits[split];
+        clock.max_timestamp = clock.max_timestamp.max(timestamp);
+        clock.last_record = std::time::Instant::now();
+        clock.idle = false;
+    }
+
+    /// Marks splits without a record for the strategy's idleness timeout idle (they stop
+    /// holding the watermark back); returns whether every split is idle.
+    pub fn check_idleness(&mut self) -> bool {
+        if let Some(timeout) = self.strategy.idleness {
+            let timeout = std::time::Duration::from_millis(timeout.max(0) as u64);
+            for split in &mut self.splits {
+                split.idle |= split.last_record.elapsed() >= timeout;
+            }
+        }
+        !self.splits.is_empty() && self.splits.iter().all(|split| split.idle)
+    }
+
+    /// The watermark to send on, if it advanced since the last one sent.
+    pub fn advance(&mut self) -> Option<Timestamp> {
+        let current = self.current();
+        (current > self.emitted).then(|| {
+            self.emitted = current;
+            current
+        })
+    }
+
+    /// The highest event time of `split` so far, for a checkpoint.
+    pub fn max_timestamp(&self, split: usize) -> Timestamp {
+        self.splits[split].max_timestamp
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn the_watermark_is_the_lowest_of_the_active_splits_and_an_idle_one_stops_holding_it() {
+        let strategy = WatermarkStrategy::<u32>::bounded_out_of_orderness(10).with_idleness(0);
+        let mut clocks = SplitWatermarks::new(strategy, &[MIN_TIMESTAMP, 500]);
+        assert_eq!(clocks.advance(), None, "a split with no record yet holds it at the start");
+        clocks.observe(0, 1_000);
+        assert!(clocks.cuts_before(400), "a record behind the new watermark waits for it to be sent");
+        assert!(!clocks.cuts_before(2_000));
+        assert_eq!(clocks.advance(), Some(489), "the lower split's, restored from a checkpoint");
+        assert!(!clocks.cuts_before(400), "once sent, the record goes out after it, late");
+        // With a zero timeout both splits go idle at once; a record wakes its split.
+        assert!(clocks.check_idleness());
+        clocks.observe(0, 2_000);
+        assert_eq!(clocks.advance(), Some(1_989), "split 1 is idle: split 0 alone");
+        assert_eq!(clocks.max_timestamp(1), 500);
+    }
+}

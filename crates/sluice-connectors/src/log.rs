@@ -15,12 +15,14 @@
 use crate::{DeadLetter, DeadLetters};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sluice_api::{Sink, SinkContext, SinkWriter, Source};
+use sluice_api::{
+    KeepTimestamp, Sink, SinkContext, SinkWriter, Source, SplitWatermarks, TimestampAssigner, WatermarkStrategy,
+};
 use sluice_log::transaction::{abort_unfinished_except, commit_prepared, finish_abandoned};
 use sluice_log::{Isolation, Log, PartitionReader, PreparedTransaction, Producer, ProducerConfig, ProducerRecord};
 use sluice_runtime::checkpoint::{CheckpointId, Committer, StateReader, StateWriter};
 use sluice_runtime::{SourcePoll, SourceReader};
-use sluice_types::{Error, Record, Result};
+use sluice_types::{Error, Record, Result, Timestamp, MIN_TIMESTAMP};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -41,7 +43,7 @@ pub enum StartFrom {
 }
 
 /// A topic of the embedded log, as a source of `T` read from JSON values.
-pub struct LogSource<T> {
+pub struct LogSource<T, A = KeepTimestamp> {
     log: Log,
     topic: String,
     partitions: u32,
@@ -49,7 +51,8 @@ pub struct LogSource<T> {
     /// For a bounded source: where each partition ended when the job started.
     ends: Option<Vec<u64>>,
     dead_letters: DeadLetters,
-    _type: PhantomData<fn() -> T>,
+    /// Watermarks generated per partition, if asked for.
+    watermarks: Option<WatermarkStrategy<T, A>>,
 }
 
 /// One partition's position, as a checkpoint keeps it.
@@ -58,6 +61,8 @@ struct PartitionSplit {
     partition: u32,
     next_offset: u64,
     end: Option<u64>,
+    /// The highest event time handed out (for the partition's watermark).
+    max_timestamp: Timestamp,
 }
 
 impl<T> LogSource<T> {
@@ -73,8 +78,27 @@ impl<T> LogSource<T> {
             start: StartFrom::Earliest,
             ends: None,
             dead_letters: DeadLetters::default(),
-            _type: PhantomData,
+            watermarks: None,
         })
+    }
+}
+
+impl<T, A: TimestampAssigner<T>> LogSource<T, A> {
+    /// Generates watermarks per partition with `strategy` (its timestamp assigner gets
+    /// the log's event time as the current one): each reader's watermark is the lowest
+    /// of its partitions', so one partition ahead of the others cannot make their
+    /// records late, and an idle partition (with [`WatermarkStrategy::with_idleness`])
+    /// stops holding it back. No `with_watermarks` is needed on the stream then.
+    pub fn with_watermarks<B: TimestampAssigner<T>>(self, strategy: WatermarkStrategy<T, B>) -> LogSource<T, B> {
+        LogSource {
+            log: self.log,
+            topic: self.topic,
+            partitions: self.partitions,
+            start: self.start,
+            ends: self.ends,
+            dead_letters: self.dead_letters,
+            watermarks: Some(strategy),
+        }
     }
 
     /// Where to start partitions without a checkpoint (default: the earliest record).
@@ -105,9 +129,11 @@ impl<T> LogSource<T> {
         self.log.reader(&self.topic, partition, Isolation::ReadCommitted).map_err(|e| log_error(&self.topic, e))
     }
 
-    fn reader_of(&self, splits: Vec<(PartitionReader, PartitionSplit)>) -> LogReader<T> {
+    fn reader_of(&self, splits: Vec<(PartitionReader, PartitionSplit)>) -> LogReader<T, A> {
+        let max_timestamps: Vec<Timestamp> = splits.iter().map(|(_, split)| split.max_timestamp).collect();
         LogReader {
             topic: self.topic.clone(),
+            clocks: self.watermarks.clone().map(|strategy| SplitWatermarks::new(strategy, &max_timestamps)),
             partitions: splits.into_iter().map(|(reader, split)| (reader, split.partition, split.end)).collect(),
             next: 0,
             read: 0,
@@ -120,15 +146,15 @@ impl<T> LogSource<T> {
     }
 }
 
-impl<T: DeserializeOwned + Clone + Send + 'static> Source for LogSource<T> {
+impl<T: DeserializeOwned + Clone + Send + 'static, A: TimestampAssigner<T>> Source for LogSource<T, A> {
     type Item = T;
-    type Reader = LogReader<T>;
+    type Reader = LogReader<T, A>;
 
     fn name(&self) -> String {
         format!("log-source({})", self.topic)
     }
 
-    fn reader(&self, worker: usize, parallelism: usize) -> Result<LogReader<T>> {
+    fn reader(&self, worker: usize, parallelism: usize) -> Result<LogReader<T, A>> {
         self.dead_letters.open_for(false)?;
         let mut splits = Vec::new();
         for partition in (0..self.partitions).filter(|p| *p as usize % parallelism == worker) {
@@ -140,13 +166,14 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for LogSource<T> {
             };
             positioned.map_err(|e| log_error(&self.topic, e))?;
             let end = self.ends.as_ref().map(|ends| ends[partition as usize]);
-            let split = PartitionSplit { partition, next_offset: reader.next_offset(), end };
+            let split =
+                PartitionSplit { partition, next_offset: reader.next_offset(), end, max_timestamp: MIN_TIMESTAMP };
             splits.push((reader, split));
         }
         Ok(self.reader_of(splits))
     }
 
-    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<LogReader<T>> {
+    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<LogReader<T, A>> {
         self.dead_letters.open_for(true)?;
         let mut splits = Vec::new();
         for split in state.items::<PartitionSplit>()? {
@@ -164,8 +191,10 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for LogSource<T> {
 }
 
 /// One worker's partitions of a [`LogSource`].
-pub struct LogReader<T> {
+pub struct LogReader<T, A = KeepTimestamp> {
     topic: String,
+    /// Each partition's watermark clock (by index in `partitions`), if generated here.
+    clocks: Option<SplitWatermarks<T, A>>,
     /// Each partition's reader, number and end (bounded).
     partitions: Vec<(PartitionReader, u32, Option<u64>)>,
     /// The partition polled next, round robin.
@@ -183,14 +212,28 @@ pub struct LogReader<T> {
 /// About how many bytes a poll reads from one partition per record asked for.
 const BYTES_PER_RECORD: usize = 64;
 
-impl<T> LogReader<T> {
+impl<T, A: TimestampAssigner<T>> LogReader<T, A> {
+    /// Up to `max_records` of the pending records; fewer (none, even) where the
+    /// watermark must be sent before the next one.
     fn take_pending(&mut self, max_records: usize) -> Vec<Record<T>> {
-        let n = self.pending.len().min(max_records.max(1));
-        self.pending.drain(..n).map(|(_, record)| record).collect()
+        let Some(clocks) = &mut self.clocks else {
+            let n = self.pending.len().min(max_records.max(1));
+            return self.pending.drain(..n).map(|(_, record)| record).collect();
+        };
+        let mut batch = Vec::new();
+        while batch.len() < max_records.max(1) {
+            let Some((_, record)) = self.pending.front() else { break };
+            if clocks.cuts_before(record.timestamp) {
+                break;
+            }
+            clocks.observe(self.pending_of, record.timestamp);
+            batch.extend(self.pending.pop_front().map(|(_, record)| record));
+        }
+        batch
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> SourceReader for LogReader<T> {
+impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader for LogReader<T, A> {
     type Batch = Vec<Record<T>>;
 
     fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Vec<Record<T>>>> {
@@ -216,7 +259,13 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for LogReader<T> {
             for record in records.iter().filter(|r| end.is_none_or(|end| r.offset < end)) {
                 self.read += 1;
                 match serde_json::from_slice::<T>(record.value) {
-                    Ok(value) => self.pending.push_back((record.offset, Record { timestamp: record.timestamp, value })),
+                    Ok(value) => {
+                        let timestamp = match &self.clocks {
+                            Some(clocks) => clocks.timestamp(&value, record.timestamp),
+                            None => record.timestamp,
+                        };
+                        self.pending.push_back((record.offset, Record { timestamp, value }));
+                    }
                     Err(error) => {
                         self.dead_letter_count += 1;
                         self.dead_letters.write(DeadLetter {
@@ -242,7 +291,14 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for LogReader<T> {
             self.dead_letters.flush()?;
             return Ok(SourcePoll::Finished);
         }
+        if self.clocks.as_mut().is_some_and(SplitWatermarks::check_idleness) {
+            return Ok(SourcePoll::Idle);
+        }
         Ok(SourcePoll::Pending)
+    }
+
+    fn watermark(&mut self) -> Option<Timestamp> {
+        self.clocks.as_mut().and_then(SplitWatermarks::advance)
     }
 
     fn position(&self) -> u64 {
@@ -261,7 +317,8 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for LogReader<T> {
                 (true, Some((offset, _))) => *offset,
                 _ => reader.next_offset(),
             };
-            state.item(&PartitionSplit { partition: *partition, next_offset, end: *end })?;
+            let max_timestamp = self.clocks.as_ref().map_or(MIN_TIMESTAMP, |clocks| clocks.max_timestamp(i));
+            state.item(&PartitionSplit { partition: *partition, next_offset, end: *end, max_timestamp })?;
         }
         Ok(())
     }

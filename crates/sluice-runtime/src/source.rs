@@ -4,7 +4,7 @@ use crate::checkpoint::{Barrier, CheckpointId, Participant, StateWriter};
 use crate::executor::{Step, Task};
 use crate::push::now_millis;
 use crate::{Batch, Control, OperatorMetrics, Push};
-use sluice_types::{Error, Result, MAX_TIMESTAMP};
+use sluice_types::{Error, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,14 @@ pub trait SourceReader: Send {
     fn snapshot(&self, _state: &mut StateWriter) -> Result<()> {
         Err(Error::invalid_job("this source cannot be replayed, so a job reading it cannot take checkpoints"))
     }
+    /// The watermark of a reader that generates its own (per partition, say: the
+    /// lowest of its partitions'), read after each poll; `None` for readers whose
+    /// watermarks are generated downstream. A reader that generates watermarks cuts its
+    /// batches where the watermark passes a record still to come, so that which records
+    /// are late does not depend on batching.
+    fn watermark(&mut self) -> Option<Timestamp> {
+        None
+    }
 }
 
 /// Pumps a source's batches into its chain, one batch per step, while the chain is not
@@ -57,6 +65,8 @@ pub struct SourceDriver<S: SourceReader> {
     finished: bool,
     participant: Option<Participant>,
     last_barrier: CheckpointId,
+    /// The last watermark the reader generated and the driver sent on.
+    watermark: Timestamp,
 }
 
 impl<S: SourceReader> SourceDriver<S> {
@@ -81,6 +91,7 @@ impl<S: SourceReader> SourceDriver<S> {
             finished: false,
             participant: None,
             last_barrier: 0,
+            watermark: MIN_TIMESTAMP,
         }
     }
 
@@ -112,6 +123,16 @@ impl<S: SourceReader> SourceDriver<S> {
         self.next.control(Control::Barrier(barrier))
     }
 
+    /// Sends on the reader's own watermark, if it has one and it advanced.
+    fn advance_watermark(&mut self) -> Result<()> {
+        if let Some(watermark) = self.reader.watermark().filter(|w| *w > self.watermark) {
+            self.watermark = watermark;
+            self.metrics.set_watermark(watermark);
+            self.next.control(Control::Watermark(watermark))?;
+        }
+        Ok(())
+    }
+
     fn report(&self) {
         self.metrics.set_position(self.reader.position());
         self.metrics.set_dead_letters(self.reader.dead_letters());
@@ -135,15 +156,24 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
             return Ok(Step::Done);
         }
         let step = match self.reader.poll(self.batch_size)? {
-            SourcePoll::Batch(batch) if batch.is_empty() => Step::Busy,
+            SourcePoll::Batch(batch) if batch.is_empty() => {
+                // A reader that cut its batch before its first record, to send its
+                // watermark first.
+                self.advance_watermark()?;
+                Step::Busy
+            }
             SourcePoll::Batch(batch) => {
                 self.idle = false;
                 self.metrics.add_out(batch.len());
                 self.report();
                 self.next.push(batch)?;
+                self.advance_watermark()?;
                 Step::Busy
             }
-            SourcePoll::Pending => Step::Waiting,
+            SourcePoll::Pending => {
+                self.advance_watermark()?;
+                Step::Waiting
+            }
             SourcePoll::Idle => {
                 if !self.idle {
                     self.idle = true;

@@ -93,3 +93,46 @@ fn the_output_is_the_same_whatever_the_number_of_input_partitions() {
         assert_eq!(committed_output(&log), expected(), "{partitions} partitions");
     }
 }
+
+/// Partition 0 holds an hour of events and partition 1 the first minute again. Read by
+/// one worker, partition 0's records come first: a watermark generated after the source
+/// would be an hour ahead when partition 1's records arrive, and they would all be late.
+/// Generated per partition, none is.
+#[test]
+fn per_partition_watermarks_keep_a_partition_that_runs_ahead_from_making_the_others_late() {
+    use sluice::prelude::*;
+    let data = tempfile::tempdir().expect("dir");
+    let log = Log::open(sluice::fs::local(), data.path()).expect("log");
+    log.create_topic("events", &TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("topic");
+    let mut producer = Producer::new(&log, ProducerConfig::default()).expect("producer");
+    let mut send = |partition: u32, second: i64| {
+        let value = format!("{partition}");
+        let record = ProducerRecord {
+            topic: "events",
+            partition: Some(partition),
+            key: None,
+            value: value.as_bytes(),
+            headers: &[],
+            timestamp: second * 1000,
+        };
+        producer.send(&record).expect("send");
+    };
+    (0..3600).for_each(|second| send(0, second));
+    (0..60).for_each(|second| send(1, second));
+    producer.flush().expect("flush");
+    let counted = |per_partition: bool| {
+        let env = StreamEnvironment::new().parallelism(1).batch_size(64);
+        let out = CollectSink::new();
+        let source = LogSource::<u32>::new(&log, "events").expect("source").bounded().expect("bounded");
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(seconds(1));
+        let events = match per_partition {
+            true => env.source(source.with_watermarks(strategy)),
+            false => env.source(source).with_watermarks(strategy),
+        };
+        events.key_by(|partition| *partition).window(Tumbling::of(minutes(1))).count().sink(out.clone());
+        env.execute().expect("the job finishes");
+        out.records().iter().filter(|r| r.value.key == 1).map(|r| r.value.value).sum::<u64>()
+    };
+    assert_eq!(counted(true), 60, "generated per partition, no record of partition 1 is late");
+    assert!(counted(false) < 60, "the scenario holds: generated after the source, partition 1's records are late");
+}
