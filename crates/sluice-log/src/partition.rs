@@ -25,11 +25,21 @@ pub struct PartitionConfig {
     pub segment_bytes: u64,
     /// When appends are durable.
     pub durability: Durability,
+    /// Sealed segments whose newest event time is older than this many milliseconds
+    /// are deleted.
+    pub retention_ms: Option<u64>,
+    /// The oldest sealed segments are deleted while the rest still hold this many bytes.
+    pub retention_bytes: Option<u64>,
 }
 
 impl Default for PartitionConfig {
     fn default() -> Self {
-        PartitionConfig { segment_bytes: 128 << 20, durability: Durability::EveryAppend }
+        PartitionConfig {
+            segment_bytes: 128 << 20,
+            durability: Durability::EveryAppend,
+            retention_ms: None,
+            retention_bytes: None,
+        }
     }
 }
 
@@ -56,6 +66,10 @@ pub struct Partition {
 
 /// The file a partition's writer locks.
 const LOCK: &str = ".lock";
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
 
 fn invalid(dir: &Path, message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{}: {message}", dir.display()))
@@ -126,7 +140,7 @@ impl Partition {
             segments.push(Segment::create(fs.as_ref(), dir, 0)?);
         }
         let file = fs.append(segments.last().expect("invariant: one at least").path())?;
-        Ok(Partition {
+        let mut partition = Partition {
             fs,
             dir: dir.to_path_buf(),
             config,
@@ -137,7 +151,44 @@ impl Partition {
             _lock: lock,
             failed: false,
             producers: states,
-        })
+        };
+        partition.enforce_retention(now_millis())?;
+        Ok(partition)
+    }
+
+    /// Deletes the oldest sealed segments that retention no longer keeps (the newest
+    /// segment always stays); returns how many. Readers in a deleted segment go on
+    /// at the oldest one left.
+    pub fn enforce_retention(&mut self, now: i64) -> io::Result<usize> {
+        let mut deleted = 0;
+        let mut total: u64 = self.segments.iter().map(Segment::size).sum();
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let expired = self.config.retention_ms.is_some_and(|ms| {
+                oldest.max_timestamp() != i64::MIN && oldest.max_timestamp() < now.saturating_sub(ms as i64)
+            });
+            let beyond_size = self.config.retention_bytes.is_some_and(|bytes| total - oldest.size() >= bytes);
+            if !expired && !beyond_size {
+                break;
+            }
+            let base = oldest.base_offset();
+            total -= oldest.size();
+            // The segment first: without it, its index and snapshot are never read.
+            self.fs.remove_file(oldest.path())?;
+            for name in [segment::index_file_name(base), producers::snapshot_name(base)] {
+                match self.fs.remove_file(&self.dir.join(name)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            tracing::debug!("{}: retention deleted segment {}", self.dir.display(), segment::file_name(base));
+            self.segments.remove(0);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            self.fs.sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
     }
 
     fn newest(&mut self) -> &mut Segment {
@@ -249,7 +300,7 @@ impl Partition {
         let segment = Segment::create(self.fs.as_ref(), &self.dir, self.next_offset())?;
         self.file = self.fs.append(segment.path())?;
         self.segments.push(segment);
-        Ok(())
+        self.enforce_retention(now_millis()).map(|_| ())
     }
 
     /// Up to about `max_bytes` of whole batches from the one holding `offset` (at least

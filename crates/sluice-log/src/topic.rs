@@ -177,9 +177,12 @@ impl Log {
             return Ok(open.clone());
         }
         let dir = self.partition_dir(topic, partition)?;
+        let settings = self.describe(topic)?;
         let config = PartitionConfig {
             segment_bytes: self.shared.options.segment_bytes,
             durability: self.shared.options.durability,
+            retention_ms: settings.retention_ms,
+            retention_bytes: settings.retention_bytes,
         };
         let mut writers = lock(&self.shared.writers);
         if let Some(open) = writers.get(&key) {

@@ -55,7 +55,8 @@ fn expected(to: u64) -> Vec<(u64, Vec<u8>)> {
 fn appends_read_back_across_segments_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let fs = sluice_fs::local();
-    let config = PartitionConfig { segment_bytes: 16 << 10, durability: Durability::OnSync };
+    let config =
+        PartitionConfig { segment_bytes: 16 << 10, durability: Durability::OnSync, ..PartitionConfig::default() };
     let mut partition = Partition::open(fs.clone(), dir.path(), config).unwrap();
     assert_eq!(append(&mut partition, 0, 3_000, 37).0, 3_000);
     partition.sync().unwrap();
@@ -110,7 +111,8 @@ fn a_torn_or_damaged_tail_is_cut_off_at_the_last_whole_batch() {
 fn damage_before_the_newest_segment_is_an_error_not_a_silent_loss() {
     let dir = tempfile::tempdir().unwrap();
     let fs = sluice_fs::local();
-    let config = PartitionConfig { segment_bytes: 4 << 10, durability: Durability::EveryAppend };
+    let config =
+        PartitionConfig { segment_bytes: 4 << 10, durability: Durability::EveryAppend, ..PartitionConfig::default() };
     let mut partition = Partition::open(fs.clone(), dir.path(), config).unwrap();
     append(&mut partition, 0, 500, 10);
     drop(partition);
@@ -137,7 +139,8 @@ fn power_cut_at(cut: u64) -> bool {
     let fs = SimulatedFs::new();
     let shared: Arc<dyn FileSystem> = Arc::new(fs.clone());
     let dir = Path::new("log/p0");
-    let config = PartitionConfig { segment_bytes: 8 << 10, durability: Durability::EveryAppend };
+    let config =
+        PartitionConfig { segment_bytes: 8 << 10, durability: Durability::EveryAppend, ..PartitionConfig::default() };
     fs.cut_power_after(cut);
     let acknowledged = match Partition::open(shared.clone(), dir, config) {
         Ok(mut partition) => append(&mut partition, 0, 400, 13).0,
@@ -158,7 +161,8 @@ fn power_cut_at(cut: u64) -> bool {
 fn a_power_cut_at_any_write_keeps_every_acknowledged_record() {
     // How many writes a whole run makes, to spread the cuts over it.
     let fs = SimulatedFs::new();
-    let config = PartitionConfig { segment_bytes: 8 << 10, durability: Durability::EveryAppend };
+    let config =
+        PartitionConfig { segment_bytes: 8 << 10, durability: Durability::EveryAppend, ..PartitionConfig::default() };
     let mut partition = Partition::open(Arc::new(fs.clone()), Path::new("log/p0"), config).unwrap();
     append(&mut partition, 0, 400, 13);
     let writes = fs.writes();
@@ -191,7 +195,8 @@ fn read_all(reader: &mut sluice_log::PartitionReader, count: u64) -> Vec<(u64, V
 fn a_reader_follows_a_writer_across_segments_and_a_second_writer_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fs = sluice_fs::local();
-    let config = PartitionConfig { segment_bytes: 8 << 10, durability: Durability::OnSync };
+    let config =
+        PartitionConfig { segment_bytes: 8 << 10, durability: Durability::OnSync, ..PartitionConfig::default() };
     let mut partition = Partition::open(fs.clone(), dir.path(), config).unwrap();
     let second = Partition::open(fs.clone(), dir.path(), config).err().expect("refused");
     assert_eq!(second.kind(), std::io::ErrorKind::WouldBlock);
@@ -236,4 +241,48 @@ fn a_reader_waits_at_a_torn_tail_without_changing_the_file() {
     let (from, bytes) = reader.poll(1 << 20).unwrap();
     let offsets: Vec<u64> = records_from(&bytes, from).unwrap().iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (100..130).collect::<Vec<_>>());
+}
+
+#[test]
+fn retention_deletes_the_oldest_sealed_segments_by_time_and_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = sluice_fs::local();
+    let config = PartitionConfig { segment_bytes: 4 << 10, ..PartitionConfig::default() };
+    let mut partition = Partition::open(fs.clone(), dir.path(), config).unwrap();
+    // Event times 10 ms apart, the last one now.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut builder = BatchBuilder::new();
+    for j in 0..600u64 {
+        builder.push(now - (599 - j as i64) * 10, None, &value(j), &[]);
+        if j % 10 == 9 {
+            partition.append(&mut builder, 0, ProducerInfo::NONE).unwrap();
+        }
+    }
+    let segments = partition.segment_count();
+    assert!(segments >= 5, "{segments} segments");
+    let mut reader = sluice_log::PartitionReader::open(fs.clone(), dir.path()).unwrap();
+    drop(partition);
+    // Keep the last 3 seconds (300 offsets): opening the partition applies it.
+    let by_time = PartitionConfig { retention_ms: Some(3_000), ..config };
+    let mut partition = Partition::open(fs.clone(), dir.path(), by_time).unwrap();
+    assert!(partition.segment_count() > 1 && partition.segment_count() < segments, "some segments deleted");
+    assert_eq!(partition.enforce_retention(now).unwrap(), 0, "and no more at the same time");
+    let start = partition.start_offset();
+    assert!(start > 0 && start <= 300, "the segments wholly older than 3 s are gone: start {start}");
+    assert_eq!(partition.next_offset(), 600, "the newest segment always stays");
+    // A reader that was at the beginning goes on at the oldest record kept.
+    let (from, bytes) = reader.poll(1 << 20).unwrap();
+    let first = records_from(&bytes, from).unwrap()[0].offset;
+    assert_eq!(first, start);
+    drop(partition);
+    let by_size = PartitionConfig { retention_bytes: Some(6 << 10), ..config };
+    let partition = Partition::open(fs, dir.path(), by_size).unwrap();
+    let kept: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum();
+    assert!(kept >= 6 << 10 && kept < 11 << 10, "about the size kept: {kept} bytes");
+    assert!(partition.start_offset() > start);
 }
