@@ -283,6 +283,6 @@ fn retention_deletes_the_oldest_sealed_segments_by_time_and_by_size() {
         .filter(|path| path.extension().is_some_and(|e| e == "log"))
         .map(|path| std::fs::metadata(path).unwrap().len())
         .sum();
-    assert!(kept >= 6 << 10 && kept < 11 << 10, "about the size kept: {kept} bytes");
+    assert!((6 << 10..11 << 10).contains(&kept), "about the size kept: {kept} bytes");
     assert!(partition.start_offset() > start);
 }
