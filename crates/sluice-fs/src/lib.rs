@@ -23,6 +23,16 @@ use std::sync::Arc;
 pub trait WritableFile: Write + Send {
     /// Makes everything written so far durable (`fsync` of the data).
     fn sync(&mut self) -> io::Result<()>;
+    /// A handle that syncs the same file on its own, so that a writer shared behind a
+    /// lock can sync without holding the lock (others append meanwhile).
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>>;
+}
+
+/// Syncs one file: what was written to it before [`FileSyncer::sync`] is called is
+/// durable when it returns.
+pub trait FileSyncer: Send {
+    /// `fsync` of the file's data.
+    fn sync(&self) -> io::Result<()>;
 }
 
 /// One entry of a directory.

@@ -1,6 +1,6 @@
 //! The real file system.
 
-use crate::{DirEntry, FileLock, FileSystem, WritableFile};
+use crate::{DirEntry, FileLock, FileSyncer, FileSystem, WritableFile};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
@@ -22,6 +22,15 @@ impl Write for LocalFile {
 
 impl WritableFile for LocalFile {
     fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
+        Ok(Box::new(LocalFile(self.0.try_clone()?)))
+    }
+}
+
+impl FileSyncer for LocalFile {
+    fn sync(&self) -> io::Result<()> {
         self.0.sync_data()
     }
 }

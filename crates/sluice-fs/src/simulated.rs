@@ -10,7 +10,7 @@
 //! process would have died there; [`SimulatedFs::restart`] then brings the machine back
 //! with only what was durable.
 
-use crate::{DirEntry, FileLock, FileSystem, WritableFile};
+use crate::{DirEntry, FileLock, FileSyncer, FileSystem, WritableFile};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
@@ -155,6 +155,15 @@ impl Write for SimFile {
 
 impl WritableFile for SimFile {
     fn sync(&mut self) -> io::Result<()> {
+        FileSyncer::sync(self)
+    }
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
+        Ok(Box::new(SimFile { fs: self.fs.clone(), inode: self.inode }))
+    }
+}
+
+impl FileSyncer for SimFile {
+    fn sync(&self) -> io::Result<()> {
         let mut sim = self.fs.lock();
         sim.write_op()?;
         let inode = &mut sim.inodes[self.inode];

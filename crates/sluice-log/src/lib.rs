@@ -12,6 +12,8 @@
 
 pub mod batch;
 pub mod consumer;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod partition;
 pub mod producer;
 mod producers;

@@ -251,6 +251,38 @@ impl Partition {
         }
     }
 
+    /// A handle that syncs the newest segment without the partition (behind its lock)
+    /// held, and the ticket it makes durable: [`Self::synced`] it once it returns.
+    /// Older segments were synced when the next one started.
+    pub fn syncer(&self) -> io::Result<(Box<dyn sluice_fs::FileSyncer>, u64)> {
+        Ok((self.file.syncer()?, self.written))
+    }
+
+    /// The batches through `ticket` are durable (a [`Self::syncer`]'s sync returned);
+    /// `Err` if it failed: nothing more is appended until the partition is opened again.
+    pub fn synced(&mut self, ticket: u64, result: io::Result<()>) -> io::Result<()> {
+        match result {
+            Ok(()) => {
+                self.synced = self.synced.max(ticket);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// How many batches were written (the latest ticket).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Whether the batch of `ticket` is durable.
+    pub fn is_durable(&self, ticket: u64) -> bool {
+        self.synced >= ticket
+    }
+
     /// Whether the durability is [`Durability::EveryAppend`].
     pub fn syncs_every_append(&self) -> bool {
         self.config.durability == Durability::EveryAppend

@@ -205,7 +205,7 @@ impl Producer {
     fn make_durable(&mut self) -> io::Result<(i64, i16)> {
         self.flush()?;
         for key in self.pending.keys() {
-            lock(&*self.log.writer(&key.0, key.1)?).sync()?;
+            crate::topic::sync_through(&self.log.writer(&key.0, key.1)?, u64::MAX)?;
         }
         let transactional = self.transactional()?;
         let at = transactional.ongoing.ok_or_else(|| invalid_input("no transaction is ongoing".to_string()))?;

@@ -228,10 +228,13 @@ impl Log {
         producer: ProducerInfo,
     ) -> io::Result<u64> {
         let writer = self.writer(topic, partition)?;
-        let (offset, ticket) = lock(&writer).write(batch, attributes, producer)?;
-        let mut partition = lock(&writer);
-        if partition.syncs_every_append() {
-            partition.sync_through(ticket)?;
+        let (offset, ticket, every_append) = {
+            let mut partition = lock(&writer);
+            let (offset, ticket) = partition.write(batch, attributes, producer)?;
+            (offset, ticket, partition.syncs_every_append())
+        };
+        if every_append {
+            sync_through(&writer, ticket)?;
         }
         Ok(offset)
     }
@@ -239,7 +242,7 @@ impl Log {
     /// Makes everything appended through this process durable.
     pub fn sync(&self) -> io::Result<()> {
         let writers: Vec<SharedPartition> = lock(&self.shared.writers).values().cloned().collect();
-        writers.iter().try_for_each(|writer| lock(writer).sync())
+        writers.iter().try_for_each(|writer| sync_through(writer, u64::MAX))
     }
 
     /// A reader of partition `partition` of `topic`, at its oldest record.
@@ -331,6 +334,21 @@ impl Log {
     }
 }
 
+/// Makes the batches of `writer` through `ticket` (`u64::MAX`: all so far) durable, if
+/// not yet. The sync runs without the partition's lock held: writers append meanwhile,
+/// and a later sync covers all their batches at once (group commit).
+pub(crate) fn sync_through(writer: &SharedPartition, ticket: u64) -> io::Result<()> {
+    let (syncer, through) = {
+        let partition = lock(writer);
+        if partition.is_durable(ticket.min(partition.written())) {
+            return Ok(());
+        }
+        partition.syncer()?
+    };
+    let result = syncer.sync();
+    lock(writer).synced(through, result)
+}
+
 /// Whether an append that failed with `error` may succeed once the partition is opened
 /// again: a failed write or sync, not a refusal.
 fn retriable(error: &io::Error) -> bool {
@@ -351,7 +369,7 @@ fn sync_on_interval(shared: &Weak<Shared>, interval: Duration) {
         let Some(shared) = shared.upgrade() else { return };
         let writers: Vec<SharedPartition> = lock(&shared.writers).values().cloned().collect();
         for writer in writers {
-            if let Err(e) = lock(&writer).sync() {
+            if let Err(e) = sync_through(&writer, u64::MAX) {
                 tracing::error!("syncing the log in {}: {e}", shared.dir.display());
             }
         }

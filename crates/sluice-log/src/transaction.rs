@@ -231,7 +231,7 @@ impl Coordinator {
         }
         // Markers must be durable before the transaction leaves the file.
         for (topic, partition) in &partitions {
-            lock(&*log.writer(topic, *partition)?).sync()?;
+            crate::topic::sync_through(&log.writer(topic, *partition)?, u64::MAX)?;
         }
         self.state.unfinished.retain(|t| !(t.producer_id == producer_id && t.epoch == epoch));
         self.save()

@@ -286,3 +286,33 @@ fn retention_deletes_the_oldest_sealed_segments_by_time_and_by_size() {
     assert!((6 << 10..11 << 10).contains(&kept), "about the size kept: {kept} bytes");
     assert!(partition.start_offset() > start);
 }
+
+mod garbage {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The fuzz targets' harnesses (`fuzz/`) on random bytes: errors, never panics.
+        #[test]
+        fn garbage_segments_indexes_and_snapshots_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            sluice_log::fuzzing::open_and_read_segment(&bytes);
+            sluice_log::fuzzing::open_with_index(&bytes);
+        }
+
+        /// A valid segment cut anywhere or with a byte changed: errors or a shorter log.
+        #[test]
+        fn damaged_valid_segments_never_panic(cut in 0usize..4096, flip in 0usize..4096, bit in 0u8..8) {
+            let mut builder = sluice_log::BatchBuilder::new();
+            let mut bytes = Vec::new();
+            for i in 0..20u64 {
+                builder.push(i as i64, Some(b"k"), &[i as u8; 150], &[("h", b"v")]);
+                bytes.extend(builder.finish(i, 0, sluice_log::ProducerInfo::NONE));
+            }
+            let at = flip % bytes.len();
+            bytes[at] ^= 1 << bit;
+            bytes.truncate(cut.min(bytes.len()));
+            sluice_log::fuzzing::open_and_read_segment(&bytes);
+        }
+    }
+}
