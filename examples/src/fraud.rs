@@ -41,7 +41,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice::prelude::*;
-use sluice::{JobResult, KeyedStateStore, ListState, Result, Stream};
+use sluice::{JobResult, KeyedStateStore, ListState, Result, Stream, TimestampAssigner};
 use std::path::PathBuf;
 
 /// How far out of order transactions may arrive.
@@ -202,17 +202,22 @@ pub struct Detection {
     pub late: Stream<Transaction>,
 }
 
+/// How a transaction's event time is read, and how far the watermark trails it.
+pub fn watermarks() -> WatermarkStrategy<Transaction, impl TimestampAssigner<Transaction>> {
+    WatermarkStrategy::bounded_out_of_orderness(MAX_OUT_OF_ORDERNESS).with_timestamp(|tx: &Transaction| tx.time)
+}
+
 /// Adds fraud detection over `transactions` to their job.
 pub fn detect(transactions: &Stream<Transaction>) -> Detection {
+    detect_in_event_time(&transactions.with_watermarks(watermarks()))
+}
+
+/// [`detect`] over transactions whose source already gives them their event time and
+/// watermarks ([`watermarks`], generated per partition of a topic, say).
+pub fn detect_in_event_time(transactions: &Stream<Transaction>) -> Detection {
     let late_tag = OutputTag::new(LATE_TRANSACTIONS);
-    let alerts = transactions
-        .with_watermarks(
-            WatermarkStrategy::bounded_out_of_orderness(MAX_OUT_OF_ORDERNESS)
-                .with_timestamp(|tx: &Transaction| tx.time),
-        )
-        .key_by(|tx| tx.account)
-        .process(FraudDetector::new(late_tag.clone()))
-        .name("fraud-detector");
+    let alerts =
+        transactions.key_by(|tx| tx.account).process(FraudDetector::new(late_tag.clone())).name("fraud-detector");
     let late = alerts.side_output(&late_tag);
     Detection { alerts, late }
 }

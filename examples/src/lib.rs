@@ -8,6 +8,8 @@
 //!   stream-table join), and hourly revenue per category (tumbling windows).
 //! - [`generate`]: deterministic sample input for both, with a few bad lines so the
 //!   dead-letter output has something to show.
+//! - [`pipeline`]: both on the embedded log, from input topics to output topics,
+//!   exactly-once: what `sluice pipeline` runs.
 //!
 //! Each example is a library module, so tests can run its pipeline on in-memory input,
 //! plus a binary that runs it on JSON lines files (see `README.md`).
@@ -16,6 +18,7 @@
 pub mod fraud;
 pub mod generate;
 pub mod orders;
+pub mod pipeline;
 
 use serde::Serialize;
 use sluice::connectors::{DeadLetters, JsonLinesSink};

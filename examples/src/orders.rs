@@ -41,7 +41,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice::prelude::*;
-use sluice::{JobResult, Result, Stream};
+use sluice::{JobResult, Result, Stream, TimestampAssigner};
 use std::path::PathBuf;
 
 /// How far out of order orders and customer records may arrive.
@@ -142,17 +142,29 @@ pub struct Analytics {
     pub late: Stream<Order>,
 }
 
+/// How an order's event time is read, and how far the watermark trails it.
+pub fn order_watermarks() -> WatermarkStrategy<Order, impl TimestampAssigner<Order>> {
+    WatermarkStrategy::bounded_out_of_orderness(MAX_OUT_OF_ORDERNESS).with_timestamp(|o: &Order| o.time)
+}
+
+/// How a customer change's event time is read, and how far the watermark trails it.
+pub fn customer_watermarks() -> WatermarkStrategy<Customer, impl TimestampAssigner<Customer>> {
+    WatermarkStrategy::bounded_out_of_orderness(MAX_OUT_OF_ORDERNESS).with_timestamp(|c: &Customer| c.time)
+}
+
 /// Adds order analytics over `orders` and `customers` to their job.
 pub fn analyze(orders: &Stream<Order>, customers: &Stream<Customer>) -> Analytics {
-    let orders = orders.with_watermarks(
-        WatermarkStrategy::bounded_out_of_orderness(MAX_OUT_OF_ORDERNESS).with_timestamp(|o: &Order| o.time),
-    );
-    let customers = customers
-        .with_watermarks(
-            WatermarkStrategy::bounded_out_of_orderness(MAX_OUT_OF_ORDERNESS).with_timestamp(|c: &Customer| c.time),
-        )
-        .key_by(|c| c.customer_id)
-        .into_table();
+    analyze_in_event_time(
+        &orders.with_watermarks(order_watermarks()),
+        &customers.with_watermarks(customer_watermarks()),
+    )
+}
+
+/// [`analyze`] over streams whose sources already give them their event time and
+/// watermarks ([`order_watermarks`], [`customer_watermarks`], generated per partition
+/// of a topic, say).
+pub fn analyze_in_event_time(orders: &Stream<Order>, customers: &Stream<Customer>) -> Analytics {
+    let customers = customers.key_by(|c| c.customer_id).into_table();
     let enriched = orders
         .filter(|o| o.total > LARGE_ORDER)
         .key_by(|o| o.customer_id)

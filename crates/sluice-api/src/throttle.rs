@@ -92,4 +92,8 @@ impl<R: SourceReader> SourceReader for ThrottledReader<R> {
     fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
         self.reader.snapshot(state)
     }
+
+    fn watermark(&mut self) -> Option<sluice_types::Timestamp> {
+        self.reader.watermark()
+    }
 }

@@ -7,6 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod demo;
 mod log;
+mod pipeline;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,11 @@ enum Command {
     /// Runs the built-in demo: the hottest Nexmark auctions (most bids in sliding
     /// 10-second windows every 2 seconds of event time), on generated events.
     Demo(demo::DemoArgs),
+    /// Runs a whole pipeline on the embedded log: generated transactions, orders and
+    /// customers are produced into topics; fraud detection and order analytics read
+    /// them and write alerts, enriched orders and hourly revenue into topics,
+    /// exactly-once. Run it again for the next stretch of events: the jobs resume.
+    Pipeline(pipeline::PipelineArgs),
     /// Writes Nexmark events as JSON lines, for benchmarks and experiments.
     Generate {
         /// How many events.
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Pipeline(args) => pipeline::run(args),
         Command::Generate { events, output } => {
             sluice::connectors::nexmark::write_json_lines(&output, events).map_err(anyhow::Error::from)
         }

@@ -46,6 +46,63 @@ pub fn follow(job: JobHandle, mode: ProgressMode) -> sluice::Result<JobResult> {
     Ok(result)
 }
 
+/// Waits for every one of `jobs`, showing a progress line per job (its name first) on
+/// standard error as `mode` says, and stops a job (see [`JobHandle::stop`]) once
+/// `stop_now` says so for it; returns their results in order.
+pub fn follow_all(
+    jobs: Vec<(String, JobHandle)>,
+    mode: ProgressMode,
+    mut stop_now: impl FnMut(usize, &JobHandle) -> bool,
+) -> Vec<sluice::Result<JobResult>> {
+    let terminal = std::io::stderr().is_terminal();
+    let redraw = mode == ProgressMode::Auto && terminal;
+    let lines = mode == ProgressMode::Always;
+    let width = jobs.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let names: Vec<String> = jobs.iter().map(|(name, _)| name.clone()).collect();
+    let mut running: Vec<Option<JobHandle>> = jobs.into_iter().map(|(_, job)| Some(job)).collect();
+    let mut results: Vec<Option<sluice::Result<JobResult>>> = names.iter().map(|_| None).collect();
+    let mut shown: Vec<String> = names.iter().map(|_| String::new()).collect();
+    let mut last: Vec<(Instant, u64)> = names.iter().map(|_| (Instant::now(), 0)).collect();
+    let mut drawn = false;
+    loop {
+        for i in 0..running.len() {
+            let Some(job) = &running[i] else { continue };
+            let now = Instant::now();
+            let snapshot = job.snapshot();
+            let read = snapshot.source_records();
+            let rate = read.saturating_sub(last[i].1) as f64 / now.duration_since(last[i].0).as_secs_f64().max(1e-9);
+            last[i] = (now, read);
+            shown[i] = line(&snapshot, rate, job.elapsed());
+            if job.is_finished() || stop_now(i, job) {
+                let job = running[i].take().expect("invariant: checked above");
+                let stop = !job.is_finished();
+                let result = if stop { job.stop() } else { job.join() };
+                shown[i] = match &result {
+                    Ok(result) => format!("{}  done", line(&result.metrics, 0.0, result.elapsed)),
+                    Err(error) => format!("failed: {error}"),
+                };
+                results[i] = Some(result);
+            }
+        }
+        if redraw || lines {
+            if redraw && drawn {
+                eprint!("\x1b[{}A", names.len());
+            }
+            for (name, shown) in names.iter().zip(&shown) {
+                let clear = if redraw { "\r\x1b[2K" } else { "" };
+                eprintln!("{clear}{name:<width$}  {shown}");
+            }
+            drawn = true;
+            let _ = std::io::stderr().flush();
+        }
+        if running.iter().all(Option::is_none) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    results.into_iter().map(|result| result.expect("invariant: every job ended")).collect()
+}
+
 /// One line: records in and out, rate, watermark, dead letters.
 pub fn line(snapshot: &JobSnapshot, rate: f64, elapsed: Duration) -> String {
     format!(

@@ -112,3 +112,27 @@ fn bad_input_is_refused_with_its_line_and_nothing_half_written() {
     assert!(stderr(&bad_from).contains("not earliest, latest, an offset or an RFC 3339 time"));
     assert_eq!(ok(sluice(&data, &["consume", "events"], "")), "", "nothing was written by any of them");
 }
+
+#[test]
+fn the_pipeline_writes_its_topics_and_run_again_resumes_from_its_checkpoints() {
+    let data = temp_dir("pipeline");
+    let run = ["pipeline", "--transactions", "5000", "--orders", "3000", "--progress", "always"];
+    let first = sluice(&data, &run, "");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let log = stderr(&first);
+    assert!(log.contains("run 1: produced 5003 transactions"), "{log}");
+    assert!(log.contains("fraud-detection: done:") && log.contains("order-analytics: done:"), "{log}");
+    let alerts = ok(sluice(&data, &["consume", "fraud-alerts"], "")).lines().count();
+    let enriched = ok(sluice(&data, &["consume", "enriched-orders"], "")).lines().count();
+    assert!(alerts > 0 && enriched > 0, "the jobs committed output: {alerts} alerts, {enriched} enriched orders");
+    let dead = std::fs::read_to_string(data.join("dead-letters/transactions.jsonl")).expect("dead letters");
+    assert_eq!(dead.lines().count(), 3, "the generator's three bad transaction lines: {dead}");
+
+    let second = sluice(&data, &run, "");
+    assert!(second.status.success(), "{}", stderr(&second));
+    let log = stderr(&second);
+    assert!(log.contains("run 2: produced") && log.contains("(resumed from checkpoint"), "{log}");
+    assert!(log.contains("fraud-detection: done: 5000 events"), "only the new (good) transactions are read: {log}");
+    let more = ok(sluice(&data, &["consume", "fraud-alerts"], "")).lines().count();
+    assert!(more > alerts, "the second run added alerts: {alerts} then {more}");
+}

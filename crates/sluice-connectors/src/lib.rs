@@ -19,5 +19,5 @@ pub mod stdio;
 
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use file::{JsonLinesSink, JsonLinesSource};
-pub use log::{LogSink, LogSource, StartFrom};
+pub use log::{EndReached, LogSink, LogSource, StartFrom};
 pub use stdio::{StdinSource, StdoutSink};

@@ -53,6 +53,24 @@ pub struct LogSource<T, A = KeepTimestamp> {
     dead_letters: DeadLetters,
     /// Watermarks generated per partition, if asked for.
     watermarks: Option<WatermarkStrategy<T, A>>,
+    /// With [`LogSource::pause_at_end`]: the partitions not at their end yet.
+    paused: Option<EndReached>,
+}
+
+/// Whether every partition of a [`LogSource::pause_at_end`] source has been read to
+/// the end it had when the job started.
+#[derive(Clone, Debug)]
+pub struct EndReached(Arc<std::sync::atomic::AtomicUsize>);
+
+impl EndReached {
+    /// Whether every partition is at its end.
+    pub fn reached(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    fn partition_done(&self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// One partition's position, as a checkpoint keeps it.
@@ -79,6 +97,7 @@ impl<T> LogSource<T> {
             ends: None,
             dead_letters: DeadLetters::default(),
             watermarks: None,
+            paused: None,
         })
     }
 }
@@ -98,7 +117,21 @@ impl<T, A: TimestampAssigner<T>> LogSource<T, A> {
             ends: self.ends,
             dead_letters: self.dead_letters,
             watermarks: Some(strategy),
+            paused: self.paused,
         }
+    }
+
+    /// Reads to the offsets the topic has now, like [`Self::bounded`], but then waits
+    /// there instead of ending the stream: no final watermark fires the open windows,
+    /// so the job can be stopped once a checkpoint covers everything read
+    /// ([`sluice_api::JobHandle::stop`]) and resumed from it later, with its windows
+    /// still open (Flink's stop with a savepoint, without draining). The returned
+    /// handle says when every partition is at its end.
+    pub fn pause_at_end(self) -> Result<(Self, EndReached)> {
+        let mut source = self.bounded()?;
+        let reached = EndReached(Arc::new(std::sync::atomic::AtomicUsize::new(source.partitions as usize)));
+        source.paused = Some(reached.clone());
+        Ok((source, reached))
     }
 
     /// Where to start partitions without a checkpoint (default: the earliest record).
@@ -108,7 +141,8 @@ impl<T, A: TimestampAssigner<T>> LogSource<T, A> {
     }
 
     /// Ends the source at what the topic held when this was called (Flink's
-    /// `scan.bounded.mode = latest-offset`): the job ends like a batch job.
+    /// `scan.bounded.mode = latest-offset`): the job ends like a batch job. A job
+    /// resumed from a checkpoint ends where the topic ends when its source is built.
     pub fn bounded(mut self) -> Result<Self> {
         let mut ends = Vec::with_capacity(self.partitions as usize);
         for partition in 0..self.partitions {
@@ -139,6 +173,8 @@ impl<T, A: TimestampAssigner<T>> LogSource<T, A> {
             read: 0,
             pending: std::collections::VecDeque::new(),
             pending_of: 0,
+            paused: self.paused.clone(),
+            at_end: Vec::new(),
             dead_letters: self.dead_letters.clone(),
             dead_letter_count: 0,
             _type: PhantomData,
@@ -184,7 +220,10 @@ impl<T: DeserializeOwned + Clone + Send + 'static, A: TimestampAssigner<T>> Sour
             }
             let mut reader = self.open(split.partition)?;
             reader.seek(split.next_offset).map_err(|e| log_error(&self.topic, e))?;
-            splits.push((reader, split));
+            // A bounded source ends where the topic ended when it was built, resumed or
+            // not: run again later, it reads on to the new end.
+            let end = self.ends.as_ref().map(|ends| ends[split.partition as usize]);
+            splits.push((reader, PartitionSplit { end, ..split }));
         }
         Ok(self.reader_of(splits))
     }
@@ -204,6 +243,10 @@ pub struct LogReader<T, A = KeepTimestamp> {
     /// for), with their offsets, all of partition `pending_of`.
     pending: std::collections::VecDeque<(u64, Record<T>)>,
     pending_of: usize,
+    /// With [`LogSource::pause_at_end`], where partitions reaching their end are counted.
+    paused: Option<EndReached>,
+    /// The partitions (by index) counted at their end already.
+    at_end: Vec<bool>,
     dead_letters: DeadLetters,
     dead_letter_count: u64,
     _type: PhantomData<fn() -> T>,
@@ -246,6 +289,12 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
             self.next = i + 1;
             let (reader, partition, end) = &mut self.partitions[i];
             if end.is_some_and(|end| reader.next_offset() >= end) {
+                if let Some(paused) = &self.paused {
+                    self.at_end.resize(self.partitions.len(), false);
+                    if !std::mem::replace(&mut self.at_end[i], true) {
+                        paused.partition_done();
+                    }
+                }
                 continue;
             }
             unfinished = true;
@@ -289,6 +338,11 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
         }
         if !unfinished {
             self.dead_letters.flush()?;
+            // Paused at the end (or without a partition): idle, so that the other
+            // readers' watermarks carry the job on.
+            if self.paused.is_some() {
+                return Ok(SourcePoll::Idle);
+            }
             return Ok(SourcePoll::Finished);
         }
         if self.clocks.as_mut().is_some_and(SplitWatermarks::check_idleness) {

@@ -78,6 +78,24 @@ impl JobHandle {
         self.cancel.store(true, Ordering::Relaxed);
     }
 
+    /// Stops the job and waits for it: its result as of the stop (where [`Self::join`]
+    /// after [`Self::cancel`] returns [`Error::Cancelled`]). Restarted from its latest
+    /// checkpoint, the job processes again what it read after that checkpoint.
+    pub fn stop(self) -> Result<JobResult> {
+        self.cancel();
+        let metrics = self.metrics.clone();
+        let (started, checkpoints) = (self.started, self.checkpoint_stats());
+        match self.join() {
+            Err(Error::Cancelled) => Ok(JobResult {
+                metrics: metrics.snapshot(),
+                instances: metrics.instances(),
+                elapsed: started.elapsed(),
+                checkpoints,
+            }),
+            other => other,
+        }
+    }
+
     /// Waits for the job to stop.
     pub fn join(mut self) -> Result<JobResult> {
         let outcome = match self.runner.take() {

@@ -3,7 +3,8 @@
 //! an uninterrupted run: nothing lost, nothing duplicated (at least once: nothing lost).
 //!
 //! The jobs are the real binaries: the fraud detection example on generated
-//! transactions, and Nexmark q5 and q7 (`nexmark-job`). They must sit next to this
+//! transactions, from a file to part files and (`log-job`) from a topic of the
+//! embedded log to a topic, and Nexmark q5 and q7 (`nexmark-job`). They must sit next to this
 //! binary with `sluice` (`cargo build -p sluice-examples -p sluice-bench -p sluice-cli
 //! --bins`).
 //!
@@ -28,8 +29,9 @@ struct Args {
     /// How many times to kill each job.
     #[arg(long, default_value_t = 10)]
     kills: usize,
-    /// The jobs to test, comma-separated: fraud, q5, q7.
-    #[arg(long, default_value = "fraud,q5,q7", value_delimiter = ',')]
+    /// The jobs to test, comma-separated: fraud, log (fraud detection from a topic of
+    /// the embedded log to a topic), q5, q7.
+    #[arg(long, default_value = "fraud,log,q5,q7", value_delimiter = ',')]
     jobs: Vec<String>,
     /// A scratch directory (emptied first).
     #[arg(long, value_name = "DIR", default_value = "target/crash-test")]
@@ -102,6 +104,8 @@ struct Job {
     delivery: String,
     /// Whether the job writes dead letters (to `dead-letters.jsonl` beside its output).
     dead_letters: bool,
+    /// For the log job: the input lines produced into its log before each first run.
+    log_input: Option<PathBuf>,
 }
 
 impl Job {
@@ -117,10 +121,16 @@ impl Job {
         if self.dead_letters {
             command.arg("--dead-letters").arg(dead_letters_of(output));
         }
-        if self.name == "fraud" {
-            command.arg(format!("{}/", output.display()));
-        } else {
-            command.arg("--output").arg(output);
+        match self.name.as_str() {
+            "fraud" => {
+                command.arg(format!("{}/", output.display()));
+            }
+            "log" => {
+                command.arg("--data-dir").arg(output);
+            }
+            _ => {
+                command.arg("--output").arg(output);
+            }
         }
         command.arg("--parallelism").arg(parallelism.to_string());
         if let Some((dir, interval)) = checkpoints {
@@ -158,8 +168,57 @@ fn fresh_dir(path: &Path) -> Result<(), String> {
     std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
-/// Every line of every published part file, sorted.
+/// A log in `dir` whose topic `transactions` holds every line of `input` (bad ones
+/// too: the job sends them to its dead letters), keyed by account, and an empty
+/// `alerts` topic: the log job's input and output.
+fn log_with_input(dir: &Path, input: &Path) -> Result<(), String> {
+    use sluice_log::{Log, Producer, ProducerConfig, ProducerRecord, TopicConfig};
+    let log =
+        Log::open(sluice_fs::local(), dir).map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))?;
+    for (topic, partitions) in [("transactions", 3), ("alerts", 2)] {
+        log.create_topic(topic, &TopicConfig { partitions, ..TopicConfig::default() }).map_err(|e| e.to_string())?;
+    }
+    let text = std::fs::read_to_string(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    let mut producer = Producer::new(&log, ProducerConfig::default()).map_err(|e| e.to_string())?;
+    for line in text.lines() {
+        let parsed: Option<serde_json::Value> = serde_json::from_str(line).ok();
+        let key = parsed.as_ref().and_then(|v| v.get("account")).map(|a| a.to_string().into_bytes());
+        let time = parsed.as_ref().and_then(|v| v.get("time")).and_then(serde_json::Value::as_i64).unwrap_or(0);
+        let record = ProducerRecord {
+            topic: "transactions",
+            partition: None,
+            key: key.as_deref(),
+            value: line.as_bytes(),
+            headers: &[],
+            timestamp: time,
+        };
+        producer.send(&record).map_err(|e| e.to_string())?;
+    }
+    producer.flush().map_err(|e| e.to_string())
+}
+
+/// Every committed value of the log job's `alerts` topic, sorted.
+fn committed_alerts(dir: &Path) -> Result<Vec<String>, String> {
+    use sluice_log::{Consumer, ConsumerConfig, Log};
+    let log =
+        Log::open(sluice_fs::local(), dir).map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))?;
+    let mut consumer = Consumer::subscribe(&log, &["alerts"], &ConsumerConfig::default()).map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    while let Some(fetched) = consumer.poll(1 << 20).map_err(|e| e.to_string())? {
+        for record in fetched.records().map_err(|e| e.to_string())? {
+            lines.push(String::from_utf8_lossy(record.value).into_owned());
+        }
+    }
+    lines.sort_unstable();
+    Ok(lines)
+}
+
+/// Every line of every published part file, sorted; for the log job, the committed
+/// records of its output topic.
 fn published(dir: &Path) -> Result<Vec<String>, String> {
+    if dir.join("topics").exists() {
+        return committed_alerts(dir);
+    }
     let mut lines = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     for entry in entries {
@@ -324,6 +383,9 @@ fn test_job(job: &Job, args: &Args, random: &mut Random, work: &Path) -> Result<
     let started = Instant::now();
     let reference = work.join("reference");
     fresh_dir(&reference)?;
+    if let Some(input) = &job.log_input {
+        log_with_input(&reference, input)?;
+    }
     let status = job
         .command(&reference, None, None, args.parallelism)
         .status()
@@ -339,6 +401,9 @@ fn test_job(job: &Job, args: &Args, random: &mut Random, work: &Path) -> Result<
     let (output, checkpoints) = (work.join("output"), work.join("checkpoints"));
     fresh_dir(&output)?;
     fresh_dir(&checkpoints)?;
+    if let Some(input) = &job.log_input {
+        log_with_input(&output, input)?;
+    }
     let interval = args.checkpoint_interval.as_str();
     let sluice = binary("sluice")?;
     let (mut kills, mut savepoints, mut committed_before_kill) = (0, 0, 0);
@@ -456,6 +521,23 @@ fn test_job(job: &Job, args: &Args, random: &mut Random, work: &Path) -> Result<
     Ok(Outcome { kills, savepoints, lines: actual.len(), final_commit_interrupted, elapsed: started.elapsed() })
 }
 
+/// Sample transactions (with a few bad lines) in `dir/transactions.jsonl`.
+fn generate_transactions(dir: &Path, transactions: u64) -> Result<(), String> {
+    let status = Command::new(binary("generate-sample-data")?)
+        .arg(dir)
+        .arg("--transactions")
+        .arg(transactions.to_string())
+        .arg("--accounts")
+        .arg("2000")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run generate-sample-data: {e}"))?;
+    match status.success() {
+        true => Ok(()),
+        false => Err(format!("generate-sample-data failed: {status}")),
+    }
+}
+
 fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
     let run_seconds = args.run_seconds.unwrap_or((args.kills as f64 * 1.5).max(10.0));
     let mut jobs = Vec::new();
@@ -465,18 +547,7 @@ fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
         let job = match name.as_str() {
             "fraud" => {
                 let input = work.join("input");
-                let status = Command::new(binary("generate-sample-data")?)
-                    .arg(&input)
-                    .arg("--transactions")
-                    .arg(args.transactions.to_string())
-                    .arg("--accounts")
-                    .arg("2000")
-                    .stdout(Stdio::null())
-                    .status()
-                    .map_err(|e| format!("cannot run generate-sample-data: {e}"))?;
-                if !status.success() {
-                    return Err(format!("generate-sample-data failed: {status}"));
-                }
+                generate_transactions(&input, args.transactions)?;
                 let transactions = input.join("transactions.jsonl");
                 Job {
                     name: name.clone(),
@@ -486,6 +557,21 @@ fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
                     state_dir: args.on_disk.then(|| work.join("state")),
                     delivery: args.delivery.clone(),
                     dead_letters: true,
+                    log_input: None,
+                }
+            }
+            "log" => {
+                let input = work.join("input");
+                generate_transactions(&input, args.transactions)?;
+                Job {
+                    name: name.clone(),
+                    program: binary("log-job")?,
+                    args: Vec::new(),
+                    rate: (args.transactions as f64 / run_seconds) as u64,
+                    state_dir: args.on_disk.then(|| work.join("state")),
+                    delivery: args.delivery.clone(),
+                    dead_letters: true,
+                    log_input: Some(input.join("transactions.jsonl")),
                 }
             }
             "q5" | "q7" => Job {
@@ -496,8 +582,9 @@ fn jobs(args: &Args) -> Result<Vec<(Job, PathBuf)>, String> {
                 state_dir: args.on_disk.then(|| work.join("state")),
                 delivery: args.delivery.clone(),
                 dead_letters: false,
+                log_input: None,
             },
-            other => return Err(format!("unknown job '{other}' (fraud, q5, q7)")),
+            other => return Err(format!("unknown job '{other}' (fraud, log, q5, q7)")),
         };
         jobs.push((job, work));
     }

@@ -136,3 +136,52 @@ fn per_partition_watermarks_keep_a_partition_that_runs_ahead_from_making_the_oth
     assert_eq!(counted(true), 60, "generated per partition, no record of partition 1 is late");
     assert!(counted(false) < 60, "the scenario holds: generated after the source, partition 1's records are late");
 }
+
+/// Runs the job over what `input` holds now, paused at its end, and stops it once a
+/// checkpoint started after the end has completed and committed (three more complete).
+fn run_to_the_end_and_stop(log: &Log, checkpoints: &std::path::Path) -> sluice::JobResult {
+    let env = checkpointed(2, checkpoints, Duration::from_millis(20));
+    let (source, end) = LogSource::<u64>::new(log, "input").expect("source").pause_at_end().expect("pause at end");
+    env.source(source).map(|x| x * 3).sink(LogSink::new(log, "output").expect("sink"));
+    let handle = env.start().expect("the job starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !end.reached() {
+        assert!(std::time::Instant::now() < deadline, "the job reaches the end of its input");
+        assert!(!handle.is_finished(), "a paused source does not end the job");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let at_end = handle.checkpoint_stats().map_or(0, |s| s.completed);
+    wait_for_checkpoints(&handle, at_end + 3);
+    handle.stop().expect("the job stops")
+}
+
+/// A job paused at the end of its topic and stopped, run again after more records
+/// arrived, reads only the new ones: it resumes from its checkpoint.
+#[test]
+fn a_job_stopped_at_the_end_of_its_topic_resumes_and_reads_only_what_arrived_since() {
+    let (data, checkpoints) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let log = log_with_input(data.path(), 3);
+    let first = run_to_the_end_and_stop(&log, checkpoints.path());
+    assert_eq!(first.metrics.source_records(), RECORDS, "the first run read everything once");
+    assert_eq!(committed_output(&log), expected(), "and its output is committed when it stops");
+    let mut producer = Producer::new(&log, ProducerConfig::default()).expect("producer");
+    for i in RECORDS..RECORDS + 500 {
+        let value = i.to_string();
+        let key = i.to_le_bytes();
+        let record = ProducerRecord {
+            topic: "input",
+            partition: None,
+            key: Some(&key),
+            value: value.as_bytes(),
+            headers: &[],
+            timestamp: i as i64,
+        };
+        producer.send(&record).expect("send");
+    }
+    producer.flush().expect("flush");
+    let second = run_to_the_end_and_stop(&log, checkpoints.path());
+    assert!(second.checkpoints.and_then(|s| s.restored_from).is_some(), "it resumed from the first run's checkpoint");
+    assert_eq!(second.metrics.source_records(), 500, "the second run read only the new records");
+    let all: Vec<u64> = (0..RECORDS + 500).map(|i| i * 3).collect();
+    assert_eq!(committed_output(&log), all, "the new records once, the old ones not again");
+}
