@@ -315,3 +315,64 @@ proptest! {
         }
     }
 }
+
+/// Runs transactions of 10 records over two partitions on a simulated disk whose power
+/// is cut at write `cut`; returns how many commits returned, and which transactions a
+/// read-committed reader sees after the restart, in order.
+fn transactions_cut_at(cut: u64) -> (usize, Vec<usize>, bool) {
+    use sluice_fs::{FileSystem, SimulatedFs};
+    use std::sync::Arc;
+    let fs = SimulatedFs::new();
+    let shared: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let dir = Path::new("data");
+    let config = ProducerConfig { transactional_id: Some("cut".to_string()), ..ProducerConfig::default() };
+    let mut acknowledged = 0;
+    {
+        let log = Log::open(shared.clone(), dir).expect("a fresh log");
+        log.create_topic("t", &TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("topic");
+        fs.cut_power_after(cut);
+        if let Ok(mut producer) = Producer::new(&log, config.clone()) {
+            for transaction in 0..8 {
+                let sent = producer.begin().and_then(|()| {
+                    (0..10).try_for_each(|i| {
+                        let value = format!("{transaction}-{i}");
+                        producer.send(&record("t", i % 2, value.as_bytes())).map(|_| ())
+                    })
+                });
+                if sent.and_then(|()| producer.commit()).is_err() {
+                    break;
+                }
+                acknowledged += 1;
+            }
+        }
+    }
+    let happened = fs.is_cut();
+    fs.restart();
+    let log = Log::open(shared, dir).expect("the log opens after any power cut");
+    // The next owner of the id finishes or aborts what the cut left.
+    Producer::new(&log, config).expect("the transactional id opens after any power cut");
+    let seen = values(&log, "t", Isolation::ReadCommitted);
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for value in flat(&seen) {
+        let transaction: usize = value.split('-').next().and_then(|t| t.parse().ok()).expect("a value of ours");
+        *counts.entry(transaction).or_default() += 1;
+    }
+    assert!(counts.values().all(|n| *n == 10), "cut {cut}: a transaction is seen whole or not at all: {counts:?}");
+    (acknowledged, counts.into_keys().collect(), happened)
+}
+
+#[test]
+fn a_power_cut_at_any_write_keeps_every_committed_transaction_whole_and_no_other_half() {
+    let mut cuts_that_happened = 0;
+    for cut in 1..400 {
+        let (acknowledged, seen, happened) = transactions_cut_at(cut);
+        cuts_that_happened += usize::from(happened);
+        assert!(seen.len() >= acknowledged, "cut {cut}: {acknowledged} commits returned, {seen:?} seen");
+        assert_eq!(seen, (0..seen.len()).collect::<Vec<_>>(), "cut {cut}: transactions in order, none skipped");
+        if !happened {
+            assert_eq!(acknowledged, 8, "without a cut every transaction commits");
+            break;
+        }
+    }
+    assert!(cuts_that_happened > 20, "the power was cut during the run {cuts_that_happened} times");
+}
