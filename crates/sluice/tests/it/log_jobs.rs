@@ -16,8 +16,14 @@ fn log_with_input(dir: &std::path::Path, partitions: u32) -> Log {
     let log = Log::open(sluice::fs::local(), dir).expect("log");
     log.create_topic("input", &TopicConfig { partitions, ..TopicConfig::default() }).expect("input topic");
     log.create_topic("output", &TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("output topic");
-    let mut producer = Producer::new(&log, ProducerConfig::default()).expect("producer");
-    for i in 0..RECORDS {
+    produce_numbers(&log, 0..RECORDS);
+    log
+}
+
+/// Appends the numbers of `range` to `input`, each keyed by itself, at event time `i` ms.
+fn produce_numbers(log: &Log, range: std::ops::Range<u64>) {
+    let mut producer = Producer::new(log, ProducerConfig::default()).expect("producer");
+    for i in range {
         let value = i.to_string();
         let key = i.to_le_bytes();
         let record = ProducerRecord {
@@ -31,7 +37,6 @@ fn log_with_input(dir: &std::path::Path, partitions: u32) -> Log {
         producer.send(&record).expect("send");
     }
     producer.flush().expect("flush");
-    log
 }
 
 /// Every committed value of `output`, sorted.
@@ -164,21 +169,7 @@ fn a_job_stopped_at_the_end_of_its_topic_resumes_and_reads_only_what_arrived_sin
     let first = run_to_the_end_and_stop(&log, checkpoints.path());
     assert_eq!(first.metrics.source_records(), RECORDS, "the first run read everything once");
     assert_eq!(committed_output(&log), expected(), "and its output is committed when it stops");
-    let mut producer = Producer::new(&log, ProducerConfig::default()).expect("producer");
-    for i in RECORDS..RECORDS + 500 {
-        let value = i.to_string();
-        let key = i.to_le_bytes();
-        let record = ProducerRecord {
-            topic: "input",
-            partition: None,
-            key: Some(&key),
-            value: value.as_bytes(),
-            headers: &[],
-            timestamp: i as i64,
-        };
-        producer.send(&record).expect("send");
-    }
-    producer.flush().expect("flush");
+    produce_numbers(&log, RECORDS..RECORDS + 500);
     let second = run_to_the_end_and_stop(&log, checkpoints.path());
     assert!(second.checkpoints.and_then(|s| s.restored_from).is_some(), "it resumed from the first run's checkpoint");
     assert_eq!(second.metrics.source_records(), 500, "the second run read only the new records");
