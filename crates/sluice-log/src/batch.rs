@@ -115,12 +115,25 @@ impl BatchBuilder {
 
     /// Adds a record.
     pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: &[u8], headers: &[(&str, &[u8])]) {
+        self.push_at(self.count, timestamp, key, value, headers);
+    }
+
+    /// Adds a record at `offset_delta` from the batch's first offset: compaction keeps
+    /// each record's offset, with gaps where records were dropped. Deltas must grow.
+    pub fn push_at(
+        &mut self,
+        offset_delta: u32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&str, &[u8])],
+    ) {
         if self.count == 0 {
             self.first_timestamp = timestamp;
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         let stored = Stored {
-            offset_delta: self.count,
+            offset_delta,
             timestamp_delta: timestamp.wrapping_sub(self.first_timestamp),
             key,
             value,
@@ -156,6 +169,20 @@ impl BatchBuilder {
 
     /// The finished batch, its first record at `base_offset`; the builder is emptied.
     pub fn finish(&mut self, base_offset: u64, attributes: u16, producer: ProducerInfo) -> Vec<u8> {
+        let last_offset_delta = self.count.saturating_sub(1);
+        self.finish_covering(base_offset, last_offset_delta, attributes, producer)
+    }
+
+    /// [`Self::finish`] for a batch that covers the offsets `base_offset` to
+    /// `base_offset + last_offset_delta`, whatever records it holds (none, even): a
+    /// compacted batch takes the place of the one it was made from.
+    pub fn finish_covering(
+        &mut self,
+        base_offset: u64,
+        last_offset_delta: u32,
+        attributes: u16,
+        producer: ProducerInfo,
+    ) -> Vec<u8> {
         let mut bytes = std::mem::replace(&mut self.bytes, vec![0; HEADER]);
         let count = std::mem::take(&mut self.count);
         let length = (bytes.len() - PREFIX) as u32;
@@ -163,7 +190,7 @@ impl BatchBuilder {
         bytes[8..12].copy_from_slice(&length.to_le_bytes());
         bytes[16] = MAGIC;
         bytes[17..19].copy_from_slice(&attributes.to_le_bytes());
-        bytes[19..23].copy_from_slice(&count.saturating_sub(1).to_le_bytes());
+        bytes[19..23].copy_from_slice(&last_offset_delta.to_le_bytes());
         bytes[23..31].copy_from_slice(&self.first_timestamp.to_le_bytes());
         bytes[31..39].copy_from_slice(&std::mem::replace(&mut self.max_timestamp, i64::MIN).to_le_bytes());
         bytes[39..47].copy_from_slice(&producer.id.to_le_bytes());

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod compaction;
 pub mod consumer;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -27,7 +28,7 @@ pub use consumer::{Consumer, ConsumerConfig, Fetched, OffsetReset};
 pub use partition::{Durability, Partition, PartitionConfig};
 pub use producer::{Producer, ProducerConfig, ProducerRecord};
 pub use reader::{Isolation, PartitionReader};
-pub use topic::{partition_for_key, Log, LogOptions, SharedPartition, TopicConfig};
+pub use topic::{partition_compact, partition_for_key, Log, LogOptions, SharedPartition, TopicConfig};
 pub use transaction::PreparedTransaction;
 
 /// Every record of `bytes`, whole batches as [`Partition::read`] returns them, from

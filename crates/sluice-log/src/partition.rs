@@ -30,6 +30,9 @@ pub struct PartitionConfig {
     pub retention_ms: Option<u64>,
     /// The oldest sealed segments are deleted while the rest still hold this many bytes.
     pub retention_bytes: Option<u64>,
+    /// Sealed segments are compacted (only the newest value of each key stays) at
+    /// each roll: a changelog.
+    pub compact: bool,
 }
 
 impl Default for PartitionConfig {
@@ -39,6 +42,7 @@ impl Default for PartitionConfig {
             durability: Durability::EveryAppend,
             retention_ms: None,
             retention_bytes: None,
+            compact: false,
         }
     }
 }
@@ -154,6 +158,29 @@ impl Partition {
         };
         partition.enforce_retention(now_millis())?;
         Ok(partition)
+    }
+
+    /// Compacts the sealed segments wholly before the last stable offset: of each key,
+    /// only its newest visible record stays (see `compaction.rs`); returns how many
+    /// segments were rewritten. Offsets do not change.
+    pub fn compact(&mut self, now: i64) -> io::Result<usize> {
+        let plan = crate::compaction::plan(self.fs.as_ref(), &self.segments)?;
+        let mut rewritten = 0;
+        for i in 0..self.segments.len().saturating_sub(1) {
+            if self.segments[i].next_offset() > plan.stable {
+                break;
+            }
+            let path = self.segments[i].path().to_path_buf();
+            let bytes = self.fs.read(&path)?;
+            let Some(compacted) = crate::compaction::rewrite(&bytes, &plan, now)? else { continue };
+            // The new file replaces the old one at once (renamed over it, durably).
+            sluice_fs::write_durably(self.fs.as_ref(), &path, &compacted)?;
+            let (segment, _) = Segment::open(self.fs.as_ref(), &path, &mut |_| {})?;
+            segment.write_index(self.fs.as_ref())?;
+            self.segments[i] = segment;
+            rewritten += 1;
+        }
+        Ok(rewritten)
     }
 
     /// Deletes the oldest sealed segments that retention no longer keeps (the newest
@@ -332,7 +359,11 @@ impl Partition {
         let segment = Segment::create(self.fs.as_ref(), &self.dir, self.next_offset())?;
         self.file = self.fs.append(segment.path())?;
         self.segments.push(segment);
-        self.enforce_retention(now_millis()).map(|_| ())
+        self.enforce_retention(now_millis())?;
+        if self.config.compact {
+            self.compact(now_millis())?;
+        }
+        Ok(())
     }
 
     /// Up to about `max_bytes` of whole batches from the one holding `offset` (at least

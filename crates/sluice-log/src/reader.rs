@@ -6,6 +6,10 @@
 //! newer one exists, the writer has rolled: it reads what the old one got last, then
 //! moves on.
 //!
+//! Compaction may replace a sealed segment's file while a reader is in it: the batch
+//! at the reader's position no longer starts at the offset it expects, and the reader
+//! finds its place again by offset, from the segment's start.
+//!
 //! A read-committed reader hands out no transaction's records before the transaction's
 //! marker: at the first batch of a transaction still undecided (Kafka's last stable
 //! offset) it looks ahead, without handing anything out, for that transaction's
@@ -35,6 +39,10 @@ pub enum Isolation {
 struct Cursor {
     segment: u64,
     position: u64,
+    /// The offset after the last batch passed: the batch at `position` must start
+    /// there. If it does not, compaction replaced the segment's file, and the place is
+    /// found again by offset.
+    passed: u64,
 }
 
 /// A reader of one partition, with its position.
@@ -115,7 +123,7 @@ impl PartitionReader {
         self.refresh()?;
         let i = self.segments.partition_point(|&base| base <= offset).saturating_sub(1);
         let base = self.segments.get(i).copied().unwrap_or(0);
-        self.cursor = Cursor { segment: base, position: 0 };
+        self.cursor = Cursor { segment: base, position: 0, passed: base };
         self.ahead = self.cursor;
         self.decided.clear();
         self.next_offset = offset.max(base);
@@ -194,7 +202,7 @@ impl PartitionReader {
                     self.refresh()?;
                     match self.segments.iter().find(|&&base| base > cursor.segment) {
                         Some(&next) => {
-                            *cursor = Cursor { segment: next, position: 0 };
+                            *cursor = Cursor { segment: next, position: 0, passed: cursor.passed.max(next) };
                             continue;
                         }
                         None => return Ok(false),
@@ -202,8 +210,42 @@ impl PartitionReader {
                 }
                 Err(e) => return Err(e),
             };
-            let scan = segment::scan_batches(self.fs.as_ref(), &path, cursor.position, size, max_bytes, &mut visit)?;
+            if size < cursor.position {
+                // Compacted: shorter now. Find the place again by offset.
+                cursor.position = 0;
+                continue;
+            }
+            let (mut replaced, mut passed) = (false, cursor.passed);
+            let check_first = cursor.position > 0;
+            let scanned = segment::scan_batches(self.fs.as_ref(), &path, cursor.position, size, max_bytes, |batch| {
+                if check_first && passed == cursor.passed && batch.base_offset() != passed {
+                    replaced = true;
+                    return false;
+                }
+                // Batches passed already (looked for again from the segment's start).
+                if batch.next_offset() <= passed {
+                    return true;
+                }
+                let go_on = visit(batch);
+                if go_on {
+                    passed = batch.next_offset();
+                }
+                go_on
+            });
+            let scan = match scanned {
+                // A position inside a batch of a file compacted since.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData && cursor.position > 0 => {
+                    cursor.position = 0;
+                    continue;
+                }
+                other => other?,
+            };
+            if replaced {
+                cursor.position = 0;
+                continue;
+            }
             cursor.position = scan.position;
+            cursor.passed = passed;
             if scan.stopped {
                 return Ok(true);
             }
@@ -222,7 +264,7 @@ impl PartitionReader {
                 rechecked_at = Some(cursor.position);
                 continue;
             }
-            *cursor = Cursor { segment: next, position: 0 };
+            *cursor = Cursor { segment: next, position: 0, passed: cursor.passed.max(next) };
         }
     }
 

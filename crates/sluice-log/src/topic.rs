@@ -183,6 +183,7 @@ impl Log {
             durability: self.shared.options.durability,
             retention_ms: settings.retention_ms,
             retention_bytes: settings.retention_bytes,
+            compact: settings.compact,
         };
         let mut writers = lock(&self.shared.writers);
         if let Some(open) = writers.get(&key) {
@@ -347,6 +348,14 @@ pub(crate) fn sync_through(writer: &SharedPartition, ticket: u64) -> io::Result<
     };
     let result = syncer.sync();
     lock(writer).synced(through, result)
+}
+
+/// Compacts partition `partition` of `topic` now (see [`Partition::compact`]), through
+/// this process's writer of it; returns how many segments were rewritten.
+pub fn partition_compact(log: &Log, topic: &str, partition: u32, now: i64) -> io::Result<usize> {
+    let writer = log.writer(topic, partition)?;
+    let mut partition = lock(&writer);
+    partition.compact(now)
 }
 
 /// Whether an append that failed with `error` may succeed once the partition is opened
