@@ -355,6 +355,17 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
         self.clocks.as_mut().and_then(SplitWatermarks::advance)
     }
 
+    /// Records written to its partitions (up to their ends, if bounded) and not handed
+    /// out yet; transaction markers and aborted records count, as in Kafka's lag.
+    fn lag(&mut self) -> Option<u64> {
+        let mut lag = self.pending.len() as u64;
+        for (reader, _, end) in &mut self.partitions {
+            let written = reader.end_offset().ok()?;
+            lag += end.unwrap_or(written).min(written).saturating_sub(reader.next_offset());
+        }
+        Some(lag)
+    }
+
     fn position(&self) -> u64 {
         self.read
     }

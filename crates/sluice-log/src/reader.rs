@@ -60,6 +60,9 @@ pub struct PartitionReader {
     ahead: Cursor,
     /// The markers seen ahead of `cursor`: producer id and epoch, and whether it commits.
     decided: HashMap<(i64, i16), bool>,
+    /// How far [`Self::end_offset`] has scanned the newest segment: segment, byte, and
+    /// the offset after the last whole batch there.
+    end: (u64, u64, u64),
 }
 
 fn corrupt(path: &Path, position: u64, why: &Invalid) -> io::Error {
@@ -84,6 +87,7 @@ impl PartitionReader {
             next_offset: 0,
             ahead: Cursor::default(),
             decided: HashMap::new(),
+            end: (0, 0, 0),
         };
         reader.refresh()?;
         reader.seek(0)?;
@@ -170,16 +174,23 @@ impl PartitionReader {
     }
 
     /// The offset after the last whole batch written so far, whatever its isolation.
+    /// It scans the newest segment from where the last call stopped.
     pub fn end_offset(&mut self) -> io::Result<u64> {
         self.refresh()?;
         let Some(&base) = self.segments.last() else { return Ok(0) };
         let path = self.path(base);
-        let mut end = base;
         let size = self.fs.size(&path)?;
-        segment::scan_batches(self.fs.as_ref(), &path, 0, size, 1 << 20, |batch| {
+        let (segment, position, offset) = self.end;
+        let (mut position, mut end) = match segment == base && position <= size {
+            true => (position, offset),
+            false => (0, base),
+        };
+        let scan = segment::scan_batches(self.fs.as_ref(), &path, position, size, 1 << 20, |batch| {
             end = batch.next_offset();
             true
         })?;
+        position = scan.position;
+        self.end = (base, position, end);
         Ok(end)
     }
 

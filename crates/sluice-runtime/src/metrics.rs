@@ -33,6 +33,7 @@ pub struct OperatorMetrics {
     blocked_nanos: AtomicU64,
     watermark: AtomicI64,
     position: AtomicU64,
+    lag: AtomicU64,
 }
 
 impl Default for OperatorMetrics {
@@ -45,6 +46,7 @@ impl Default for OperatorMetrics {
             blocked_nanos: AtomicU64::new(0),
             watermark: AtomicI64::new(MIN_TIMESTAMP),
             position: AtomicU64::new(0),
+            lag: AtomicU64::new(0),
         }
     }
 }
@@ -108,6 +110,14 @@ impl OperatorMetrics {
     pub fn position(&self) -> u64 {
         self.position.load(Ordering::Relaxed)
     }
+    /// Records a source's lag: records written to its input and not read yet.
+    pub fn set_lag(&self, lag: u64) {
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+    /// The source's lag.
+    pub fn lag(&self) -> u64 {
+        self.lag.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -147,6 +157,9 @@ pub struct OperatorSnapshot {
     pub watermark: Timestamp,
     /// Source position, summed over instances.
     pub position: u64,
+    /// Source lag (records of its input not read yet, for sources that know it),
+    /// summed over instances.
+    pub lag: u64,
 }
 
 /// All operators' counters at one moment.
@@ -217,6 +230,7 @@ impl MetricsRegistry {
                 blocked_nanos: e.metrics.blocked_nanos(),
                 watermark: e.metrics.watermark(),
                 position: e.metrics.position(),
+                lag: e.metrics.lag(),
             })
             .collect()
     }
@@ -242,6 +256,7 @@ impl MetricsRegistry {
                         blocked_nanos: 0,
                         watermark: Timestamp::MAX,
                         position: 0,
+                        lag: 0,
                     });
                     let last = operators.len() - 1;
                     &mut operators[last]
@@ -254,6 +269,7 @@ impl MetricsRegistry {
             snapshot.blocked_nanos += m.blocked_nanos();
             snapshot.watermark = snapshot.watermark.min(m.watermark());
             snapshot.position += m.position();
+            snapshot.lag += m.lag();
         }
         operators.sort_by_key(|o| o.operator_id);
         JobSnapshot { operators }

@@ -48,6 +48,11 @@ pub trait SourceReader: Send {
     fn watermark(&mut self) -> Option<Timestamp> {
         None
     }
+    /// How many records of its input are written and not read yet (consumer lag), for
+    /// readers that know: read after polls, at most about once a second.
+    fn lag(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// Pumps a source's batches into its chain, one batch per step, while the chain is not
@@ -67,6 +72,8 @@ pub struct SourceDriver<S: SourceReader> {
     last_barrier: CheckpointId,
     /// The last watermark the reader generated and the driver sent on.
     watermark: Timestamp,
+    /// When the reader's lag was last read.
+    last_lag: Instant,
 }
 
 impl<S: SourceReader> SourceDriver<S> {
@@ -92,6 +99,7 @@ impl<S: SourceReader> SourceDriver<S> {
             participant: None,
             last_barrier: 0,
             watermark: MIN_TIMESTAMP,
+            last_lag: Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now),
         }
     }
 
@@ -133,9 +141,15 @@ impl<S: SourceReader> SourceDriver<S> {
         Ok(())
     }
 
-    fn report(&self) {
+    fn report(&mut self) {
         self.metrics.set_position(self.reader.position());
         self.metrics.set_dead_letters(self.reader.dead_letters());
+        if self.last_lag.elapsed() >= Duration::from_secs(1) {
+            self.last_lag = Instant::now();
+            if let Some(lag) = self.reader.lag() {
+                self.metrics.set_lag(lag);
+            }
+        }
     }
 }
 
@@ -171,10 +185,12 @@ impl<S: SourceReader + 'static> Task for SourceDriver<S> {
                 Step::Busy
             }
             SourcePoll::Pending => {
+                self.report();
                 self.advance_watermark()?;
                 Step::Waiting
             }
             SourcePoll::Idle => {
+                self.report();
                 if !self.idle {
                     self.idle = true;
                     self.next.control(Control::Idle)?;

@@ -207,3 +207,34 @@ fn a_job_replayed_from_a_timestamp_gives_the_same_windows_from_there_on() {
     assert!(!expected.is_empty() && expected.len() < all.len());
     assert_eq!(replayed, expected);
 }
+
+/// The log source counts its consumer lag: records written and not read yet.
+#[test]
+fn the_log_source_reports_its_consumer_lag() {
+    use sluice::prelude::*;
+    let data = tempfile::tempdir().expect("dir");
+    let log = log_with_input(data.path(), 3);
+    let env = StreamEnvironment::new().parallelism(1).batch_size(100);
+    let (source, end) = LogSource::<u64>::new(&log, "input").expect("source").pause_at_end().expect("pause at end");
+    env.source(source)
+        .map(|x| {
+            std::thread::sleep(Duration::from_micros(20));
+            x
+        })
+        .sink(CollectSink::new());
+    let handle = env.start().expect("the job starts");
+    let lag = |handle: &sluice::JobHandle| handle.snapshot().operators.iter().map(|o| o.lag).sum::<u64>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = 0;
+    while !end.reached() {
+        seen = seen.max(lag(&handle));
+        assert!(std::time::Instant::now() < deadline, "the job reaches the end of its input");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(seen > 0 && seen <= RECORDS, "a lag was reported while reading: {seen}");
+    while lag(&handle) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the lag falls to zero at the end: {}", lag(&handle));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.stop().expect("the job stops");
+}
