@@ -314,6 +314,24 @@ impl<T, A: TimestampAssigner<T>> SplitWatermarks<T, A> {
         })
     }
 
+    /// The watermark `split` alone implies (its newest event time less the bound).
+    pub fn split_watermark(&self, split: usize) -> Timestamp {
+        match self.splits[split].max_timestamp {
+            MIN_TIMESTAMP => MIN_TIMESTAMP,
+            max => max.saturating_sub(self.strategy.max_out_of_orderness).saturating_sub(1),
+        }
+    }
+
+    /// The watermark a record at `timestamp` would make its split imply.
+    pub fn implied_by(&self, timestamp: Timestamp) -> Timestamp {
+        timestamp.saturating_sub(self.strategy.max_out_of_orderness).saturating_sub(1)
+    }
+
+    /// Whether `split` is idle.
+    pub fn is_idle(&self, split: usize) -> bool {
+        self.splits[split].idle
+    }
+
     /// The highest event time of `split` so far, for a checkpoint.
     pub fn max_timestamp(&self, split: usize) -> Timestamp {
         self.splits[split].max_timestamp

@@ -55,6 +55,32 @@ pub struct LogSource<T, A = KeepTimestamp> {
     watermarks: Option<WatermarkStrategy<T, A>>,
     /// With [`LogSource::pause_at_end`]: the partitions not at their end yet.
     paused: Option<EndReached>,
+    /// With [`LogSource::with_alignment`]: the largest drift, and where the readers
+    /// publish their watermarks.
+    alignment: Option<(i64, Arc<AlignmentGroup>)>,
+}
+
+/// The watermarks of a source's readers, by worker, for watermark alignment: a
+/// partition whose watermark is further than the drift ahead of the lowest is not read
+/// until the others catch up.
+#[derive(Debug, Default)]
+pub struct AlignmentGroup {
+    watermarks: std::sync::Mutex<Vec<Timestamp>>,
+}
+
+impl AlignmentGroup {
+    fn publish(&self, worker: usize, watermark: Timestamp) {
+        let mut watermarks = self.watermarks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if watermarks.len() <= worker {
+            watermarks.resize(worker + 1, Timestamp::MAX);
+        }
+        watermarks[worker] = watermark;
+    }
+
+    fn lowest(&self) -> Timestamp {
+        let watermarks = self.watermarks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        watermarks.iter().copied().min().unwrap_or(Timestamp::MAX)
+    }
 }
 
 /// Whether every partition of a [`LogSource::pause_at_end`] source has been read to
@@ -98,6 +124,7 @@ impl<T> LogSource<T> {
             dead_letters: DeadLetters::default(),
             watermarks: None,
             paused: None,
+            alignment: None,
         })
     }
 }
@@ -118,7 +145,18 @@ impl<T, A: TimestampAssigner<T>> LogSource<T, A> {
             dead_letters: self.dead_letters,
             watermarks: Some(strategy),
             paused: self.paused,
+            alignment: self.alignment,
         }
+    }
+
+    /// Aligns the partitions' watermarks (with [`Self::with_watermarks`]; Flink's
+    /// `withWatermarkAlignment`): a partition whose watermark is more than `max_drift`
+    /// milliseconds ahead of the lowest of every worker's active partitions is not read
+    /// until the others catch up, so that under skew the windows and buffers waiting
+    /// for the slow partitions stay bounded. The slowest partition is always read.
+    pub fn with_alignment(mut self, max_drift: i64) -> Self {
+        self.alignment = Some((max_drift.max(0), Arc::new(AlignmentGroup::default())));
+        self
     }
 
     /// Reads to the offsets the topic has now, like [`Self::bounded`], but then waits
@@ -163,7 +201,7 @@ impl<T, A: TimestampAssigner<T>> LogSource<T, A> {
         self.log.reader(&self.topic, partition, Isolation::ReadCommitted).map_err(|e| log_error(&self.topic, e))
     }
 
-    fn reader_of(&self, splits: Vec<(PartitionReader, PartitionSplit)>) -> LogReader<T, A> {
+    fn reader_of(&self, worker: usize, splits: Vec<(PartitionReader, PartitionSplit)>) -> LogReader<T, A> {
         let max_timestamps: Vec<Timestamp> = splits.iter().map(|(_, split)| split.max_timestamp).collect();
         LogReader {
             topic: self.topic.clone(),
@@ -171,10 +209,10 @@ impl<T, A: TimestampAssigner<T>> LogSource<T, A> {
             partitions: splits.into_iter().map(|(reader, split)| (reader, split.partition, split.end)).collect(),
             next: 0,
             read: 0,
-            pending: std::collections::VecDeque::new(),
-            pending_of: 0,
+            pending: (0..max_timestamps.len()).map(|_| std::collections::VecDeque::new()).collect(),
             paused: self.paused.clone(),
             at_end: Vec::new(),
+            alignment: self.alignment.as_ref().map(|(drift, group)| (*drift, group.clone(), worker)),
             dead_letters: self.dead_letters.clone(),
             dead_letter_count: 0,
             _type: PhantomData,
@@ -206,10 +244,10 @@ impl<T: DeserializeOwned + Clone + Send + 'static, A: TimestampAssigner<T>> Sour
                 PartitionSplit { partition, next_offset: reader.next_offset(), end, max_timestamp: MIN_TIMESTAMP };
             splits.push((reader, split));
         }
-        Ok(self.reader_of(splits))
+        Ok(self.reader_of(worker, splits))
     }
 
-    fn restore_reader(&self, _worker: usize, _parallelism: usize, state: &StateReader) -> Result<LogReader<T, A>> {
+    fn restore_reader(&self, worker: usize, _parallelism: usize, state: &StateReader) -> Result<LogReader<T, A>> {
         self.dead_letters.open_for(true)?;
         let mut splits = Vec::new();
         for split in state.items::<PartitionSplit>()? {
@@ -225,7 +263,7 @@ impl<T: DeserializeOwned + Clone + Send + 'static, A: TimestampAssigner<T>> Sour
             let end = self.ends.as_ref().map(|ends| ends[split.partition as usize]);
             splits.push((reader, PartitionSplit { end, ..split }));
         }
-        Ok(self.reader_of(splits))
+        Ok(self.reader_of(worker, splits))
     }
 }
 
@@ -240,13 +278,14 @@ pub struct LogReader<T, A = KeepTimestamp> {
     next: usize,
     read: u64,
     /// Records read but not handed out yet (a poll hands out at most as many as asked
-    /// for), with their offsets, all of partition `pending_of`.
-    pending: std::collections::VecDeque<(u64, Record<T>)>,
-    pending_of: usize,
+    /// for), with their offsets, by partition (index in `partitions`).
+    pending: Vec<std::collections::VecDeque<(u64, Record<T>)>>,
     /// With [`LogSource::pause_at_end`], where partitions reaching their end are counted.
     paused: Option<EndReached>,
     /// The partitions (by index) counted at their end already.
     at_end: Vec<bool>,
+    /// With alignment: the largest drift, the group, and this reader's worker.
+    alignment: Option<(i64, Arc<AlignmentGroup>, usize)>,
     dead_letters: DeadLetters,
     dead_letter_count: u64,
     _type: PhantomData<fn() -> T>,
@@ -256,23 +295,72 @@ pub struct LogReader<T, A = KeepTimestamp> {
 const BYTES_PER_RECORD: usize = 64;
 
 impl<T, A: TimestampAssigner<T>> LogReader<T, A> {
-    /// Up to `max_records` of the pending records; fewer (none, even) where the
-    /// watermark must be sent before the next one.
-    fn take_pending(&mut self, max_records: usize) -> Vec<Record<T>> {
-        let Some(clocks) = &mut self.clocks else {
-            let n = self.pending.len().min(max_records.max(1));
-            return self.pending.drain(..n).map(|(_, record)| record).collect();
-        };
+    /// Publishes this reader's watermark to its alignment group: the lowest of its
+    /// partitions that are neither at their end nor idle.
+    fn publish_alignment(&self) {
+        let (Some((_, group, worker)), Some(clocks)) = (&self.alignment, &self.clocks) else { return };
+        let lowest = (0..self.partitions.len())
+            .filter(|&i| !self.is_at_end(i) && !clocks.is_idle(i))
+            .map(|i| clocks.split_watermark(i))
+            .min()
+            .unwrap_or(Timestamp::MAX);
+        group.publish(*worker, lowest);
+    }
+
+    fn is_at_end(&self, i: usize) -> bool {
+        let (reader, _, end) = &self.partitions[i];
+        end.is_some_and(|end| reader.next_offset() >= end) && self.pending[i].is_empty()
+    }
+
+    /// The lowest watermark of the alignment group and the drift allowed past it.
+    fn alignment_limit(&self) -> Option<(Timestamp, i64)> {
+        self.clocks.as_ref()?;
+        self.alignment.as_ref().map(|(drift, group, _)| (group.lowest(), *drift))
+    }
+
+    /// Whether partition `i` may hand out a record at `timestamp` (any, without one)
+    /// under `limit`: it is the laggard, or would stay within the drift of the lowest.
+    fn aligned(&self, limit: Option<(Timestamp, i64)>, i: usize, timestamp: Option<Timestamp>) -> bool {
+        let (Some((lowest, drift)), Some(clocks)) = (limit, &self.clocks) else { return true };
+        let own = clocks.split_watermark(i);
+        if own <= lowest {
+            return true;
+        }
+        let after = timestamp.map_or(own, |t| own.max(clocks.implied_by(t)));
+        after <= lowest.saturating_add(drift)
+    }
+
+    /// Up to `max_records` of partition `i`'s pending records; fewer (none, even)
+    /// where the watermark must be sent before the next one; `None` if alignment holds
+    /// the partition back before its first.
+    fn take_pending(
+        &mut self,
+        i: usize,
+        max_records: usize,
+        limit: Option<(Timestamp, i64)>,
+    ) -> Option<Vec<Record<T>>> {
+        if self.clocks.is_none() {
+            let n = self.pending[i].len().min(max_records.max(1));
+            return Some(self.pending[i].drain(..n).map(|(_, record)| record).collect());
+        }
         let mut batch = Vec::new();
+        let mut held = false;
         while batch.len() < max_records.max(1) {
-            let Some((_, record)) = self.pending.front() else { break };
-            if clocks.cuts_before(record.timestamp) {
+            let Some((_, record)) = self.pending[i].front() else { break };
+            let timestamp = record.timestamp;
+            if self.clocks.as_ref().is_some_and(|clocks| clocks.cuts_before(timestamp)) {
                 break;
             }
-            clocks.observe(self.pending_of, record.timestamp);
-            batch.extend(self.pending.pop_front().map(|(_, record)| record));
+            if !self.aligned(limit, i, Some(timestamp)) {
+                held = true;
+                break;
+            }
+            let clocks = self.clocks.as_mut().expect("invariant: checked above");
+            clocks.observe(i, timestamp);
+            batch.extend(self.pending[i].pop_front().map(|(_, record)| record));
         }
-        batch
+        self.publish_alignment();
+        (!(held && batch.is_empty())).then_some(batch)
     }
 }
 
@@ -280,13 +368,24 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
     type Batch = Vec<Record<T>>;
 
     fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Vec<Record<T>>>> {
-        if !self.pending.is_empty() {
-            return Ok(SourcePoll::Batch(self.take_pending(max_records)));
-        }
+        self.publish_alignment();
         let mut unfinished = false;
+        let limit = self.alignment_limit();
         for _ in 0..self.partitions.len() {
             let i = self.next % self.partitions.len();
             self.next = i + 1;
+            if !self.pending[i].is_empty() {
+                unfinished = true;
+                // Held back by alignment: the other partitions go first.
+                match self.take_pending(i, max_records, limit) {
+                    Some(batch) => return Ok(SourcePoll::Batch(batch)),
+                    None => continue,
+                }
+            }
+            if !self.aligned(limit, i, None) {
+                unfinished = true;
+                continue;
+            }
             let (reader, partition, end) = &mut self.partitions[i];
             if end.is_some_and(|end| reader.next_offset() >= end) {
                 if let Some(paused) = &self.paused {
@@ -313,7 +412,7 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
                             Some(clocks) => clocks.timestamp(&value, record.timestamp),
                             None => record.timestamp,
                         };
-                        self.pending.push_back((record.offset, Record { timestamp, value }));
+                        self.pending[i].push_back((record.offset, Record { timestamp, value }));
                     }
                     Err(error) => {
                         self.dead_letter_count += 1;
@@ -331,9 +430,10 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
                     reader.seek(*end).map_err(|e| log_error(&self.topic, e))?;
                 }
             }
-            if !self.pending.is_empty() {
-                self.pending_of = i;
-                return Ok(SourcePoll::Batch(self.take_pending(max_records)));
+            if !self.pending[i].is_empty() {
+                if let Some(batch) = self.take_pending(i, max_records, limit) {
+                    return Ok(SourcePoll::Batch(batch));
+                }
             }
         }
         if !unfinished {
@@ -358,7 +458,7 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
     /// Records written to its partitions (up to their ends, if bounded) and not handed
     /// out yet; transaction markers and aborted records count, as in Kafka's lag.
     fn lag(&mut self) -> Option<u64> {
-        let mut lag = self.pending.len() as u64;
+        let mut lag: u64 = self.pending.iter().map(|p| p.len() as u64).sum();
         for (reader, _, end) in &mut self.partitions {
             let written = reader.end_offset().ok()?;
             lag += end.unwrap_or(written).min(written).saturating_sub(reader.next_offset());
@@ -378,10 +478,7 @@ impl<T: DeserializeOwned + Send + 'static, A: TimestampAssigner<T>> SourceReader
         self.dead_letters.sync()?;
         for (i, (reader, partition, end)) in self.partitions.iter().enumerate() {
             // Records read but not handed out are read again after a restore.
-            let next_offset = match (i == self.pending_of, self.pending.front()) {
-                (true, Some((offset, _))) => *offset,
-                _ => reader.next_offset(),
-            };
+            let next_offset = self.pending[i].front().map_or(reader.next_offset(), |(offset, _)| *offset);
             let max_timestamp = self.clocks.as_ref().map_or(MIN_TIMESTAMP, |clocks| clocks.max_timestamp(i));
             state.item(&PartitionSplit { partition: *partition, next_offset, end: *end, max_timestamp })?;
         }

@@ -238,3 +238,64 @@ fn the_log_source_reports_its_consumer_lag() {
     }
     handle.stop().expect("the job stops");
 }
+
+/// Partition 0 spans 1 000 s of event time and partition 1 100 000 s in as many
+/// records; read in turn by one worker, partition 1 runs far ahead. Aligned to a
+/// drift of 60 s, it waits for partition 0 while that one has records.
+#[test]
+fn watermark_alignment_keeps_a_fast_partition_within_the_drift_of_the_slow_one() {
+    use sluice::prelude::*;
+    use std::sync::{Arc, Mutex};
+    let data = tempfile::tempdir().expect("dir");
+    let log = Log::open(sluice::fs::local(), data.path()).expect("log");
+    log.create_topic("skewed", &TopicConfig { partitions: 2, ..TopicConfig::default() }).expect("topic");
+    let mut producer = Producer::new(&log, ProducerConfig::default()).expect("producer");
+    for i in 0..10_000u64 {
+        for (partition, spacing) in [(0u32, 100i64), (1, 10_000)] {
+            let timestamp = i as i64 * spacing;
+            let value = (u64::from(partition) << 40 | timestamp as u64).to_string();
+            let record = ProducerRecord {
+                topic: "skewed",
+                partition: Some(partition),
+                key: None,
+                value: value.as_bytes(),
+                headers: &[],
+                timestamp,
+            };
+            producer.send(&record).expect("send");
+        }
+    }
+    producer.flush().expect("flush");
+    let widest_skew = |aligned: bool| {
+        let env = StreamEnvironment::new().parallelism(1).batch_size(100);
+        let source = LogSource::<u64>::new(&log, "skewed")
+            .expect("source")
+            .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(0));
+        let source = if aligned { source.with_alignment(seconds(60)) } else { source };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log_seen = seen.clone();
+        env.source(source.bounded().expect("bounded"))
+            .map(move |value| {
+                log_seen.lock().expect("not poisoned").push(value);
+                value
+            })
+            .sink(CollectSink::new());
+        env.execute().expect("the job finishes");
+        // The widest gap between the partitions' newest event times while partition 0
+        // still had records to give.
+        let mut newest = [i64::MIN; 2];
+        let mut widest = 0;
+        for value in seen.lock().expect("not poisoned").iter() {
+            let (partition, timestamp) = ((value >> 40) as usize, (value & ((1 << 40) - 1)) as i64);
+            newest[partition] = newest[partition].max(timestamp);
+            if newest[0] > i64::MIN && newest[1] > i64::MIN && newest[0] < 999_900 {
+                widest = widest.max(newest[1] - newest[0]);
+            }
+        }
+        widest
+    };
+    let unaligned = widest_skew(false);
+    let aligned = widest_skew(true);
+    assert!(unaligned > 600_000, "the scenario holds: unaligned, partition 1 runs ahead by {unaligned} ms");
+    assert!(aligned <= 60_000 + 10_000 + 100, "aligned, it stays within the drift: {aligned} ms");
+}
