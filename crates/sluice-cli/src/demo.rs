@@ -20,6 +20,13 @@ pub struct DemoArgs {
     /// of part files if it ends with `/` (exactly-once with --checkpoints).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Write the results into this topic of the embedded log instead (created with 1
+    /// partition if missing; exactly-once with --checkpoints).
+    #[arg(long, value_name = "TOPIC", conflicts_with = "output")]
+    topic: Option<String>,
+    /// The embedded log's directory, with --topic.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
+    data_dir: PathBuf,
     /// Take checkpoints into this directory; run again with the same one to resume.
     #[arg(long, value_name = "DIR")]
     checkpoints: Option<String>,
@@ -92,12 +99,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         })
         .name("hot auction");
-    match &args.output {
-        Some(path) if path.is_dir() || path.to_string_lossy().ends_with('/') => {
-            hot.sink(JsonLinesSink::directory(path).with_context(|| format!("cannot write into {}", path.display()))?)
+    if let Some(topic) = &args.topic {
+        let log = sluice::log::Log::open(sluice::fs::local(), &args.data_dir)
+            .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+        if log.describe(topic).is_err() {
+            log.create_topic(topic, &sluice::log::TopicConfig::default())
+                .map_err(|e| crate::log::UserError(format!("cannot create topic {topic}: {e}")))?;
         }
-        Some(path) => hot.sink(JsonLinesSink::new(path).with_context(|| format!("cannot write {}", path.display()))?),
-        None => hot.sink(StdoutSink::new()),
+        hot.sink(sluice::connectors::LogSink::new(&log, topic)?);
+    } else {
+        sink_to_output(&hot, args.output.as_deref())?;
     }
     if args.explain {
         print!("{}", env.explain());
@@ -106,5 +117,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     eprintln!("sluice demo: {} Nexmark events, {parallelism} workers, hot auctions per 10 s window", args.events);
     let result = progress::follow(env.start()?, args.progress)?;
     eprintln!("{}", progress::summary(&result));
+    Ok(())
+}
+
+/// Writes the results to `output` (a file, a directory of part files if it ends with
+/// `/`), or to standard output.
+fn sink_to_output(hot: &Stream<HotAuction>, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match output {
+        Some(path) if path.is_dir() || path.to_string_lossy().ends_with('/') => {
+            hot.sink(JsonLinesSink::directory(path).with_context(|| format!("cannot write into {}", path.display()))?)
+        }
+        Some(path) => hot.sink(JsonLinesSink::new(path).with_context(|| format!("cannot write {}", path.display()))?),
+        None => hot.sink(StdoutSink::new()),
+    }
     Ok(())
 }

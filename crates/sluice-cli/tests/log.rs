@@ -136,3 +136,16 @@ fn the_pipeline_writes_its_topics_and_run_again_resumes_from_its_checkpoints() {
     let more = ok(sluice(&data, &["consume", "fraud-alerts"], "")).lines().count();
     assert!(more > alerts, "the second run added alerts: {alerts} then {more}");
 }
+
+#[test]
+fn the_demo_writes_its_results_into_a_topic() {
+    let data = temp_dir("demo-topic");
+    let checkpoints = data.join("checkpoints");
+    let checkpoints = checkpoints.to_str().expect("utf-8 path");
+    let run =
+        ["demo", "--events", "50000", "--topic", "hot-auctions", "--checkpoints", checkpoints, "--progress", "never"];
+    ok(sluice(&data, &run, ""));
+    let results = ok(sluice(&data, &["consume", "hot-auctions"], ""));
+    assert!(results.lines().count() > 0, "committed results in the topic");
+    assert!(results.lines().all(|line| line.contains("\"auction\"")), "{results}");
+}
