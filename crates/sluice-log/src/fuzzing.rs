@@ -48,6 +48,7 @@ fn open_and_use(fs: &Arc<dyn FileSystem>) {
         }
     }
     let _ = partition.offset_for_time(0);
+    let _ = partition.compact(0);
     let mut batch = BatchBuilder::new();
     batch.push(1, Some(b"key"), b"value", &[]);
     let _ = partition.append(&mut batch, 0, ProducerInfo { id: 1, epoch: 0, base_sequence: 0 });
@@ -68,7 +69,11 @@ pub fn open_and_read_segment(bytes: &[u8]) {
 /// producer snapshot are replaced by `bytes`, then opened and read.
 pub fn open_with_index(bytes: &[u8]) {
     let fs = disk();
-    let config = PartitionConfig { segment_bytes: 512, ..PartitionConfig::default() };
+    let config = PartitionConfig {
+        segment_bytes: 512,
+        compact: bytes.first().is_some_and(|b| b % 2 == 0),
+        ..PartitionConfig::default()
+    };
     let newest = {
         let mut partition = Partition::open(fs.clone(), Path::new(DIR), config).expect("a new partition");
         for i in 0..40u8 {
