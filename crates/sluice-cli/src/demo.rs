@@ -24,7 +24,12 @@ pub struct DemoArgs {
     /// partition if missing; exactly-once with --checkpoints).
     #[arg(long, value_name = "TOPIC", conflicts_with = "output")]
     topic: Option<String>,
-    /// The embedded log's directory, with --topic.
+    /// Read the Nexmark events from this topic of the embedded log (as `sluice generate`
+    /// writes them, produced with `sluice produce`) instead of generating them: to its
+    /// end as the demo starts, with watermarks per partition.
+    #[arg(long, value_name = "TOPIC")]
+    input_topic: Option<String>,
+    /// The embedded log's directory, with --topic or --input-topic.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
     data_dir: PathBuf,
     /// Take checkpoints into this directory; run again with the same one to resume.
@@ -73,12 +78,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let parallelism = env.config().parallelism;
     let inject_panic = args.inject_panic;
-    let events = match args.rate {
-        Some(rate) => env.source(sluice::Throttled::new(NexmarkSource::new(args.events), rate)),
-        None => env.source(NexmarkSource::new(args.events)),
+    let watermarks = WatermarkStrategy::bounded_out_of_orderness(seconds(1));
+    let events = match (&args.input_topic, args.rate) {
+        (Some(topic), _) => {
+            let log = sluice::log::Log::open(sluice::fs::local(), &args.data_dir)
+                .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+            let timed = watermarks.with_timestamp(|event: &Event| sluice::connectors::nexmark::event_time(event));
+            let source = sluice::connectors::LogSource::<Event>::new(&log, topic)?.with_watermarks(timed).bounded()?;
+            match args.rate {
+                Some(rate) => env.source(sluice::Throttled::new(source, rate)),
+                None => env.source(source),
+            }
+        }
+        (None, Some(rate)) => {
+            env.source(sluice::Throttled::new(NexmarkSource::new(args.events), rate)).with_watermarks(watermarks)
+        }
+        (None, None) => env.source(NexmarkSource::new(args.events)).with_watermarks(watermarks),
     };
     let hot = events
-        .with_watermarks(WatermarkStrategy::bounded_out_of_orderness(seconds(1)))
         .flat_map(|event: Event| match event {
             Event::Bid(bid) => Some(bid),
             _ => None,
@@ -114,7 +131,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         print!("{}", env.explain());
         return Ok(());
     }
-    eprintln!("sluice demo: {} Nexmark events, {parallelism} workers, hot auctions per 10 s window", args.events);
+    match &args.input_topic {
+        Some(topic) => eprintln!(
+            "sluice demo: Nexmark events of topic {topic}, {parallelism} workers, hot auctions per 10 s window"
+        ),
+        None => eprintln!(
+            "sluice demo: {} Nexmark events, {parallelism} workers, hot auctions per 10 s window",
+            args.events
+        ),
+    }
     let result = progress::follow(env.start()?, args.progress)?;
     eprintln!("{}", progress::summary(&result));
     Ok(())

@@ -149,3 +149,32 @@ fn the_demo_writes_its_results_into_a_topic() {
     assert!(results.lines().count() > 0, "committed results in the topic");
     assert!(results.lines().all(|line| line.contains("\"auction\"")), "{results}");
 }
+
+#[test]
+fn the_demo_reads_its_events_from_a_topic_with_the_generators_results() {
+    let data = temp_dir("demo-input-topic");
+    let events = data.join("events.jsonl");
+    let events = events.to_str().expect("utf-8 path");
+    ok(sluice(&data, &["generate", "--events", "40000", "--output", events], ""));
+    ok(sluice(&data, &["topic", "create", "nexmark", "--partitions", "3"], ""));
+    ok(sluice(&data, &["produce", "nexmark", "--file", events], ""));
+    let (from_topic, generated) = (data.join("from-topic.jsonl"), data.join("generated.jsonl"));
+    let common = ["--parallelism", "2", "--progress", "never", "--output"];
+    let mut topic_run = vec!["demo", "--input-topic", "nexmark"];
+    topic_run.extend(common);
+    topic_run.push(from_topic.to_str().expect("utf-8 path"));
+    ok(sluice(&data, &topic_run, ""));
+    let mut generator_run = vec!["demo", "--events", "40000"];
+    generator_run.extend(common);
+    generator_run.push(generated.to_str().expect("utf-8 path"));
+    ok(sluice(&data, &generator_run, ""));
+    let sorted = |path: &Path| {
+        let mut lines: Vec<String> =
+            std::fs::read_to_string(path).expect("output").lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let expected = sorted(&generated);
+    assert!(!expected.is_empty());
+    assert_eq!(sorted(&from_topic), expected, "the same hot auctions from the topic's 3 partitions");
+}
