@@ -205,38 +205,29 @@ impl Log {
         attributes: u16,
         producer: ProducerInfo,
     ) -> io::Result<u64> {
-        let appended = self.try_append(topic, partition, batch, attributes, producer);
-        let offset = match appended {
+        let attempt = |batch: &mut BatchBuilder| -> io::Result<u64> {
+            let writer = self.writer(topic, partition)?;
+            let (offset, ticket, every_append) = {
+                let mut partition = lock(&writer);
+                let (offset, ticket) = partition.write(batch, attributes, producer)?;
+                (offset, ticket, partition.syncs_every_append())
+            };
+            if every_append {
+                sync_through(&writer, ticket)?;
+            }
+            Ok(offset)
+        };
+        let offset = match attempt(batch) {
             Err(e) if retriable(&e) => {
                 // Open the partition again (cutting off a torn write) and append the
                 // same batch again: with a producer id it is stored once.
                 tracing::warn!("appending to {topic}/{partition}: {e}; opening it again to retry");
                 lock(&self.shared.writers).remove(&(topic.to_string(), partition));
-                self.try_append(topic, partition, batch, attributes, producer)?
+                attempt(batch)?
             }
             other => other?,
         };
         batch.clear();
-        Ok(offset)
-    }
-
-    fn try_append(
-        &self,
-        topic: &str,
-        partition: u32,
-        batch: &mut BatchBuilder,
-        attributes: u16,
-        producer: ProducerInfo,
-    ) -> io::Result<u64> {
-        let writer = self.writer(topic, partition)?;
-        let (offset, ticket, every_append) = {
-            let mut partition = lock(&writer);
-            let (offset, ticket) = partition.write(batch, attributes, producer)?;
-            (offset, ticket, partition.syncs_every_append())
-        };
-        if every_append {
-            sync_through(&writer, ticket)?;
-        }
         Ok(offset)
     }
 
