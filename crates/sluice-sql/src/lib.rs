@@ -1,0 +1,20 @@
+//! Sluice's SQL layer: jobs written in Flink's SQL dialect (issue 16, in progress).
+//!
+//! So far, the front end: a job file is split into statements (`script.rs`), each
+//! parsed into a [`Statement`]: Flink's `CREATE TABLE` with its column types, computed
+//! columns, watermark, primary key and connector options by this crate (`ddl.rs`,
+//! `types.rs`: Flink's types as Arrow's), `SET`, and the queries and inserts by
+//! sqlparser with a dialect of Flink's lexical rules (`dialect.rs`). An error names the
+//! statement, its line and column in the file, and what is wrong.
+
+#![deny(missing_docs)]
+
+pub mod ddl;
+pub mod dialect;
+mod error;
+pub mod script;
+pub mod types;
+
+pub use ddl::{Column, TableDefinition, Watermark};
+pub use error::SqlError;
+pub use script::{parse_script, Statement};
