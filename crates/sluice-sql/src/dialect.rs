@@ -1,7 +1,18 @@
-//! Flink SQL's lexical rules for sqlparser: identifiers quoted with backticks, and
-//! the clauses Flink has (`FILTER (WHERE ...)` on aggregates).
+//! Flink SQL's lexical rules for sqlparser: identifiers quoted with backticks, the
+//! clauses Flink has (`FILTER (WHERE ...)` on aggregates), and the `TABLE name`
+//! argument of window table functions (`TUMBLE(TABLE bid, DESCRIPTOR(ts), ...)`), read
+//! as a call `TABLE(name)` that the planner recognises.
 
+use sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
+};
 use sqlparser::dialect::Dialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
+
+/// The name of the call a `TABLE name` argument becomes.
+pub const TABLE_ARGUMENT: &str = "TABLE";
 
 /// The dialect the queries and inserts of a job file are parsed with.
 #[derive(Debug, Default, Clone, Copy)]
@@ -23,4 +34,43 @@ impl Dialect for FlinkDialect {
     fn supports_filter_during_aggregation(&self) -> bool {
         true
     }
+
+    /// `FOR SYSTEM_TIME AS OF`, of temporal joins.
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
+    fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        let [first, second] = parser.peek_tokens();
+        let is_table_argument =
+            matches!(&first, Token::Word(w) if w.keyword == Keyword::TABLE) && matches!(&second, Token::Word(_));
+        if !is_table_argument {
+            return None;
+        }
+        parser.next_token();
+        Some(parser.parse_object_name(false).map(table_argument))
+    }
+}
+
+/// `TABLE name` as the call `TABLE(name)`.
+fn table_argument(name: ObjectName) -> Expr {
+    let parts: Vec<Ident> = name.0.iter().filter_map(|part| part.as_ident().cloned()).collect();
+    let reference = match parts.len() {
+        1 => Expr::Identifier(parts[0].clone()),
+        _ => Expr::CompoundIdentifier(parts),
+    };
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(TABLE_ARGUMENT)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(reference))],
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }

@@ -411,3 +411,32 @@ mod tests {
         assert!(error.message.contains("no END"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod flink_queries {
+    use super::*;
+
+    /// Queries of the forms Flink's documentation and the Nexmark queries use.
+    #[test]
+    fn flink_query_forms_parse() {
+        let queries = [
+            "SELECT window_start, window_end, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY window_start, window_end",
+            "SELECT * FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))",
+            "SELECT * FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))",
+            "SELECT o.id, r.rate FROM orders AS o JOIN rates FOR SYSTEM_TIME AS OF o.ts AS r ON o.currency = r.currency",
+            "SELECT TUMBLE_START(date_time, INTERVAL '10' SECOND), COUNT(*) FROM bid GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND)",
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rownum FROM bid) WHERE rownum <= 3",
+            "SELECT CAST(price AS STRING), COUNT(DISTINCT bidder) FILTER (WHERE price > 10) FROM bid GROUP BY price",
+            "SELECT a.id FROM a, b WHERE a.id = b.id AND a.ts BETWEEN b.ts - INTERVAL '4' HOUR AND b.ts",
+        ];
+        for query in queries {
+            if let Err(error) = parse_script(query) {
+                panic!("{query}\n{error}");
+            }
+        }
+        // A window table function's table argument becomes the call TABLE(name).
+        let Ok(parsed) = parse_script(queries[0]) else { unreachable!() };
+        let Statement::Query(query) = &parsed[0] else { panic!("{parsed:?}") };
+        assert!(query.to_string().contains("TUMBLE(TABLE(bid), DESCRIPTOR(date_time)"), "{query}");
+    }
+}
