@@ -5,16 +5,20 @@
 //! columns, watermark, primary key and connector options by this crate (`ddl.rs`,
 //! `types.rs`: Flink's types as Arrow's), `SET`, and the queries and inserts by
 //! sqlparser with a dialect of Flink's lexical rules (`dialect.rs`). An error names the
-//! statement, its line and column in the file, and what is wrong.
+//! statement, its line and column in the file, and what is wrong. `plan.rs` plans
+//! queries with DataFusion against the job file's tables (its `ContextProvider`, with
+//! DataFusion's function library).
 
 #![deny(missing_docs)]
 
 pub mod ddl;
 pub mod dialect;
 mod error;
+pub mod plan;
 pub mod script;
 pub mod types;
 
 pub use ddl::{Column, TableDefinition, Watermark};
 pub use error::SqlError;
+pub use plan::Catalog;
 pub use script::{parse_script, Statement};
