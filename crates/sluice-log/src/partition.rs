@@ -71,7 +71,8 @@ pub struct Partition {
 /// The file a partition's writer locks.
 const LOCK: &str = ".lock";
 
-fn now_millis() -> i64 {
+/// The wall clock, in milliseconds since the epoch.
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 

@@ -224,9 +224,9 @@ impl Coordinator {
         }
         let partitions = self.find(producer_id, epoch).map(|t| t.partitions.clone()).unwrap_or_default();
         let producer = ProducerInfo { id: producer_id, epoch, base_sequence: -1 };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let now = crate::partition::now_millis();
         for (topic, partition) in &partitions {
-            let mut marker = BatchBuilder::marker(commit, now as i64);
+            let mut marker = BatchBuilder::marker(commit, now);
             log.append(topic, *partition, &mut marker, TRANSACTIONAL | CONTROL, producer)?;
         }
         // Markers must be durable before the transaction leaves the file.

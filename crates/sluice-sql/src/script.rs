@@ -123,8 +123,8 @@ fn split(script: &str) -> Vec<Piece<'_>> {
     pieces
 }
 
-/// Whether `text` holds nothing but blanks and comments.
-fn only_comments(text: &str) -> bool {
+/// `text` from its first character that is neither blank nor in a comment.
+fn after_comments(text: &str) -> &str {
     let mut rest = text.trim_start();
     loop {
         if let Some(after) = rest.strip_prefix("--") {
@@ -132,21 +132,19 @@ fn only_comments(text: &str) -> bool {
         } else if let Some(after) = rest.strip_prefix("/*") {
             rest = after.find("*/").map_or("", |at| &after[at + 2..]).trim_start();
         } else {
-            return rest.is_empty();
+            return rest;
         }
     }
 }
 
+/// Whether `text` holds nothing but blanks and comments.
+fn only_comments(text: &str) -> bool {
+    after_comments(text).is_empty()
+}
+
 /// The first words of a statement, upper-cased, for telling statements apart.
 fn leading_words(text: &str, n: usize) -> Vec<String> {
-    let mut rest = text.trim_start();
-    while rest.starts_with("--") || rest.starts_with("/*") {
-        rest = match rest.strip_prefix("--") {
-            Some(after) => after.find('\n').map_or("", |at| &after[at..]),
-            None => rest[2..].find("*/").map_or("", |at| &rest[2 + at + 2..]),
-        }
-        .trim_start();
-    }
+    let rest = after_comments(text);
     rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
         .filter(|w| !w.is_empty())
         .take(n)
