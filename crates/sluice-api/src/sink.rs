@@ -78,18 +78,51 @@ pub trait Sink<T>: 'static {
     }
 }
 
+/// A writer of batches of any batch type: every [`SinkWriter`] of the typed API, and
+/// the SQL layer's writers of Arrow record batches. [`SinkNode`] drives one.
+pub trait BatchWriter<B>: Send {
+    /// Writes one batch.
+    fn write(&mut self, batch: B) -> Result<()>;
+    /// As [`SinkWriter::on_watermark`].
+    fn on_watermark(&mut self, watermark: Timestamp) -> Result<()>;
+    /// As [`SinkWriter::pre_commit`].
+    fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()>;
+    /// As [`SinkWriter::close`].
+    fn close(&mut self) -> Result<()>;
+}
+
+impl<T, W: SinkWriter<T>> BatchWriter<Batch<T>> for W {
+    fn write(&mut self, batch: Batch<T>) -> Result<()> {
+        self.write_batch(batch)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        SinkWriter::on_watermark(self, watermark)
+    }
+    fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+        SinkWriter::pre_commit(self, checkpoint, state)
+    }
+    fn close(&mut self) -> Result<()> {
+        SinkWriter::close(self)
+    }
+}
+
 /// The chain end that feeds a sink writer, counts what it writes and takes part in
 /// checkpoints.
-pub(crate) struct SinkNode<W> {
-    pub writer: W,
-    pub metrics: Arc<OperatorMetrics>,
-    pub participant: Participant,
+pub struct SinkNode<W> {
+    writer: W,
+    metrics: Arc<OperatorMetrics>,
+    participant: Participant,
 }
 
 impl<W> SinkNode<W> {
-    fn pre_commit<T>(&mut self, barrier: Option<Barrier>) -> Result<Option<sluice_runtime::checkpoint::InstanceState>>
+    /// Feeds `writer`, counting into `metrics`, checkpointing as `participant`.
+    pub fn new(writer: W, metrics: Arc<OperatorMetrics>, participant: Participant) -> Self {
+        SinkNode { writer, metrics, participant }
+    }
+
+    fn pre_commit<B>(&mut self, barrier: Option<Barrier>) -> Result<Option<sluice_runtime::checkpoint::InstanceState>>
     where
-        W: SinkWriter<T>,
+        W: BatchWriter<B>,
     {
         if !self.participant.enabled() {
             return Ok(None);
@@ -100,11 +133,11 @@ impl<W> SinkNode<W> {
     }
 }
 
-impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
-    fn push(&mut self, batch: Batch<T>) -> Result<()> {
+impl<B: sluice_runtime::Batch, W: BatchWriter<B>> Push<B> for SinkNode<W> {
+    fn push(&mut self, batch: B) -> Result<()> {
         let _running = self.metrics.enter();
         self.metrics.add_in(batch.len());
-        self.writer.write_batch(batch)
+        self.writer.write(batch)
     }
     fn control(&mut self, control: Control) -> Result<()> {
         let _running = self.metrics.enter();
@@ -116,14 +149,14 @@ impl<T: Send, W: SinkWriter<T>> Push<Batch<T>> for SinkNode<W> {
             Control::Idle | Control::Tick(_) => Ok(()),
             Control::End => {
                 self.writer.close()?;
-                if let Some(state) = self.pre_commit(None)? {
+                if let Some(state) = self.pre_commit::<B>(None)? {
                     self.participant.finished(state);
                 }
                 Ok(())
             }
             Control::Barrier(barrier) => {
                 let started = std::time::Instant::now();
-                if let Some(state) = self.pre_commit(Some(barrier))? {
+                if let Some(state) = self.pre_commit::<B>(Some(barrier))? {
                     self.participant.ack(barrier.id, state, started.elapsed());
                 }
                 Ok(())

@@ -269,7 +269,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
                 let writer = sink.writer(&context)?;
                 let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Sink);
                 let participant = ctx.checkpoints.register(operator, ctx.worker);
-                Ok(Box::new(SinkNode { writer, metrics, participant }))
+                Ok(Box::new(SinkNode::new(writer, metrics, participant)))
             }),
         );
     }

@@ -9,6 +9,7 @@ mod demo;
 mod log;
 mod pipeline;
 mod progress;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ enum Command {
     /// them and write alerts, enriched orders and hourly revenue into topics,
     /// exactly-once. Run it again for the next stretch of events: the jobs resume.
     Pipeline(pipeline::PipelineArgs),
+    /// Runs a job file of SQL statements in Flink's dialect: its tables, views and
+    /// settings, then its inserts (and queries, which print their rows) as one job.
+    Run(run::RunArgs),
     /// Writes Nexmark events as JSON lines, for benchmarks and experiments.
     Generate {
         /// How many events.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Pipeline(args) => pipeline::run(args),
+        Command::Run(args) => run::run(args),
         Command::Generate { events, output } => {
             sluice::connectors::nexmark::write_json_lines(&output, events).map_err(anyhow::Error::from)
         }

@@ -20,6 +20,40 @@ pub struct JobHandle {
     checkpoints: Option<CheckpointLink>,
 }
 
+/// What another thread may do to a running job.
+#[derive(Clone)]
+pub struct JobControl {
+    cancel: Arc<AtomicBool>,
+    done: crossbeam_channel::Receiver<()>,
+    checkpoints: Option<CheckpointLink>,
+}
+
+impl JobControl {
+    /// As [`JobHandle::savepoint`].
+    pub fn savepoint(&self) -> Result<String> {
+        savepoint(&self.checkpoints)
+    }
+
+    /// As [`JobHandle::cancel`].
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the job has stopped.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.done.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected))
+    }
+}
+
+fn savepoint(checkpoints: &Option<CheckpointLink>) -> Result<String> {
+    let Some((commands, _)) = checkpoints else {
+        return Err(Error::invalid_job("savepoints need checkpointing: set a checkpoint location"));
+    };
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    commands.send(Command::Savepoint(reply)).map_err(|_| Error::checkpoint("savepoint", "the job has ended"))?;
+    answer.recv().map_err(|_| Error::checkpoint("savepoint", "the job has ended"))?
+}
+
 /// The coordinator's command channel and the checkpoint counters it updates.
 pub(crate) type CheckpointLink = (crossbeam_channel::Sender<Command>, Arc<Mutex<CheckpointStats>>);
 
@@ -47,12 +81,13 @@ impl JobHandle {
 
     /// Takes a savepoint now and waits for it; returns its location. The job goes on.
     pub fn savepoint(&self) -> Result<String> {
-        let Some((commands, _)) = &self.checkpoints else {
-            return Err(Error::invalid_job("savepoints need checkpointing: set a checkpoint location"));
-        };
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        commands.send(Command::Savepoint(reply)).map_err(|_| Error::checkpoint("savepoint", "the job has ended"))?;
-        answer.recv().map_err(|_| Error::checkpoint("savepoint", "the job has ended"))?
+        savepoint(&self.checkpoints)
+    }
+
+    /// A handle another thread can take a savepoint or cancel the job with (a signal
+    /// handler's, while this thread waits for the job).
+    pub fn control(&self) -> JobControl {
+        JobControl { cancel: self.cancel.clone(), done: self.done.clone(), checkpoints: self.checkpoints.clone() }
     }
 
     /// Whether the job has stopped (finished, failed or cancelled).

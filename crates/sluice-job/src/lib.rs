@@ -13,7 +13,7 @@
 mod handle;
 mod restore;
 
-pub use handle::{JobHandle, JobResult};
+pub use handle::{JobControl, JobHandle, JobResult};
 
 use restore::CheckpointPlan;
 use sluice_checkpoint::coordinator::{self, Command, CoordinatorSetup};

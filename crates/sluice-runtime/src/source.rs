@@ -55,6 +55,30 @@ pub trait SourceReader: Send {
     }
 }
 
+/// A boxed reader reads as the reader in it: the SQL layer picks its readers' types
+/// when the job file is planned, not when Sluice is compiled.
+impl<R: SourceReader + ?Sized> SourceReader for Box<R> {
+    type Batch = R::Batch;
+    fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Self::Batch>> {
+        (**self).poll(max_records)
+    }
+    fn position(&self) -> u64 {
+        (**self).position()
+    }
+    fn dead_letters(&self) -> u64 {
+        (**self).dead_letters()
+    }
+    fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
+        (**self).snapshot(state)
+    }
+    fn watermark(&mut self) -> Option<Timestamp> {
+        (**self).watermark()
+    }
+    fn lag(&mut self) -> Option<u64> {
+        (**self).lag()
+    }
+}
+
 /// Pumps a source's batches into its chain, one batch per step, while the chain is not
 /// backlogged; when the source finishes, sends the final watermark (which fires every
 /// pending window and timer) and ends the chain.

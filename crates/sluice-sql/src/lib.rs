@@ -11,14 +11,22 @@
 
 #![deny(missing_docs)]
 
+pub mod changelog;
+pub mod connectors;
 pub mod ddl;
 pub mod dialect;
 mod error;
+pub mod format;
+pub mod job;
 pub mod plan;
+mod rewrite;
 pub mod script;
+pub mod stream;
+pub mod tvf;
 pub mod types;
 
 pub use ddl::{Column, TableDefinition, Watermark};
 pub use error::SqlError;
+pub use job::{compile, CompiledJob, Functions};
 pub use plan::Catalog;
-pub use script::{parse_script, Statement};
+pub use script::{parse_script, parse_script_positioned, Position, Statement};

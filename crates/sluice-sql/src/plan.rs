@@ -1,24 +1,88 @@
 //! Planning a job's queries with DataFusion: the job file's tables, as Arrow schemas,
-//! and DataFusion's function library, through its `ContextProvider`.
+//! its views, and DataFusion's function library, through its `ContextProvider`. A plan
+//! is type checked (DataFusion's analyzer: type coercion) and rewritten by the
+//! optimizer rules that hold for streams as well as for tables (expression
+//! simplification, projection and filter push-down, common subexpressions); none
+//! that needs the whole input (limits, sorts) or statistics.
 
 use crate::ddl::{ColumnKind, TableDefinition};
 use crate::dialect::FlinkDialect;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::{DFSchema, DataFusionError, Result, TableReference};
-use datafusion_expr::logical_plan::builder::LogicalTableSource;
 use datafusion_expr::planner::ContextProvider;
 use datafusion_expr::{AggregateUDF, ExprSchemable, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF};
 use datafusion_sql::planner::{PlannerContext, SqlToRel};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A table or view of the job file.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// Its columns: physical, metadata and computed.
+    pub schema: SchemaRef,
+    /// Its definition; `None` for a view.
+    pub definition: Option<Arc<TableDefinition>>,
+    /// A view's plan.
+    pub view: Option<Arc<LogicalPlan>>,
+}
+
+/// A view as DataFusion's planner sees it: a table whose plan it inlines.
+struct ViewSource {
+    plan: Arc<LogicalPlan>,
+    schema: SchemaRef,
+}
+
+impl TableSource for ViewSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn get_logical_plan(&self) -> Option<std::borrow::Cow<'_, LogicalPlan>> {
+        Some(std::borrow::Cow::Borrowed(&self.plan))
+    }
+}
+
+/// A table as DataFusion's planner sees it: its columns. Filters stay above the scan
+/// (a connector takes none).
+struct StreamTable {
+    schema: SchemaRef,
+}
+
+impl TableSource for StreamTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// A window table function's result as DataFusion's planner sees it: the input table
+/// with the window's three columns; the stream planner runs it.
+#[derive(Debug)]
+pub struct WindowSource {
+    /// The call.
+    pub tvf: crate::tvf::WindowTvf,
+    /// The plan of its input table (a view inlined).
+    pub input: Arc<LogicalPlan>,
+    schema: SchemaRef,
+}
+
+impl TableSource for WindowSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
 /// The tables and functions a job's queries are planned against.
 pub struct Catalog {
-    tables: HashMap<String, SchemaRef>,
+    tables: HashMap<String, Table>,
+    /// The window table function calls of the statements planned so far, by the name
+    /// of the table each became.
+    windows: std::cell::RefCell<HashMap<String, Arc<WindowSource>>>,
     scalar: HashMap<String, Arc<ScalarUDF>>,
     aggregate: HashMap<String, Arc<AggregateUDF>>,
     window: HashMap<String, Arc<WindowUDF>>,
+    /// How DataFusion plans the syntax its function library gives meaning to: field
+    /// access (`person.id`), `EXTRACT`, `POSITION`, `SUBSTRING`, `COUNT(*)`, ...
+    planners: Vec<Arc<dyn datafusion_expr::planner::ExprPlanner>>,
     options: ConfigOptions,
 }
 
@@ -39,6 +103,16 @@ fn by_name<F>(functions: Vec<Arc<F>>, names: impl Fn(&F) -> Vec<String>) -> Hash
     map
 }
 
+/// DataFusion's options set to Flink's rules: identifiers keep their case (Flink's
+/// names are case sensitive), and decimal literals are decimals.
+fn flink_options() -> ConfigOptions {
+    let mut options = ConfigOptions::default();
+    options.sql_parser.enable_ident_normalization = false;
+    // `0.908` is a DECIMAL(3, 3) in Flink, not a double.
+    options.sql_parser.parse_float_as_decimal = true;
+    options
+}
+
 impl Catalog {
     /// An empty catalog with DataFusion's scalar, aggregate and window functions.
     pub fn new() -> Self {
@@ -47,6 +121,7 @@ impl Catalog {
         };
         Catalog {
             tables: HashMap::new(),
+            windows: Default::default(),
             scalar: by_name(datafusion_functions::all_default_functions(), |f: &ScalarUDF| {
                 names(f.name(), f.aliases())
             }),
@@ -57,7 +132,14 @@ impl Catalog {
             window: by_name(datafusion_functions_window::all_default_window_functions(), |f: &WindowUDF| {
                 names(f.name(), f.aliases())
             }),
-            options: ConfigOptions::default(),
+            planners: vec![
+                Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
+                Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+                Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+                Arc::new(datafusion_functions_aggregate::planner::AggregateFunctionPlanner),
+                Arc::new(datafusion_functions_window::planner::WindowFunctionPlanner),
+            ],
+            options: flink_options(),
         }
     }
 
@@ -70,7 +152,9 @@ impl Catalog {
                 (ColumnKind::Computed(expression), _) => {
                     let schema = DFSchema::try_from(Schema::new(fields.clone()))?;
                     let planner = SqlToRel::new(self);
-                    let expr = planner.sql_to_expr((**expression).clone(), &schema, &mut PlannerContext::new())?;
+                    let mut expression = (**expression).clone();
+                    crate::rewrite::flink_expr_to_datafusion(&mut expression);
+                    let expr = planner.sql_to_expr(expression, &schema, &mut PlannerContext::new())?;
                     let (_, field) = expr.to_field(&schema)?;
                     Field::new(&column.name, field.data_type().clone(), field.is_nullable())
                 }
@@ -89,13 +173,102 @@ impl Catalog {
             }
         }
         let schema = Arc::new(Schema::new(fields));
-        self.tables.insert(table.name.to_ascii_lowercase(), schema.clone());
+        let entry = Table { schema: schema.clone(), definition: Some(Arc::new(table.clone())), view: None };
+        self.insert(&table.name, entry)?;
         Ok(schema)
     }
 
-    /// The logical plan of a query or insert.
+    fn insert(&mut self, name: &str, table: Table) -> Result<()> {
+        match self.tables.entry(name.to_ascii_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                Err(DataFusionError::Plan(format!("there is already a table or view named {name}")))
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(table);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds a view: `query`, planned now, and inlined where the view is read.
+    pub fn add_view(&mut self, name: &str, query: &sqlparser::ast::Query) -> Result<SchemaRef> {
+        let statement = sqlparser::ast::Statement::Query(Box::new(query.clone()));
+        let plan = self.plan(&statement)?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        self.insert(name, Table { schema: schema.clone(), definition: None, view: Some(Arc::new(plan)) })?;
+        Ok(schema)
+    }
+
+    /// The table or view `name`.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(&name.to_ascii_lowercase())
+    }
+
+    /// Registers a scalar function under `name`.
+    pub fn add_scalar_function(&mut self, name: &str, function: Arc<ScalarUDF>) {
+        self.scalar.insert(name.to_ascii_lowercase(), function);
+    }
+
+    /// The logical plan of a query or insert, type checked, not optimized.
     pub fn plan(&self, statement: &sqlparser::ast::Statement) -> Result<LogicalPlan> {
-        SqlToRel::new(self).sql_statement_to_plan(statement.clone())
+        let mut statement = statement.clone();
+        crate::rewrite::flink_to_datafusion(&mut statement);
+        let first = self.windows.borrow().len();
+        for tvf in crate::tvf::take_windows(&mut statement, first).map_err(DataFusionError::Plan)? {
+            let window = self.window_source(tvf)?;
+            self.windows.borrow_mut().insert(window.tvf.name.clone(), Arc::new(window));
+        }
+        let plan = SqlToRel::new(self).sql_statement_to_plan(statement)?;
+        datafusion_optimizer::Analyzer::new().execute_and_check(plan, &self.options, |_, _| {})
+    }
+
+    /// The table a window table function call becomes.
+    fn window_source(&self, tvf: crate::tvf::WindowTvf) -> Result<WindowSource> {
+        let reference = TableReference::bare(tvf.table.clone());
+        let input =
+            datafusion_expr::LogicalPlanBuilder::scan(reference.clone(), self.get_table_source(reference)?, None)?
+                .build()?;
+        let arrow = input.schema().as_arrow();
+        let time = arrow.field_with_name(&tvf.time).map_err(|_| {
+            DataFusionError::Plan(format!("the window's time column {} is not a column of {}", tvf.time, tvf.table))
+        })?;
+        let DataType::Timestamp(_, zone) = time.data_type() else {
+            return Err(DataFusionError::Plan(format!(
+                "the window's time column {} is a {}, not a TIMESTAMP(3) time attribute",
+                tvf.time,
+                time.data_type()
+            )));
+        };
+        let window_type = DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, zone.clone());
+        let mut fields: Vec<Field> = arrow.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for name in ["window_start", "window_end", "window_time"] {
+            fields.push(Field::new(name, window_type.clone(), false));
+        }
+        Ok(WindowSource { tvf, input: Arc::new(input), schema: Arc::new(Schema::new(fields)) })
+    }
+
+    /// The plan of a query or insert as it runs: type checked and optimized.
+    pub fn optimized(&self, statement: &sqlparser::ast::Statement) -> Result<LogicalPlan> {
+        use datafusion_optimizer::{
+            common_subexpr_eliminate::CommonSubexprEliminate, eliminate_filter::EliminateFilter,
+            extract_leaf_expressions::ExtractLeafExpressions, extract_leaf_expressions::PushDownLeafProjections,
+            optimize_projections::OptimizeProjections, push_down_filter::PushDownFilter,
+            simplify_expressions::SimplifyExpressions, Optimizer, OptimizerContext, OptimizerRule,
+        };
+        let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+            Arc::new(SimplifyExpressions::new()),
+            Arc::new(EliminateFilter::new()),
+            Arc::new(PushDownFilter::new()),
+            Arc::new(CommonSubexprEliminate::new()),
+            Arc::new(ExtractLeafExpressions::new()),
+            Arc::new(PushDownLeafProjections::new()),
+            Arc::new(OptimizeProjections::new()),
+        ];
+        // Without a start time, `NOW()` and the like stay functions of the time they
+        // are evaluated at, as in a stream they must.
+        let context = OptimizerContext::new_with_config_options(Arc::new(self.options.clone()))
+            .without_query_execution_start_time();
+        Optimizer::with_rules(rules).optimize(self.plan(statement)?, &context, |_, _| {})
     }
 
     /// The logical plan of a query given as text (for tests and `EXPLAIN`).
@@ -110,15 +283,25 @@ impl Catalog {
 
 impl ContextProvider for Catalog {
     fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
+        if let Some(window) = self.windows.borrow().get(name.table()) {
+            return Ok(window.clone());
+        }
         let table = name.table().to_ascii_lowercase();
         match self.tables.get(&table) {
-            Some(schema) => Ok(Arc::new(LogicalTableSource::new(schema.clone()))),
+            Some(Table { view: Some(plan), schema, .. }) => {
+                Ok(Arc::new(ViewSource { plan: plan.clone(), schema: schema.clone() }))
+            }
+            Some(Table { schema, .. }) => Ok(Arc::new(StreamTable { schema: schema.clone() })),
             None => {
                 let mut known: Vec<&String> = self.tables.keys().collect();
                 known.sort();
                 Err(DataFusionError::Plan(format!("there is no table {name} (the job file creates {known:?})")))
             }
         }
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn datafusion_expr::planner::ExprPlanner>] {
+        &self.planners
     }
 
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
@@ -187,8 +370,12 @@ mod tests {
     #[test]
     fn queries_are_planned_against_the_job_files_tables() {
         let catalog = catalog(BID);
-        let schema = catalog.tables["bid"].clone();
-        assert_eq!(schema.field_with_name("euro").map(|f| f.data_type().clone()).ok(), Some(DataType::Float64));
+        let schema = catalog.tables["bid"].schema.clone();
+        assert_eq!(
+            schema.field_with_name("euro").map(|f| f.data_type().clone()).ok(),
+            Some(DataType::Decimal128(24, 3)),
+            "a decimal literal times a BIGINT is a DECIMAL"
+        );
         let plan = catalog
             .plan_sql("SELECT auction, UPPER(channel) AS channel, euro FROM bid WHERE price > 10 AND channel LIKE 'a%'")
             .expect("the query plans");

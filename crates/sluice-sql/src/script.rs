@@ -247,11 +247,34 @@ fn end_of(parser: &Parser<'_>) -> Result<(), ParserError> {
     }
 }
 
+/// Where a statement starts in its job file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The statement's number in the file, from 1.
+    pub statement: usize,
+    /// Its first line, from 1.
+    pub line: u64,
+    /// Its first column, from 1.
+    pub column: u64,
+}
+
+impl Position {
+    /// An error about the statement at this position.
+    pub fn error(&self, message: impl std::fmt::Display) -> SqlError {
+        SqlError { statement: self.statement, line: self.line, column: self.column, message: message.to_string() }
+    }
+}
+
 /// Parses a job file into its statements; the first statement that cannot be used is
 /// an error naming it, its line and column, and what is wrong.
 pub fn parse_script(script: &str) -> Result<Vec<Statement>, SqlError> {
+    Ok(parse_script_positioned(script)?.into_iter().map(|(statement, _)| statement).collect())
+}
+
+/// As [`parse_script`], with where each statement starts.
+pub fn parse_script_positioned(script: &str) -> Result<Vec<(Statement, Position)>, SqlError> {
     let pieces = split(script);
-    let mut statements = Vec::new();
+    let mut statements: Vec<(Statement, Position)> = Vec::new();
     let mut i = 0;
     while i < pieces.len() {
         let piece = &pieces[i];
@@ -262,8 +285,9 @@ pub fn parse_script(script: &str) -> Result<Vec<Statement>, SqlError> {
             ["BEGIN", "STATEMENT", "SET", ..] => Some(false),
             _ => None,
         };
+        let position = Position { statement: number, line: piece.line, column: piece.column };
         let Some(inline_first) = set_begins else {
-            statements.push(parse_one(piece.text).map_err(|e| located(e, number, piece))?);
+            statements.push((parse_one(piece.text).map_err(|e| located(e, number, piece))?, position));
             i += 1;
             continue;
         };
@@ -307,7 +331,7 @@ pub fn parse_script(script: &str) -> Result<Vec<Statement>, SqlError> {
                 }
             }
         }
-        statements.push(Statement::StatementSet(inserts));
+        statements.push((Statement::StatementSet(inserts), position));
     }
     Ok(statements)
 }

@@ -6,5 +6,5 @@ mod source;
 mod torn;
 
 pub(crate) use sink::encode as sink_encode;
-pub use sink::{JsonLinesSink, JsonLinesWriter};
-pub use source::{JsonLinesReader, JsonLinesSource};
+pub use sink::{JsonLinesSink, JsonLinesWriter, LineFiles, LineWriter};
+pub use source::{JsonLinesReader, JsonLinesSource, LineDecoder, LineInput, LinesReader, Rejected, SerdeJsonDecoder};

@@ -36,9 +36,18 @@ type SharedFile = Arc<Mutex<BufWriter<File>>>;
 
 /// A sink writing each record's value as one JSON line.
 pub struct JsonLinesSink<T> {
+    files: LineFiles,
+    _type: PhantomData<fn(T)>,
+}
+
+/// Where lines of any format go: one file, or a directory of part files written
+/// exactly-once. [`JsonLinesSink`] writes through one; so do the SQL layer's file
+/// sinks, which encode their own lines.
+pub struct LineFiles {
     path: PathBuf,
     target: Target,
-    _type: PhantomData<fn(T)>,
+    /// The extension of the part files (`jsonl`, `csv`).
+    extension: &'static str,
 }
 
 fn io_error(path: &Path, error: std::io::Error) -> Error {
@@ -46,30 +55,48 @@ fn io_error(path: &Path, error: std::io::Error) -> Error {
 }
 
 impl<T> JsonLinesSink<T> {
+    /// As [`LineFiles::file`].
+    pub fn new(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(JsonLinesSink { files: LineFiles::file(path)?, _type: PhantomData })
+    }
+
+    /// As [`LineFiles::directory`].
+    pub fn directory(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(JsonLinesSink { files: LineFiles::directory(path, "jsonl")?, _type: PhantomData })
+    }
+
+    /// As [`LineFiles::directory_on`].
+    pub fn directory_on(path: impl AsRef<Path>, fs: Arc<dyn FileSystem>) -> Result<Self> {
+        Ok(JsonLinesSink { files: LineFiles::directory_on(path, "jsonl", fs)?, _type: PhantomData })
+    }
+}
+
+impl LineFiles {
     /// Writes the file `path`, shared by all workers: created afresh (truncated) when
     /// the job starts, appended to when it resumes from a checkpoint (at-least-once: the
     /// lines written after that checkpoint are written again; a line a crash cut in
     /// half is removed first). It cannot be written exactly-once: use
-    /// [`JsonLinesSink::directory`] for that.
-    pub fn new(path: impl AsRef<Path>) -> Result<Self> {
+    /// [`LineFiles::directory`] for that.
+    pub fn file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         // Fail early on a path that cannot be written, before the job starts.
         std::fs::OpenOptions::new().append(true).create(true).open(&path).map_err(|e| io_error(&path, e))?;
-        Ok(JsonLinesSink { path, target: Target::File(Arc::default()), _type: PhantomData })
+        Ok(LineFiles { path, target: Target::File(Arc::default()), extension: "jsonl" })
     }
 
-    /// Writes part files into the directory `path` (created if missing): exactly-once
-    /// when the job checkpoints exactly-once, straight through otherwise.
-    pub fn directory(path: impl AsRef<Path>) -> Result<Self> {
-        Self::directory_on(path, sluice_fs::local())
+    /// Writes part files named `*.{extension}` into the directory `path` (created if
+    /// missing): exactly-once when the job checkpoints exactly-once, straight through
+    /// otherwise.
+    pub fn directory(path: impl AsRef<Path>, extension: &'static str) -> Result<Self> {
+        Self::directory_on(path, extension, sluice_fs::local())
     }
 
-    /// As [`JsonLinesSink::directory`], written through the file system `fs` (tests
-    /// pass a [`sluice_fs::SimulatedFs`] to cut the power at any write).
-    pub fn directory_on(path: impl AsRef<Path>, fs: Arc<dyn FileSystem>) -> Result<Self> {
+    /// As [`LineFiles::directory`], written through the file system `fs` (tests pass a
+    /// [`sluice_fs::SimulatedFs`] to cut the power at any write).
+    pub fn directory_on(path: impl AsRef<Path>, extension: &'static str, fs: Arc<dyn FileSystem>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         sluice_fs::create_dir_all_durably(fs.as_ref(), &path).map_err(|e| io_error(&path, e))?;
-        Ok(JsonLinesSink { path, target: Target::Directory(fs), _type: PhantomData })
+        Ok(LineFiles { path, target: Target::Directory(fs), extension })
     }
 
     /// The shared file, opened once for all workers.
@@ -103,11 +130,22 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
     }
 
     fn writer(&self, context: &SinkContext) -> Result<JsonLinesWriter<T>> {
+        Ok(JsonLinesWriter { lines: self.files.writer(context)?, buffer: Vec::new(), _type: PhantomData })
+    }
+
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        self.files.committer()
+    }
+}
+
+impl LineFiles {
+    /// The writer of one worker.
+    pub fn writer(&self, context: &SinkContext) -> Result<LineWriter> {
         let output = match &self.target {
             Target::File(_) if context.transactional() => {
                 return Err(Error::invalid_job(format!(
-                    "{} is a single file, which cannot be written exactly-once: write to a directory \
-                     (JsonLinesSink::directory), or run at-least-once",
+                    "{} is a single file, which cannot be written exactly-once: write to a directory, or run \
+                     at-least-once",
                     self.path.display()
                 )))
             }
@@ -115,6 +153,7 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
             Target::Directory(fs) => Output::Parts(PartWriter {
                 fs: fs.clone(),
                 dir: self.path.clone(),
+                extension: self.extension,
                 worker: context.worker,
                 transactional: context.transactional(),
                 run: sluice_runtime::now_millis(),
@@ -122,12 +161,15 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
                 open: None,
             }),
         };
-        Ok(JsonLinesWriter { path: self.path.clone(), output, buffer: Vec::new(), _type: PhantomData })
+        Ok(LineWriter { path: self.path.clone(), output })
     }
 
-    fn committer(&self) -> Option<Arc<dyn Committer>> {
+    /// What publishes the part files pre-committed by checkpoints (none for one file).
+    pub fn committer(&self) -> Option<Arc<dyn Committer>> {
         match &self.target {
-            Target::Directory(fs) => Some(Arc::new(PartCommitter { fs: fs.clone(), dir: self.path.clone() })),
+            Target::Directory(fs) => {
+                Some(Arc::new(PartCommitter { fs: fs.clone(), dir: self.path.clone(), extension: self.extension }))
+            }
             Target::File(_) => None,
         }
     }
@@ -143,6 +185,7 @@ struct OpenPart {
 struct PartWriter {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
+    extension: &'static str,
     worker: usize,
     transactional: bool,
     /// When this run started: names of files written straight through are unique.
@@ -188,17 +231,18 @@ impl PartWriter {
     }
 
     /// The name of a part file written straight through.
-    fn straight_name(worker: usize, run: i64, sequence: u64) -> String {
-        format!("part-w{worker:03}-{run}-{sequence:06}.jsonl")
+    fn straight_name(worker: usize, run: i64, sequence: u64, extension: &str) -> String {
+        format!("part-w{worker:03}-{run}-{sequence:06}.{extension}")
     }
 
     fn published_name(&self, checkpoint: CheckpointId) -> String {
+        let extension = self.extension;
         if !self.transactional {
-            return Self::straight_name(self.worker, self.run, self.sequence);
+            return Self::straight_name(self.worker, self.run, self.sequence, extension);
         }
         match checkpoint {
-            FINAL_CHECKPOINT => format!("part-final-w{:03}.jsonl", self.worker),
-            id => format!("part-{id:010}-w{:03}.jsonl", self.worker),
+            FINAL_CHECKPOINT => format!("part-final-w{:03}.{extension}", self.worker),
+            id => format!("part-{id:010}-w{:03}.{extension}", self.worker),
         }
     }
 
@@ -232,10 +276,15 @@ enum Output {
 
 /// One worker's writer of a [`JsonLinesSink`].
 pub struct JsonLinesWriter<T> {
-    path: PathBuf,
-    output: Output,
+    lines: LineWriter,
     buffer: Vec<u8>,
     _type: PhantomData<fn(T)>,
+}
+
+/// One worker's writer of [`LineFiles`]: it writes whole lines, already encoded.
+pub struct LineWriter {
+    path: PathBuf,
+    output: Output,
 }
 
 pub(crate) fn encode<T: Serialize>(batch: &[Record<T>], buffer: &mut Vec<u8>) -> Result<()> {
@@ -251,19 +300,36 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for JsonLinesWriter<T> {
     fn write_batch(&mut self, batch: Vec<Record<T>>) -> Result<()> {
         self.buffer.clear();
         encode(&batch, &mut self.buffer)?;
+        self.lines.write(&self.buffer)
+    }
+
+    fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+        self.lines.pre_commit(checkpoint, state)
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.lines.close()
+    }
+}
+
+impl LineWriter {
+    /// Writes `lines`, whole lines each ending in a newline.
+    pub fn write(&mut self, lines: &[u8]) -> Result<()> {
         match &mut self.output {
             Output::Shared(file) => {
                 let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                file.write_all(&self.buffer).map_err(|e| io_error(&self.path, e))
+                file.write_all(lines).map_err(|e| io_error(&self.path, e))
             }
             Output::Parts(parts) => {
                 let file = parts.file()?;
-                file.write_all(&self.buffer).map_err(|e| io_error(&self.path, e))
+                file.write_all(lines).map_err(|e| io_error(&self.path, e))
             }
         }
     }
 
-    fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+    /// As [`SinkWriter::pre_commit`]: closes the part into the checkpoint (exactly
+    /// once), or makes what was written durable.
+    pub fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
         match &mut self.output {
             Output::Shared(file) => {
                 // What the checkpoint covers must be on disk once it completes.
@@ -287,7 +353,8 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for JsonLinesWriter<T> {
         }
     }
 
-    fn close(&mut self) -> Result<()> {
+    /// As [`SinkWriter::close`].
+    pub fn close(&mut self) -> Result<()> {
         match &mut self.output {
             Output::Shared(file) => {
                 let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -304,6 +371,7 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for JsonLinesWriter<T> {
 struct PartCommitter {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
+    extension: &'static str,
 }
 
 impl PartCommitter {
@@ -312,7 +380,8 @@ impl PartCommitter {
     fn trim_parts_after(&self, worker: usize, run: i64, from: u64) -> Result<()> {
         let prefix = format!("part-w{worker:03}-{run}-");
         for entry in self.fs.list(&self.dir).map_err(|e| io_error(&self.dir, e))? {
-            let sequence = entry.name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".jsonl"));
+            let sequence =
+                entry.name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(self.extension)?.strip_suffix('.'));
             if sequence.and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= from) {
                 super::torn::trim(self.fs.as_ref(), &self.dir, &entry.name)
                     .map_err(|e| io_error(&self.dir.join(&entry.name), e))?;
@@ -377,8 +446,8 @@ mod tests {
             panic!("at least once, a checkpoint records the parts that may follow it")
         };
         // The crash: the next part got a line and a half to disk.
-        let checkpointed = dir.path().join(PartWriter::straight_name(worker, run, from - 1));
-        let torn = dir.path().join(PartWriter::straight_name(worker, run, from));
+        let checkpointed = dir.path().join(PartWriter::straight_name(worker, run, from - 1, "jsonl"));
+        let torn = dir.path().join(PartWriter::straight_name(worker, run, from, "jsonl"));
         std::fs::write(&torn, "3\n4").unwrap();
         sink.committer().unwrap().recover(&committables).unwrap();
         assert_eq!(std::fs::read_to_string(&torn).unwrap(), "3\n", "cut back to its last whole line");

@@ -4,6 +4,10 @@
 //! so every worker parses its share, and the readers are held within a round of blocks
 //! of each other ([`super::alignment`]), so that all advance through the file, and
 //! through event time, together. A block owns the lines that start inside it.
+//!
+//! The files and blocks are [`LineFiles`]'s business, the lines' format a
+//! [`LineDecoder`]'s: [`JsonLinesSource`] decodes each line with serde; the SQL layer
+//! decodes JSON and CSV lines into Arrow record batches.
 
 use super::alignment::{Aligner, Alignment};
 use crate::{DeadLetter, DeadLetters};
@@ -21,6 +25,72 @@ use std::sync::Arc;
 /// A source of JSON lines, one record per line, from a file or every file of a
 /// directory (in name order). Lines that do not parse as `T` go to the dead letters.
 pub struct JsonLinesSource<T> {
+    lines: LineInput,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// Turns lines into batches: one worker's decoder of a line format.
+pub trait LineDecoder: Send + 'static {
+    /// The batches it builds.
+    type Batch: sluice_runtime::Batch;
+    /// Adds one line (without its newline) to the batch being built.
+    fn decode(&mut self, line: &[u8]);
+    /// How many lines the batch being built holds.
+    fn pending(&self) -> usize;
+    /// The batch of the lines decoded so far, and the lines of it that could not be
+    /// decoded: their index among those lines, the reason, and the line.
+    fn take(&mut self) -> Result<(Self::Batch, Vec<Rejected>)>;
+}
+
+/// A line a [`LineDecoder`] could not decode.
+pub struct Rejected {
+    /// Its index among the lines of the batch.
+    pub index: usize,
+    /// Why.
+    pub reason: String,
+    /// The line.
+    pub line: Vec<u8>,
+}
+
+/// Decodes each line as JSON into a `T` with serde.
+pub struct SerdeJsonDecoder<T> {
+    batch: Vec<Record<T>>,
+    rejected: Vec<Rejected>,
+    lines: usize,
+}
+
+impl<T> Default for SerdeJsonDecoder<T> {
+    fn default() -> Self {
+        SerdeJsonDecoder { batch: Vec::new(), rejected: Vec::new(), lines: 0 }
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> LineDecoder for SerdeJsonDecoder<T> {
+    type Batch = Vec<Record<T>>;
+
+    fn decode(&mut self, line: &[u8]) {
+        match serde_json::from_slice::<T>(line) {
+            Ok(value) => self.batch.push(Record { timestamp: MIN_TIMESTAMP, value }),
+            Err(error) => {
+                self.rejected.push(Rejected { index: self.lines, reason: error.to_string(), line: line.to_vec() })
+            }
+        }
+        self.lines += 1;
+    }
+
+    fn pending(&self) -> usize {
+        self.lines
+    }
+
+    fn take(&mut self) -> Result<(Vec<Record<T>>, Vec<Rejected>)> {
+        self.lines = 0;
+        Ok((std::mem::take(&mut self.batch), std::mem::take(&mut self.rejected)))
+    }
+}
+
+/// The files of a line source, cut into blocks dealt to the workers, and where the
+/// lines that cannot be decoded go.
+pub struct LineInput {
     files: Vec<(PathBuf, u64)>,
     /// Each file's fingerprint when the job started: a restore checks the file is the one
     /// its checkpoint read.
@@ -28,7 +98,6 @@ pub struct JsonLinesSource<T> {
     block_size: u64,
     dead_letters: DeadLetters,
     aligner: Aligner,
-    _type: PhantomData<fn() -> T>,
 }
 
 /// The default size of the blocks dealt to workers: small enough that readers one block
@@ -37,6 +106,26 @@ const BLOCK_SIZE: u64 = 1 << 20;
 
 impl<T> JsonLinesSource<T> {
     /// Reads `path`, a file or a directory of files.
+    pub fn new(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(JsonLinesSource { lines: LineInput::new(path)?, _type: PhantomData })
+    }
+
+    /// Sends lines that cannot be read to `dead_letters` (default: standard error).
+    pub fn dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.lines = self.lines.dead_letters(dead_letters);
+        self
+    }
+
+    /// Sets the size of the blocks dealt to workers.
+    pub fn block_size(mut self, bytes: u64) -> Self {
+        self.lines = self.lines.block_size(bytes);
+        self
+    }
+}
+
+impl LineInput {
+    /// Reads `path`, a file or a directory of files (not those whose names start with
+    /// a dot).
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let shown = path.display().to_string();
@@ -59,13 +148,12 @@ impl<T> JsonLinesSource<T> {
             files.push((path.to_path_buf(), metadata.len()));
         }
         let fingerprints = files.iter().map(|(path, length)| Fingerprint::of(path, *length)).collect::<Result<_>>()?;
-        Ok(JsonLinesSource {
+        Ok(LineInput {
             files,
             fingerprints,
             block_size: BLOCK_SIZE,
             dead_letters: DeadLetters::default(),
             aligner: Aligner::default(),
-            _type: PhantomData,
         })
     }
 
@@ -145,6 +233,17 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
     }
 
     fn reader(&self, worker: usize, parallelism: usize) -> Result<JsonLinesReader<T>> {
+        self.lines.reader(worker, parallelism, SerdeJsonDecoder::default())
+    }
+
+    fn restore_reader(&self, worker: usize, parallelism: usize, state: &StateReader) -> Result<JsonLinesReader<T>> {
+        self.lines.restore_reader(worker, parallelism, state, SerdeJsonDecoder::default())
+    }
+}
+
+impl LineInput {
+    /// The reader of `worker` of `parallelism`, decoding with `decoder`.
+    pub fn reader<D: LineDecoder>(&self, worker: usize, parallelism: usize, decoder: D) -> Result<LinesReader<D>> {
         self.dead_letters.open_for(false)?;
         let mut blocks = Vec::new();
         let mut index = 0usize;
@@ -159,10 +258,18 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
                 start = end;
             }
         }
-        Ok(self.reader_of(blocks, worker, parallelism))
+        Ok(self.reader_of(blocks, worker, parallelism, decoder))
     }
 
-    fn restore_reader(&self, worker: usize, parallelism: usize, state: &StateReader) -> Result<JsonLinesReader<T>> {
+    /// A reader resuming where the checkpoint's readers were in the blocks dealt to
+    /// this worker.
+    pub fn restore_reader<D: LineDecoder>(
+        &self,
+        worker: usize,
+        parallelism: usize,
+        state: &StateReader,
+        decoder: D,
+    ) -> Result<LinesReader<D>> {
         self.dead_letters.open_for(true)?;
         let mut blocks = Vec::new();
         for split in state.items::<BlockSplit>()? {
@@ -191,13 +298,11 @@ impl<T: DeserializeOwned + Clone + Send + 'static> Source for JsonLinesSource<T>
         // goes forward within the reader and no record becomes late behind the
         // watermark of a block further on.
         blocks.sort_by_key(|block| (block.file, block.start));
-        Ok(self.reader_of(blocks, worker, parallelism))
+        Ok(self.reader_of(blocks, worker, parallelism, decoder))
     }
-}
 
-impl<T> JsonLinesSource<T> {
     /// The reader of `worker`, of `blocks` in order.
-    fn reader_of(&self, mut blocks: Vec<Block>, worker: usize, parallelism: usize) -> JsonLinesReader<T> {
+    fn reader_of<D>(&self, mut blocks: Vec<Block>, worker: usize, parallelism: usize, decoder: D) -> LinesReader<D> {
         blocks.reverse();
         let mut file_starts = Vec::with_capacity(self.files.len());
         let mut position = 0;
@@ -205,7 +310,8 @@ impl<T> JsonLinesSource<T> {
             file_starts.push(position);
             position += length;
         }
-        JsonLinesReader {
+        LinesReader {
+            decoder,
             spare: None,
             alignment: self.aligner.join(worker, parallelism, self.block_size),
             worker,
@@ -218,7 +324,7 @@ impl<T> JsonLinesSource<T> {
             bytes_read: 0,
             dead_letters: self.dead_letters.clone(),
             dead_letter_count: 0,
-            _type: PhantomData,
+            line_offsets: Vec::new(),
         }
     }
 }
@@ -235,7 +341,11 @@ struct OpenBlock {
 const READ_BUFFER: usize = 64 << 10;
 
 /// One worker's share of a [`JsonLinesSource`].
-pub struct JsonLinesReader<T> {
+pub type JsonLinesReader<T> = LinesReader<SerdeJsonDecoder<T>>;
+
+/// One worker's share of a [`LineInput`], decoded by `D`.
+pub struct LinesReader<D> {
+    decoder: D,
     /// The file of the last block read, to read the next block of the same file with.
     spare: Option<(usize, BufReader<File>)>,
     alignment: Arc<Alignment>,
@@ -251,10 +361,11 @@ pub struct JsonLinesReader<T> {
     bytes_read: u64,
     dead_letters: DeadLetters,
     dead_letter_count: u64,
-    _type: PhantomData<fn() -> T>,
+    /// Where the lines of the batch being decoded start (file, byte), for dead letters.
+    line_offsets: Vec<(usize, u64)>,
 }
 
-impl<T> JsonLinesReader<T> {
+impl<D> LinesReader<D> {
     /// Opens a block: at the next line to read if it was being read, else at the first
     /// line that starts in it. The file of the previous block is read on, not opened
     /// again.
@@ -287,12 +398,43 @@ impl<T> JsonLinesReader<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
-    type Batch = Vec<Record<T>>;
+impl<D: LineDecoder> LinesReader<D> {
+    /// The batch decoded so far; its rejected lines go to the dead letters.
+    fn take_batch(&mut self) -> Result<D::Batch> {
+        let (batch, rejected) = self.decoder.take()?;
+        for line in rejected {
+            let (file, offset) = self.line_offsets.get(line.index).copied().unwrap_or_default();
+            self.dead_letter_count += 1;
+            self.dead_letters.write(DeadLetter {
+                source: self.paths[file].display().to_string(),
+                position: format!("byte {offset}"),
+                reason: line.reason,
+                input: String::from_utf8_lossy(&line.line).into_owned(),
+            })?;
+        }
+        self.line_offsets.clear();
+        Ok(batch)
+    }
 
-    fn poll(&mut self, max_records: usize) -> Result<SourcePoll<Vec<Record<T>>>> {
-        let mut batch = Vec::with_capacity(max_records);
-        while batch.len() < max_records {
+    /// The batch decoded so far, or `empty` when there is none.
+    fn batch_or(&mut self, empty: SourcePoll<D::Batch>) -> Result<SourcePoll<D::Batch>> {
+        if self.decoder.pending() == 0 {
+            return Ok(empty);
+        }
+        let batch = self.take_batch()?;
+        // A batch of rejected lines only is nothing to hand on, but the reader moved on.
+        Ok(match sluice_runtime::Batch::is_empty(&batch) {
+            true => SourcePoll::Pending,
+            false => SourcePoll::Batch(batch),
+        })
+    }
+}
+
+impl<D: LineDecoder> SourceReader for LinesReader<D> {
+    type Batch = D::Batch;
+
+    fn poll(&mut self, max_records: usize) -> Result<SourcePoll<D::Batch>> {
+        while self.decoder.pending() < max_records {
             let mut open = match self.current.take() {
                 Some(open) => open,
                 None => match self.blocks.pop() {
@@ -300,10 +442,7 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
                         let position = self.file_starts[block.file] + block.start;
                         if !self.alignment.may_open(self.worker, position) {
                             self.blocks.push(block);
-                            return Ok(match batch.is_empty() {
-                                true => SourcePoll::Pending,
-                                false => SourcePoll::Batch(batch),
-                            });
+                            return self.batch_or(SourcePoll::Pending);
                         }
                         self.open(block)?
                     }
@@ -314,7 +453,7 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
                 },
             };
             let mut finished = false;
-            while batch.len() < max_records {
+            while self.decoder.pending() < max_records {
                 if open.offset >= open.end {
                     finished = true;
                     break;
@@ -336,29 +475,19 @@ impl<T: DeserializeOwned + Send + 'static> SourceReader for JsonLinesReader<T> {
                 if text.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                match serde_json::from_slice::<T>(text) {
-                    Ok(value) => batch.push(Record { timestamp: MIN_TIMESTAMP, value }),
-                    Err(error) => {
-                        self.dead_letter_count += 1;
-                        self.dead_letters.write(DeadLetter {
-                            source: self.paths[open.file].display().to_string(),
-                            position: format!("byte {line_offset}"),
-                            reason: error.to_string(),
-                            input: String::from_utf8_lossy(text).into_owned(),
-                        })?;
-                    }
-                }
+                self.line_offsets.push((open.file, line_offset));
+                self.decoder.decode(text);
             }
             match finished {
                 true => self.spare = Some((open.file, open.reader)),
                 false => self.current = Some(open),
             }
         }
-        if batch.is_empty() && self.current.is_none() && self.blocks.is_empty() {
+        if self.decoder.pending() == 0 && self.current.is_none() && self.blocks.is_empty() {
             self.dead_letters.flush()?;
             return Ok(SourcePoll::Finished);
         }
-        Ok(SourcePoll::Batch(batch))
+        self.batch_or(SourcePoll::Pending)
     }
 
     fn position(&self) -> u64 {

@@ -1,0 +1,674 @@
+//! From a DataFusion logical plan to a Sluice job graph.
+//!
+//! The plan is walked from its leaves: a table scan opens a *segment* (a chain of
+//! operators one worker runs with direct calls) at a source; filters and projections
+//! add steps to the open segment; an exchange (a `GROUP BY` on a key the input is not
+//! partitioned by) ends it with a hash exchange and opens the next at a gate; a sink
+//! ends it. Each segment becomes one root of the job graph, built once per worker.
+//! Every operator is also recorded in the job's [`Topology`].
+
+use super::aggregate::{AggregateCall, KeyPartitioner, WindowAggregate, WindowAggregateSpec};
+use super::assign::{Assign, AssignSpec};
+use super::calc::{Calc, CalcSpec};
+use super::watermark::{WatermarkAssigner, WatermarkSpec};
+use crate::connectors::{self, BoxedWriter, ScanSource, TableSink};
+use crate::ddl::{ColumnKind, TableDefinition};
+use crate::plan::Catalog;
+use crate::plan::WindowSource;
+use crate::tvf::WindowKind;
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use datafusion_common::tree_node::TreeNode;
+use datafusion_common::{DFSchema, DFSchemaRef};
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::logical_plan::{Aggregate, Filter, Projection, TableScan};
+use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_optimizer::analyzer::type_coercion::TypeCoercionRewriter;
+use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion_sql::planner::{PlannerContext, SqlToRel};
+use sluice_api::{BatchWriter, SinkContext, SinkNode};
+use sluice_runtime::checkpoint::{Alignment, CheckpointId, Committer, StateWriter};
+use sluice_runtime::exchange::HashExchange;
+use sluice_runtime::{
+    BuildContext, EdgeId, EdgeKind, JobGraph, Link, OperatorKind, OperatorNode, OperatorState, Output, Push,
+    SideOutputs, SourceDriver, Task, Topology, UnaryGate,
+};
+use sluice_types::{Error, Result, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The first operator of a segment.
+#[derive(Clone)]
+enum Root {
+    Source { operator: usize, source: Arc<dyn ScanSource> },
+    Gate { edge: EdgeId, name: String },
+}
+
+/// An operator chained inside a segment.
+#[derive(Clone)]
+enum Step {
+    Calc(Arc<CalcSpec>),
+    Watermark(Arc<WatermarkSpec>),
+    Assign(Arc<AssignSpec>),
+    WindowAggregate(Arc<WindowAggregateSpec>),
+}
+
+/// The last operator of a segment.
+#[derive(Clone)]
+enum End {
+    Sink { operator: usize, sink: Arc<dyn TableSink> },
+    Exchange { operator: usize, edge: EdgeId, schema: SchemaRef, keys: usize },
+}
+
+/// What a column is to event time: Flink's time attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Time {
+    /// A plain column.
+    None,
+    /// The row time (the table's `WATERMARK FOR` column, or a window's `window_time`).
+    Rowtime,
+    /// A window's start.
+    WindowStart,
+    /// A window's end.
+    WindowEnd,
+}
+
+struct Segment {
+    root: Root,
+    steps: Vec<(usize, Step)>,
+    end: End,
+}
+
+/// A stream being planned: the segment it is the end of so far, and its rows.
+struct Open {
+    root: Root,
+    steps: Vec<(usize, Step)>,
+    /// The operator producing the stream, and how the next one is linked to it.
+    last: usize,
+    link: Link,
+    schema: DFSchemaRef,
+    /// What each column is to event time.
+    times: Vec<Time>,
+    /// Whether its rows are updates (with a row kind column), not only inserts.
+    updating: bool,
+}
+
+/// Plans a job's inserts into one job graph.
+pub struct StreamPlanner<'a> {
+    catalog: &'a Catalog,
+    topology: Topology,
+    channels: Vec<EdgeKind>,
+    segments: Vec<Segment>,
+    committers: BTreeMap<usize, Arc<dyn Committer>>,
+    props: ExecutionProps,
+    /// After this long without rows a source is idle (`table.exec.source.idle-timeout`).
+    pub idle_timeout: Option<Timestamp>,
+}
+
+fn unsupported(what: impl std::fmt::Display) -> Error {
+    Error::invalid_job(format!("not supported yet in streaming SQL: {what}"))
+}
+
+fn plan_error(e: impl std::fmt::Display) -> Error {
+    Error::invalid_job(e.to_string())
+}
+
+impl<'a> StreamPlanner<'a> {
+    /// A planner of queries against `catalog`.
+    pub fn new(catalog: &'a Catalog) -> Self {
+        StreamPlanner {
+            catalog,
+            topology: Topology::default(),
+            channels: Vec::new(),
+            segments: Vec::new(),
+            committers: BTreeMap::new(),
+            props: ExecutionProps::new(),
+            idle_timeout: None,
+        }
+    }
+
+    /// Plans `plan` (an optimized query) writing into `sink`, whose rows have `schema`.
+    pub fn add_insert(&mut self, plan: &LogicalPlan, table: &TableDefinition, schema: SchemaRef) -> Result<()> {
+        let input = match plan {
+            LogicalPlan::Dml(dml) => dml.input.as_ref(),
+            other => other,
+        };
+        let open = self.translate(input)?;
+        let sink = connectors::sink(table, schema)?;
+        if open.updating && !sink.accepts_updates() {
+            return Err(Error::invalid_job(format!(
+                "the query sends updates (its rows change as more input arrives), which table {} cannot take: its \
+                 connector writes appends only. Write to a sink that takes updates (print, or a table with a PRIMARY \
+                 KEY on an upsert connector), or make the query append-only (a window aggregation instead of a \
+                 GROUP BY)",
+                table.name
+            )));
+        }
+        let state = match sink.committer() {
+            Some(committer) => {
+                let operator = self.topology.operators.len();
+                self.committers.insert(operator, committer);
+                OperatorState::Transactions
+            }
+            None => OperatorState::Stateless,
+        };
+        let operator =
+            self.add_operator(&open, &format!("sink: {} ({})", table.name, sink.name()), OperatorKind::Sink, state);
+        self.segments.push(Segment { root: open.root, steps: open.steps, end: End::Sink { operator, sink } });
+        Ok(())
+    }
+
+    fn add_operator(&mut self, open: &Open, name: &str, kind: OperatorKind, state: OperatorState) -> usize {
+        let operator = self.topology.add_operator(name, kind, state);
+        self.topology.connect(open.last, operator, open.link, None);
+        operator
+    }
+
+    /// Adds a chained step to `open`.
+    fn push_step(&mut self, open: &mut Open, name: &str, state: OperatorState, step: Step) {
+        let operator = self.add_operator(open, name, OperatorKind::Operator, state);
+        open.steps.push((operator, step));
+        open.last = operator;
+        open.link = Link::Chained;
+    }
+
+    fn translate(&mut self, plan: &LogicalPlan) -> Result<Open> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(scan),
+            LogicalPlan::Projection(projection) => {
+                let (mut open, filter) = match projection.input.as_ref() {
+                    LogicalPlan::Filter(Filter { predicate, input, .. }) => (self.translate(input)?, Some(predicate)),
+                    input => (self.translate(input)?, None),
+                };
+                self.calc(&mut open, filter, Some((&projection.expr, projection.schema.clone())))?;
+                Ok(open)
+            }
+            LogicalPlan::Filter(filter) => {
+                let mut open = self.translate(&filter.input)?;
+                self.calc(&mut open, Some(&filter.predicate), None)?;
+                Ok(open)
+            }
+            LogicalPlan::SubqueryAlias(alias) => {
+                let mut open = self.translate(&alias.input)?;
+                open.schema = alias.schema.clone();
+                Ok(open)
+            }
+            LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate),
+            other => Err(unsupported(format!("{} (in the plan {})", other.display(), plan.display_indent()))),
+        }
+    }
+
+    fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        create_physical_expr(expr, schema, &self.props, &Default::default()).map_err(plan_error)
+    }
+
+    /// Adds a filter and projection step: rows that meet `filter`, then `projections`.
+    fn calc(
+        &mut self,
+        open: &mut Open,
+        filter: Option<&Expr>,
+        projections: Option<(&Vec<Expr>, DFSchemaRef)>,
+    ) -> Result<()> {
+        let input = open.schema.clone();
+        let filter = filter.map(|f| self.physical(f, &input)).transpose()?;
+        let mut name = String::new();
+        if filter.is_some() {
+            name.push_str("filter");
+        }
+        let projections = match projections {
+            None => None,
+            Some((exprs, schema)) => {
+                let physical = exprs.iter().map(|e| self.physical(e, &input)).collect::<Result<Vec<_>>>()?;
+                open.times = exprs.iter().map(|e| time_of(e, &input, &open.times)).collect();
+                if !name.is_empty() {
+                    name.push_str(", ");
+                }
+                name.push_str("project");
+                open.schema = schema.clone();
+                Some((physical, Arc::new(schema.as_arrow().clone())))
+            }
+        };
+        let spec = CalcSpec { name: name.clone(), filter, projections };
+        self.push_step(open, &name, OperatorState::Stateless, Step::Calc(Arc::new(spec)));
+        Ok(())
+    }
+
+    /// A table read: the source of the physical columns the scan needs; then the
+    /// computed columns, the watermark, and the columns the scan returns.
+    fn scan(&mut self, scan: &TableScan) -> Result<Open> {
+        if let Some(window) = scan.source.as_ref().downcast_ref::<WindowSource>() {
+            return self.window_scan(scan, window);
+        }
+        let name = scan.table_name.table();
+        let table = self.catalog.table(name).ok_or_else(|| Error::invalid_job(format!("there is no table {name}")))?;
+        let definition = table.definition.clone().ok_or_else(|| Error::internal(format!("view {name} not inlined")))?;
+        if !scan.filters.is_empty() {
+            return Err(Error::internal("filters pushed into a scan"));
+        }
+        let full = table.schema.clone();
+        let columns = &definition.columns;
+        let index_of = |column: &str| columns.iter().position(|c| c.name == column);
+        let output: Vec<usize> = scan.projection.clone().unwrap_or_else(|| (0..columns.len()).collect());
+
+        // The columns needed: those returned, the row time, and what they are computed from.
+        let mut needed: BTreeSet<usize> = output.iter().copied().collect();
+        let mut wanted: Vec<&sqlparser::ast::Expr> = Vec::new();
+        if let Some(watermark) = &definition.watermark {
+            let rowtime = index_of(&watermark.column).ok_or_else(|| {
+                Error::invalid_job(format!("table {name}: the WATERMARK column {} is not a column", watermark.column))
+            })?;
+            needed.insert(rowtime);
+            wanted.push(&watermark.expression);
+        }
+        loop {
+            for i in needed.clone() {
+                if let ColumnKind::Computed(expression) = &columns[i].kind {
+                    wanted.push(expression);
+                }
+            }
+            let before = needed.len();
+            for expression in wanted.drain(..) {
+                for used in referenced_columns(expression) {
+                    if let Some(i) = columns.iter().position(|c| c.name.eq_ignore_ascii_case(&used)) {
+                        needed.insert(i);
+                    }
+                }
+            }
+            if needed.len() == before {
+                break;
+            }
+        }
+        for &i in &needed {
+            if let ColumnKind::Metadata { .. } = columns[i].kind {
+                return Err(unsupported(format!("metadata column {} of table {name}", columns[i].name)));
+            }
+        }
+        let physical: Vec<usize> =
+            needed.iter().copied().filter(|&i| columns[i].kind == ColumnKind::Physical).collect();
+        let source_schema = Arc::new(Schema::new(physical.iter().map(|&i| full.field(i).clone()).collect::<Vec<_>>()));
+        let source = connectors::scan(&definition, source_schema.clone())?;
+        let operator = self.topology.add_operator(
+            &format!("source: {name} ({})", source.name()),
+            OperatorKind::Source,
+            OperatorState::Positions,
+        );
+        let qualified =
+            |schema: &SchemaRef| DFSchema::try_from_qualified_schema(name, schema).map(Arc::new).map_err(plan_error);
+        let mut open = Open {
+            root: Root::Source { operator, source },
+            steps: Vec::new(),
+            last: operator,
+            link: Link::Chained,
+            schema: qualified(&source_schema)?,
+            times: vec![Time::None; source_schema.fields().len()],
+            updating: false,
+        };
+
+        // The needed columns in table order, computed ones evaluated.
+        let needed: Vec<usize> = needed.into_iter().collect();
+        let computed = needed.iter().any(|&i| matches!(columns[i].kind, ColumnKind::Computed(_)));
+        let needed_schema = Arc::new(Schema::new(needed.iter().map(|&i| full.field(i).clone()).collect::<Vec<_>>()));
+        if computed {
+            let exprs = needed
+                .iter()
+                .map(|&i| match &columns[i].kind {
+                    ColumnKind::Computed(expression) => self.sql_expr(expression, &open.schema),
+                    _ => Ok(Expr::Column(datafusion_common::Column::new(Some(name), &columns[i].name))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let schema = qualified(&needed_schema)?;
+            let input = open.schema.clone();
+            let physical = exprs.iter().map(|e| self.physical(e, &input)).collect::<Result<Vec<_>>>()?;
+            let spec = CalcSpec {
+                name: format!("computed columns of {name}"),
+                filter: None,
+                projections: Some((physical, needed_schema.clone())),
+            };
+            self.push_step(
+                &mut open,
+                &format!("computed columns of {name}"),
+                OperatorState::Stateless,
+                Step::Calc(Arc::new(spec)),
+            );
+            open.schema = schema;
+        }
+        open.times = vec![Time::None; needed.len()];
+        if let Some(watermark) = &definition.watermark {
+            let rowtime = needed.iter().position(|&i| columns[i].name == watermark.column).expect("invariant: needed");
+            let expression = self.sql_expr(&watermark.expression, &open.schema)?;
+            let expression = self.physical(&expression, &open.schema)?;
+            let spec = WatermarkSpec {
+                name: format!("watermark of {name}"),
+                rowtime,
+                expression,
+                idle_timeout: self.idle_timeout,
+            };
+            self.push_step(
+                &mut open,
+                &format!("watermark of {name}"),
+                OperatorState::Instance,
+                Step::Watermark(Arc::new(spec)),
+            );
+            open.times[rowtime] = Time::Rowtime;
+        }
+        // The columns the scan returns, if not all of those read.
+        let returned: Vec<usize> =
+            output.iter().map(|i| needed.iter().position(|n| n == i).expect("invariant")).collect();
+        if returned != (0..needed.len()).collect::<Vec<_>>() {
+            let exprs: Vec<Expr> = returned
+                .iter()
+                .map(|&i| Expr::Column(datafusion_common::Column::new(Some(name), needed_schema.field(i).name())))
+                .collect();
+            let schema = scan.projected_schema.clone();
+            self.calc(&mut open, None, Some((&exprs, schema)))?;
+        }
+        open.schema = scan.projected_schema.clone();
+        Ok(open)
+    }
+
+    /// A window table function: its input, each row given its windows.
+    fn window_scan(&mut self, scan: &TableScan, window: &WindowSource) -> Result<Open> {
+        let tvf = &window.tvf;
+        if let WindowKind::Session { .. } = tvf.kind {
+            return Err(unsupported("SESSION windows (use TUMBLE, HOP or CUMULATE)"));
+        }
+        let mut open = self.translate(&window.input)?;
+        let time = open
+            .schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == &tvf.time)
+            .ok_or_else(|| Error::invalid_job(format!("{} has no column {}", tvf.table, tvf.time)))?;
+        if open.times[time] != Time::Rowtime {
+            return Err(Error::invalid_job(format!(
+                "the window's time column {} of {} is not a time attribute: declare it with WATERMARK FOR {} AS ...",
+                tvf.time, tvf.table, tvf.time
+            )));
+        }
+        let full = datafusion_expr::TableSource::schema(window);
+        let name = format!("window {} of {}", window_kind_name(&tvf.kind), tvf.table);
+        let spec = AssignSpec { name: name.clone(), kind: tvf.kind.clone(), time, schema: full.clone() };
+        self.push_step(&mut open, &name, OperatorState::Stateless, Step::Assign(Arc::new(spec)));
+        open.times.extend([Time::WindowStart, Time::WindowEnd, Time::Rowtime]);
+        open.schema =
+            DFSchema::try_from_qualified_schema(scan.table_name.clone(), &full).map(Arc::new).map_err(plan_error)?;
+        if let Some(projection) = &scan.projection {
+            if *projection != (0..full.fields().len()).collect::<Vec<_>>() {
+                let exprs: Vec<Expr> = projection
+                    .iter()
+                    .map(|&i| {
+                        Expr::Column(datafusion_common::Column::new(
+                            Some(scan.table_name.clone()),
+                            full.field(i).name(),
+                        ))
+                    })
+                    .collect();
+                self.calc(&mut open, None, Some((&exprs, scan.projected_schema.clone())))?;
+            }
+        }
+        open.schema = scan.projected_schema.clone();
+        Ok(open)
+    }
+
+    /// A `GROUP BY`: the group key and the aggregates' arguments computed, the rows
+    /// exchanged by the key, and aggregated.
+    fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Open> {
+        let mut open = self.translate(&aggregate.input)?;
+        let input = open.schema.clone();
+        let keys = aggregate.group_expr.len();
+        let key_times: Vec<Time> = aggregate.group_expr.iter().map(|e| time_of(e, &input, &open.times)).collect();
+        let Some(window_end) = key_times.iter().position(|t| *t == Time::WindowEnd) else {
+            return Err(unsupported(
+                "GROUP BY without window_end of a window table function (an updating aggregation); group by \
+                 window_start, window_end of TABLE(TUMBLE(...)) for a window aggregation",
+            ));
+        };
+        // The input laid out as the aggregation reads it: keys, then each call's
+        // arguments and filter.
+        let mut exprs: Vec<Expr> = Vec::new();
+        for (i, key) in aggregate.group_expr.iter().enumerate() {
+            exprs.push(key.clone().alias(format!("__key{i}")));
+        }
+        let mut calls = Vec::new();
+        for (n, call) in aggregate.aggr_expr.iter().enumerate() {
+            let Expr::AggregateFunction(function) = unalias(call) else {
+                return Err(unsupported(format!("the aggregate {call}")));
+            };
+            if !function.params.order_by.is_empty() {
+                return Err(unsupported(format!("ORDER BY inside the aggregate {call}")));
+            }
+            let mut args = Vec::new();
+            for (a, arg) in function.params.args.iter().enumerate() {
+                args.push(exprs.len());
+                exprs.push(arg.clone().alias(format!("__arg{n}_{a}")));
+            }
+            let filter = function.params.filter.as_ref().map(|f| {
+                exprs.push((**f).clone().alias(format!("__filter{n}")));
+                exprs.len() - 1
+            });
+            calls.push((function.clone(), args, filter, call.schema_name().to_string()));
+        }
+        let laid_out = Projection::try_new(exprs.clone(), aggregate.input.clone()).map_err(plan_error)?;
+        self.calc(&mut open, None, Some((&exprs, laid_out.schema.clone())))?;
+        let laid_schema: SchemaRef = Arc::new(laid_out.schema.as_arrow().clone());
+        let calls = calls
+            .into_iter()
+            .map(|(function, args, filter, name)| {
+                let physical: Vec<Arc<dyn PhysicalExpr>> = args
+                    .iter()
+                    .map(|&i| {
+                        Arc::new(datafusion_physical_expr::expressions::Column::new(laid_schema.field(i).name(), i))
+                            as Arc<dyn PhysicalExpr>
+                    })
+                    .collect();
+                let built =
+                    datafusion_physical_expr::aggregate::AggregateExprBuilder::new(function.func.clone(), physical)
+                        .schema(laid_schema.clone())
+                        .alias(name)
+                        .with_distinct(function.params.distinct)
+                        .build()
+                        .map_err(plan_error)?;
+                Ok(AggregateCall { function: Arc::new(built), args, filter })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The exchange by the group key.
+        let exchange =
+            self.add_operator(&open, "key by the group key", OperatorKind::Exchange, OperatorState::Stateless);
+        self.channels.push(EdgeKind::Hash);
+        let edge = self.channels.len() - 1;
+        self.segments.push(Segment {
+            root: open.root,
+            steps: open.steps,
+            end: End::Exchange { operator: exchange, edge, schema: laid_schema.clone(), keys },
+        });
+        let mut open = Open {
+            root: Root::Gate { edge, name: "group key".to_string() },
+            steps: Vec::new(),
+            last: exchange,
+            link: Link::Channel(EdgeKind::Hash),
+            schema: laid_out.schema.clone(),
+            times: Vec::new(),
+            updating: false,
+        };
+        let output: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
+        let name = format!(
+            "window aggregate ({})",
+            aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let spec =
+            WindowAggregateSpec { name: name.clone(), keys, window_end, calls, schema: output, input: laid_schema };
+        self.push_step(
+            &mut open,
+            &name,
+            OperatorState::Keyed { backend: "heap".to_string() },
+            Step::WindowAggregate(Arc::new(spec)),
+        );
+        open.schema = aggregate.schema.clone();
+        open.times = key_times
+            .into_iter()
+            .map(|t| match t {
+                Time::WindowStart | Time::WindowEnd => Time::None,
+                other => other,
+            })
+            .chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len()))
+            .collect();
+        Ok(open)
+    }
+
+    /// A column's or watermark's SQL expression over the columns of `schema`, type
+    /// checked.
+    fn sql_expr(&self, expression: &sqlparser::ast::Expr, schema: &DFSchema) -> Result<Expr> {
+        let planner = SqlToRel::new(self.catalog);
+        let mut expression = expression.clone();
+        crate::rewrite::flink_expr_to_datafusion(&mut expression);
+        let expr = planner.sql_to_expr(expression, schema, &mut PlannerContext::new()).map_err(plan_error)?;
+        expr.rewrite(&mut TypeCoercionRewriter::new(schema)).map(|t| t.data).map_err(plan_error)
+    }
+
+    /// The job graph of every insert planned.
+    pub fn finish(self) -> JobGraph {
+        let mut graph = JobGraph::new(self.topology.clone());
+        for kind in &self.channels {
+            graph.add_channel(*kind);
+        }
+        for (operator, committer) in self.committers {
+            graph.add_committer(operator, committer);
+        }
+        let topology = Arc::new(self.topology);
+        for segment in self.segments {
+            let topology = topology.clone();
+            graph.add_root(Box::new(move |ctx| build_segment(&segment, &topology, ctx)));
+        }
+        graph
+    }
+}
+
+fn window_kind_name(kind: &WindowKind) -> &'static str {
+    match kind {
+        WindowKind::Tumble { .. } => "TUMBLE",
+        WindowKind::Hop { .. } => "HOP",
+        WindowKind::Cumulate { .. } => "CUMULATE",
+        WindowKind::Session { .. } => "SESSION",
+    }
+}
+
+fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => unalias(&alias.expr),
+        other => other,
+    }
+}
+
+/// What `expr` over `schema` (whose columns are `times`) is to event time: a column
+/// read as it is keeps what it is; anything computed is a plain value.
+fn time_of(expr: &Expr, schema: &DFSchema, times: &[Time]) -> Time {
+    match unalias(expr) {
+        Expr::Column(column) => {
+            schema.index_of_column(column).ok().and_then(|i| times.get(i).copied()).unwrap_or(Time::None)
+        }
+        _ => Time::None,
+    }
+}
+
+/// The names of the columns an SQL expression reads.
+fn referenced_columns(expression: &sqlparser::ast::Expr) -> Vec<String> {
+    use sqlparser::ast::{visit_expressions, Expr as Sql};
+    let mut names = Vec::new();
+    let _ = visit_expressions(expression, |e| {
+        match e {
+            Sql::Identifier(ident) => names.push(ident.value.clone()),
+            Sql::CompoundIdentifier(parts) => {
+                if let Some(first) = parts.first() {
+                    names.push(first.value.clone());
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    names
+}
+
+/// A table sink's writer as the sink node drives it.
+struct SqlWriter(BoxedWriter);
+
+impl BatchWriter<RecordBatch> for SqlWriter {
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.0.write(batch)
+    }
+    fn on_watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        self.0.on_watermark(watermark)
+    }
+    fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+        self.0.pre_commit(checkpoint, state)
+    }
+    fn close(&mut self) -> Result<()> {
+        self.0.close()
+    }
+}
+
+/// Builds one worker's instance of a segment: its end first, then each step around
+/// the next, then the root that drives them.
+fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext) -> Result<Box<dyn Task>> {
+    let name = |operator: usize| topology.name(operator).to_string();
+    let mut next: Box<dyn Push<RecordBatch>> = match &segment.end {
+        End::Sink { operator, sink } => {
+            let context = SinkContext {
+                worker: ctx.worker,
+                parallelism: ctx.config.parallelism,
+                checkpointing: ctx.checkpoints.enabled(),
+                exactly_once: ctx.checkpoints.alignment() == Alignment::Aligned,
+                restored: ctx.checkpoints.restores(),
+            };
+            let writer = SqlWriter(sink.writer(&context)?);
+            let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Sink);
+            let participant = ctx.checkpoints.register(*operator, ctx.worker);
+            Box::new(SinkNode::new(writer, metrics, participant))
+        }
+        End::Exchange { operator, edge, schema, keys } => {
+            let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Exchange);
+            let senders = ctx.edges.take_senders::<RecordBatch>(*edge, ctx.worker, &metrics)?;
+            let partitioner = KeyPartitioner::new(schema, *keys)?;
+            Box::new(HashExchange::new(senders, partitioner, ctx.config.max_parallelism, metrics))
+        }
+    };
+    for (operator, step) in segment.steps.iter().rev() {
+        let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Operator);
+        let out = Output::new(next, SideOutputs::default(), metrics);
+        next = match step {
+            Step::Calc(spec) => Box::new(OperatorNode::new(Calc { spec: spec.clone() }, out)),
+            Step::Watermark(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                Box::new(WatermarkAssigner::new(spec.clone(), out, participant)?)
+            }
+            Step::Assign(spec) => Box::new(OperatorNode::new(Assign { spec: spec.clone() }, out)),
+            Step::WindowAggregate(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                let aggregate = WindowAggregate::new(spec.clone(), ctx.config.max_parallelism)?;
+                Box::new(OperatorNode::stateful(aggregate, out, participant)?)
+            }
+        };
+    }
+    match &segment.root {
+        Root::Source { operator, source } => {
+            let participant = ctx.checkpoints.register(*operator, ctx.worker);
+            let (worker, parallelism) = (ctx.worker, ctx.config.parallelism);
+            let reader = match participant.restored() {
+                Some(state) => source.restore_reader(worker, parallelism, &state)?,
+                None => source.reader(worker, parallelism)?,
+            };
+            let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Source);
+            let task = format!("{}-w{worker}", name(*operator));
+            Ok(Box::new(
+                SourceDriver::new(task, reader, next, metrics, ctx.config.batch_size, ctx.config.tick_interval)
+                    .with_checkpoints(participant),
+            ))
+        }
+        Root::Gate { edge, name } => {
+            let receivers = ctx.edges.take_receivers::<RecordBatch>(*edge, ctx.worker)?;
+            let alignment = ctx.checkpoints.alignment();
+            let task = format!("{name}-w{}", ctx.worker);
+            Ok(Box::new(UnaryGate::new(task, receivers, next, ctx.config.tick_interval, alignment)))
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The Nexmark queries of `examples/nexmark/` give the rows a plain Rust loop over the
+//! same generated events gives, at one and at two workers.
+
+use serde_json::Value;
+use sluice_connectors::nexmark::{self, Event};
+use sluice_job::Job;
+use std::path::Path;
+
+const EVENTS: usize = 20_000;
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexmark").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Runs query `query` of the examples over the first `EVENTS` events at `parallelism`,
+/// its sink replaced by a directory of JSON lines; returns the rows written.
+fn run(query: &str, parallelism: usize) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tables = example("tables.sql").replace("'events.num' = '1000000'", &format!("'events.num' = '{EVENTS}'"));
+    assert!(tables.contains(&format!("'{EVENTS}'")), "the example's event count was replaced");
+    let sink = format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", dir.path().display());
+    let query = example(query).replace("'connector' = 'blackhole'", &sink);
+    let compiled = sluice_sql::compile(&format!("{tables}\n{query}"), &sluice_sql::Functions::default())
+        .unwrap_or_else(|e| panic!("the job compiles: {e}"));
+    let mut runtime = compiled.runtime;
+    runtime.parallelism = parallelism;
+    Job::new(compiled.graph.expect("the job inserts"), runtime).execute().expect("the job runs");
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("the sink's directory") {
+        let text = std::fs::read_to_string(entry.expect("a part file").path()).expect("readable");
+        rows.extend(text.lines().map(|line| serde_json::from_str::<Value>(line).expect("a JSON row")));
+    }
+    rows
+}
+
+fn bids() -> Vec<nexmark::Bid> {
+    nexmark::generate(EVENTS)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Bid(bid) => Some(bid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Flink's way of writing a TIMESTAMP(3) in JSON.
+fn timestamp(millis: u64) -> String {
+    let seconds = (millis / 1000) as i64;
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        millis % 1000
+    )
+}
+
+/// Rows as sorted, comparable text.
+fn sorted(rows: impl IntoIterator<Item = Value>) -> Vec<String> {
+    let mut rows: Vec<String> = rows.into_iter().map(|r| r.to_string()).collect();
+    rows.sort();
+    rows
+}
+
+fn row(fields: &[(&str, Value)]) -> Value {
+    Value::Object(fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<serde_json::Map<_, _>>())
+}
+
+#[test]
+fn q0_passes_every_bid_through() {
+    let expected = sorted(bids().iter().map(|b| {
+        row(&[
+            ("auction", b.auction.into()),
+            ("bidder", b.bidder.into()),
+            ("price", b.price.into()),
+            ("dateTime", timestamp(b.date_time).into()),
+            ("extra", b.extra.clone().into()),
+        ])
+    }));
+    assert!(expected.len() > EVENTS / 2, "most events are bids");
+    for parallelism in [1, 2] {
+        assert_eq!(sorted(run("q0.sql", parallelism)), expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q1_converts_prices_to_euros() {
+    // Prices in thousandths of a euro: exact, as a DECIMAL(23, 3) is.
+    let mut expected: Vec<(u64, u64, String, u64)> = bids()
+        .iter()
+        .map(|b| (b.auction as u64, b.bidder as u64, timestamp(b.date_time), b.price as u64 * 908))
+        .collect();
+    expected.sort();
+    for parallelism in [1, 2] {
+        let mut rows: Vec<(u64, u64, String, u64)> = run("q1.sql", parallelism)
+            .iter()
+            .map(|r| {
+                let price = (r["price"].as_f64().expect("a number") * 1000.0).round() as u64;
+                let time = r["dateTime"].as_str().expect("a time").to_string();
+                (r["auction"].as_u64().expect("id"), r["bidder"].as_u64().expect("id"), time, price)
+            })
+            .collect();
+        rows.sort();
+        assert_eq!(rows, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q2_selects_the_bids_on_every_123rd_auction() {
+    let expected = sorted(
+        bids()
+            .iter()
+            .filter(|b| b.auction % 123 == 0)
+            .map(|b| row(&[("auction", b.auction.into()), ("price", b.price.into())])),
+    );
+    assert!(!expected.is_empty(), "some bids are selected");
+    for parallelism in [1, 2] {
+        assert_eq!(sorted(run("q2.sql", parallelism)), expected, "at {parallelism} workers");
+    }
+}

@@ -1,0 +1,125 @@
+//! Window aggregations over window table functions give the rows a plain Rust loop
+//! over the same events gives, at one and two workers.
+
+use serde_json::Value;
+use sluice_connectors::nexmark::{self, Event};
+use sluice_job::Job;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const EVENTS: usize = 30_000;
+
+fn tables() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexmark/tables.sql");
+    let tables = std::fs::read_to_string(path).expect("the example tables");
+    tables.replace("'events.num' = '1000000'", &format!("'events.num' = '{EVENTS}'"))
+}
+
+/// Runs `insert` (into table `out` of `columns`) over the Nexmark tables; the rows written.
+fn run(columns: &str, insert: &str, parallelism: usize) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let job = format!(
+        "{}\nCREATE TABLE out ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n{insert}",
+        tables(),
+        dir.path().display()
+    );
+    let compiled = sluice_sql::compile(&job, &sluice_sql::Functions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut runtime = compiled.runtime;
+    runtime.parallelism = parallelism;
+    Job::new(compiled.graph.expect("an insert"), runtime).execute().expect("the job runs");
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("the sink's directory") {
+        let text = std::fs::read_to_string(entry.expect("a part").path()).expect("readable");
+        rows.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("JSON")));
+    }
+    rows
+}
+
+fn bids() -> Vec<nexmark::Bid> {
+    nexmark::generate(EVENTS)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Bid(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn millis(text: &str) -> i64 {
+    // "2026-01-01 00:00:10.000": the events are all on the first day of 2026, and
+    // the first hopping windows start on the day before.
+    let (date, time) = text.split_once(' ').expect("a date and a time");
+    let base = match date {
+        "2026-01-01" => nexmark::BASE_TIME as i64,
+        "2025-12-31" => nexmark::BASE_TIME as i64 - 86_400_000,
+        other => panic!("a date far from the events': {other}"),
+    };
+    let parts: Vec<f64> = time.split(':').map(|p| p.parse().expect("a number")).collect();
+    let [h, m, s] = parts[..] else { panic!("a time: {time}") };
+    let (h, m) = (h as i64, m as i64);
+    base + h * 3_600_000 + m * 60_000 + (s * 1000.0).round() as i64
+}
+
+#[test]
+fn a_tumbling_window_aggregation_counts_bids_per_auction_and_window() {
+    let insert = "INSERT INTO out
+        SELECT auction, window_start, window_end, COUNT(*) AS bids, MAX(price) AS top,
+               SUM(price) FILTER (WHERE price > 1000000) AS big
+        FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+        GROUP BY auction, window_start, window_end";
+    let columns =
+        "auction BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, top BIGINT, big BIGINT";
+    let mut expected: BTreeMap<(u64, i64), (u64, u64, Option<u64>)> = BTreeMap::new();
+    for bid in bids() {
+        let start = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(10_000);
+        let entry = expected.entry((bid.auction as u64, start)).or_insert((0, 0, None));
+        entry.0 += 1;
+        entry.1 = entry.1.max(bid.price as u64);
+        if bid.price > 1_000_000 {
+            entry.2 = Some(entry.2.unwrap_or(0) + bid.price as u64);
+        }
+    }
+    assert!(expected.len() > 100, "many groups");
+    for parallelism in [1, 2] {
+        let mut got = BTreeMap::new();
+        for row in run(columns, insert, parallelism) {
+            let start = millis(row["window_start"].as_str().expect("a start"));
+            assert_eq!(millis(row["window_end"].as_str().expect("an end")), start + 10_000);
+            let key = (row["auction"].as_u64().expect("an auction"), start);
+            let value =
+                (row["bids"].as_u64().expect("a count"), row["top"].as_u64().expect("a max"), row["big"].as_u64());
+            assert!(got.insert(key, value).is_none(), "one row per group: {row}");
+        }
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn a_hopping_window_holds_each_bid_in_every_window_it_overlaps() {
+    let insert = "INSERT INTO out
+        SELECT window_start, window_end, COUNT(*) AS bids, COUNT(DISTINCT auction) AS auctions
+        FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+        GROUP BY window_start, window_end";
+    let columns = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, auctions BIGINT";
+    let mut expected: BTreeMap<i64, (u64, std::collections::BTreeSet<u64>)> = BTreeMap::new();
+    for bid in bids() {
+        let last = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(2_000);
+        for start in (last - 8_000..=last).step_by(2_000) {
+            let entry = expected.entry(start).or_default();
+            entry.0 += 1;
+            entry.1.insert(bid.auction as u64);
+        }
+    }
+    let expected: BTreeMap<i64, (u64, u64)> =
+        expected.into_iter().map(|(k, (n, a))| (k, (n, a.len() as u64))).collect();
+    for parallelism in [1, 2] {
+        let got: BTreeMap<i64, (u64, u64)> = run(columns, insert, parallelism)
+            .iter()
+            .map(|row| {
+                let start = millis(row["window_start"].as_str().expect("a start"));
+                (start, (row["bids"].as_u64().expect("a count"), row["auctions"].as_u64().expect("a count")))
+            })
+            .collect();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
