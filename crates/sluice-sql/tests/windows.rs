@@ -123,3 +123,66 @@ fn a_hopping_window_holds_each_bid_in_every_window_it_overlaps() {
         assert_eq!(got, expected, "at {parallelism} workers");
     }
 }
+
+/// A window aggregation stopped after a checkpoint and restarted from it at another
+/// parallelism writes each window's results once, exactly-once into part files.
+#[test]
+fn a_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
+    let out = tempfile::tempdir().expect("output directory");
+    let checkpoints = tempfile::tempdir().expect("checkpoint directory");
+    // Paced, so that the first run is stopped halfway.
+    let tables = tables().replace(
+        &format!("'events.num' = '{EVENTS}'"),
+        &format!("'events.num' = '{EVENTS}', 'first-event.rate' = '20000'"),
+    );
+    let job = format!(
+        "SET 'execution.checkpointing.interval' = '100ms';
+         SET 'execution.checkpointing.dir' = '{}';
+         {tables}
+         CREATE TABLE out (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT)
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO out
+         SELECT auction, window_start, COUNT(*) AS bids
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+         GROUP BY auction, window_start, window_end;",
+        checkpoints.path().display(),
+        out.path().display()
+    );
+    let compile = |parallelism| {
+        let compiled = sluice_sql::compile(&job, &sluice_sql::Functions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mut runtime = compiled.runtime;
+        runtime.parallelism = parallelism;
+        Job::new(compiled.graph.expect("an insert"), runtime).checkpointing(compiled.checkpointing)
+    };
+    let first = compile(2).start().expect("the first run starts");
+    while first.checkpoint_stats().is_none_or(|s| s.completed < 3) {
+        assert!(!first.is_finished(), "the first run ended before its third checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stopped = first.stop().expect("the first run stops");
+    let read = stopped.metrics.source_records();
+    assert!(read > 0 && read < EVENTS as u64, "stopped halfway: {read} of {EVENTS} events read");
+
+    let second = compile(1).execute().expect("the second run resumes and ends");
+    assert!(second.checkpoints.and_then(|s| s.restored_from).is_some(), "the second run restored a checkpoint");
+
+    let mut expected: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for bid in bids() {
+        let start = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(10_000);
+        *expected.entry((bid.auction as u64, start)).or_default() += 1;
+    }
+    let mut got: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for entry in std::fs::read_dir(out.path()).expect("the output") {
+        let path = entry.expect("a part").path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("readable").lines() {
+            let row: Value = serde_json::from_str(line).expect("JSON");
+            let key = (row["auction"].as_u64().expect("id"), millis(row["window_start"].as_str().expect("start")));
+            let bids = row["bids"].as_u64().expect("a count");
+            assert!(got.insert(key, bids).is_none(), "a window's result written twice: {row}");
+        }
+    }
+    assert_eq!(got, expected);
+}
