@@ -130,3 +130,37 @@ fn q2_selects_the_bids_on_every_123rd_auction() {
         assert_eq!(sorted(run("q2.sql", parallelism)), expected, "at {parallelism} workers");
     }
 }
+
+/// A JSON lines file of events in the `nexmark` crate's format, read by the
+/// filesystem connector with a computed COALESCE row time (as the SQL benchmark's
+/// tables do): the same bids as the generator's.
+#[test]
+fn bids_read_from_a_json_lines_file_are_the_generated_ones() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let events = dir.path().join("events.jsonl");
+    nexmark::write_json_lines(&events, EVENTS).expect("events written");
+    let out = dir.path().join("out");
+    let tables = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/sql/file-tables.sql"))
+        .expect("the benchmark's tables")
+        .replace("EVENTS_FILE", &events.display().to_string());
+    let job = format!(
+        "{tables}\nCREATE TABLE out (auction BIGINT, price BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', \
+         'format' = 'json');\nINSERT INTO out SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0;",
+        out.display()
+    );
+    let compiled = sluice_sql::compile(&job, &sluice_sql::Functions::default()).unwrap_or_else(|e| panic!("{e}"));
+    Job::new(compiled.graph.expect("an insert"), compiled.runtime).execute().expect("the job runs");
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(&out).expect("the sink's directory") {
+        let text = std::fs::read_to_string(entry.expect("a part").path()).expect("readable");
+        rows.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("JSON")));
+    }
+    let expected = sorted(
+        bids()
+            .iter()
+            .filter(|b| b.auction % 123 == 0)
+            .map(|b| row(&[("auction", b.auction.into()), ("price", b.price.into())])),
+    );
+    assert!(!expected.is_empty());
+    assert_eq!(sorted(rows), expected);
+}

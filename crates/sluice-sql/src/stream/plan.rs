@@ -522,7 +522,12 @@ impl<'a> StreamPlanner<'a> {
         let mut expression = expression.clone();
         crate::rewrite::flink_expr_to_datafusion(&mut expression);
         let expr = planner.sql_to_expr(expression, schema, &mut PlannerContext::new()).map_err(plan_error)?;
-        expr.rewrite(&mut TypeCoercionRewriter::new(schema)).map(|t| t.data).map_err(plan_error)
+        let expr = expr.rewrite(&mut TypeCoercionRewriter::new(schema)).map(|t| t.data).map_err(plan_error)?;
+        // The physical planner takes simplified expressions (COALESCE and arrow_cast
+        // rewritten), as the optimizer leaves them in queries.
+        let context =
+            datafusion_expr::simplify::SimplifyContext::builder().with_schema(Arc::new(schema.clone())).build();
+        datafusion_optimizer::simplify_expressions::ExprSimplifier::new(context).simplify(expr).map_err(plan_error)
     }
 
     /// The job graph of every insert planned.

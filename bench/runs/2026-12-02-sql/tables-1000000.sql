@@ -1,0 +1,22 @@
+-- The Nexmark tables over a JSON lines file of events as `sluice generate` writes them
+-- (the `nexmark` crate's format: {"Bid": {...}}, {"Person": {...}}, {"Auction": {...}}),
+-- for the SQL benchmark (`scripts/sql-bench.sh` puts the file's path in place of
+-- /root/.cache/sluice/target/bench-data/nexmark-1000000.jsonl). Times are milliseconds since the epoch in the file.
+CREATE TABLE events (
+    Person ROW<id BIGINT, name STRING, email_address STRING, credit_card STRING, city STRING,
+               state STRING, date_time BIGINT, extra STRING>,
+    Auction ROW<id BIGINT, item_name STRING, description STRING, initial_bid BIGINT, reserve BIGINT,
+                date_time BIGINT, expires BIGINT, seller BIGINT, category BIGINT, extra STRING>,
+    Bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
+            date_time BIGINT, extra STRING>,
+    dateTime AS TO_TIMESTAMP_LTZ(COALESCE(Bid.date_time, Auction.date_time, Person.date_time), 3),
+    WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+) WITH (
+    'connector' = 'filesystem',
+    'path' = '/root/.cache/sluice/target/bench-data/nexmark-1000000.jsonl',
+    'format' = 'json'
+);
+
+CREATE VIEW bid AS
+SELECT Bid.auction, Bid.bidder, Bid.price, Bid.channel, Bid.url, dateTime, Bid.extra
+FROM events WHERE Bid IS NOT NULL;
