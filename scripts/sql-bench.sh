@@ -34,14 +34,14 @@ raw="$out/raw.txt"
 : > "$raw"
 for query in $QUERIES; do
     for n in 1000000 3000000; do
-        sed "s|EVENTS_FILE|$data/nexmark-$n.jsonl|" bench/sql/file-tables.sql > "$out/tables-$n.sql"
+        sed "s|EVENTS_FILE|$data/nexmark-$n.jsonl|" bench/sql/file-tables.sql > "$data/tables-$n.sql"
     done
     job="examples/nexmark/$query.sql"
     [ -f "$job" ] || job="bench/sql/$query.sql"
     for run in $(seq "$RUNS"); do
         for n in 1000000 3000000; do
             for w in 1 2; do
-                echo "$query sql w$w $n $(seconds "$sluice" run --init "$out/tables-$n.sql" "$job" --parallelism "$w")" >> "$raw"
+                echo "$query sql w$w $n $(seconds "$sluice" run --init "$data/tables-$n.sql" "$job" --parallelism "$w")" >> "$raw"
                 case "$query" in q0|q1|q2)
                     echo "$query typed w$w $n $(seconds "$runner" --single "$query:file:$w" --events "$n" --data-dir "$data")" >> "$raw";;
                 esac
