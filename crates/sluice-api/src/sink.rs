@@ -35,6 +35,17 @@ pub struct SinkContext {
 }
 
 impl SinkContext {
+    /// The context of the writer being built for the worker of `ctx`.
+    pub fn of(ctx: &sluice_runtime::BuildContext) -> Self {
+        SinkContext {
+            worker: ctx.worker,
+            parallelism: ctx.config.parallelism,
+            checkpointing: ctx.checkpoints.enabled(),
+            exactly_once: ctx.checkpoints.alignment() == sluice_runtime::checkpoint::Alignment::Aligned,
+            restored: ctx.checkpoints.restores(),
+        }
+    }
+
     /// Whether the writer must write in transactions committed by checkpoints: the job
     /// checkpoints, exactly-once. Otherwise it writes straight through.
     pub fn transactional(&self) -> bool {
@@ -84,11 +95,17 @@ pub trait BatchWriter<B>: Send {
     /// Writes one batch.
     fn write(&mut self, batch: B) -> Result<()>;
     /// As [`SinkWriter::on_watermark`].
-    fn on_watermark(&mut self, watermark: Timestamp) -> Result<()>;
+    fn on_watermark(&mut self, _watermark: Timestamp) -> Result<()> {
+        Ok(())
+    }
     /// As [`SinkWriter::pre_commit`].
-    fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()>;
+    fn pre_commit(&mut self, _checkpoint: CheckpointId, _state: &mut StateWriter) -> Result<()> {
+        Ok(())
+    }
     /// As [`SinkWriter::close`].
-    fn close(&mut self) -> Result<()>;
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<T, W: SinkWriter<T>> BatchWriter<Batch<T>> for W {

@@ -6,7 +6,6 @@ use crate::keyed::KeyedStream;
 use crate::process::OutputTag;
 use crate::sink::{Sink, SinkContext, SinkNode};
 use crate::watermark::{TimestampAssigner, WatermarkAssigner, WatermarkStrategy};
-use sluice_runtime::checkpoint::Alignment;
 use sluice_runtime::exchange::BatchExchange;
 use sluice_runtime::{EdgeKind, Link, Operator, OperatorKind, OperatorNode, OperatorState, UnaryGate};
 use sluice_state::StateBackendKind;
@@ -259,13 +258,7 @@ impl<T: Clone + Send + 'static> Stream<T> {
             self.node,
             operator,
             Box::new(move |graph, ctx| {
-                let context = SinkContext {
-                    worker: ctx.worker,
-                    parallelism: ctx.config.parallelism,
-                    checkpointing: ctx.checkpoints.enabled(),
-                    exactly_once: ctx.checkpoints.alignment() == Alignment::Aligned,
-                    restored: ctx.checkpoints.restores(),
-                };
+                let context = SinkContext::of(ctx);
                 let writer = sink.writer(&context)?;
                 let metrics = ctx.metrics.register(operator, graph.operator_name(operator), OperatorKind::Sink);
                 let participant = ctx.checkpoints.register(operator, ctx.worker);

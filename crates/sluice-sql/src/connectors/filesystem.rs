@@ -11,7 +11,7 @@ use arrow_schema::SchemaRef;
 use sluice_api::{BatchWriter, SinkContext};
 use sluice_connectors::file::{LineFiles, LineInput, LineWriter};
 use sluice_runtime::checkpoint::{CheckpointId, Committer, StateReader, StateWriter};
-use sluice_types::{Result, Timestamp};
+use sluice_types::Result;
 use std::sync::Arc;
 
 const SOURCE_OPTIONS: [&str; 5] =
@@ -112,9 +112,6 @@ impl BatchWriter<RecordBatch> for FileWriter {
         self.buffer.clear();
         self.encoder.encode(&batch, &mut self.buffer)?;
         self.lines.write(&self.buffer)
-    }
-    fn on_watermark(&mut self, _watermark: Timestamp) -> Result<()> {
-        Ok(())
     }
     fn pre_commit(&mut self, checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
         self.lines.pre_commit(checkpoint, state)

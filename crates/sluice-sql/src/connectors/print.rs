@@ -10,7 +10,7 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::SchemaRef;
 use sluice_api::{BatchWriter, SinkContext};
 use sluice_runtime::checkpoint::{CheckpointId, StateWriter};
-use sluice_types::{Error, Result, Timestamp};
+use sluice_types::{Error, Result};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -69,9 +69,6 @@ impl BatchWriter<RecordBatch> for PrintWriter {
         };
         written.map_err(|e| Error::io("standard output", e))
     }
-    fn on_watermark(&mut self, _watermark: Timestamp) -> Result<()> {
-        Ok(())
-    }
     fn pre_commit(&mut self, _checkpoint: CheckpointId, _state: &mut StateWriter) -> Result<()> {
         std::io::stdout().flush().map_err(|e| Error::io("standard output", e))
     }
@@ -126,15 +123,6 @@ struct Discard;
 
 impl BatchWriter<RecordBatch> for Discard {
     fn write(&mut self, _batch: RecordBatch) -> Result<()> {
-        Ok(())
-    }
-    fn on_watermark(&mut self, _watermark: Timestamp) -> Result<()> {
-        Ok(())
-    }
-    fn pre_commit(&mut self, _checkpoint: CheckpointId, _state: &mut StateWriter) -> Result<()> {
-        Ok(())
-    }
-    fn close(&mut self) -> Result<()> {
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use datafusion_optimizer::analyzer::type_coercion::TypeCoercionRewriter;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion_sql::planner::{PlannerContext, SqlToRel};
 use sluice_api::{BatchWriter, SinkContext, SinkNode};
-use sluice_runtime::checkpoint::{Alignment, CheckpointId, Committer, StateWriter};
+use sluice_runtime::checkpoint::{CheckpointId, Committer, StateWriter};
 use sluice_runtime::exchange::HashExchange;
 use sluice_runtime::{
     BuildContext, EdgeId, EdgeKind, JobGraph, Link, OperatorKind, OperatorNode, OperatorState, Output, Push,
@@ -618,13 +618,7 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
     let name = |operator: usize| topology.name(operator).to_string();
     let mut next: Box<dyn Push<RecordBatch>> = match &segment.end {
         End::Sink { operator, sink } => {
-            let context = SinkContext {
-                worker: ctx.worker,
-                parallelism: ctx.config.parallelism,
-                checkpointing: ctx.checkpoints.enabled(),
-                exactly_once: ctx.checkpoints.alignment() == Alignment::Aligned,
-                restored: ctx.checkpoints.restores(),
-            };
+            let context = SinkContext::of(ctx);
             let writer = SqlWriter(sink.writer(&context)?);
             let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Sink);
             let participant = ctx.checkpoints.register(*operator, ctx.worker);
