@@ -164,3 +164,30 @@ fn bids_read_from_a_json_lines_file_are_the_generated_ones() {
     assert!(!expected.is_empty());
     assert_eq!(sorted(rows), expected);
 }
+
+/// Lines that are not JSON, or hold a field of the wrong type, do not stop the job:
+/// they go to the dead letters and the other lines are read.
+#[test]
+fn malformed_lines_go_to_the_dead_letters() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"a\": 1, \"b\": \"x\"}\nnot json\n{\"a\": \"seven\", \"b\": \"y\"}\n{\"a\": 3}\n")
+        .expect("input written");
+    let out = dir.path().join("out");
+    let job = format!(
+        "CREATE TABLE t (a BIGINT, b STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TABLE o (a BIGINT, b STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         INSERT INTO o SELECT a, b FROM t;",
+        input.display(),
+        out.display()
+    );
+    let compiled = sluice_sql::compile(&job, &sluice_sql::Functions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let result = Job::new(compiled.graph.expect("an insert"), compiled.runtime).execute().expect("the job runs");
+    assert_eq!(result.metrics.dead_letters(), 2, "the two bad lines are dead letters");
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(&out).expect("the sink's directory") {
+        let text = std::fs::read_to_string(entry.expect("a part").path()).expect("readable");
+        rows.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("JSON")));
+    }
+    assert_eq!(sorted(rows), sorted([serde_json::json!({"a": 1, "b": "x"}), serde_json::json!({"a": 3, "b": null})]));
+}
