@@ -532,15 +532,8 @@ impl<T: Serialize + Send + 'static> Sink<T> for LogSink<T> {
     }
 
     fn writer(&self, context: &SinkContext) -> Result<LogWriter<T>> {
-        let transactional = context.transactional();
-        let transactional_id = transactional.then(|| format!("{}-{}", self.transactional_id_prefix, context.worker));
-        let config = ProducerConfig { transactional_id, ..ProducerConfig::default() };
-        let producer = Producer::new(&self.log, config).map_err(|e| log_error(&self.topic, e))?;
         Ok(LogWriter {
-            topic: self.topic.clone(),
-            producer,
-            transactional,
-            ongoing: false,
+            records: self.record_writer(context)?,
             key: self.key.clone(),
             value: Vec::new(),
             _type: PhantomData,
@@ -548,47 +541,52 @@ impl<T: Serialize + Send + 'static> Sink<T> for LogSink<T> {
     }
 
     fn committer(&self) -> Option<Arc<dyn Committer>> {
-        Some(Arc::new(LogCommitter { log: self.log.clone(), prefix: self.transactional_id_prefix.clone() }))
+        Some(self.record_committer())
     }
 }
 
-/// One worker's writer of a [`LogSink`].
-pub struct LogWriter<T> {
+impl<T> LogSink<T> {
+    /// A writer of records already encoded (the SQL sinks' rows), in transactions as
+    /// the sink's own writers.
+    pub fn record_writer(&self, context: &SinkContext) -> Result<LogRecordWriter> {
+        let transactional = context.transactional();
+        let transactional_id = transactional.then(|| format!("{}-{}", self.transactional_id_prefix, context.worker));
+        let config = ProducerConfig { transactional_id, ..ProducerConfig::default() };
+        let producer = Producer::new(&self.log, config).map_err(|e| log_error(&self.topic, e))?;
+        Ok(LogRecordWriter { topic: self.topic.clone(), producer, transactional, ongoing: false })
+    }
+
+    /// What commits the transactions of [`Self::record_writer`]'s writers.
+    pub fn record_committer(&self) -> Arc<dyn Committer> {
+        Arc::new(LogCommitter { log: self.log.clone(), prefix: self.transactional_id_prefix.clone() })
+    }
+}
+
+/// One worker's writer of encoded records into a topic: in a transaction per
+/// checkpoint when the job is exactly-once, straight through otherwise.
+pub struct LogRecordWriter {
     topic: String,
     producer: Producer,
     transactional: bool,
     /// Whether a transaction is open (one begins at the first record after a barrier).
     ongoing: bool,
-    key: Option<KeyOf<T>>,
-    value: Vec<u8>,
-    _type: PhantomData<fn(T)>,
 }
 
-impl<T: Serialize + Send + 'static> SinkWriter<T> for LogWriter<T> {
-    fn write_batch(&mut self, batch: Vec<Record<T>>) -> Result<()> {
-        if self.transactional && !self.ongoing && !batch.is_empty() {
+impl LogRecordWriter {
+    /// Writes one record; an empty `value` is a tombstone (a deletion of its key in a
+    /// compacted topic).
+    pub fn send(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: Timestamp) -> Result<()> {
+        if self.transactional && !self.ongoing {
             self.producer.begin().map_err(|e| log_error(&self.topic, e))?;
             self.ongoing = true;
         }
-        for record in &batch {
-            self.value.clear();
-            serde_json::to_writer(&mut self.value, &record.value)
-                .map_err(|e| Error::Operator { operator: "log-sink".into(), message: e.to_string() })?;
-            let key = self.key.as_ref().map(|key| key(&record.value));
-            let send = ProducerRecord {
-                topic: &self.topic,
-                partition: None,
-                key: key.as_deref(),
-                value: &self.value,
-                headers: &[],
-                timestamp: record.timestamp,
-            };
-            self.producer.send(&send).map_err(|e| log_error(&self.topic, e))?;
-        }
-        Ok(())
+        let send = ProducerRecord { topic: &self.topic, partition: None, key, value, headers: &[], timestamp };
+        self.producer.send(&send).map(|_| ()).map_err(|e| log_error(&self.topic, e))
     }
 
-    fn pre_commit(&mut self, _checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+    /// At a checkpoint barrier: prepares the open transaction (its committable goes
+    /// into `state`), or flushes.
+    pub fn pre_commit(&mut self, state: &mut StateWriter) -> Result<()> {
         if !self.transactional {
             return self.producer.flush().map_err(|e| log_error(&self.topic, e));
         }
@@ -600,8 +598,38 @@ impl<T: Serialize + Send + 'static> SinkWriter<T> for LogWriter<T> {
         Ok(())
     }
 
-    fn close(&mut self) -> Result<()> {
+    /// At the end of the input.
+    pub fn close(&mut self) -> Result<()> {
         self.producer.flush().map_err(|e| log_error(&self.topic, e))
+    }
+}
+
+/// One worker's writer of a [`LogSink`].
+pub struct LogWriter<T> {
+    records: LogRecordWriter,
+    key: Option<KeyOf<T>>,
+    value: Vec<u8>,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize + Send + 'static> SinkWriter<T> for LogWriter<T> {
+    fn write_batch(&mut self, batch: Vec<Record<T>>) -> Result<()> {
+        for record in &batch {
+            self.value.clear();
+            serde_json::to_writer(&mut self.value, &record.value)
+                .map_err(|e| Error::Operator { operator: "log-sink".into(), message: e.to_string() })?;
+            let key = self.key.as_ref().map(|key| key(&record.value));
+            self.records.send(key.as_deref(), &self.value, record.timestamp)?;
+        }
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _checkpoint: CheckpointId, state: &mut StateWriter) -> Result<()> {
+        self.records.pre_commit(state)
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.records.close()
     }
 }
 

@@ -250,14 +250,21 @@ impl Catalog {
     /// The plan of a query or insert as it runs: type checked and optimized.
     pub fn optimized(&self, statement: &sqlparser::ast::Statement) -> Result<LogicalPlan> {
         use datafusion_optimizer::{
-            common_subexpr_eliminate::CommonSubexprEliminate, eliminate_filter::EliminateFilter,
-            extract_leaf_expressions::ExtractLeafExpressions, extract_leaf_expressions::PushDownLeafProjections,
-            optimize_projections::OptimizeProjections, push_down_filter::PushDownFilter,
-            simplify_expressions::SimplifyExpressions, Optimizer, OptimizerContext, OptimizerRule,
+            common_subexpr_eliminate::CommonSubexprEliminate, eliminate_cross_join::EliminateCrossJoin,
+            eliminate_filter::EliminateFilter, eliminate_outer_join::EliminateOuterJoin,
+            extract_equijoin_predicate::ExtractEquijoinPredicate, extract_leaf_expressions::ExtractLeafExpressions,
+            extract_leaf_expressions::PushDownLeafProjections, optimize_projections::OptimizeProjections,
+            push_down_filter::PushDownFilter, simplify_expressions::SimplifyExpressions, Optimizer, OptimizerContext,
+            OptimizerRule,
         };
         let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
             Arc::new(SimplifyExpressions::new()),
+            // Joins: equalities between the two sides become the join's keys, and
+            // `FROM a, b WHERE a.k = b.k` an inner join.
+            Arc::new(ExtractEquijoinPredicate::new()),
             Arc::new(EliminateFilter::new()),
+            Arc::new(EliminateCrossJoin::new()),
+            Arc::new(EliminateOuterJoin::new()),
             Arc::new(PushDownFilter::new()),
             Arc::new(CommonSubexprEliminate::new()),
             Arc::new(ExtractLeafExpressions::new()),

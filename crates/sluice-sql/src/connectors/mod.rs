@@ -6,6 +6,7 @@
 //! [`Options`], and whatever is left is an error naming the unknown option.
 
 mod filesystem;
+mod log;
 mod nexmark;
 mod print;
 
@@ -129,7 +130,7 @@ impl Options {
 }
 
 /// The connectors, by name.
-pub const CONNECTORS: [&str; 4] = ["blackhole", "filesystem", "nexmark", "print"];
+pub const CONNECTORS: [&str; 6] = ["blackhole", "filesystem", "log", "nexmark", "print", "upsert-log"];
 
 /// The source reading `table`'s physical columns `schema`.
 pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSource>> {
@@ -138,6 +139,10 @@ pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSo
         "nexmark" => nexmark::scan(schema, options),
         "filesystem" => filesystem::scan(schema, options),
         "print" | "blackhole" => Err(options.error(format!("the '{}' connector cannot be read", options.connector()))),
+        "log" | "upsert-log" => Err(options.error(format!(
+            "not supported yet: reading the '{}' connector (it is written only, for now)",
+            options.connector()
+        ))),
         other => Err(unknown(&options, other)),
     }
 }
@@ -149,6 +154,7 @@ pub fn sink(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn TableS
         "print" => print::print(schema, options),
         "blackhole" => print::blackhole(options),
         "filesystem" => filesystem::sink(schema, options),
+        "log" | "upsert-log" => log::sink(table, schema, options),
         "nexmark" => Err(options.error(format!("the '{}' connector cannot be written", options.connector()))),
         other => Err(unknown(&options, other)),
     }

@@ -13,6 +13,7 @@
 //! as Arrow IPC, one entry per window and key group, so a job restores at any
 //! parallelism.
 
+use super::state::{ipc_decode, ipc_encode};
 use crate::stream::watermark::millis;
 use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow_row::{RowConverter, SortField};
@@ -40,7 +41,7 @@ pub struct AggregateCall {
 }
 
 impl AggregateCall {
-    fn accumulator(&self) -> Result<Box<dyn GroupsAccumulator>> {
+    pub(crate) fn accumulator(&self) -> Result<Box<dyn GroupsAccumulator>> {
         let function = self.function.clone();
         if function.groups_accumulator_supported() {
             return function.create_groups_accumulator().map_err(|e| Error::invalid_job(e.to_string()));
@@ -278,7 +279,7 @@ impl Operator for WindowAggregate {
     fn restore(&mut self, state: &StateReader) -> Result<()> {
         self.watermark = state.clocks::<Timestamp>()?.into_iter().min().unwrap_or(MIN_TIMESTAMP);
         for (_, entry) in state.keyed::<Vec<u8>, PaneEntry>()? {
-            let batch = ipc_decode(&entry.batch)?;
+            let batch = ipc_decode(&entry.batch, &self.spec.name)?;
             let pane = match self.panes.entry(entry.end) {
                 std::collections::btree_map::Entry::Occupied(pane) => pane.into_mut(),
                 std::collections::btree_map::Entry::Vacant(slot) => slot.insert(Pane::new(&self.spec)?),
@@ -308,28 +309,6 @@ fn merge_states(pane: &mut Pane, columns: &[ArrayRef], groups: &[usize], spec: &
         at += width;
     }
     Ok(())
-}
-
-fn ipc_encode(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, batch.schema_ref())
-        .map_err(|e| Error::internal(format!("state encoding: {e}")))?;
-    writer.write(batch).map_err(|e| Error::internal(format!("state encoding: {e}")))?;
-    writer.finish().map_err(|e| Error::internal(format!("state encoding: {e}")))?;
-    drop(writer);
-    Ok(bytes)
-}
-
-fn ipc_decode(bytes: &[u8]) -> Result<RecordBatch> {
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| Error::checkpoint("window aggregate", format!("state decoding: {e}")))?;
-    let mut batches = Vec::new();
-    for batch in reader {
-        batches.push(batch.map_err(|e| Error::checkpoint("window aggregate", format!("state decoding: {e}")))?);
-    }
-    let schema =
-        batches.first().map(|b| b.schema()).ok_or_else(|| Error::checkpoint("window aggregate", "empty state"))?;
-    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| Error::internal(e.to_string()))
 }
 
 /// Routes rows by the hash of their group key's row encoding (the first `keys`

@@ -18,6 +18,9 @@ pub struct CalcSpec {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     /// The output columns, and their schema.
     pub projections: Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)>,
+    /// Whether the rows are a changelog's: their last column, the row kind, is passed
+    /// on after the projections.
+    pub row_kind: bool,
 }
 
 impl CalcSpec {
@@ -41,11 +44,14 @@ impl CalcSpec {
             }
         };
         let Some((projections, schema)) = &self.projections else { return Ok(batch) };
-        let columns = projections
+        let mut columns = projections
             .iter()
             .map(|p| p.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())))
             .collect::<datafusion_common::Result<Vec<ArrayRef>>>()
             .map_err(|e| error(&e))?;
+        if self.row_kind {
+            columns.push(batch.column(batch.num_columns() - 1).clone());
+        }
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|e| error(&e))
     }

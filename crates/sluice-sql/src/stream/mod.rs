@@ -1,11 +1,17 @@
 //! The streaming side of the SQL layer: a DataFusion logical plan becomes a Sluice job
 //! graph of streaming operators over Arrow record batches (`plan.rs`), whose operators
-//! live beside it: filters and projections (`calc.rs`), watermarks (`watermark.rs`).
+//! live beside it: filters and projections (`calc.rs`), watermarks (`watermark.rs`),
+//! window assignment (`assign.rs`) and aggregation (`aggregate.rs`), group
+//! aggregation with updating results (`group.rs`), regular joins (`join.rs`), and
+//! their state in checkpoints (`state.rs`).
 
 pub mod aggregate;
 pub mod assign;
 pub mod calc;
+pub mod group;
+pub mod join;
 pub mod plan;
+pub mod state;
 pub mod watermark;
 
 pub use plan::StreamPlanner;

@@ -10,7 +10,10 @@
 use super::aggregate::{AggregateCall, KeyPartitioner, WindowAggregate, WindowAggregateSpec};
 use super::assign::{Assign, AssignSpec};
 use super::calc::{Calc, CalcSpec};
+use super::group::{GroupAggregate, GroupAggregateSpec};
+use super::join::{Join, JoinSpec};
 use super::watermark::{WatermarkAssigner, WatermarkSpec};
+use crate::changelog::ROW_KIND;
 use crate::connectors::{self, BoxedWriter, ScanSource, TableSink};
 use crate::ddl::{ColumnKind, TableDefinition};
 use crate::plan::Catalog;
@@ -22,7 +25,7 @@ use datafusion_common::tree_node::TreeNode;
 use datafusion_common::{DFSchema, DFSchemaRef};
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::logical_plan::{Aggregate, Filter, Projection, TableScan};
-use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion_optimizer::analyzer::type_coercion::TypeCoercionRewriter;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion_sql::planner::{PlannerContext, SqlToRel};
@@ -30,8 +33,8 @@ use sluice_api::{BatchWriter, SinkContext, SinkNode};
 use sluice_runtime::checkpoint::{CheckpointId, Committer, StateWriter};
 use sluice_runtime::exchange::HashExchange;
 use sluice_runtime::{
-    BuildContext, EdgeId, EdgeKind, JobGraph, Link, OperatorKind, OperatorNode, OperatorState, Output, Push,
-    SideOutputs, SourceDriver, Task, Topology, UnaryGate,
+    BinaryGate, BuildContext, EdgeId, EdgeKind, JobGraph, Link, OperatorKind, OperatorNode, OperatorState, Output,
+    Push, SideOutputs, SourceDriver, Task, Topology, TwoInputNode, UnaryGate,
 };
 use sluice_types::{Error, Result, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,8 +43,21 @@ use std::sync::Arc;
 /// The first operator of a segment.
 #[derive(Clone)]
 enum Root {
-    Source { operator: usize, source: Arc<dyn ScanSource> },
-    Gate { edge: EdgeId, name: String },
+    Source {
+        operator: usize,
+        source: Arc<dyn ScanSource>,
+    },
+    Gate {
+        edge: EdgeId,
+        name: String,
+    },
+    /// A two-input join behind the gate of its two exchanges.
+    Join {
+        operator: usize,
+        left: EdgeId,
+        right: EdgeId,
+        spec: Arc<JoinSpec>,
+    },
 }
 
 /// An operator chained inside a segment.
@@ -51,6 +67,7 @@ enum Step {
     Watermark(Arc<WatermarkSpec>),
     Assign(Arc<AssignSpec>),
     WindowAggregate(Arc<WindowAggregateSpec>),
+    GroupAggregate(Arc<GroupAggregateSpec>),
 }
 
 /// The last operator of a segment.
@@ -103,6 +120,8 @@ pub struct StreamPlanner<'a> {
     props: ExecutionProps,
     /// After this long without rows a source is idle (`table.exec.source.idle-timeout`).
     pub idle_timeout: Option<Timestamp>,
+    /// How long updating operators keep a key not updated (`table.exec.state.ttl`).
+    pub state_ttl: Option<Timestamp>,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> Error {
@@ -124,6 +143,7 @@ impl<'a> StreamPlanner<'a> {
             committers: BTreeMap::new(),
             props: ExecutionProps::new(),
             idle_timeout: None,
+            state_ttl: None,
         }
     }
 
@@ -194,6 +214,7 @@ impl<'a> StreamPlanner<'a> {
                 Ok(open)
             }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate),
+            LogicalPlan::Join(join) => self.join(join),
             other => Err(unsupported(format!("{} (in the plan {})", other.display(), plan.display_indent()))),
         }
     }
@@ -225,10 +246,14 @@ impl<'a> StreamPlanner<'a> {
                 }
                 name.push_str("project");
                 open.schema = schema.clone();
-                Some((physical, Arc::new(schema.as_arrow().clone())))
+                let mut fields: Vec<arrow_schema::FieldRef> = schema.as_arrow().fields().iter().cloned().collect();
+                if open.updating {
+                    fields.push(Arc::new(arrow_schema::Field::new(ROW_KIND, arrow_schema::DataType::Int8, false)));
+                }
+                Some((physical, Arc::new(Schema::new(fields))))
             }
         };
-        let spec = CalcSpec { name: name.clone(), filter, projections };
+        let spec = CalcSpec { name: name.clone(), filter, projections, row_kind: open.updating };
         self.push_step(open, &name, OperatorState::Stateless, Step::Calc(Arc::new(spec)));
         Ok(())
     }
@@ -323,6 +348,7 @@ impl<'a> StreamPlanner<'a> {
                 name: format!("computed columns of {name}"),
                 filter: None,
                 projections: Some((physical, needed_schema.clone())),
+                row_kind: false,
             };
             self.push_step(
                 &mut open,
@@ -417,12 +443,13 @@ impl<'a> StreamPlanner<'a> {
         let input = open.schema.clone();
         let keys = aggregate.group_expr.len();
         let key_times: Vec<Time> = aggregate.group_expr.iter().map(|e| time_of(e, &input, &open.times)).collect();
-        let Some(window_end) = key_times.iter().position(|t| *t == Time::WindowEnd) else {
+        if open.updating {
             return Err(unsupported(
-                "GROUP BY without window_end of a window table function (an updating aggregation); group by \
-                 window_start, window_end of TABLE(TUMBLE(...)) for a window aggregation",
+                "an aggregation of updating rows (of a GROUP BY without windows or a regular join): aggregate an \
+                 append-only input, or use window aggregations",
             ));
-        };
+        }
+        let window_end = key_times.iter().position(|t| *t == Time::WindowEnd);
         // The input laid out as the aggregation reads it: keys, then each call's
         // arguments and filter.
         let mut exprs: Vec<Expr> = Vec::new();
@@ -491,10 +518,32 @@ impl<'a> StreamPlanner<'a> {
             updating: false,
         };
         let output: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
-        let name = format!(
-            "window aggregate ({})",
-            aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        let calls_named =
+            aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
+        let Some(window_end) = window_end else {
+            // No window: results are updated as rows arrive.
+            let name = format!("group aggregate ({calls_named})");
+            let spec = GroupAggregateSpec {
+                name: name.clone(),
+                keys,
+                calls,
+                schema: output,
+                input: laid_schema,
+                ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+            };
+            spec.check()?;
+            self.push_step(
+                &mut open,
+                &name,
+                OperatorState::Keyed { backend: "heap".to_string() },
+                Step::GroupAggregate(Arc::new(spec)),
+            );
+            open.schema = aggregate.schema.clone();
+            open.times = vec![Time::None; aggregate.schema.fields().len()];
+            open.updating = true;
+            return Ok(open);
+        };
+        let name = format!("window aggregate ({calls_named})");
         let spec =
             WindowAggregateSpec { name: name.clone(), keys, window_end, calls, schema: output, input: laid_schema };
         self.push_step(
@@ -512,6 +561,102 @@ impl<'a> StreamPlanner<'a> {
             })
             .chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len()))
             .collect();
+        Ok(open)
+    }
+
+    /// Ends `open`'s segment with a hash exchange by `keys`: the rows laid out as the
+    /// keys, then `open`'s own columns. The edge, and the laid-out schema.
+    fn exchange(&mut self, mut open: Open, keys: &[Expr], input: &Arc<LogicalPlan>) -> Result<(EdgeId, SchemaRef)> {
+        let mut exprs: Vec<Expr> = keys.iter().enumerate().map(|(i, k)| k.clone().alias(format!("__key{i}"))).collect();
+        exprs.extend(
+            open.schema.iter().map(|(qualifier, field)| {
+                Expr::Column(datafusion_common::Column::new(qualifier.cloned(), field.name()))
+            }),
+        );
+        let laid_out = Projection::try_new(exprs.clone(), input.clone()).map_err(plan_error)?;
+        self.calc(&mut open, None, Some((&exprs, laid_out.schema.clone())))?;
+        let schema: SchemaRef = Arc::new(laid_out.schema.as_arrow().clone());
+        let exchange =
+            self.add_operator(&open, "key by the join key", OperatorKind::Exchange, OperatorState::Stateless);
+        self.channels.push(EdgeKind::Hash);
+        let edge = self.channels.len() - 1;
+        self.segments.push(Segment {
+            root: open.root,
+            steps: open.steps,
+            end: End::Exchange { operator: exchange, edge, schema: schema.clone(), keys: keys.len() },
+        });
+        Ok((edge, schema))
+    }
+
+    /// A regular join (no time bound): both sides exchanged by the join key, into a
+    /// join that keeps every row of both.
+    fn join(&mut self, join: &datafusion_expr::logical_plan::Join) -> Result<Open> {
+        use datafusion_common::NullEquality;
+        use datafusion_expr::JoinType;
+        if join.join_type != JoinType::Inner {
+            return Err(unsupported(format!(
+                "{} joins (an inner join, JOIN ... ON, is supported)",
+                join.join_type.to_string().to_uppercase()
+            )));
+        }
+        if join.on.is_empty() {
+            return Err(unsupported(
+                "a join without an equality between the two sides (a cross join): join ON a.key = b.key",
+            ));
+        }
+        if join.null_equality != NullEquality::NullEqualsNothing {
+            return Err(unsupported("a join whose keys match NULL with NULL (IS NOT DISTINCT FROM)"));
+        }
+        let left = self.translate(&join.left)?;
+        let right = self.translate(&join.right)?;
+        if left.updating || right.updating {
+            return Err(unsupported(
+                "a join of updating rows (of a GROUP BY without windows): join append-only inputs",
+            ));
+        }
+        let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
+        for (l, r) in left_keys.iter().zip(&right_keys) {
+            let types = (l.get_type(&left.schema).map_err(plan_error)?, r.get_type(&right.schema).map_err(plan_error)?);
+            if types.0 != types.1 {
+                return Err(Error::invalid_job(format!(
+                    "the join keys {l} and {r} are of different types ({} and {}): CAST one to the other's",
+                    types.0, types.1
+                )));
+            }
+        }
+        let (left_edge, left_schema) = self.exchange(left, &left_keys, &join.left)?;
+        let left_exchange = self.topology.operators.len() - 1;
+        let (right_edge, right_schema) = self.exchange(right, &right_keys, &join.right)?;
+        let right_exchange = self.topology.operators.len() - 1;
+        let name =
+            format!("join ({})", join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND "));
+        let operator = self.topology.add_operator(
+            &name,
+            OperatorKind::Operator,
+            OperatorState::Keyed { backend: "heap".to_string() },
+        );
+        self.topology.connect(left_exchange, operator, Link::Channel(EdgeKind::Hash), None);
+        self.topology.connect(right_exchange, operator, Link::Channel(EdgeKind::Hash), None);
+        let spec = JoinSpec {
+            name: name.clone(),
+            keys: join.on.len(),
+            left: left_schema,
+            right: right_schema,
+            schema: Arc::new(join.schema.as_arrow().clone()),
+            ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+        };
+        let mut open = Open {
+            root: Root::Join { operator, left: left_edge, right: right_edge, spec: Arc::new(spec) },
+            steps: Vec::new(),
+            last: operator,
+            link: Link::Chained,
+            schema: join.schema.clone(),
+            times: vec![Time::None; join.schema.fields().len()],
+            updating: false,
+        };
+        if let Some(filter) = &join.filter {
+            self.calc(&mut open, Some(filter), None)?;
+        }
         Ok(open)
     }
 
@@ -646,6 +791,11 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
                 let aggregate = WindowAggregate::new(spec.clone(), ctx.config.max_parallelism)?;
                 Box::new(OperatorNode::stateful(aggregate, out, participant)?)
             }
+            Step::GroupAggregate(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                let aggregate = GroupAggregate::new(spec.clone())?;
+                Box::new(OperatorNode::stateful(aggregate, out, participant)?)
+            }
         };
     }
     match &segment.root {
@@ -662,6 +812,18 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
                 SourceDriver::new(task, reader, next, metrics, ctx.config.batch_size, ctx.config.tick_interval)
                     .with_checkpoints(participant),
             ))
+        }
+        Root::Join { operator, left, right, spec } => {
+            let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Operator);
+            let participant = ctx.checkpoints.register(*operator, ctx.worker);
+            let out = Output::new(next, SideOutputs::default(), metrics);
+            let join = Join::new(spec.clone(), ctx.config.max_parallelism)?;
+            let node = TwoInputNode::new(join, out, participant)?;
+            let left = ctx.edges.take_receivers::<RecordBatch>(*left, ctx.worker)?;
+            let right = ctx.edges.take_receivers::<RecordBatch>(*right, ctx.worker)?;
+            let alignment = ctx.checkpoints.alignment();
+            let task = format!("join-w{}", ctx.worker);
+            Ok(Box::new(BinaryGate::new(task, left, right, Box::new(node), ctx.config.tick_interval, alignment)))
         }
         Root::Gate { edge, name } => {
             let receivers = ctx.edges.take_receivers::<RecordBatch>(*edge, ctx.worker)?;

@@ -1,0 +1,310 @@
+//! Regular joins: `a JOIN b ON a.k = b.k`, with no time bound, as Flink runs them.
+//! Both inputs arrive hash-exchanged by their join key (its columns first, then the
+//! side's own columns); every row of each side is kept, and a row joins the rows of
+//! the other side kept under its key. An inner join of append-only inputs is
+//! append-only: each pair of rows is emitted once, when the second of them arrives.
+//!
+//! Kept rows are the input batches themselves, indexed by the key's arrow-row
+//! encoding, so a batch costs one index insert per row and no copy. With
+//! `table.exec.state.ttl`, rows kept for that long (processing time since they
+//! arrived, Flink's default for SQL state) are dropped, whole batches at a time.
+//!
+//! Checkpoints hold each side's rows as Arrow IPC, one entry per side and key group,
+//! so a job restores at any parallelism.
+
+use super::aggregate::key_converter;
+use super::state::{ipc_decode, ipc_encode};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow_row::RowConverter;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use rustc_hash::FxHashMap;
+use sluice_runtime::checkpoint::{StateReader, StateWriter};
+use sluice_runtime::{Output, TwoInputOperator};
+use sluice_types::{hash_key, key_group_for_hash, Error, Result, Timestamp};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// What a join computes.
+#[derive(Debug)]
+pub struct JoinSpec {
+    /// The operator's name.
+    pub name: String,
+    /// How many leading columns of each input are the join key.
+    pub keys: usize,
+    /// The inputs' schemas: the key's columns, then the side's.
+    pub left: SchemaRef,
+    /// See `left`.
+    pub right: SchemaRef,
+    /// The output: the left side's columns, then the right side's.
+    pub schema: SchemaRef,
+    /// How long rows are kept (milliseconds of processing time).
+    pub ttl: Option<i64>,
+}
+
+/// One side's kept rows.
+struct Side {
+    /// The batches kept, oldest first, each with when it arrived; the first has id
+    /// `first`.
+    batches: VecDeque<(Timestamp, RecordBatch)>,
+    first: u64,
+    /// The rows of each key, as (batch id, row).
+    index: FxHashMap<Box<[u8]>, Vec<(u64, u32)>>,
+    converter: RowConverter,
+}
+
+impl Side {
+    fn new(schema: &Schema, keys: usize) -> Result<Self> {
+        Ok(Side {
+            batches: VecDeque::new(),
+            first: 0,
+            index: FxHashMap::default(),
+            converter: key_converter(schema, keys)?,
+        })
+    }
+
+    /// Keeps `batch`, whose rows' keys are `rows` (`None`: a NULL in the key, which
+    /// joins nothing).
+    fn keep(&mut self, batch: RecordBatch, rows: &[Option<&[u8]>], now: Timestamp) {
+        let id = self.first + self.batches.len() as u64;
+        let mut kept = false;
+        for (row, key) in rows.iter().enumerate() {
+            if let Some(key) = key {
+                kept = true;
+                match self.index.get_mut(*key) {
+                    Some(list) => list.push((id, row as u32)),
+                    None => {
+                        self.index.insert(Box::from(*key), vec![(id, row as u32)]);
+                    }
+                }
+            }
+        }
+        if kept || self.batches.is_empty() {
+            self.batches.push_back((now, batch));
+        } else {
+            // Nothing to keep: an empty placeholder keeps the ids in order.
+            self.batches.push_back((now, batch.slice(0, 0)));
+        }
+    }
+
+    /// Drops the batches that arrived at or before `before`.
+    fn expire(&mut self, before: Timestamp) {
+        let mut dropped = 0;
+        while self.batches.front().is_some_and(|(arrived, _)| *arrived <= before) {
+            self.batches.pop_front();
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.first += dropped;
+            let first = self.first;
+            self.index.retain(|_, rows| {
+                rows.retain(|(id, _)| *id >= first);
+                !rows.is_empty()
+            });
+        }
+    }
+}
+
+/// Which side a batch or an entry belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Which {
+    Left,
+    Right,
+}
+
+/// A checkpoint's entry: one side's rows of one key group.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SideEntry {
+    side: Which,
+    /// An Arrow IPC stream: the side's columns, then when each row arrived.
+    batch: Vec<u8>,
+}
+
+/// A key of a key group, and the group's rows as (batch, row).
+type KeyGroupRows = (Vec<u8>, Vec<(usize, usize)>);
+
+/// One worker's join.
+pub struct Join {
+    spec: Arc<JoinSpec>,
+    left: Side,
+    right: Side,
+    clock: fn() -> Timestamp,
+    swept: Timestamp,
+    max_parallelism: u16,
+}
+
+impl Join {
+    /// A join with nothing kept.
+    pub fn new(spec: Arc<JoinSpec>, max_parallelism: u16) -> Result<Self> {
+        Ok(Join {
+            left: Side::new(&spec.left, spec.keys)?,
+            right: Side::new(&spec.right, spec.keys)?,
+            spec,
+            clock: sluice_runtime::now_millis,
+            swept: Timestamp::MIN,
+            max_parallelism,
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Operator { operator: self.spec.name.clone(), message: e.to_string() }
+    }
+
+    /// Joins a batch of one side with the other side's kept rows, then keeps it.
+    fn process(&mut self, which: Which, batch: RecordBatch, out: &mut Output<RecordBatch>) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let now = (self.clock)();
+        let keys = self.spec.keys;
+        let (this, other) = match which {
+            Which::Left => (&mut self.left, &self.right),
+            Which::Right => (&mut self.right, &self.left),
+        };
+        let encoded = this
+            .converter
+            .convert_columns(&batch.columns()[..keys])
+            .map_err(|e| Error::Operator { operator: self.spec.name.clone(), message: e.to_string() })?;
+        let nulls: Vec<bool> =
+            (0..batch.num_rows()).map(|row| batch.columns()[..keys].iter().any(|c| c.is_null(row))).collect();
+        let rows: Vec<Option<&[u8]>> =
+            encoded.iter().zip(&nulls).map(|(row, null)| (!null).then_some(row.data())).collect();
+        // The pairs: this batch's row, and the other side's (batch, row).
+        let mut mine: Vec<u32> = Vec::new();
+        let mut theirs: Vec<(usize, usize)> = Vec::new();
+        for (row, key) in rows.iter().enumerate() {
+            let Some(matches) = key.and_then(|key| other.index.get(key)) else { continue };
+            for &(id, at) in matches {
+                mine.push(row as u32);
+                theirs.push(((id - other.first) as usize, at as usize));
+            }
+        }
+        let joined =
+            match mine.is_empty() {
+                true => None,
+                false => {
+                    let indices = UInt32Array::from(mine);
+                    let this_columns: Vec<ArrayRef> = batch.columns()[keys..]
+                        .iter()
+                        .map(|c| arrow_select::take::take(c, &indices, None))
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|e| Error::Operator { operator: self.spec.name.clone(), message: e.to_string() })?;
+                    let width = other.batches.front().map_or(0, |(_, b)| b.num_columns());
+                    let mut other_columns = Vec::new();
+                    for column in keys..width {
+                        let arrays: Vec<&dyn Array> =
+                            other.batches.iter().map(|(_, b)| b.column(column).as_ref()).collect();
+                        other_columns.push(arrow_select::interleave::interleave(&arrays, &theirs).map_err(|e| {
+                            Error::Operator { operator: self.spec.name.clone(), message: e.to_string() }
+                        })?);
+                    }
+                    let columns = match which {
+                        Which::Left => [this_columns, other_columns].concat(),
+                        Which::Right => [other_columns, this_columns].concat(),
+                    };
+                    Some(columns)
+                }
+            };
+        this.keep(batch.clone(), &rows, now);
+        if let Some(columns) = joined {
+            let rows = columns.first().map_or(0, |c| c.len());
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            let batch = RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options)
+                .map_err(|e| self.error(e))?;
+            out.emit(batch)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_side(&self, which: Which, state: &mut StateWriter) -> Result<()> {
+        let side = match which {
+            Which::Left => &self.left,
+            Which::Right => &self.right,
+        };
+        let Some((_, first)) = side.batches.iter().find(|(_, b)| b.num_columns() > 0) else { return Ok(()) };
+        let mut fields: Vec<Field> = first.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("__arrived", DataType::Int64, false));
+        let schema = Arc::new(Schema::new(fields));
+        // The rows of each key group, as (batch, row), under one of its keys.
+        let mut groups: BTreeMap<u16, KeyGroupRows> = BTreeMap::new();
+        for (key, rows) in &side.index {
+            let group = key_group_for_hash(hash_key(key.as_ref()), self.max_parallelism).0;
+            let entry = groups.entry(group).or_insert_with(|| (key.to_vec(), Vec::new()));
+            entry.1.extend(rows.iter().map(|(id, row)| ((id - side.first) as usize, *row as usize)));
+        }
+        let arrived: Vec<ArrayRef> = side
+            .batches
+            .iter()
+            .map(|(at, b)| Arc::new(Int64Array::from(vec![*at; b.num_rows()])) as ArrayRef)
+            .collect();
+        for (_, (key, rows)) in groups {
+            let mut columns = Vec::new();
+            for column in 0..first.num_columns() {
+                let arrays: Vec<&dyn Array> = side.batches.iter().map(|(_, b)| b.column(column).as_ref()).collect();
+                columns.push(arrow_select::interleave::interleave(&arrays, &rows).map_err(|e| self.error(e))?);
+            }
+            let arrays: Vec<&dyn Array> = arrived.iter().map(|a| a.as_ref()).collect();
+            columns.push(arrow_select::interleave::interleave(&arrays, &rows).map_err(|e| self.error(e))?);
+            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| self.error(e))?;
+            state.keyed(&key, &SideEntry { side: which, batch: ipc_encode(&batch)? })?;
+        }
+        Ok(())
+    }
+}
+
+impl TwoInputOperator for Join {
+    type Left = RecordBatch;
+    type Right = RecordBatch;
+    type Out = RecordBatch;
+
+    fn process_left(&mut self, batch: RecordBatch, out: &mut Output<RecordBatch>) -> Result<()> {
+        self.process(Which::Left, batch, out)
+    }
+
+    fn process_right(&mut self, batch: RecordBatch, out: &mut Output<RecordBatch>) -> Result<()> {
+        self.process(Which::Right, batch, out)
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, _out: &mut Output<RecordBatch>) -> Result<()> {
+        let Some(ttl) = self.spec.ttl else { return Ok(()) };
+        if now.saturating_sub(self.swept) >= (ttl / 4).max(1) {
+            self.swept = now;
+            self.left.expire(now - ttl);
+            self.right.expire(now - ttl);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.snapshot_side(Which::Left, state)?;
+        self.snapshot_side(Which::Right, state)
+    }
+
+    fn restore(&mut self, state: &StateReader) -> Result<()> {
+        let keys = self.spec.keys;
+        let name = self.spec.name.clone();
+        state.for_each_keyed(|_: Vec<u8>, entry: SideEntry| {
+            let batch = ipc_decode(&entry.batch, &name)?;
+            let width = batch.num_columns() - 1;
+            let arrived = batch
+                .column(width)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .and_then(|a| a.iter().flatten().max())
+                .unwrap_or_default();
+            let (side, schema) = match entry.side {
+                Which::Left => (&mut self.left, &self.spec.left),
+                Which::Right => (&mut self.right, &self.spec.right),
+            };
+            let rows = RecordBatch::try_new(schema.clone(), batch.columns()[..width].to_vec())
+                .map_err(|e| Error::checkpoint(&name, e.to_string()))?;
+            let encoded = side
+                .converter
+                .convert_columns(&rows.columns()[..keys])
+                .map_err(|e| Error::checkpoint(&name, e.to_string()))?;
+            let keys: Vec<Box<[u8]>> = encoded.iter().map(|r| Box::from(r.data())).collect();
+            let keys: Vec<Option<&[u8]>> = keys.iter().map(|k| Some(k.as_ref())).collect();
+            side.keep(rows.clone(), &keys, arrived);
+            Ok(())
+        })
+    }
+}

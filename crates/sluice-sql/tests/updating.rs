@@ -1,0 +1,211 @@
+//! `GROUP BY` without windows gives updating results: a changelog of inserts and
+//! updates that, applied in order, holds what a plain Rust loop over the same events
+//! computes, at one and two workers and across a restart from a checkpoint. A sink that
+//! writes appends only is refused when the job is planned.
+
+use serde_json::Value;
+use sluice_connectors::nexmark::{self, Event};
+use sluice_job::Job;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const EVENTS: usize = 30_000;
+
+fn tables(extra: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexmark/tables.sql");
+    let tables = std::fs::read_to_string(path).expect("the example tables");
+    tables.replace("'events.num' = '1000000'", &format!("'events.num' = '{EVENTS}'{extra}"))
+}
+
+/// The job writing `select` into `out` (columns `columns`) as a debezium-json changelog.
+fn job(columns: &str, select: &str, out: &Path, settings: &str) -> String {
+    format!(
+        "{settings}\n{}\nCREATE TABLE out ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = \
+         'debezium-json');\nINSERT INTO out {select}",
+        tables(""),
+        out.display()
+    )
+}
+
+fn compile(job: &str, parallelism: usize) -> Job {
+    let compiled = sluice_sql::compile(job, &sluice_sql::Functions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut runtime = compiled.runtime;
+    runtime.parallelism = parallelism;
+    Job::new(compiled.graph.expect("an insert"), runtime).checkpointing(compiled.checkpointing)
+}
+
+/// What the changelog in `dir` materializes, by `key`, with how many rows were
+/// retracted. Every retraction must take back the row its key holds.
+fn materialize(dir: &Path, key: &str) -> (BTreeMap<u64, Value>, usize) {
+    let mut rows: Vec<Value> = Vec::new();
+    let mut parts: Vec<_> = std::fs::read_dir(dir)
+        .expect("the sink's directory")
+        .map(|e| e.expect("a part").path())
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    parts.sort();
+    for part in parts {
+        let text = std::fs::read_to_string(part).expect("readable");
+        rows.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).expect("JSON")));
+    }
+    // A key's changes are all written by the one worker that owns it, in order, into
+    // that worker's part files, which sort in the order they were written.
+    let mut table: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut retracted = 0;
+    for row in rows {
+        match row["op"].as_str().expect("an op") {
+            "c" => {
+                let after = row["after"].clone();
+                let id = after[key].as_u64().expect("a key");
+                assert!(table.insert(id, after).is_none(), "{key} {id} inserted while it holds a row: {row}");
+            }
+            "d" => {
+                let before = row["before"].clone();
+                let id = before[key].as_u64().expect("a key");
+                assert_eq!(table.remove(&id).as_ref(), Some(&before), "a retraction of a row {key} {id} does not hold");
+                retracted += 1;
+            }
+            other => panic!("an unknown op {other}"),
+        }
+    }
+    (table, retracted)
+}
+
+fn bids() -> Vec<nexmark::Bid> {
+    nexmark::generate(EVENTS)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Bid(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Per auction, the number of bids and the highest price.
+fn bids_per_auction() -> BTreeMap<u64, (u64, u64)> {
+    let mut expected: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for bid in bids() {
+        let entry = expected.entry(bid.auction as u64).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(bid.price as u64);
+    }
+    expected
+}
+
+const COUNT_AND_MAX: &str = "SELECT auction, COUNT(*) AS bids, MAX(price) AS top FROM bid GROUP BY auction;";
+
+fn counts(table: &BTreeMap<u64, Value>) -> BTreeMap<u64, (u64, u64)> {
+    table.iter().map(|(k, v)| (*k, (v["bids"].as_u64().expect("a count"), v["top"].as_u64().expect("a max")))).collect()
+}
+
+#[test]
+fn a_group_by_without_windows_updates_each_group_as_bids_arrive() {
+    let expected = bids_per_auction();
+    for parallelism in [1, 2] {
+        let out = tempfile::tempdir().expect("output directory");
+        let job = job("auction BIGINT, bids BIGINT, top BIGINT", COUNT_AND_MAX, out.path(), "");
+        compile(&job, parallelism).execute().expect("the job runs");
+        let (table, retracted) = materialize(out.path(), "auction");
+        assert!(retracted > 0, "groups were updated, not only inserted");
+        assert_eq!(counts(&table), expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn a_having_clause_filters_updating_results() {
+    let out = tempfile::tempdir().expect("output directory");
+    let select = "SELECT auction, COUNT(*) AS bids FROM bid GROUP BY auction HAVING COUNT(*) >= 10;";
+    compile(&job("auction BIGINT, bids BIGINT", select, out.path(), ""), 2).execute().expect("the job runs");
+    let (table, _) = materialize(out.path(), "auction");
+    let expected: BTreeMap<u64, u64> =
+        bids_per_auction().into_iter().filter(|(_, (n, _))| *n >= 10).map(|(k, (n, _))| (k, n)).collect();
+    assert!(!expected.is_empty(), "some auctions have ten bids");
+    let got: BTreeMap<u64, u64> = table.iter().map(|(k, v)| (*k, v["bids"].as_u64().expect("a count"))).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn updating_results_into_an_append_only_sink_are_refused_when_planned() {
+    let out = tempfile::tempdir().expect("output directory");
+    let job = format!(
+        "{}\nCREATE TABLE out (auction BIGINT, bids BIGINT, top BIGINT) WITH ('connector' = 'filesystem', 'path' = \
+         '{}', 'format' = 'json');\nINSERT INTO out {COUNT_AND_MAX}",
+        tables(""),
+        out.path().display()
+    );
+    let error = sluice_sql::compile(&job, &sluice_sql::Functions::default()).err().expect("refused").to_string();
+    assert!(error.contains("table out cannot take"), "the error names the sink: {error}");
+    assert!(error.contains("line"), "the error names the statement's line: {error}");
+}
+
+/// Stopped after three checkpoints at two workers, resumed at one: the changelog of
+/// both runs together materializes the right counts, every update taking back the row
+/// before it, none lost or repeated.
+#[test]
+fn a_group_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
+    let out = tempfile::tempdir().expect("output directory");
+    let checkpoints = tempfile::tempdir().expect("checkpoint directory");
+    let settings = format!(
+        "SET 'execution.checkpointing.interval' = '100ms';\nSET 'execution.checkpointing.dir' = '{}';",
+        checkpoints.path().display()
+    );
+    let job = job("auction BIGINT, bids BIGINT, top BIGINT", COUNT_AND_MAX, out.path(), &settings).replace(
+        &format!("'events.num' = '{EVENTS}'"),
+        &format!("'events.num' = '{EVENTS}', 'first-event.rate' = '20000'"),
+    );
+    let first = compile(&job, 2).start().expect("the first run starts");
+    while first.checkpoint_stats().is_none_or(|s| s.completed < 3) {
+        assert!(!first.is_finished(), "the first run ended before its third checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stopped = first.stop().expect("the first run stops");
+    let read = stopped.metrics.source_records();
+    assert!(read > 0 && read < EVENTS as u64, "stopped halfway: {read} of {EVENTS} events read");
+
+    let second = compile(&job, 1).execute().expect("the second run resumes and ends");
+    assert!(second.checkpoints.and_then(|s| s.restored_from).is_some(), "the second run restored a checkpoint");
+    let (table, retracted) = materialize(out.path(), "auction");
+    assert!(retracted > 0, "groups were updated");
+    assert_eq!(counts(&table), bids_per_auction());
+}
+
+/// Updating results into an `upsert-log` table: a compacted topic of the embedded log
+/// whose latest record per key (the primary key, as JSON) is the key's row, written
+/// in transactions committed with the job's checkpoints.
+#[test]
+fn updating_results_reach_an_upsert_log_table_keyed_by_its_primary_key() {
+    let data = tempfile::tempdir().expect("log directory");
+    let checkpoints = tempfile::tempdir().expect("checkpoint directory");
+    let job = format!(
+        "SET 'execution.checkpointing.interval' = '100ms';\nSET 'execution.checkpointing.dir' = '{}';\n{}\n\
+         CREATE TABLE out (auction BIGINT, bids BIGINT, top BIGINT, PRIMARY KEY (auction) NOT ENFORCED)
+           WITH ('connector' = 'upsert-log', 'topic' = 'bids-per-auction', 'log.dir' = '{}',
+                 'key.format' = 'json', 'value.format' = 'json');\nINSERT INTO out {COUNT_AND_MAX}",
+        checkpoints.path().display(),
+        tables(""),
+        data.path().display()
+    );
+    let result = compile(&job, 2).execute().expect("the job runs");
+    assert!(result.checkpoints.is_some_and(|s| s.completed > 0), "checkpoints completed: the writes were transactions");
+
+    let log = sluice_log::Log::open(sluice_fs::local(), data.path()).expect("the log");
+    assert!(log.describe("bids-per-auction").expect("the topic was created").compact, "compacted");
+    let config = sluice_log::ConsumerConfig::default();
+    let mut consumer = sluice_log::Consumer::subscribe(&log, &["bids-per-auction"], &config).expect("a consumer");
+    let mut latest: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    let mut records = 0;
+    while let Some(fetched) = consumer.poll(1 << 20).expect("read") {
+        for record in fetched.records().expect("whole batches") {
+            let key: Value = serde_json::from_slice(record.key.expect("a key")).expect("a JSON key");
+            let value: Value = serde_json::from_slice(record.value).expect("a JSON row");
+            let auction = key["auction"].as_u64().expect("the key is the primary key");
+            assert_eq!(value["auction"], key["auction"], "the value holds every column");
+            let row = (value["bids"].as_u64().expect("a count"), value["top"].as_u64().expect("a max"));
+            latest.insert(auction, row);
+            records += 1;
+        }
+    }
+    let expected = bids_per_auction();
+    assert!(records > expected.len(), "updates were written, not only inserts: {records} records");
+    assert_eq!(latest, expected);
+}
