@@ -20,3 +20,13 @@ CREATE TABLE events (
 CREATE VIEW bid AS
 SELECT Bid.auction, Bid.bidder, Bid.price, Bid.channel, Bid.url, dateTime, Bid.extra
 FROM events WHERE Bid IS NOT NULL;
+
+CREATE VIEW person AS
+SELECT Person.id, Person.name, Person.email_address AS emailAddress, Person.credit_card AS creditCard,
+       Person.city, Person.state, dateTime, Person.extra
+FROM events WHERE Person IS NOT NULL;
+
+CREATE VIEW auction AS
+SELECT Auction.id, Auction.item_name AS itemName, Auction.description, Auction.initial_bid AS initialBid,
+       Auction.reserve, dateTime, Auction.expires, Auction.seller, Auction.category, Auction.extra
+FROM events WHERE Auction IS NOT NULL;

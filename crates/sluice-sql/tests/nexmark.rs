@@ -165,6 +165,34 @@ fn window_start(millis: u64) -> u64 {
 }
 
 #[test]
+fn q5_finds_the_auctions_with_the_most_bids_of_each_hopping_window() {
+    // Windows of 10 s every 2 s: a bid is in the five whose start is a multiple of 2 s
+    // in (t - 10 s, t].
+    let mut counts: std::collections::BTreeMap<(u64, u64), u64> = std::collections::BTreeMap::new();
+    for b in bids() {
+        let last = b.date_time - b.date_time % 2_000;
+        for start in (0..5).map(|i| last - i * 2_000) {
+            *counts.entry((start, b.auction as u64)).or_default() += 1;
+        }
+    }
+    let mut most: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for ((start, _), n) in &counts {
+        let top = most.entry(*start).or_default();
+        *top = (*top).max(*n);
+    }
+    let expected = sorted(
+        counts
+            .iter()
+            .filter(|((start, _), n)| most[start] == **n)
+            .map(|((_, auction), n)| row(&[("auction", (*auction).into()), ("num", (*n).into())])),
+    );
+    assert!(expected.len() >= most.len(), "every window has a hottest auction");
+    for parallelism in [1, 2] {
+        assert_eq!(sorted(run("q5.sql", parallelism)), expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
 fn q7_finds_the_bids_at_each_windows_highest_price() {
     let bids = bids();
     let mut highest: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();

@@ -9,11 +9,16 @@
 //! `table.exec.state.ttl`, rows kept for that long (processing time since they
 //! arrived, Flink's default for SQL state) are dropped, whole batches at a time.
 //!
+//! A join whose keys hold the `window_end` of both sides (two window aggregations
+//! joined on their windows, Nexmark q5 and q8) is a window join: a window's rows are
+//! dropped once the watermark passes its end, as no row of that window can follow.
+//!
 //! Checkpoints hold each side's rows as Arrow IPC, one entry per side and key group,
 //! so a job restores at any parallelism.
 
 use super::aggregate::key_converter;
 use super::state::{ipc_decode, ipc_encode};
+use super::watermark::millis;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow_row::RowConverter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -39,16 +44,29 @@ pub struct JoinSpec {
     pub schema: SchemaRef,
     /// How long rows are kept (milliseconds of processing time).
     pub ttl: Option<i64>,
+    /// For a window join (the keys hold both sides' `window_end`), which key column:
+    /// a window's rows are dropped once the watermark passes its end.
+    pub window_end: Option<usize>,
+}
+
+/// A batch of kept rows.
+struct Kept {
+    /// When it arrived (processing time).
+    arrived: Timestamp,
+    /// In a window join, the last window end of its rows.
+    end: Timestamp,
+    rows: RecordBatch,
 }
 
 /// One side's kept rows.
 struct Side {
-    /// The batches kept, oldest first, each with when it arrived; the first has id
-    /// `first`.
-    batches: VecDeque<(Timestamp, RecordBatch)>,
+    /// The batches kept, oldest first; the first has id `first`.
+    batches: VecDeque<Kept>,
     first: u64,
     /// The rows of each key, as (batch id, row).
     index: FxHashMap<Box<[u8]>, Vec<(u64, u32)>>,
+    /// In a window join, the keys of each window, by its end.
+    windows: BTreeMap<Timestamp, Vec<Box<[u8]>>>,
     converter: RowConverter,
 }
 
@@ -58,49 +76,73 @@ impl Side {
             batches: VecDeque::new(),
             first: 0,
             index: FxHashMap::default(),
+            windows: BTreeMap::new(),
             converter: key_converter(schema, keys)?,
         })
     }
 
     /// Keeps `batch`, whose rows' keys are `rows` (`None`: a NULL in the key, which
-    /// joins nothing).
-    fn keep(&mut self, batch: RecordBatch, rows: &[Option<&[u8]>], now: Timestamp) {
+    /// joins nothing) and, in a window join, whose rows' window ends are `ends`.
+    fn keep(&mut self, batch: RecordBatch, rows: &[Option<&[u8]>], ends: Option<&[Option<i64>]>, arrived: Timestamp) {
         let id = self.first + self.batches.len() as u64;
         let mut kept = false;
+        let mut last_end = Timestamp::MIN;
         for (row, key) in rows.iter().enumerate() {
-            if let Some(key) = key {
-                kept = true;
-                match self.index.get_mut(*key) {
-                    Some(list) => list.push((id, row as u32)),
-                    None => {
-                        self.index.insert(Box::from(*key), vec![(id, row as u32)]);
+            let Some(key) = key else { continue };
+            kept = true;
+            match self.index.get_mut(*key) {
+                Some(list) => list.push((id, row as u32)),
+                None => {
+                    self.index.insert(Box::from(*key), vec![(id, row as u32)]);
+                    // The window end is part of the key: a key is in one window.
+                    if let Some(end) = ends.and_then(|ends| ends[row]) {
+                        self.windows.entry(end).or_default().push(Box::from(*key));
                     }
                 }
             }
+            if let Some(end) = ends.and_then(|ends| ends[row]) {
+                last_end = last_end.max(end);
+            }
         }
-        if kept || self.batches.is_empty() {
-            self.batches.push_back((now, batch));
-        } else {
-            // Nothing to keep: an empty placeholder keeps the ids in order.
-            self.batches.push_back((now, batch.slice(0, 0)));
+        // A batch with nothing to keep stays as an empty placeholder: ids stay in order.
+        let rows = if kept { batch } else { batch.slice(0, 0) };
+        self.batches.push_back(Kept { arrived, end: last_end, rows });
+    }
+
+    /// Drops the batches first kept, while `done` holds for them.
+    fn drop_front(&mut self, done: impl Fn(&Kept) -> bool) -> bool {
+        let mut dropped = 0;
+        while self.batches.front().is_some_and(&done) {
+            self.batches.pop_front();
+            dropped += 1;
         }
+        self.first += dropped;
+        dropped > 0
     }
 
     /// Drops the batches that arrived at or before `before`.
     fn expire(&mut self, before: Timestamp) {
-        let mut dropped = 0;
-        while self.batches.front().is_some_and(|(arrived, _)| *arrived <= before) {
-            self.batches.pop_front();
-            dropped += 1;
-        }
-        if dropped > 0 {
-            self.first += dropped;
+        if self.drop_front(|kept| kept.arrived <= before) {
             let first = self.first;
             self.index.retain(|_, rows| {
                 rows.retain(|(id, _)| *id >= first);
                 !rows.is_empty()
             });
         }
+    }
+
+    /// In a window join: drops the rows of the windows the watermark has passed (their
+    /// keys first, then the batches holding nothing else).
+    fn expire_windows(&mut self, watermark: Timestamp) {
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() - 1 > watermark {
+                break;
+            }
+            for key in entry.remove() {
+                self.index.remove(&key);
+            }
+        }
+        self.drop_front(|kept| kept.end == Timestamp::MIN || kept.end - 1 <= watermark);
     }
 }
 
@@ -188,11 +230,11 @@ impl Join {
                         .map(|c| arrow_select::take::take(c, &indices, None))
                         .collect::<std::result::Result<_, _>>()
                         .map_err(|e| Error::Operator { operator: self.spec.name.clone(), message: e.to_string() })?;
-                    let width = other.batches.front().map_or(0, |(_, b)| b.num_columns());
+                    let width = other.batches.front().map_or(0, |kept| kept.rows.num_columns());
                     let mut other_columns = Vec::new();
                     for column in keys..width {
                         let arrays: Vec<&dyn Array> =
-                            other.batches.iter().map(|(_, b)| b.column(column).as_ref()).collect();
+                            other.batches.iter().map(|kept| kept.rows.column(column).as_ref()).collect();
                         other_columns.push(arrow_select::interleave::interleave(&arrays, &theirs).map_err(|e| {
                             Error::Operator { operator: self.spec.name.clone(), message: e.to_string() }
                         })?);
@@ -204,7 +246,11 @@ impl Join {
                     Some(columns)
                 }
             };
-        this.keep(batch.clone(), &rows, now);
+        let ends = match self.spec.window_end {
+            Some(column) => Some(millis(batch.column(column))?),
+            None => None,
+        };
+        this.keep(batch.clone(), &rows, ends.as_deref(), now);
         if let Some(columns) = joined {
             let rows = columns.first().map_or(0, |c| c.len());
             let options = RecordBatchOptions::new().with_row_count(Some(rows));
@@ -220,7 +266,7 @@ impl Join {
             Which::Left => &self.left,
             Which::Right => &self.right,
         };
-        let Some((_, first)) = side.batches.iter().find(|(_, b)| b.num_columns() > 0) else { return Ok(()) };
+        let Some(first) = side.batches.front().map(|kept| &kept.rows) else { return Ok(()) };
         let mut fields: Vec<Field> = first.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("__arrived", DataType::Int64, false));
         let schema = Arc::new(Schema::new(fields));
@@ -234,12 +280,12 @@ impl Join {
         let arrived: Vec<ArrayRef> = side
             .batches
             .iter()
-            .map(|(at, b)| Arc::new(Int64Array::from(vec![*at; b.num_rows()])) as ArrayRef)
+            .map(|kept| Arc::new(Int64Array::from(vec![kept.arrived; kept.rows.num_rows()])) as ArrayRef)
             .collect();
         for (_, (key, rows)) in groups {
             let mut columns = Vec::new();
             for column in 0..first.num_columns() {
-                let arrays: Vec<&dyn Array> = side.batches.iter().map(|(_, b)| b.column(column).as_ref()).collect();
+                let arrays: Vec<&dyn Array> = side.batches.iter().map(|k| k.rows.column(column).as_ref()).collect();
                 columns.push(arrow_select::interleave::interleave(&arrays, &rows).map_err(|e| self.error(e))?);
             }
             let arrays: Vec<&dyn Array> = arrived.iter().map(|a| a.as_ref()).collect();
@@ -264,6 +310,14 @@ impl TwoInputOperator for Join {
         self.process(Which::Right, batch, out)
     }
 
+    fn on_watermark(&mut self, watermark: Timestamp, _out: &mut Output<RecordBatch>) -> Result<()> {
+        if self.spec.window_end.is_some() {
+            self.left.expire_windows(watermark);
+            self.right.expire_windows(watermark);
+        }
+        Ok(())
+    }
+
     fn on_processing_time(&mut self, now: Timestamp, _out: &mut Output<RecordBatch>) -> Result<()> {
         let Some(ttl) = self.spec.ttl else { return Ok(()) };
         if now.saturating_sub(self.swept) >= (ttl / 4).max(1) {
@@ -281,6 +335,7 @@ impl TwoInputOperator for Join {
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
         let keys = self.spec.keys;
+        let window_end = self.spec.window_end;
         let name = self.spec.name.clone();
         state.for_each_keyed(|_: Vec<u8>, entry: SideEntry| {
             let batch = ipc_decode(&entry.batch, &name)?;
@@ -303,7 +358,11 @@ impl TwoInputOperator for Join {
                 .map_err(|e| Error::checkpoint(&name, e.to_string()))?;
             let keys: Vec<Box<[u8]>> = encoded.iter().map(|r| Box::from(r.data())).collect();
             let keys: Vec<Option<&[u8]>> = keys.iter().map(|k| Some(k.as_ref())).collect();
-            side.keep(rows.clone(), &keys, arrived);
+            let ends = match window_end {
+                Some(column) => Some(millis(rows.column(column))?),
+                None => None,
+            };
+            side.keep(rows.clone(), &keys, ends.as_deref(), arrived);
             Ok(())
         })
     }

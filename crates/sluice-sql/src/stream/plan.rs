@@ -553,14 +553,9 @@ impl<'a> StreamPlanner<'a> {
             Step::WindowAggregate(Arc::new(spec)),
         );
         open.schema = aggregate.schema.clone();
-        open.times = key_times
-            .into_iter()
-            .map(|t| match t {
-                Time::WindowStart | Time::WindowEnd => Time::None,
-                other => other,
-            })
-            .chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len()))
-            .collect();
+        // The window's start and end stay what they are, so that a GROUP BY or a join
+        // on them downstream is a window aggregation or join again (as in Flink).
+        open.times = key_times.into_iter().chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len())).collect();
         Ok(open)
     }
 
@@ -624,6 +619,11 @@ impl<'a> StreamPlanner<'a> {
                 )));
             }
         }
+        // Both sides' window ends among the keys: a window join.
+        let window_end = left_keys.iter().zip(&right_keys).position(|(l, r)| {
+            time_of(l, &left.schema, &left.times) == Time::WindowEnd
+                && time_of(r, &right.schema, &right.times) == Time::WindowEnd
+        });
         let (left_edge, left_schema) = self.exchange(left, &left_keys, &join.left)?;
         let left_exchange = self.topology.operators.len() - 1;
         let (right_edge, right_schema) = self.exchange(right, &right_keys, &join.right)?;
@@ -644,6 +644,7 @@ impl<'a> StreamPlanner<'a> {
             right: right_schema,
             schema: Arc::new(join.schema.as_arrow().clone()),
             ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+            window_end,
         };
         let mut open = Open {
             root: Root::Join { operator, left: left_edge, right: right_edge, spec: Arc::new(spec) },
