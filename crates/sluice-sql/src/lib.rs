@@ -1,13 +1,14 @@
 //! Sluice's SQL layer: jobs written in Flink's SQL dialect (issue 16, in progress).
 //!
-//! So far, the front end: a job file is split into statements (`script.rs`), each
+//! The front end: a job file is split into statements (`script.rs`), each
 //! parsed into a [`Statement`]: Flink's `CREATE TABLE` with its column types, computed
 //! columns, watermark, primary key and connector options by this crate (`ddl.rs`,
 //! `types.rs`: Flink's types as Arrow's), `SET`, and the queries and inserts by
 //! sqlparser with a dialect of Flink's lexical rules (`dialect.rs`). An error names the
 //! statement, its line and column in the file, and what is wrong. `plan.rs` plans
 //! queries with DataFusion against the job file's tables (its `ContextProvider`, with
-//! DataFusion's function library).
+//! DataFusion's function library and Flink's functions of `functions.rs`), and
+//! `stream/` turns the plans into a job graph of streaming operators.
 
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod ddl;
 pub mod dialect;
 mod error;
 pub mod format;
+mod functions;
 pub mod job;
 pub mod plan;
 mod rewrite;

@@ -122,9 +122,14 @@ impl Catalog {
         Catalog {
             tables: HashMap::new(),
             windows: Default::default(),
-            scalar: by_name(datafusion_functions::all_default_functions(), |f: &ScalarUDF| {
-                names(f.name(), f.aliases())
-            }),
+            // Flink's functions last: where a name is DataFusion's too, Flink's wins.
+            scalar: by_name(
+                datafusion_functions::all_default_functions()
+                    .into_iter()
+                    .chain(crate::functions::flink_functions())
+                    .collect(),
+                |f: &ScalarUDF| names(f.name(), f.aliases()),
+            ),
             aggregate: by_name(
                 datafusion_functions_aggregate::all_default_aggregate_functions(),
                 |f: &AggregateUDF| names(f.name(), f.aliases()),

@@ -34,6 +34,45 @@ fn run(query: &str, parallelism: usize) -> Vec<Value> {
     rows
 }
 
+/// Runs query `query`, whose results are updating, its sink replaced by a directory of
+/// debezium-json changelog lines; returns the rows the changelog materializes. Every
+/// retraction must take back a row the changelog holds.
+fn run_updating(query: &str, parallelism: usize) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tables = example("tables.sql").replace("'events.num' = '1000000'", &format!("'events.num' = '{EVENTS}'"));
+    let sink = format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'debezium-json'", dir.path().display());
+    let query = example(query).replace("'connector' = 'blackhole'", &sink);
+    let compiled = sluice_sql::compile(&format!("{tables}\n{query}"), &sluice_sql::Functions::default())
+        .unwrap_or_else(|e| panic!("the job compiles: {e}"));
+    let mut runtime = compiled.runtime;
+    runtime.parallelism = parallelism;
+    Job::new(compiled.graph.expect("the job inserts"), runtime).execute().expect("the job runs");
+    let mut parts: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("the sink's directory").map(|e| e.expect("a part").path()).collect();
+    parts.sort();
+    let mut held: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut retracted = 0;
+    for part in parts {
+        for line in std::fs::read_to_string(part).expect("readable").lines() {
+            let change: Value = serde_json::from_str(line).expect("a JSON change");
+            match change["op"].as_str().expect("an op") {
+                "c" => *held.entry(change["after"].to_string()).or_default() += 1,
+                _ => {
+                    let row = change["before"].to_string();
+                    let count = held.get_mut(&row).unwrap_or_else(|| panic!("a retraction of a row not held: {row}"));
+                    *count -= 1;
+                    if *count == 0 {
+                        held.remove(&row);
+                    }
+                    retracted += 1;
+                }
+            }
+        }
+    }
+    assert!(retracted > 0, "{query}: results were updated");
+    held.into_iter().flat_map(|(row, n)| std::iter::repeat_n(serde_json::from_str(&row).expect("JSON"), n)).collect()
+}
+
 fn bids() -> Vec<nexmark::Bid> {
     nexmark::generate(EVENTS)
         .into_iter()
@@ -243,6 +282,127 @@ fn q8_finds_the_persons_who_created_an_auction_in_the_window_they_joined() {
     assert!(!expected.is_empty(), "some persons sell in their first window");
     for parallelism in [1, 2] {
         assert_eq!(sorted(run("q8.sql", parallelism)), expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q4_averages_the_winning_bids_of_each_category() {
+    let events = nexmark::generate(EVENTS);
+    let auctions: std::collections::HashMap<u64, &nexmark::Auction> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) => Some((a.id as u64, a)),
+            _ => None,
+        })
+        .collect();
+    let mut winning: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for event in &events {
+        let Event::Bid(b) = event else { continue };
+        let Some(a) = auctions.get(&(b.auction as u64)) else { continue };
+        if (a.date_time..=a.expires).contains(&b.date_time) {
+            let top = winning.entry(a.id as u64).or_default();
+            *top = (*top).max(b.price as u64);
+        }
+    }
+    let mut per_category: std::collections::BTreeMap<u64, (u64, u64)> = std::collections::BTreeMap::new();
+    for (id, price) in &winning {
+        let entry = per_category.entry(auctions[id].category as u64).or_default();
+        entry.0 += price;
+        entry.1 += 1;
+    }
+    // AVG of BIGINT into a BIGINT column: the average, truncated.
+    let expected: Vec<(u64, u64)> = per_category.iter().map(|(c, (sum, n))| (*c, sum / n)).collect();
+    assert!(expected.len() > 1, "several categories have winning bids");
+    for parallelism in [1, 2] {
+        let mut got: Vec<(u64, u64)> = run_updating("q4.sql", parallelism)
+            .iter()
+            .map(|r| (r["id"].as_u64().expect("a category"), r["final"].as_u64().expect("an average")))
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q9_finds_each_auctions_winning_bid() {
+    let events = nexmark::generate(EVENTS);
+    let mut best: std::collections::BTreeMap<u64, (u64, std::cmp::Reverse<u64>)> = std::collections::BTreeMap::new();
+    let auctions: std::collections::HashMap<u64, &nexmark::Auction> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) => Some((a.id as u64, a)),
+            _ => None,
+        })
+        .collect();
+    for event in &events {
+        let Event::Bid(b) = event else { continue };
+        let Some(a) = auctions.get(&(b.auction as u64)) else { continue };
+        if (a.date_time..=a.expires).contains(&b.date_time) {
+            let candidate = (b.price as u64, std::cmp::Reverse(b.date_time));
+            let entry = best.entry(a.id as u64).or_insert(candidate);
+            *entry = (*entry).max(candidate);
+        }
+    }
+    let expected: Vec<(u64, u64, String)> =
+        best.iter().map(|(id, (price, time))| (*id, *price, timestamp(time.0))).collect();
+    assert!(!expected.is_empty(), "some auctions have bids");
+    for parallelism in [1, 2] {
+        let mut got: Vec<(u64, u64, String)> = run_updating("q9.sql", parallelism)
+            .iter()
+            .map(|r| {
+                let time = r["bid_dateTime"].as_str().expect("a time").to_string();
+                (r["id"].as_u64().expect("id"), r["price"].as_u64().expect("price"), time)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q18_keeps_the_last_bid_of_each_bidder_on_each_auction() {
+    let mut last: std::collections::BTreeMap<(u64, u64), u64> = std::collections::BTreeMap::new();
+    for b in bids() {
+        let time = last.entry((b.auction as u64, b.bidder as u64)).or_default();
+        *time = (*time).max(b.date_time);
+    }
+    let expected: Vec<(u64, u64, String)> = last.iter().map(|((a, b), t)| (*a, *b, timestamp(*t))).collect();
+    for parallelism in [1, 2] {
+        let mut got: Vec<(u64, u64, String)> = run_updating("q18.sql", parallelism)
+            .iter()
+            .map(|r| {
+                let time = r["dateTime"].as_str().expect("a time").to_string();
+                (r["auction"].as_u64().expect("id"), r["bidder"].as_u64().expect("id"), time)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q19_ranks_the_ten_highest_bids_of_each_auction() {
+    let mut prices: std::collections::BTreeMap<u64, Vec<u64>> = std::collections::BTreeMap::new();
+    for b in bids() {
+        prices.entry(b.auction as u64).or_default().push(b.price as u64);
+    }
+    let mut expected: Vec<(u64, u64, u64)> = Vec::new();
+    for (auction, mut list) in prices {
+        list.sort_by(|a, b| b.cmp(a));
+        expected.extend(list.iter().take(10).enumerate().map(|(i, p)| (auction, i as u64 + 1, *p)));
+    }
+    expected.sort();
+    assert!(expected.iter().any(|(_, rank, _)| *rank == 10), "some auctions have ten bids");
+    for parallelism in [1, 2] {
+        let mut got: Vec<(u64, u64, u64)> = run_updating("q19.sql", parallelism)
+            .iter()
+            .map(|r| {
+                let rank = r["rank_number"].as_u64().expect("a rank");
+                (r["auction"].as_u64().expect("id"), rank, r["price"].as_u64().expect("price"))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
     }
 }
 

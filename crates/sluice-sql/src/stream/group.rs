@@ -318,43 +318,13 @@ impl Operator for GroupAggregate {
 mod tests {
     use super::*;
     use crate::stream::aggregate::AggregateCall;
+    use crate::stream::testing::Collected;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
     use arrow_array::Int64Array;
     use datafusion_physical_expr::aggregate::AggregateExprBuilder;
     use datafusion_physical_expr::expressions::Column;
-    use sluice_runtime::Control;
-    use sluice_runtime::{Push, SideOutputs};
     use std::sync::atomic::{AtomicI64, Ordering};
-    use std::sync::Mutex;
-
-    /// What reaches the end of the chain.
-    #[derive(Clone, Default)]
-    struct Collected(Arc<Mutex<Vec<RecordBatch>>>);
-
-    impl Collected {
-        fn output() -> (Output<RecordBatch>, Collected) {
-            let collected = Collected::default();
-            let next: Box<dyn Push<RecordBatch>> = Box::new(collected.clone());
-            (Output::new(next, SideOutputs::default(), Default::default()), collected)
-        }
-        fn batches(&self) -> Vec<RecordBatch> {
-            self.0.lock().expect("not poisoned").clone()
-        }
-    }
-
-    impl Push<RecordBatch> for Collected {
-        fn push(&mut self, batch: RecordBatch) -> Result<()> {
-            self.0.lock().expect("not poisoned").push(batch);
-            Ok(())
-        }
-        fn control(&mut self, _control: Control) -> Result<()> {
-            Ok(())
-        }
-        fn backlogged(&mut self) -> Result<bool> {
-            Ok(false)
-        }
-    }
 
     static NOW: AtomicI64 = AtomicI64::new(0);
 

@@ -2,7 +2,9 @@
 //! graph of streaming operators over Arrow record batches (`plan.rs`), whose operators
 //! live beside it: filters and projections (`calc.rs`), watermarks (`watermark.rs`),
 //! window assignment (`assign.rs`) and aggregation (`aggregate.rs`), group
-//! aggregation with updating results (`group.rs`), regular joins (`join.rs`), and
+//! aggregation with updating results (`group.rs`) and of updating input
+//! (`retract.rs`), regular and window joins (`join.rs`), Top-N and
+//! deduplication (`rank.rs`), and
 //! their state in checkpoints (`state.rs`).
 
 pub mod aggregate;
@@ -11,7 +13,11 @@ pub mod calc;
 pub mod group;
 pub mod join;
 pub mod plan;
+pub mod rank;
+pub mod retract;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod watermark;
 
 pub use plan::StreamPlanner;

@@ -12,6 +12,8 @@ use super::assign::{Assign, AssignSpec};
 use super::calc::{Calc, CalcSpec};
 use super::group::{GroupAggregate, GroupAggregateSpec};
 use super::join::{Join, JoinSpec};
+use super::rank::{Rank, RankSpec};
+use super::retract::{RetractAggregate, RetractAggregateSpec, RetractCall, Retracting};
 use super::watermark::{WatermarkAssigner, WatermarkSpec};
 use crate::changelog::ROW_KIND;
 use crate::connectors::{self, BoxedWriter, ScanSource, TableSink};
@@ -68,6 +70,8 @@ enum Step {
     Assign(Arc<AssignSpec>),
     WindowAggregate(Arc<WindowAggregateSpec>),
     GroupAggregate(Arc<GroupAggregateSpec>),
+    Rank(Arc<RankSpec>),
+    RetractAggregate(Arc<RetractAggregateSpec>),
 }
 
 /// The last operator of a segment.
@@ -122,6 +126,9 @@ pub struct StreamPlanner<'a> {
     pub idle_timeout: Option<Timestamp>,
     /// How long updating operators keep a key not updated (`table.exec.state.ttl`).
     pub state_ttl: Option<Timestamp>,
+    /// The number of rows a filter above keeps of each `ROW_NUMBER()` window (by the
+    /// window node's address in the plan): what makes it a Top-N.
+    rank_limits: std::collections::HashMap<usize, usize>,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> Error {
@@ -144,6 +151,7 @@ impl<'a> StreamPlanner<'a> {
             props: ExecutionProps::new(),
             idle_timeout: None,
             state_ttl: None,
+            rank_limits: Default::default(),
         }
     }
 
@@ -197,13 +205,17 @@ impl<'a> StreamPlanner<'a> {
             LogicalPlan::TableScan(scan) => self.scan(scan),
             LogicalPlan::Projection(projection) => {
                 let (mut open, filter) = match projection.input.as_ref() {
-                    LogicalPlan::Filter(Filter { predicate, input, .. }) => (self.translate(input)?, Some(predicate)),
+                    LogicalPlan::Filter(Filter { predicate, input, .. }) => {
+                        self.note_rank_limit(predicate, input);
+                        (self.translate(input)?, Some(predicate))
+                    }
                     input => (self.translate(input)?, None),
                 };
                 self.calc(&mut open, filter, Some((&projection.expr, projection.schema.clone())))?;
                 Ok(open)
             }
             LogicalPlan::Filter(filter) => {
+                self.note_rank_limit(&filter.predicate, &filter.input);
                 let mut open = self.translate(&filter.input)?;
                 self.calc(&mut open, Some(&filter.predicate), None)?;
                 Ok(open)
@@ -215,6 +227,7 @@ impl<'a> StreamPlanner<'a> {
             }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate),
             LogicalPlan::Join(join) => self.join(join),
+            LogicalPlan::Window(window) => self.rank(window),
             other => Err(unsupported(format!("{} (in the plan {})", other.display(), plan.display_indent()))),
         }
     }
@@ -443,13 +456,11 @@ impl<'a> StreamPlanner<'a> {
         let input = open.schema.clone();
         let keys = aggregate.group_expr.len();
         let key_times: Vec<Time> = aggregate.group_expr.iter().map(|e| time_of(e, &input, &open.times)).collect();
-        if open.updating {
-            return Err(unsupported(
-                "an aggregation of updating rows (of a GROUP BY without windows or a regular join): aggregate an \
-                 append-only input, or use window aggregations",
-            ));
-        }
         let window_end = key_times.iter().position(|t| *t == Time::WindowEnd);
+        let updating = open.updating;
+        if updating && window_end.is_some() {
+            return Err(unsupported("a window aggregation of updating rows (of a GROUP BY without windows)"));
+        }
         // The input laid out as the aggregation reads it: keys, then each call's
         // arguments and filter.
         let mut exprs: Vec<Expr> = Vec::new();
@@ -478,6 +489,9 @@ impl<'a> StreamPlanner<'a> {
         let laid_out = Projection::try_new(exprs.clone(), aggregate.input.clone()).map_err(plan_error)?;
         self.calc(&mut open, None, Some((&exprs, laid_out.schema.clone())))?;
         let laid_schema: SchemaRef = Arc::new(laid_out.schema.as_arrow().clone());
+        if updating {
+            return self.retracting_aggregate(aggregate, open, calls, laid_schema);
+        }
         let calls = calls
             .into_iter()
             .map(|(function, args, filter, name)| {
@@ -560,9 +574,16 @@ impl<'a> StreamPlanner<'a> {
     }
 
     /// Ends `open`'s segment with a hash exchange by `keys`: the rows laid out as the
-    /// keys, then `open`'s own columns. The edge, and the laid-out schema.
-    fn exchange(&mut self, mut open: Open, keys: &[Expr], input: &Arc<LogicalPlan>) -> Result<(EdgeId, SchemaRef)> {
+    /// keys, then `between`, then `open`'s own columns. The edge, and the laid-out schema.
+    fn exchange(
+        &mut self,
+        mut open: Open,
+        keys: &[Expr],
+        between: &[Expr],
+        input: &Arc<LogicalPlan>,
+    ) -> Result<(EdgeId, SchemaRef)> {
         let mut exprs: Vec<Expr> = keys.iter().enumerate().map(|(i, k)| k.clone().alias(format!("__key{i}"))).collect();
+        exprs.extend(between.iter().enumerate().map(|(i, e)| e.clone().alias(format!("__by{i}"))));
         exprs.extend(
             open.schema.iter().map(|(qualifier, field)| {
                 Expr::Column(datafusion_common::Column::new(qualifier.cloned(), field.name()))
@@ -624,9 +645,9 @@ impl<'a> StreamPlanner<'a> {
             time_of(l, &left.schema, &left.times) == Time::WindowEnd
                 && time_of(r, &right.schema, &right.times) == Time::WindowEnd
         });
-        let (left_edge, left_schema) = self.exchange(left, &left_keys, &join.left)?;
+        let (left_edge, left_schema) = self.exchange(left, &left_keys, &[], &join.left)?;
         let left_exchange = self.topology.operators.len() - 1;
-        let (right_edge, right_schema) = self.exchange(right, &right_keys, &join.right)?;
+        let (right_edge, right_schema) = self.exchange(right, &right_keys, &[], &join.right)?;
         let right_exchange = self.topology.operators.len() - 1;
         let name =
             format!("join ({})", join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND "));
@@ -658,6 +679,192 @@ impl<'a> StreamPlanner<'a> {
         if let Some(filter) = &join.filter {
             self.calc(&mut open, Some(filter), None)?;
         }
+        Ok(open)
+    }
+
+    /// A `GROUP BY` of updating rows, laid out in `open` as [`Self::aggregate`] lays
+    /// them out: exchanged by the group key into a retracting aggregation.
+    fn retracting_aggregate(
+        &mut self,
+        aggregate: &Aggregate,
+        open: Open,
+        calls: Vec<(datafusion_expr::expr::AggregateFunction, Vec<usize>, Option<usize>, String)>,
+        laid_schema: SchemaRef,
+    ) -> Result<Open> {
+        let mut retracting = Vec::new();
+        for (function, args, filter, name) in calls {
+            let supported =
+                Retracting::of(function.func.name()).filter(|_| !function.params.distinct && args.len() <= 1);
+            let Some(kind) = supported else {
+                return Err(unsupported(format!(
+                    "{name} over updating rows (of a GROUP BY without windows, or a Top-N): COUNT, SUM, AVG, MIN and \
+                     MAX without DISTINCT take rows back"
+                )));
+            };
+            retracting.push(RetractCall { function: kind, arg: args.first().copied(), filter });
+        }
+        let keys = aggregate.group_expr.len();
+        let exchange =
+            self.add_operator(&open, "key by the group key", OperatorKind::Exchange, OperatorState::Stateless);
+        self.channels.push(EdgeKind::Hash);
+        let edge = self.channels.len() - 1;
+        self.segments.push(Segment {
+            root: open.root,
+            steps: open.steps,
+            end: End::Exchange { operator: exchange, edge, schema: laid_schema.clone(), keys },
+        });
+        let mut open = Open {
+            root: Root::Gate { edge, name: "group key".to_string() },
+            steps: Vec::new(),
+            last: exchange,
+            link: Link::Channel(EdgeKind::Hash),
+            schema: aggregate.schema.clone(),
+            times: vec![Time::None; aggregate.schema.fields().len()],
+            updating: true,
+        };
+        let name = format!(
+            "retracting group aggregate ({})",
+            aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let spec = RetractAggregateSpec {
+            name: name.clone(),
+            keys,
+            calls: retracting,
+            schema: Arc::new(aggregate.schema.as_arrow().clone()),
+            input: laid_schema,
+            ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+        };
+        spec.check()?;
+        self.push_step(
+            &mut open,
+            &name,
+            OperatorState::Keyed { backend: "heap".to_string() },
+            Step::RetractAggregate(Arc::new(spec)),
+        );
+        Ok(open)
+    }
+
+    /// Notes a filter keeping the first rows of a `ROW_NUMBER()` below it
+    /// (`rownum <= N`, `rownum < N`, `rownum = 1`): that window is a Top-N.
+    fn note_rank_limit(&mut self, predicate: &Expr, input: &LogicalPlan) {
+        use datafusion_expr::{BinaryExpr, Operator};
+        for conjunct in datafusion_expr::utils::split_conjunction(predicate) {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = conjunct else { continue };
+            let (column, op, value) = match (unalias(left), unalias(right)) {
+                (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
+                (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+                    Some(op) => (c, op, v),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let Ok(datafusion_common::ScalarValue::Int64(Some(value))) = value.cast_to(&arrow_schema::DataType::Int64)
+            else {
+                continue;
+            };
+            let limit = match op {
+                Operator::LtEq => value,
+                Operator::Lt => value - 1,
+                Operator::Eq if value == 1 => 1,
+                _ => continue,
+            };
+            let Ok(index) = input.schema().index_of_column(column) else { continue };
+            if let Some((window, 0)) = window_origin(input, index) {
+                let limit = limit.max(0) as usize;
+                let kept = self.rank_limits.entry(window as *const _ as usize).or_insert(limit);
+                *kept = (*kept).min(limit);
+            }
+        }
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` under a filter keeping its
+    /// first N rows: a Top-N, after an exchange by the partition key.
+    fn rank(&mut self, window: &datafusion_expr::logical_plan::Window) -> Result<Open> {
+        use datafusion_expr::expr::WindowFunctionDefinition;
+        let [call] = window.window_expr.as_slice() else {
+            return Err(unsupported("several window functions over one input"));
+        };
+        let Expr::WindowFunction(function) = unalias(call) else {
+            return Err(unsupported(format!("the window expression {call}")));
+        };
+        if let WindowFunctionDefinition::AggregateUDF(aggregate) = &function.fun {
+            return Err(unsupported(format!(
+                "OVER aggregations ({}(...) OVER (...)); ROW_NUMBER() OVER (...) for Top-N and deduplication is \
+                 supported",
+                aggregate.name().to_uppercase()
+            )));
+        }
+        let name = function.fun.name().to_string();
+        if name != "row_number" {
+            return Err(unsupported(format!(
+                "{}() OVER (...); ROW_NUMBER() OVER (...) for Top-N and deduplication is supported",
+                name.to_uppercase()
+            )));
+        }
+        let Some(limit) = self.rank_limits.get(&(window as *const _ as usize)).copied() else {
+            return Err(unsupported(
+                "ROW_NUMBER() OVER (...) without a filter on it keeping the first rows (WHERE rownum <= N, Top-N)",
+            ));
+        };
+        let params = &function.params;
+        if params.order_by.is_empty() {
+            return Err(Error::invalid_job("ROW_NUMBER() OVER (...) needs an ORDER BY"));
+        }
+        let open = self.translate(&window.input)?;
+        if open.updating {
+            return Err(unsupported("Top-N over updating rows (of a GROUP BY without windows)"));
+        }
+        let times = open.times.clone();
+        let key_times: Vec<Time> = params.partition_by.iter().map(|e| time_of(e, &open.schema, &times)).collect();
+        let window_end = key_times.iter().position(|t| *t == Time::WindowEnd);
+        // Without a partition, all rows are one partition, on one worker.
+        let keys: Vec<Expr> = match params.partition_by.is_empty() {
+            true => vec![datafusion_expr::lit(true)],
+            false => params.partition_by.clone(),
+        };
+        let order: Vec<Expr> = params.order_by.iter().map(|sort| sort.expr.clone()).collect();
+        let options: Vec<arrow_schema::SortOptions> = params
+            .order_by
+            .iter()
+            .map(|sort| arrow_schema::SortOptions { descending: !sort.asc, nulls_first: sort.nulls_first })
+            .collect();
+        let (edge, laid_out) = self.exchange(open, &keys, &order, &window.input)?;
+        let exchange = self.topology.operators.len() - 1;
+        let label = if window_end.is_some() { "window Top-N" } else { "Top-N" };
+        let name = format!(
+            "{label} (first {limit} by {})",
+            order.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let spec = RankSpec {
+            name: name.clone(),
+            keys: keys.len(),
+            order: options,
+            limit,
+            input: laid_out.clone(),
+            schema: Arc::new(window.schema.as_arrow().clone()),
+            window_end,
+            ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+        };
+        spec.check()?;
+        let mut open = Open {
+            root: Root::Gate { edge, name: "partition key".to_string() },
+            steps: Vec::new(),
+            last: exchange,
+            link: Link::Channel(EdgeKind::Hash),
+            schema: window.schema.clone(),
+            times: Vec::new(),
+            updating: window_end.is_none(),
+        };
+        self.push_step(
+            &mut open,
+            &name,
+            OperatorState::Keyed { backend: "heap".to_string() },
+            Step::Rank(Arc::new(spec)),
+        );
+        open.times = match window_end {
+            Some(_) => times.into_iter().chain([Time::None]).collect(),
+            None => vec![Time::None; window.schema.fields().len()],
+        };
         Ok(open)
     }
 
@@ -707,6 +914,29 @@ fn unalias(expr: &Expr) -> &Expr {
     match expr {
         Expr::Alias(alias) => unalias(&alias.expr),
         other => other,
+    }
+}
+
+/// The window node and window expression that column `index` of `plan` is, read
+/// through aliases and projections.
+fn window_origin(plan: &LogicalPlan, index: usize) -> Option<(&datafusion_expr::logical_plan::Window, usize)> {
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => window_origin(&alias.input, index),
+        LogicalPlan::Filter(filter) => window_origin(&filter.input, index),
+        LogicalPlan::Projection(projection) => match unalias(projection.expr.get(index)?) {
+            Expr::Column(column) => {
+                window_origin(&projection.input, projection.input.schema().index_of_column(column).ok()?)
+            }
+            _ => None,
+        },
+        LogicalPlan::Window(window) => {
+            let inputs = window.input.schema().fields().len();
+            match index.checked_sub(inputs) {
+                Some(at) => Some((window, at)),
+                None => window_origin(&window.input, index),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -796,6 +1026,14 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
                 let participant = ctx.checkpoints.register(*operator, ctx.worker);
                 let aggregate = GroupAggregate::new(spec.clone())?;
                 Box::new(OperatorNode::stateful(aggregate, out, participant)?)
+            }
+            Step::Rank(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                Box::new(OperatorNode::stateful(Rank::new(spec.clone())?, out, participant)?)
+            }
+            Step::RetractAggregate(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                Box::new(OperatorNode::stateful(RetractAggregate::new(spec.clone())?, out, participant)?)
             }
         };
     }
