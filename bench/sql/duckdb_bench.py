@@ -10,6 +10,12 @@ QUERIES = {
     "q3": "SELECT P.name, P.city, P.state, A.id FROM (SELECT Auction.* FROM ev WHERE Auction IS NOT NULL) A "
           "JOIN (SELECT Person.* FROM ev WHERE Person IS NOT NULL) P ON A.seller = P.id "
           "WHERE A.category = 10 AND P.state IN ('or', 'id', 'ca')",
+    "q4": "WITH a AS (SELECT Auction.id AS id, Auction.category AS category, Auction.date_time AS t, "
+          "Auction.expires AS expires FROM ev WHERE Auction IS NOT NULL), "
+          "b AS (SELECT Bid.auction AS auction, Bid.price AS price, Bid.date_time AS t FROM ev WHERE Bid IS NOT NULL), "
+          "q AS (SELECT max(b.price) AS final, a.category FROM a JOIN b ON a.id = b.auction "
+          "WHERE b.t BETWEEN a.t AND a.expires GROUP BY a.id, a.category) "
+          "SELECT category, avg(final) FROM q GROUP BY category",
     "q5": "WITH b AS (SELECT Bid.auction AS auction, Bid.date_time AS t FROM ev WHERE Bid IS NOT NULL), "
           "w AS (SELECT auction, (t - t % 2000) - 2000 * i AS s FROM b, range(5) r(i)), "
           "c AS (SELECT auction, s, count(*) AS num FROM w GROUP BY 1, 2), "
@@ -32,7 +38,7 @@ def main():
     con = duckdb.connect()
     con.execute("SET threads = 2")
     columns = ("{'Person': 'STRUCT(id BIGINT, name VARCHAR, city VARCHAR, state VARCHAR, date_time BIGINT)', "
-               "'Auction': 'STRUCT(id BIGINT, seller BIGINT, category BIGINT, date_time BIGINT)', "
+               "'Auction': 'STRUCT(id BIGINT, seller BIGINT, category BIGINT, date_time BIGINT, expires BIGINT)', "
                "'Bid': 'STRUCT(auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, date_time BIGINT, extra VARCHAR)'}")
     started = time.perf_counter()
     con.execute(f"CREATE TEMP VIEW ev AS SELECT * FROM read_ndjson('{path}', columns={columns})")

@@ -9,8 +9,8 @@ CREATE TABLE events (
                 date_time BIGINT, expires BIGINT, seller BIGINT, category BIGINT, extra STRING>,
     Bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
             date_time BIGINT, extra STRING>,
-    dateTime AS TO_TIMESTAMP_LTZ(COALESCE(Bid.date_time, Auction.date_time, Person.date_time), 3),
-    WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+    `dateTime` AS TO_TIMESTAMP_LTZ(COALESCE(Bid.date_time, Auction.date_time, Person.date_time), 3),
+    WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
 ) WITH (
     'connector' = 'filesystem',
     'path' = 'EVENTS_FILE',
@@ -18,15 +18,15 @@ CREATE TABLE events (
 );
 
 CREATE VIEW bid AS
-SELECT Bid.auction, Bid.bidder, Bid.price, Bid.channel, Bid.url, dateTime, Bid.extra
+SELECT Bid.auction, Bid.bidder, Bid.price, Bid.channel, Bid.url, `dateTime`, Bid.extra
 FROM events WHERE Bid IS NOT NULL;
 
 CREATE VIEW person AS
 SELECT Person.id, Person.name, Person.email_address AS emailAddress, Person.credit_card AS creditCard,
-       Person.city, Person.state, dateTime, Person.extra
+       Person.city, Person.state, `dateTime`, Person.extra
 FROM events WHERE Person IS NOT NULL;
 
 CREATE VIEW auction AS
 SELECT Auction.id, Auction.item_name AS itemName, Auction.description, Auction.initial_bid AS initialBid,
-       Auction.reserve, dateTime, Auction.expires, Auction.seller, Auction.category, Auction.extra
+       Auction.reserve, `dateTime`, TO_TIMESTAMP_LTZ(Auction.expires, 3) AS expires, Auction.seller, Auction.category, Auction.extra
 FROM events WHERE Auction IS NOT NULL;

@@ -1,8 +1,9 @@
 """Runs a Nexmark query of examples/nexmark/ in Apache Flink (PyFlink's local
 mini-cluster, streaming mode, parallelism 1) over the benchmark's tables file, the
-query's sink a filesystem table of JSON lines, until the bounded input ends.
+query's sink a filesystem table in FORMAT (json, or debezium-json for updating
+results), until the bounded input ends.
 
-    flink_bench.py TABLES.sql QUERY.sql OUTPUT_DIR
+    flink_bench.py TABLES.sql QUERY.sql OUTPUT_DIR FORMAT
 
 The SQL files are the ones Sluice runs: comments are dropped and statements split at
 semicolons that end a line."""
@@ -16,10 +17,10 @@ def statements(path):
 
 
 def main():
-    tables, query, output = sys.argv[1], sys.argv[2], sys.argv[3]
+    tables, query, output, format = sys.argv[1:5]
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     env.get_config().set("parallelism.default", "1")
-    sink = f"'connector' = 'filesystem', 'path' = '{output}', 'format' = 'json'"
+    sink = f"'connector' = 'filesystem', 'path' = '{output}', 'format' = '{format}'"
     inserts = []
     for statement in statements(tables) + statements(query):
         statement = statement.replace("'connector' = 'blackhole'", sink)

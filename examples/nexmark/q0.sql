@@ -4,9 +4,9 @@ CREATE TABLE nexmark_q0 (
     auction BIGINT,
     bidder BIGINT,
     price BIGINT,
-    dateTime TIMESTAMP(3),
+    `dateTime` TIMESTAMP(3),
     extra VARCHAR
 ) WITH ('connector' = 'blackhole');
 
 INSERT INTO nexmark_q0
-SELECT auction, bidder, price, dateTime, extra FROM bid;
+SELECT auction, bidder, price, `dateTime`, extra FROM bid;

@@ -7,7 +7,7 @@ CREATE TABLE nexmark_q9 (
     description VARCHAR,
     initialBid BIGINT,
     reserve BIGINT,
-    dateTime TIMESTAMP(3),
+    `dateTime` TIMESTAMP(3),
     expires TIMESTAMP(3),
     seller BIGINT,
     category BIGINT,
@@ -20,12 +20,12 @@ CREATE TABLE nexmark_q9 (
 ) WITH ('connector' = 'blackhole');
 
 INSERT INTO nexmark_q9
-SELECT id, itemName, description, initialBid, reserve, dateTime, expires, seller, category, extra,
+SELECT id, itemName, description, initialBid, reserve, `dateTime`, expires, seller, category, extra,
        auction, bidder, price, bid_dateTime, bid_extra
 FROM (
-    SELECT A.*, B.auction, B.bidder, B.price, B.dateTime AS bid_dateTime, B.extra AS bid_extra,
-           ROW_NUMBER() OVER (PARTITION BY A.id ORDER BY B.price DESC, B.dateTime ASC) AS rownum
+    SELECT A.*, B.auction, B.bidder, B.price, B.`dateTime` AS bid_dateTime, B.extra AS bid_extra,
+           ROW_NUMBER() OVER (PARTITION BY A.id ORDER BY B.price DESC, B.`dateTime` ASC) AS rownum
     FROM auction A, bid B
-    WHERE A.id = B.auction AND B.dateTime BETWEEN A.dateTime AND A.expires
+    WHERE A.id = B.auction AND B.`dateTime` BETWEEN A.`dateTime` AND A.expires
 )
 WHERE rownum <= 1;

@@ -32,6 +32,48 @@ fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
     ColumnarValue::values_to_arrays(&args.args)
 }
 
+/// Nexmark's `count_char(string, char)`: how many times `char` (its first character)
+/// occurs in `string`.
+pub fn count_char() -> ScalarUDF {
+    ScalarUDF::from(CountChar { signature: user_defined() })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CountChar {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CountChar {
+    fn name(&self) -> &str {
+        "count_char"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [s, c] if is_string(s) && is_string(c) => Ok(vec![DataType::Utf8, DataType::Utf8]),
+            _ => plan_err!("count_char takes (STRING, STRING), not {arg_types:?}"),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = arrays(&args)?;
+        let (strings, chars) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+        let counts: arrow_array::Int64Array = (0..strings.len())
+            .map(|row| {
+                // As Nexmark's: a NULL string has no such character.
+                let c = chars.is_valid(row).then(|| chars.value(row).chars().next()).flatten()?;
+                let string = if strings.is_valid(row) { strings.value(row) } else { "" };
+                Some(string.chars().filter(|x| *x == c).count() as i64)
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(counts)))
+    }
+}
+
 /// `SPLIT_INDEX(string, delimiter, index)`: the `index`-th (from 0) part of `string`
 /// split at `delimiter`, NULL if there is no such part.
 #[derive(Debug, PartialEq, Eq, Hash)]

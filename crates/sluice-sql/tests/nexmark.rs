@@ -406,6 +406,253 @@ fn q19_ranks_the_ten_highest_bids_of_each_auction() {
     }
 }
 
+#[test]
+fn q14_classifies_bids_in_a_price_range_by_time_of_day_with_a_user_function() {
+    let expected: Vec<(u64, u64, u64, String, String, u64)> = bids()
+        .iter()
+        .filter(|b| b.price * 908 > 1_000_000_000 && b.price * 908 < 50_000_000_000)
+        .map(|b| {
+            let hour = b.date_time / 3_600_000 % 24;
+            let kind = match hour {
+                8..=18 => "dayTime",
+                0..=6 | 20.. => "nightTime",
+                _ => "otherTime",
+            };
+            let c = b.extra.chars().filter(|c| *c == 'c').count() as u64;
+            (b.auction as u64, b.price as u64 * 908, b.bidder as u64, kind.to_string(), timestamp(b.date_time), c)
+        })
+        .collect();
+    let mut expected = expected;
+    expected.sort();
+    assert!(!expected.is_empty(), "some bids are in the range");
+    for parallelism in [1, 2] {
+        let mut got: Vec<(u64, u64, u64, String, String, u64)> = run("q14.sql", parallelism)
+            .iter()
+            .map(|r| {
+                let price = (r["price"].as_f64().expect("a number") * 1000.0).round() as u64;
+                let text = |k: &str| r[k].as_str().expect("text").to_string();
+                let id = |k: &str| r[k].as_u64().expect("a number");
+                (id("auction"), price, id("bidder"), text("bidTimeType"), text("dateTime"), id("c_counts"))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+/// Per key, q15's to q17's counts of bids (all, and in three price ranges).
+#[derive(Default, Debug, PartialEq)]
+struct Report {
+    bids: [u64; 4],
+    bidders: [std::collections::BTreeSet<u64>; 4],
+    auctions: [std::collections::BTreeSet<u64>; 4],
+    minute: String,
+    prices: Vec<u64>,
+}
+
+impl Report {
+    fn add(&mut self, b: &nexmark::Bid) {
+        let range = match b.price {
+            0..10_000 => 1,
+            10_000..1_000_000 => 2,
+            _ => 3,
+        };
+        for i in [0, range] {
+            self.bids[i] += 1;
+            self.bidders[i].insert(b.bidder as u64);
+            self.auctions[i].insert(b.auction as u64);
+        }
+        self.minute = self.minute.clone().max(timestamp(b.date_time)[11..16].to_string());
+        self.prices.push(b.price as u64);
+    }
+
+    /// The columns q15 and q16 write.
+    fn counts(&self) -> Vec<(String, Value)> {
+        let mut columns = Vec::new();
+        let names = ["total", "rank1", "rank2", "rank3"];
+        for (i, name) in names.iter().enumerate() {
+            columns.push((format!("{name}_bids"), self.bids[i].into()));
+            columns.push((format!("{name}_bidders"), (self.bidders[i].len() as u64).into()));
+            columns.push((format!("{name}_auctions"), (self.auctions[i].len() as u64).into()));
+        }
+        columns
+    }
+}
+
+fn day(millis: u64) -> String {
+    timestamp(millis)[..10].to_string()
+}
+
+/// The columns of `row` named in `columns`.
+fn pick(row: &Value, columns: &[(String, Value)]) -> Vec<(String, Value)> {
+    columns.iter().map(|(name, _)| (name.clone(), row[name].clone())).collect()
+}
+
+#[test]
+fn q15_reports_bids_bidders_and_auctions_per_day_and_price_range() {
+    let mut reports: std::collections::BTreeMap<String, Report> = std::collections::BTreeMap::new();
+    for b in bids() {
+        reports.entry(day(b.date_time)).or_default().add(&b);
+    }
+    for parallelism in [1, 2] {
+        let rows = run_updating("q15.sql", parallelism);
+        assert_eq!(rows.len(), reports.len(), "one row per day");
+        for row in rows {
+            let report = &reports[row["day"].as_str().expect("a day")];
+            assert_eq!(pick(&row, &report.counts()), report.counts(), "at {parallelism} workers");
+        }
+    }
+}
+
+#[test]
+fn q16_reports_per_channel_and_day_with_the_last_minute() {
+    let mut reports: std::collections::BTreeMap<(String, String), Report> = std::collections::BTreeMap::new();
+    for b in bids() {
+        reports.entry((b.channel.clone(), day(b.date_time))).or_default().add(&b);
+    }
+    assert!(reports.len() > 1, "several channels");
+    for parallelism in [1, 2] {
+        let rows = run_updating("q16.sql", parallelism);
+        assert_eq!(rows.len(), reports.len(), "one row per channel and day");
+        for row in rows {
+            let key = (
+                row["channel"].as_str().expect("a channel").to_string(),
+                row["day"].as_str().expect("a day").to_string(),
+            );
+            let report = &reports[&key];
+            assert_eq!(pick(&row, &report.counts()), report.counts(), "at {parallelism} workers");
+            assert_eq!(row["minute"].as_str(), Some(report.minute.as_str()));
+        }
+    }
+}
+
+#[test]
+fn q17_reports_per_auction_and_day_with_price_statistics() {
+    let mut reports: std::collections::BTreeMap<(u64, String), Report> = std::collections::BTreeMap::new();
+    for b in bids() {
+        reports.entry((b.auction as u64, day(b.date_time))).or_default().add(&b);
+    }
+    let expected: Vec<Vec<u64>> = reports
+        .iter()
+        .map(|((auction, _), r)| {
+            let (min, max) = (r.prices.iter().min().expect("a bid"), r.prices.iter().max().expect("a bid"));
+            let sum: u64 = r.prices.iter().sum();
+            let mut row = vec![*auction];
+            row.extend(r.bids);
+            row.extend([*min, *max, sum / r.prices.len() as u64, sum]);
+            row
+        })
+        .collect();
+    for parallelism in [1, 2] {
+        let mut got: Vec<Vec<u64>> = run_updating("q17.sql", parallelism)
+            .iter()
+            .map(|r| {
+                [
+                    "auction",
+                    "total_bids",
+                    "rank1_bids",
+                    "rank2_bids",
+                    "rank3_bids",
+                    "min_price",
+                    "max_price",
+                    "avg_price",
+                    "sum_price",
+                ]
+                .iter()
+                .map(|k| r[*k].as_u64().expect("a number"))
+                .collect()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q20_expands_bids_on_category_10_with_their_auction() {
+    let events = nexmark::generate(EVENTS);
+    let auctions: std::collections::HashMap<u64, &nexmark::Auction> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) if a.category == 10 => Some((a.id as u64, a)),
+            _ => None,
+        })
+        .collect();
+    let mut expected: Vec<(u64, u64, String, String, u64)> = bids()
+        .iter()
+        .filter_map(|b| {
+            let a = auctions.get(&(b.auction as u64))?;
+            Some((b.auction as u64, b.bidder as u64, timestamp(b.date_time), timestamp(a.date_time), a.seller as u64))
+        })
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty(), "some bids are on category 10");
+    for parallelism in [1, 2] {
+        let mut got: Vec<(u64, u64, String, String, u64)> = run("q20.sql", parallelism)
+            .iter()
+            .map(|r| {
+                let text = |k: &str| r[k].as_str().expect("a time").to_string();
+                let id = |k: &str| r[k].as_u64().expect("a number");
+                (id("auction"), id("bidder"), text("bid_dateTime"), text("auction_dateTime"), id("seller"))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q21_numbers_channels_by_name_or_by_the_urls_channel_id() {
+    // The channel_id parameter: at the start of the URL or after a '&', up to the next '&'.
+    let parameter = |url: &str| {
+        let mut at = 0;
+        while let Some(found) = url[at..].find("channel_id=") {
+            let start = at + found;
+            if start == 0 || url.as_bytes()[start - 1] == b'&' {
+                let value = &url[start + "channel_id=".len()..];
+                return Some(value.split('&').next().unwrap_or_default().to_string());
+            }
+            at = start + 1;
+        }
+        None
+    };
+    let expected = sorted(bids().iter().filter_map(|b| {
+        let named = ["apple", "google", "facebook", "baidu"].iter().position(|n| *n == b.channel.to_lowercase());
+        let id = match named {
+            Some(i) => i.to_string(),
+            None => parameter(&b.url)?,
+        };
+        let fields = [("auction", b.auction.into()), ("bidder", b.bidder.into()), ("price", b.price.into())];
+        let mut fields = fields.to_vec();
+        fields.push(("channel", b.channel.clone().into()));
+        fields.push(("channel_id", id.into()));
+        Some(row(&fields))
+    }));
+    assert!(!expected.is_empty(), "some bids have a channel id");
+    for parallelism in [1, 2] {
+        assert_eq!(sorted(run("q21.sql", parallelism)), expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q22_takes_the_first_directories_of_each_url() {
+    let expected = sorted(bids().iter().map(|b| {
+        let dir = |i: usize| b.url.split('/').nth(i).map_or(Value::Null, |d| d.into());
+        row(&[
+            ("auction", b.auction.into()),
+            ("bidder", b.bidder.into()),
+            ("price", b.price.into()),
+            ("channel", b.channel.clone().into()),
+            ("dir1", dir(3)),
+            ("dir2", dir(4)),
+            ("dir3", dir(5)),
+        ])
+    }));
+    for parallelism in [1, 2] {
+        assert_eq!(sorted(run("q22.sql", parallelism)), expected, "at {parallelism} workers");
+    }
+}
+
 /// A JSON lines file of events in the `nexmark` crate's format, read by the
 /// filesystem connector with a computed COALESCE row time (as the SQL benchmark's
 /// tables do): the same bids as the generator's.
