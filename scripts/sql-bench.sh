@@ -14,6 +14,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 RUNS="${RUNS:-3}"
 QUERIES="${QUERIES:-q0 q1 q2 q3 q4 q5 q7 q8}"
 FLINK="${FLINK:-1}"
+# SINK=files: every engine writes a directory of JSON lines (the default); SINK=blackhole:
+# Sluice and Flink drop the rows (the examples' sink), as the typed API's runner does.
+SINK="${SINK:-files}"
 cargo build --release --locked -p sluice-cli -p sluice-bench
 sluice="$CARGO_TARGET_DIR/release/sluice"
 runner="$CARGO_TARGET_DIR/release/nexmark"
@@ -28,7 +31,7 @@ if [ "$FLINK" = 1 ] && ! "$flink/bin/python" -c "import pyflink" 2>/dev/null; th
     python3 -m venv "$flink"
     "$flink/bin/pip" install --quiet "apache-flink==2.3.*"
 fi
-out="bench/runs/$(date -u +%Y-%m-%d)-sql"
+out="bench/runs/$(date -u +%Y-%m-%d)-sql-$SINK"
 mkdir -p "$out"
 git rev-parse --short HEAD > "$out/commit" 2>/dev/null || true
 grep -m1 "model name" /proc/cpuinfo > "$out/machine" || true
@@ -36,7 +39,7 @@ for n in 1000000 3000000; do
     [ -f "$data/nexmark-$n.jsonl" ] || "$sluice" generate --events "$n" --output "$data/nexmark-$n.jsonl"
 done
 
-seconds() { local start end; start=$(date +%s.%N); "$@" > /dev/null; end=$(date +%s.%N); echo "$end - $start" | bc; }
+seconds() { local start end; start=$(date +%s.%N); "$@" > /dev/null || return 1; end=$(date +%s.%N); echo "$end - $start" | bc; }
 # Appends "LABEL SECONDS" to the raw runs; a failed run stops the benchmark.
 record() {
     local label=$1 time; shift
@@ -58,7 +61,11 @@ for query in $QUERIES; do
     format=json
     case "$query" in q4|q9|q15|q16|q17|q18|q19) format=debezium-json;; esac
     job="$data/$query-job.sql"
-    sed "s|'connector' = 'blackhole'|'connector' = 'filesystem', 'path' = '$data/out', 'format' = '$format'|" "$example" > "$job"
+    if [ "$SINK" = blackhole ]; then
+        cp "$example" "$job"
+    else
+        sed "s|'connector' = 'blackhole'|'connector' = 'filesystem', 'path' = '$data/out', 'format' = '$format'|" "$example" > "$job"
+    fi
     for run in $(seq "$RUNS"); do
         for n in 1000000 3000000; do
             for w in 1 2; do
@@ -71,7 +78,7 @@ for query in $QUERIES; do
             PYTHONPATH="$tools" record "$query duckdb w2 $n" python3 bench/sql/duckdb_bench.py "$query" "$data/nexmark-$n.jsonl"
             if [ "$FLINK" = 1 ]; then
                 rm -rf "$data/flink-out"
-                record "$query flink w1 $n" seconds "$flink/bin/python" bench/sql/flink_bench.py "$data/tables-$n.sql" "$example" "$data/flink-out" "$format"
+                record "$query flink w1 $n" seconds "$flink/bin/python" bench/sql/flink_bench.py "$data/tables-$n.sql" "$example" "$data/flink-out" "$format" "$SINK"
             fi
         done
     done
@@ -85,7 +92,7 @@ done
             for w in w1 w2; do
                 small=$(awk -v q="$query" -v e="$engine" -v w="$w" '$1==q && $2==e && $3==w && $4==1000000 {print $5}' "$raw" | median)
                 large=$(awk -v q="$query" -v e="$engine" -v w="$w" '$1==q && $2==e && $3==w && $4==3000000 {print $5}' "$raw" | median)
-                [ -n "$small" ] && [ -n "$large" ] || continue
+                [ -n "$small" ] && [ -n "$large" ] && [ "$small" != 0 ] || continue
                 rate=$(echo "scale=3; 2 / ($large - $small)" | bc)
                 echo "| $query | $engine | ${w#w} | $small | $large | $rate |"
             done

@@ -138,6 +138,9 @@ pub fn compile(script: &str, functions: &Functions) -> Result<CompiledJob, SqlEr
     for (statement, at) in &statements {
         match statement {
             Statement::CreateTable(table) => {
+                // The connector is named where the table is declared; its options are
+                // checked where the table is read or written.
+                crate::connectors::check_connector(table).map_err(|e| plan_error(at, &e))?;
                 catalog.add_table(table).map_err(|e| plan_error(at, &e))?;
             }
             Statement::CreateView { name, query } => {

@@ -124,6 +124,47 @@ fn a_hopping_window_holds_each_bid_in_every_window_it_overlaps() {
     }
 }
 
+/// A Top-N partitioned by window is a window Top-N: each window's first rows leave
+/// once, as inserts, so an append-only sink takes them.
+#[test]
+fn a_window_top_n_keeps_the_three_auctions_with_most_bids_of_each_window() {
+    let insert = "INSERT INTO out
+        SELECT window_start, bids, rownum FROM (
+            SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY bids DESC) AS rownum
+            FROM (
+                SELECT auction, window_start, window_end, COUNT(*) AS bids
+                FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))
+                GROUP BY auction, window_start, window_end))
+        WHERE rownum <= 3";
+    let columns = "window_start TIMESTAMP(3), bids BIGINT, rownum BIGINT";
+    let mut counts: BTreeMap<i64, BTreeMap<u64, u64>> = BTreeMap::new();
+    for bid in bids() {
+        let start = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(1_000);
+        *counts.entry(start).or_default().entry(bid.auction as u64).or_default() += 1;
+    }
+    // Per window, the three highest counts with their rank (ties rank in any order,
+    // with the same counts).
+    let mut expected: Vec<(i64, u64, u64)> = Vec::new();
+    for (start, auctions) in counts {
+        let mut top: Vec<u64> = auctions.into_values().collect();
+        top.sort_by(|a, b| b.cmp(a));
+        expected.extend(top.into_iter().take(3).enumerate().map(|(i, n)| (start, i as u64 + 1, n)));
+    }
+    expected.sort();
+    assert!(expected.len() > 6, "several windows: {}", expected.len());
+    for parallelism in [1, 2] {
+        let mut got: Vec<(i64, u64, u64)> = run(columns, insert, parallelism)
+            .iter()
+            .map(|row| {
+                let start = millis(row["window_start"].as_str().expect("a start"));
+                (start, row["rownum"].as_u64().expect("a rank"), row["bids"].as_u64().expect("a count"))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
 /// A window aggregation stopped after a checkpoint and restarted from it at another
 /// parallelism writes each window's results once, exactly-once into part files.
 #[test]

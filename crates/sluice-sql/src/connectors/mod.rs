@@ -132,6 +132,15 @@ impl Options {
 /// The connectors, by name.
 pub const CONNECTORS: [&str; 6] = ["blackhole", "filesystem", "log", "nexmark", "print", "upsert-log"];
 
+/// Fails unless `table` names a connector there is.
+pub fn check_connector(table: &TableDefinition) -> Result<()> {
+    let options = Options::of(table)?;
+    match CONNECTORS.contains(&options.connector()) {
+        true => Ok(()),
+        false => Err(unknown(&options, options.connector())),
+    }
+}
+
 /// The source reading `table`'s physical columns `schema`.
 pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSource>> {
     let options = Options::of(table)?;

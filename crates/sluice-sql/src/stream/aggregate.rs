@@ -96,11 +96,16 @@ impl Pane {
     fn groups<'a>(&mut self, rows: impl Iterator<Item = &'a [u8]>, out: &mut Vec<usize>) {
         out.clear();
         for row in rows {
-            let next = self.keys.len();
-            let group = *self.index.entry(Box::from(row)).or_insert(next);
-            if group == next {
-                self.keys.push(Box::from(row));
-            }
+            // Looked up first: a key is allocated once, when its group is new.
+            let group = match self.index.get(row) {
+                Some(group) => *group,
+                None => {
+                    let group = self.keys.len();
+                    self.index.insert(Box::from(row), group);
+                    self.keys.push(Box::from(row));
+                    group
+                }
+            };
             out.push(group);
         }
     }

@@ -212,12 +212,21 @@ impl Join {
             encoded.iter().zip(&nulls).map(|(row, null)| (!null).then_some(row.data())).collect();
         // The pairs: this batch's row, and the other side's (batch, row).
         let mut mine: Vec<u32> = Vec::new();
+        // The other side's batches holding matches, numbered in `used` as `theirs`
+        // refers to them: interleaving reads those, not every batch kept.
         let mut theirs: Vec<(usize, usize)> = Vec::new();
+        let mut used: Vec<usize> = Vec::new();
+        let mut numbered: FxHashMap<usize, usize> = FxHashMap::default();
         for (row, key) in rows.iter().enumerate() {
             let Some(matches) = key.and_then(|key| other.index.get(key)) else { continue };
             for &(id, at) in matches {
+                let kept = (id - other.first) as usize;
+                let number = *numbered.entry(kept).or_insert_with(|| {
+                    used.push(kept);
+                    used.len() - 1
+                });
                 mine.push(row as u32);
-                theirs.push(((id - other.first) as usize, at as usize));
+                theirs.push((number, at as usize));
             }
         }
         let joined =
@@ -234,7 +243,7 @@ impl Join {
                     let mut other_columns = Vec::new();
                     for column in keys..width {
                         let arrays: Vec<&dyn Array> =
-                            other.batches.iter().map(|kept| kept.rows.column(column).as_ref()).collect();
+                            used.iter().map(|&b| other.batches[b].rows.column(column).as_ref()).collect();
                         other_columns.push(arrow_select::interleave::interleave(&arrays, &theirs).map_err(|e| {
                             Error::Operator { operator: self.spec.name.clone(), message: e.to_string() }
                         })?);
@@ -277,20 +286,22 @@ impl Join {
             let entry = groups.entry(group).or_insert_with(|| (key.to_vec(), Vec::new()));
             entry.1.extend(rows.iter().map(|(id, row)| ((id - side.first) as usize, *row as usize)));
         }
-        let arrived: Vec<ArrayRef> = side
-            .batches
-            .iter()
-            .map(|kept| Arc::new(Int64Array::from(vec![kept.arrived; kept.rows.num_rows()])) as ArrayRef)
-            .collect();
+        // All kept rows in one batch, with when each arrived; each key group's rows
+        // taken from it.
+        let mut offsets = Vec::with_capacity(side.batches.len());
+        let mut parts = Vec::with_capacity(side.batches.len());
+        let mut total = 0;
+        for kept in &side.batches {
+            offsets.push(total);
+            total += kept.rows.num_rows();
+            let mut columns = kept.rows.columns().to_vec();
+            columns.push(Arc::new(Int64Array::from(vec![kept.arrived; kept.rows.num_rows()])));
+            parts.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| self.error(e))?);
+        }
+        let all = arrow_select::concat::concat_batches(&schema, &parts).map_err(|e| self.error(e))?;
         for (_, (key, rows)) in groups {
-            let mut columns = Vec::new();
-            for column in 0..first.num_columns() {
-                let arrays: Vec<&dyn Array> = side.batches.iter().map(|k| k.rows.column(column).as_ref()).collect();
-                columns.push(arrow_select::interleave::interleave(&arrays, &rows).map_err(|e| self.error(e))?);
-            }
-            let arrays: Vec<&dyn Array> = arrived.iter().map(|a| a.as_ref()).collect();
-            columns.push(arrow_select::interleave::interleave(&arrays, &rows).map_err(|e| self.error(e))?);
-            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| self.error(e))?;
+            let indices = UInt32Array::from_iter_values(rows.iter().map(|(b, r)| (offsets[*b] + r) as u32));
+            let batch = arrow_select::take::take_record_batch(&all, &indices).map_err(|e| self.error(e))?;
             state.keyed(&key, &SideEntry { side: which, batch: ipc_encode(&batch)? })?;
         }
         Ok(())

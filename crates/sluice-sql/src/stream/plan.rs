@@ -233,7 +233,15 @@ impl<'a> StreamPlanner<'a> {
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        create_physical_expr(expr, schema, &self.props, &Default::default()).map_err(plan_error)
+        // Simplified again: the physical planner takes only simplified expressions
+        // (`arrow_cast` rewritten), and a projection the optimizer made after its
+        // simplification pass may hold others.
+        let context =
+            datafusion_expr::simplify::SimplifyContext::builder().with_schema(Arc::new(schema.clone())).build();
+        let expr = datafusion_optimizer::simplify_expressions::ExprSimplifier::new(context)
+            .simplify(expr.clone())
+            .map_err(plan_error)?;
+        create_physical_expr(&expr, schema, &self.props, &Default::default()).map_err(plan_error)
     }
 
     /// Adds a filter and projection step: rows that meet `filter`, then `projections`.
@@ -375,11 +383,13 @@ impl<'a> StreamPlanner<'a> {
         if let Some(watermark) = &definition.watermark {
             let rowtime = needed.iter().position(|&i| columns[i].name == watermark.column).expect("invariant: needed");
             let expression = self.sql_expr(&watermark.expression, &open.schema)?;
+            let delay = fixed_delay(&expression, &watermark.column);
             let expression = self.physical(&expression, &open.schema)?;
             let spec = WatermarkSpec {
                 name: format!("watermark of {name}"),
                 rowtime,
                 expression,
+                delay,
                 idle_timeout: self.idle_timeout,
             };
             self.push_step(
@@ -649,8 +659,9 @@ impl<'a> StreamPlanner<'a> {
         let left_exchange = self.topology.operators.len() - 1;
         let (right_edge, right_schema) = self.exchange(right, &right_keys, &[], &join.right)?;
         let right_exchange = self.topology.operators.len() - 1;
-        let name =
-            format!("join ({})", join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND "));
+        let kind = if window_end.is_some() { "window join" } else { "join" };
+        let on = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ");
+        let name = format!("{kind} ({on})");
         let operator = self.topology.add_operator(
             &name,
             OperatorKind::Operator,
@@ -948,6 +959,27 @@ fn time_of(expr: &Expr, schema: &DFSchema, times: &[Time]) -> Time {
             schema.index_of_column(column).ok().and_then(|i| times.get(i).copied()).unwrap_or(Time::None)
         }
         _ => Time::None,
+    }
+}
+
+/// How far behind the row time `column` a watermark expression is, when it is the
+/// column itself or the column less a fixed interval of days, hours, seconds or less.
+fn fixed_delay(expr: &Expr, column: &str) -> Option<i64> {
+    use datafusion_common::ScalarValue;
+    use datafusion_expr::{BinaryExpr, Operator};
+    let is_rowtime = |e: &Expr| matches!(unalias(e), Expr::Column(c) if c.name == column);
+    match unalias(expr) {
+        e if is_rowtime(e) => Some(0),
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) if is_rowtime(left) => match unalias(right) {
+            Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+                Some(i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds))
+            }
+            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+                Some(i64::from(v.days) * 86_400_000 + v.nanoseconds.div_euclid(1_000_000))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -28,6 +28,10 @@ pub struct WatermarkSpec {
     pub rowtime: usize,
     /// The watermark expression over the row.
     pub expression: Arc<dyn PhysicalExpr>,
+    /// When the expression is the row time less a fixed interval (`ts - INTERVAL '4'
+    /// SECOND`, nearly always), that interval in milliseconds: the expression is not
+    /// evaluated then.
+    pub delay: Option<i64>,
     /// After this long without rows the source is idle and does not hold back the
     /// watermark of a join or union (`None`: never).
     pub idle_timeout: Option<Timestamp>,
@@ -115,9 +119,18 @@ impl Push<RecordBatch> for WatermarkAssigner {
         self.last_row_at = MIN_TIMESTAMP;
         let rows = batch.num_rows();
         let rowtimes = millis(batch.column(self.spec.rowtime))?;
-        let marks =
-            self.spec.expression.evaluate(&batch).and_then(|v| v.into_array(rows)).map_err(|e| self.error(e))?;
-        let marks = millis(&marks)?;
+        let marks = match self.spec.delay {
+            Some(delay) => rowtimes.iter().map(|t| t.map(|t| t.saturating_sub(delay))).collect(),
+            None => {
+                let marks = self
+                    .spec
+                    .expression
+                    .evaluate(&batch)
+                    .and_then(|v| v.into_array(rows))
+                    .map_err(|e| self.error(e))?;
+                millis(&marks)?
+            }
+        };
         let mut start = 0;
         for row in 0..rows {
             let late = rowtimes[row].is_some_and(|time| time <= self.highest);
