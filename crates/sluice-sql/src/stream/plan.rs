@@ -522,25 +522,8 @@ impl<'a> StreamPlanner<'a> {
                 Ok(AggregateCall { function: Arc::new(built), args, filter })
             })
             .collect::<Result<Vec<_>>>()?;
-        // The exchange by the group key.
-        let exchange =
-            self.add_operator(&open, "key by the group key", OperatorKind::Exchange, OperatorState::Stateless);
-        self.channels.push(EdgeKind::Hash);
-        let edge = self.channels.len() - 1;
-        self.segments.push(Segment {
-            root: open.root,
-            steps: open.steps,
-            end: End::Exchange { operator: exchange, edge, schema: laid_schema.clone(), keys },
-        });
-        let mut open = Open {
-            root: Root::Gate { edge, name: "group key".to_string() },
-            steps: Vec::new(),
-            last: exchange,
-            link: Link::Channel(EdgeKind::Hash),
-            schema: laid_out.schema.clone(),
-            times: Vec::new(),
-            updating: false,
-        };
+        let mut open = self.through_group_key(open, laid_schema.clone(), keys);
+        open.schema = laid_out.schema.clone();
         let output: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
         let calls_named =
             aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
@@ -693,6 +676,31 @@ impl<'a> StreamPlanner<'a> {
         Ok(open)
     }
 
+    /// Ends `open`'s segment with a hash exchange by its first `keys` columns (rows of
+    /// `schema`) and opens the next segment at the gate behind it, its schema and time
+    /// attributes for the caller to set.
+    fn through_group_key(&mut self, open: Open, schema: SchemaRef, keys: usize) -> Open {
+        let exchange =
+            self.add_operator(&open, "key by the group key", OperatorKind::Exchange, OperatorState::Stateless);
+        self.channels.push(EdgeKind::Hash);
+        let edge = self.channels.len() - 1;
+        let next_schema = open.schema.clone();
+        self.segments.push(Segment {
+            root: open.root,
+            steps: open.steps,
+            end: End::Exchange { operator: exchange, edge, schema, keys },
+        });
+        Open {
+            root: Root::Gate { edge, name: "group key".to_string() },
+            steps: Vec::new(),
+            last: exchange,
+            link: Link::Channel(EdgeKind::Hash),
+            schema: next_schema,
+            times: Vec::new(),
+            updating: false,
+        }
+    }
+
     /// A `GROUP BY` of updating rows, laid out in `open` as [`Self::aggregate`] lays
     /// them out: exchanged by the group key into a retracting aggregation.
     fn retracting_aggregate(
@@ -715,24 +723,10 @@ impl<'a> StreamPlanner<'a> {
             retracting.push(RetractCall { function: kind, arg: args.first().copied(), filter });
         }
         let keys = aggregate.group_expr.len();
-        let exchange =
-            self.add_operator(&open, "key by the group key", OperatorKind::Exchange, OperatorState::Stateless);
-        self.channels.push(EdgeKind::Hash);
-        let edge = self.channels.len() - 1;
-        self.segments.push(Segment {
-            root: open.root,
-            steps: open.steps,
-            end: End::Exchange { operator: exchange, edge, schema: laid_schema.clone(), keys },
-        });
-        let mut open = Open {
-            root: Root::Gate { edge, name: "group key".to_string() },
-            steps: Vec::new(),
-            last: exchange,
-            link: Link::Channel(EdgeKind::Hash),
-            schema: aggregate.schema.clone(),
-            times: vec![Time::None; aggregate.schema.fields().len()],
-            updating: true,
-        };
+        let mut open = self.through_group_key(open, laid_schema.clone(), keys);
+        open.schema = aggregate.schema.clone();
+        open.times = vec![Time::None; aggregate.schema.fields().len()];
+        open.updating = true;
         let name = format!(
             "retracting group aggregate ({})",
             aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ")
