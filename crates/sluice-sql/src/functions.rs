@@ -32,6 +32,37 @@ fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
     ColumnarValue::values_to_arrays(&args.args)
 }
 
+/// What a function last made from a text argument (a compiled pattern), kept: such
+/// arguments are nearly always literals. It takes no part in comparing functions,
+/// which compare by their signatures.
+#[derive(Debug)]
+struct LastMade<T>(Mutex<Option<(String, T)>>);
+
+impl<T> Default for LastMade<T> {
+    fn default() -> Self {
+        LastMade(Mutex::new(None))
+    }
+}
+
+impl<T> PartialEq for LastMade<T> {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for LastMade<T> {}
+
+impl<T> std::hash::Hash for LastMade<T> {
+    fn hash<H: std::hash::Hasher>(&self, _state: &mut H) {}
+}
+
+impl<T> LastMade<T> {
+    /// The kept (text, value), if any; a panic elsewhere leaves it usable.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, T)>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Nexmark's `count_char(string, char)`: how many times `char` (its first character)
 /// occurs in `string`.
 pub fn count_char() -> ScalarUDF {
@@ -130,30 +161,16 @@ impl ScalarUDFImpl for SplitIndex {
 /// `REGEXP_EXTRACT(string, regex[, group])`: the text of match group `group` (0 the
 /// whole match, the default) of the first match of `regex`, NULL without a match, a
 /// valid regex or such a group.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct RegexpExtract {
     signature: Signature,
-    /// The last pattern compiled, kept: patterns are nearly always literals.
-    compiled: Mutex<Option<(String, Option<regex::Regex>)>>,
+    /// The last pattern compiled.
+    compiled: LastMade<Option<regex::Regex>>,
 }
 
 impl Default for RegexpExtract {
     fn default() -> Self {
-        RegexpExtract { signature: user_defined(), compiled: Mutex::new(None) }
-    }
-}
-
-impl PartialEq for RegexpExtract {
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for RegexpExtract {}
-
-impl std::hash::Hash for RegexpExtract {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.signature.hash(state)
+        RegexpExtract { signature: user_defined(), compiled: LastMade::default() }
     }
 }
 
@@ -180,10 +197,7 @@ impl ScalarUDFImpl for RegexpExtract {
         let arrays = arrays(&args)?;
         let (strings, patterns) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
         let groups = arrays.get(2).map(|a| a.as_primitive::<Int64Type>());
-        let mut compiled = match self.compiled.lock() {
-            Ok(compiled) => compiled,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut compiled = self.compiled.lock();
         let mut out = StringBuilder::with_capacity(strings.len(), strings.len() * 8);
         for row in 0..strings.len() {
             let group = groups.map_or(Some(0), |g| (!g.is_null(row)).then(|| g.value(row)));
@@ -208,30 +222,16 @@ impl ScalarUDFImpl for RegexpExtract {
 
 /// `DATE_FORMAT(timestamp, format)`: the timestamp as text in a Java
 /// `SimpleDateFormat` pattern (`yyyy-MM-dd HH:mm:ss`), in UTC.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct DateFormat {
     signature: Signature,
-    /// The last pattern converted to chrono's, kept.
-    converted: Mutex<Option<(String, String)>>,
+    /// The last pattern converted to chrono's.
+    converted: LastMade<String>,
 }
 
 impl Default for DateFormat {
     fn default() -> Self {
-        DateFormat { signature: user_defined(), converted: Mutex::new(None) }
-    }
-}
-
-impl PartialEq for DateFormat {
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for DateFormat {}
-
-impl std::hash::Hash for DateFormat {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.signature.hash(state)
+        DateFormat { signature: user_defined(), converted: LastMade::default() }
     }
 }
 
@@ -257,10 +257,7 @@ impl ScalarUDFImpl for DateFormat {
         let arrays = arrays(&args)?;
         let times = arrays[0].as_primitive::<TimestampMillisecondType>();
         let formats = arrays[1].as_string::<i32>();
-        let mut converted = match self.converted.lock() {
-            Ok(converted) => converted,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut converted = self.converted.lock();
         let mut out = StringBuilder::with_capacity(times.len(), times.len() * 10);
         let mut text = String::new();
         for row in 0..times.len() {

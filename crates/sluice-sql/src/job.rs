@@ -171,7 +171,7 @@ pub fn compile(script: &str, functions: &Functions) -> Result<CompiledJob, SqlEr
     }
     let mut planner = StreamPlanner::new(&catalog);
     planner.idle_timeout = settings.idle_timeout.map(|d| d.as_millis() as i64);
-    planner.state_ttl = settings.state_ttl.map(|d| d.as_millis() as i64);
+    planner.state_ttl = settings.state_ttl.map(|d| d.as_millis() as i64).filter(|ttl| *ttl > 0);
     for (plan, table, at) in &runs {
         let (table, schema) = match table {
             Some(table) => {

@@ -17,6 +17,7 @@
 //! its next row starts it again with an insert.
 
 use super::aggregate::{key_converter, AggregateCall};
+use super::state::{KeyedState, Updated};
 use crate::changelog::{RowKind, ROW_KIND};
 use arrow_array::{Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow_row::{RowConverter, SortField};
@@ -97,10 +98,8 @@ pub struct GroupAggregate {
     states: RowConverter,
     outputs: RowConverter,
     changelog: SchemaRef,
-    groups: FxHashMap<Box<[u8]>, Group>,
+    groups: KeyedState<Group>,
     clock: fn() -> Timestamp,
-    /// When expired groups were last removed.
-    swept: Timestamp,
 }
 
 impl GroupAggregate {
@@ -111,10 +110,9 @@ impl GroupAggregate {
             states: state_converter(&spec)?,
             outputs: output_converter(&spec)?,
             changelog: spec.changelog_schema(),
+            groups: KeyedState::new(spec.ttl),
             spec,
-            groups: FxHashMap::default(),
             clock: sluice_runtime::now_millis,
-            swept: Timestamp::MIN,
         })
     }
 
@@ -127,10 +125,6 @@ impl GroupAggregate {
 
     fn error(&self, e: impl std::fmt::Display) -> Error {
         Error::Operator { operator: self.spec.name.clone(), message: e.to_string() }
-    }
-
-    fn expired(&self, group: &Group, now: Timestamp) -> bool {
-        self.spec.ttl.is_some_and(|ttl| group.updated.saturating_add(ttl) <= now)
     }
 
     fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
@@ -177,15 +171,15 @@ impl GroupAggregate {
         let mut accumulators = self.accumulators()?;
         let mut before: Vec<usize> = Vec::new();
         for g in 0..total {
-            if let Some(group) = self.groups.get(key_of(g).data()) {
-                if !self.expired(group, now) {
+            if let Some(group) = self.groups.map.get(key_of(g).data()) {
+                if !self.groups.expired(group, now) {
                     before.push(g);
                 }
             }
         }
         if !before.is_empty() {
             let parser = self.states.parser();
-            let rows = before.iter().map(|&g| parser.parse(&self.groups[key_of(g).data()].state));
+            let rows = before.iter().map(|&g| parser.parse(&self.groups.map[key_of(g).data()].state));
             let columns = self.states.convert_rows(rows).map_err(|e| self.error(e))?;
             self.merge(&mut accumulators, &columns, &before, total)?;
         }
@@ -224,7 +218,7 @@ impl GroupAggregate {
             let key = key_rows.row(first as usize);
             let result = new_results.row(g);
             let updated = Group { state: new_states.row(g).data().into(), output: result.data().into(), updated: now };
-            match self.groups.get_mut(key.data()) {
+            match self.groups.map.get_mut(key.data()) {
                 Some(group) if before.binary_search(&g).is_ok() => {
                     if *group.output != *result.data() {
                         order.push((1, retracted.len()));
@@ -245,7 +239,7 @@ impl GroupAggregate {
                 None => {
                     order.push((0, g));
                     kinds.push(RowKind::Insert.code());
-                    self.groups.insert(key.data().into(), updated);
+                    self.groups.map.insert(key.data().into(), updated);
                 }
             }
         }
@@ -274,6 +268,12 @@ impl GroupAggregate {
     }
 }
 
+impl Updated for Group {
+    fn updated(&self) -> Timestamp {
+        self.updated
+    }
+}
+
 impl Operator for GroupAggregate {
     type In = RecordBatch;
     type Out = RecordBatch;
@@ -289,28 +289,16 @@ impl Operator for GroupAggregate {
     }
 
     fn on_processing_time(&mut self, now: Timestamp, _out: &mut Output<RecordBatch>) -> Result<()> {
-        // Expired groups are removed a few times per TTL; until then they are only
-        // ignored.
-        let Some(ttl) = self.spec.ttl else { return Ok(()) };
-        if now.saturating_sub(self.swept) >= (ttl / 4).max(1) {
-            self.swept = now;
-            self.groups.retain(|_, group| group.updated.saturating_add(ttl) > now);
-        }
+        self.groups.sweep(now);
         Ok(())
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        for (key, group) in &self.groups {
-            state.keyed(&key.to_vec(), group)?;
-        }
-        Ok(())
+        self.groups.snapshot(state)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        state.for_each_keyed(|key: Vec<u8>, group: Group| {
-            self.groups.insert(key.into(), group);
-            Ok(())
-        })
+        self.groups.restore(state, |_, _| {})
     }
 }
 

@@ -124,7 +124,8 @@ pub struct StreamPlanner<'a> {
     props: ExecutionProps,
     /// After this long without rows a source is idle (`table.exec.source.idle-timeout`).
     pub idle_timeout: Option<Timestamp>,
-    /// How long updating operators keep a key not updated (`table.exec.state.ttl`).
+    /// How long updating operators keep a key not updated (`table.exec.state.ttl`;
+    /// `None` for ever, as Flink's `0`).
     pub state_ttl: Option<Timestamp>,
     /// The number of rows a filter above keeps of each `ROW_NUMBER()` window (by the
     /// window node's address in the plan): what makes it a Top-N.
@@ -536,7 +537,7 @@ impl<'a> StreamPlanner<'a> {
                 calls,
                 schema: output,
                 input: laid_schema,
-                ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+                ttl: self.state_ttl,
             };
             spec.check()?;
             self.push_step(
@@ -658,7 +659,7 @@ impl<'a> StreamPlanner<'a> {
             left: left_schema,
             right: right_schema,
             schema: Arc::new(join.schema.as_arrow().clone()),
-            ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+            ttl: self.state_ttl,
             window_end,
         };
         let mut open = Open {
@@ -737,7 +738,7 @@ impl<'a> StreamPlanner<'a> {
             calls: retracting,
             schema: Arc::new(aggregate.schema.as_arrow().clone()),
             input: laid_schema,
-            ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+            ttl: self.state_ttl,
         };
         spec.check()?;
         self.push_step(
@@ -848,7 +849,7 @@ impl<'a> StreamPlanner<'a> {
             input: laid_out.clone(),
             schema: Arc::new(window.schema.as_arrow().clone()),
             window_end,
-            ttl: self.state_ttl.filter(|ttl| *ttl > 0),
+            ttl: self.state_ttl,
         };
         spec.check()?;
         let mut open = Open {

@@ -16,6 +16,7 @@
 //! leave the first N are forgotten.
 
 use super::aggregate::key_converter;
+use super::state::{KeyedState, Updated};
 use super::watermark::millis;
 use crate::changelog::{RowKind, ROW_KIND};
 use arrow_array::{ArrayRef, Int8Array, RecordBatch, RecordBatchOptions, UInt64Array};
@@ -101,6 +102,12 @@ struct Partition {
     updated: Timestamp,
 }
 
+impl Updated for Partition {
+    fn updated(&self) -> Timestamp {
+        self.updated
+    }
+}
+
 /// One worker's Top-N.
 pub struct Rank {
     spec: Arc<RankSpec>,
@@ -108,11 +115,10 @@ pub struct Rank {
     order: RowConverter,
     rows: RowConverter,
     output: SchemaRef,
-    partitions: FxHashMap<Box<[u8]>, Partition>,
+    partitions: KeyedState<Partition>,
     /// In a window Top-N, the partitions of each window, by its end.
     windows: BTreeMap<Timestamp, Vec<Box<[u8]>>>,
     watermark: Timestamp,
-    swept: Timestamp,
 }
 
 /// The rows of one output batch, before they are decoded: (row, row number, kind).
@@ -122,16 +128,17 @@ impl Rank {
     /// A Top-N with nothing kept.
     pub fn new(spec: Arc<RankSpec>) -> Result<Self> {
         let (keys, order, rows) = spec.converters()?;
+        // A window's partitions go with the watermark, not the state TTL.
+        let ttl = spec.ttl.filter(|_| spec.window_end.is_none());
         Ok(Rank {
             output: spec.output_schema(),
+            partitions: KeyedState::new(ttl),
             spec,
             keys,
             order,
             rows,
-            partitions: FxHashMap::default(),
             windows: BTreeMap::new(),
             watermark: Timestamp::MIN,
-            swept: Timestamp::MIN,
         })
     }
 
@@ -177,14 +184,14 @@ impl Operator for Rank {
                 continue; // Late: its window has been sent.
             }
             let key = keys.row(row).data();
-            if !self.partitions.contains_key(key) {
+            if !self.partitions.map.contains_key(key) {
                 let key: Box<[u8]> = key.into();
                 if let Some(end) = end {
                     self.windows.entry(end).or_default().push(key.clone());
                 }
-                self.partitions.insert(key, Partition { end, ..Partition::default() });
+                self.partitions.map.insert(key, Partition { end, ..Partition::default() });
             }
-            let partition = self.partitions.get_mut(key).expect("invariant: inserted");
+            let partition = self.partitions.map.get_mut(key).expect("invariant: inserted");
             let rank = order.row(row).data();
             let at = partition.rows.partition_point(|(kept, _)| kept.as_ref() <= rank);
             if at >= spec.limit {
@@ -204,7 +211,7 @@ impl Operator for Rank {
         let mut changes: Changes<'_> = Vec::new();
         for key in &touched {
             let old = &before[key];
-            let new = &self.partitions[key].rows;
+            let new = &self.partitions.map[key].rows;
             for position in 0..old.len().max(new.len()) {
                 let number = position as u64 + 1;
                 match (old.get(position), new.get(position)) {
@@ -237,7 +244,7 @@ impl Operator for Rank {
                 break;
             }
             for key in entry.remove() {
-                if let Some(partition) = self.partitions.remove(&key) {
+                if let Some(partition) = self.partitions.map.remove(&key) {
                     done.push(partition);
                 }
             }
@@ -254,30 +261,22 @@ impl Operator for Rank {
     }
 
     fn on_processing_time(&mut self, now: Timestamp, _out: &mut Output<RecordBatch>) -> Result<()> {
-        let Some(ttl) = self.spec.ttl else { return Ok(()) };
-        if self.spec.window_end.is_none() && now.saturating_sub(self.swept) >= (ttl / 4).max(1) {
-            self.swept = now;
-            self.partitions.retain(|_, partition| partition.updated.saturating_add(ttl) > now);
-        }
+        self.partitions.sweep(now);
         Ok(())
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        for (key, partition) in &self.partitions {
-            state.keyed(&key.to_vec(), partition)?;
-        }
+        self.partitions.snapshot(state)?;
         state.clock(&self.watermark)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
         self.watermark = state.clocks::<Timestamp>()?.into_iter().min().unwrap_or(Timestamp::MIN);
-        state.for_each_keyed(|key: Vec<u8>, partition: Partition| {
-            let key: Box<[u8]> = key.into();
+        let windows = &mut self.windows;
+        self.partitions.restore(state, |key, partition| {
             if let Some(end) = partition.end {
-                self.windows.entry(end).or_default().push(key.clone());
+                windows.entry(end).or_default().push(key.into());
             }
-            self.partitions.insert(key, partition);
-            Ok(())
         })
     }
 }

@@ -10,6 +10,7 @@
 //! own, one row at a time: a retracting aggregation is slower than one of
 //! append-only input. Results leave once per batch, as in `group.rs`.
 
+use super::state::{KeyedState, Updated};
 use crate::changelog::{row_kinds, RowKind, ROW_KIND};
 use arrow_array::{Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow_row::{RowConverter, SortField};
@@ -147,8 +148,7 @@ pub struct RetractAggregate {
     values: Vec<Option<RowConverter>>,
     outputs: RowConverter,
     changelog: SchemaRef,
-    groups: FxHashMap<Box<[u8]>, Group>,
-    swept: Timestamp,
+    groups: KeyedState<Group>,
 }
 
 impl RetractAggregate {
@@ -172,9 +172,8 @@ impl RetractAggregate {
             values,
             outputs: RowConverter::new(outputs).map_err(error)?,
             changelog: spec.changelog_schema(),
+            groups: KeyedState::new(spec.ttl),
             spec,
-            groups: FxHashMap::default(),
-            swept: Timestamp::MIN,
         })
     }
 
@@ -262,6 +261,12 @@ fn apply(state: &mut CallState, value: Option<(&ScalarValue, Option<Vec<u8>>)>, 
     Ok(())
 }
 
+impl Updated for Group {
+    fn updated(&self) -> Timestamp {
+        self.updated
+    }
+}
+
 impl Operator for RetractAggregate {
     type In = RecordBatch;
     type Out = RecordBatch;
@@ -295,15 +300,15 @@ impl Operator for RetractAggregate {
             };
             let key = keys.row(row).data();
             if !before.contains_key(key) {
-                let previous = self.groups.get(key).and_then(|g| g.output.clone());
+                let previous = self.groups.map.get(key).and_then(|g| g.output.clone());
                 before.insert(key.into(), previous);
                 touched.push((key.into(), row as u32));
             }
-            if !self.groups.contains_key(key) {
+            if !self.groups.map.contains_key(key) {
                 let group = Group { rows: 0, calls: self.fresh(), output: None, updated: now };
-                self.groups.insert(key.into(), group);
+                self.groups.map.insert(key.into(), group);
             }
-            let group = self.groups.get_mut(key).expect("invariant: inserted");
+            let group = self.groups.map.get_mut(key).expect("invariant: inserted");
             group.rows += sign;
             group.updated = now;
             for (i, call) in spec.calls.iter().enumerate() {
@@ -329,13 +334,13 @@ impl Operator for RetractAggregate {
         let mut order: Vec<(usize, usize)> = Vec::new();
         for (key, first) in &touched {
             let previous = before.remove(key).flatten();
-            let group = &self.groups[key];
+            let group = &self.groups.map[key];
             if group.rows <= 0 {
                 if let Some(previous) = previous {
                     order.push((0, retracted.len()));
                     retracted.push((*first, previous, RowKind::Delete));
                 }
-                self.groups.remove(key);
+                self.groups.map.remove(key);
                 continue;
             }
             let results = (0..spec.calls.len())
@@ -355,7 +360,7 @@ impl Operator for RetractAggregate {
                     added.push((*first, row.clone(), RowKind::Insert));
                 }
             }
-            self.groups.get_mut(key).expect("invariant: kept").output = Some(row);
+            self.groups.map.get_mut(key).expect("invariant: kept").output = Some(row);
         }
         if order.is_empty() {
             return Ok(());
@@ -391,26 +396,16 @@ impl Operator for RetractAggregate {
     }
 
     fn on_processing_time(&mut self, now: Timestamp, _out: &mut Output<RecordBatch>) -> Result<()> {
-        let Some(ttl) = self.spec.ttl else { return Ok(()) };
-        if now.saturating_sub(self.swept) >= (ttl / 4).max(1) {
-            self.swept = now;
-            self.groups.retain(|_, group| group.updated.saturating_add(ttl) > now);
-        }
+        self.groups.sweep(now);
         Ok(())
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        for (key, group) in &self.groups {
-            state.keyed(&key.to_vec(), group)?;
-        }
-        Ok(())
+        self.groups.snapshot(state)
     }
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
-        state.for_each_keyed(|key: Vec<u8>, group: Group| {
-            self.groups.insert(key.into(), group);
-            Ok(())
-        })
+        self.groups.restore(state, |_, _| {})
     }
 }
 
