@@ -1,7 +1,8 @@
 //! Flink SQL's lexical rules for sqlparser: identifiers quoted with backticks, the
-//! clauses Flink has (`FILTER (WHERE ...)` on aggregates), and the `TABLE name`
-//! argument of window table functions (`TUMBLE(TABLE bid, DESCRIPTOR(ts), ...)`), read
-//! as a call `TABLE(name)` that the planner recognises.
+//! clauses Flink has (`FILTER (WHERE ...)` on aggregates), and the `TABLE name
+//! [PARTITION BY keys]` argument of window table functions (`TUMBLE(TABLE bid,
+//! DESCRIPTOR(ts), ...)`), read as a call `TABLE(name, keys...)` that the planner
+//! recognises.
 
 use sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
@@ -48,12 +49,29 @@ impl Dialect for FlinkDialect {
             return None;
         }
         parser.next_token();
-        Some(parser.parse_object_name(false).map(table_argument))
+        Some(parse_table_argument(parser))
     }
 }
 
-/// `TABLE name` as the call `TABLE(name)`.
-fn table_argument(name: ObjectName) -> Expr {
+/// `name [PARTITION BY key | PARTITION BY (key, ...)]`, after `TABLE`.
+fn parse_table_argument(parser: &mut Parser) -> Result<Expr, ParserError> {
+    let name = parser.parse_object_name(false)?;
+    let mut keys = Vec::new();
+    if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+        keys = match parser.consume_token(&Token::LParen) {
+            true => {
+                let keys = parser.parse_comma_separated(Parser::parse_expr)?;
+                parser.expect_token(&Token::RParen)?;
+                keys
+            }
+            false => vec![parser.parse_expr()?],
+        };
+    }
+    Ok(table_argument(name, keys))
+}
+
+/// `TABLE name PARTITION BY keys` as the call `TABLE(name, keys...)`.
+fn table_argument(name: ObjectName, keys: Vec<Expr>) -> Expr {
     let parts: Vec<Ident> = name.0.iter().filter_map(|part| part.as_ident().cloned()).collect();
     let reference = match parts.len() {
         1 => Expr::Identifier(parts[0].clone()),
@@ -65,7 +83,10 @@ fn table_argument(name: ObjectName) -> Expr {
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(reference))],
+            args: std::iter::once(reference)
+                .chain(keys)
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
             clauses: Vec::new(),
         }),
         filter: None,

@@ -19,6 +19,7 @@ pub mod dialect;
 mod error;
 pub mod format;
 mod functions;
+mod group_window;
 pub mod job;
 pub mod plan;
 mod rewrite;

@@ -65,6 +65,17 @@ pub struct WindowSource {
     schema: SchemaRef,
 }
 
+impl WindowSource {
+    /// Holds a call's name while its input is planned.
+    fn placeholder(tvf: &crate::tvf::WindowTvf) -> Self {
+        let empty = Arc::new(LogicalPlan::EmptyRelation(datafusion_expr::logical_plan::EmptyRelation {
+            produce_one_row: false,
+            schema: Arc::new(DFSchema::empty()),
+        }));
+        WindowSource { tvf: tvf.clone(), input: empty, schema: Arc::new(Schema::empty()) }
+    }
+}
+
 impl TableSource for WindowSource {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
@@ -218,8 +229,15 @@ impl Catalog {
     pub fn plan(&self, statement: &sqlparser::ast::Statement) -> Result<LogicalPlan> {
         let mut statement = statement.clone();
         crate::rewrite::flink_to_datafusion(&mut statement);
+        crate::group_window::to_window_functions(&mut statement).map_err(DataFusionError::Plan)?;
         let first = self.windows.borrow().len();
-        for tvf in crate::tvf::take_windows(&mut statement, first).map_err(DataFusionError::Plan)? {
+        let tvfs = crate::tvf::take_windows(&mut statement, first).map_err(DataFusionError::Plan)?;
+        // Reserved before their inputs are planned: a subquery's own windows are
+        // numbered after them.
+        for tvf in &tvfs {
+            self.windows.borrow_mut().insert(tvf.name.clone(), Arc::new(WindowSource::placeholder(tvf)));
+        }
+        for tvf in tvfs {
             let window = self.window_source(tvf)?;
             self.windows.borrow_mut().insert(window.tvf.name.clone(), Arc::new(window));
         }
@@ -229,10 +247,15 @@ impl Catalog {
 
     /// The table a window table function call becomes.
     fn window_source(&self, tvf: crate::tvf::WindowTvf) -> Result<WindowSource> {
-        let reference = TableReference::bare(tvf.table.clone());
-        let input =
-            datafusion_expr::LogicalPlanBuilder::scan(reference.clone(), self.get_table_source(reference)?, None)?
-                .build()?;
+        let input = match &tvf.query {
+            // Optimized now: the statement's optimizer does not see inside the window.
+            Some(query) => self.optimize(self.plan(&sqlparser::ast::Statement::Query(query.clone()))?)?,
+            None => {
+                let reference = TableReference::bare(tvf.table.clone());
+                datafusion_expr::LogicalPlanBuilder::scan(reference.clone(), self.get_table_source(reference)?, None)?
+                    .build()?
+            }
+        };
         let arrow = input.schema().as_arrow();
         let time = arrow.field_with_name(&tvf.time).map_err(|_| {
             DataFusionError::Plan(format!("the window's time column {} is not a column of {}", tvf.time, tvf.table))
@@ -254,6 +277,11 @@ impl Catalog {
 
     /// The plan of a query or insert as it runs: type checked and optimized.
     pub fn optimized(&self, statement: &sqlparser::ast::Statement) -> Result<LogicalPlan> {
+        self.optimize(self.plan(statement)?)
+    }
+
+    /// `plan` rewritten by the optimizer rules that hold for streams.
+    fn optimize(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
         use datafusion_optimizer::{
             common_subexpr_eliminate::CommonSubexprEliminate, eliminate_cross_join::EliminateCrossJoin,
             eliminate_filter::EliminateFilter, eliminate_outer_join::EliminateOuterJoin,
@@ -280,7 +308,7 @@ impl Catalog {
         // are evaluated at, as in a stream they must.
         let context = OptimizerContext::new_with_config_options(Arc::new(self.options.clone()))
             .without_query_execution_start_time();
-        Optimizer::with_rules(rules).optimize(self.plan(statement)?, &context, |_, _| {})
+        Optimizer::with_rules(rules).optimize(plan, &context, |_, _| {})
     }
 
     /// The logical plan of a query given as text (for tests and `EXPLAIN`).

@@ -7,7 +7,7 @@
 
 use sqlparser::ast::{
     DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArgOperator, FunctionArguments, Ident, ObjectName,
-    TableFactor, Value, VisitMut, VisitorMut,
+    Query, TableFactor, Value, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -33,8 +33,11 @@ pub enum WindowKind {
 pub struct WindowTvf {
     /// The name of the table that replaced it.
     pub name: String,
-    /// The table or view it windows.
+    /// The table or view it windows (for a query, its alias or `a subquery`).
     pub table: String,
+    /// The query it windows, when not a table: what a group window function's `FROM`
+    /// subquery becomes.
+    pub query: Option<Box<Query>>,
     /// The time column (`DESCRIPTOR(col)`).
     pub time: String,
     /// Its kind and lengths.
@@ -70,7 +73,8 @@ impl VisitorMut for Taker {
             return ControlFlow::Continue(());
         }
         let name = format!("__window_{}", self.next);
-        match window(&kind, &function.args, &name) {
+        let label = alias.as_ref().map(|a| a.name.value.clone());
+        match window(&kind, &function.args, &name, label) {
             Ok(window) => {
                 self.next += 1;
                 self.windows.push(window);
@@ -117,7 +121,7 @@ fn ordered(args: &FunctionArguments, names: &[&str]) -> Result<Vec<Option<Expr>>
     Ok(slots)
 }
 
-fn window(kind: &str, args: &FunctionArguments, name: &str) -> Result<WindowTvf, String> {
+fn window(kind: &str, args: &FunctionArguments, name: &str, alias: Option<String>) -> Result<WindowTvf, String> {
     let names: &[&str] = match kind {
         "TUMBLE" => &["DATA", "TIMECOL", "SIZE", "OFFSET"],
         "HOP" => &["DATA", "TIMECOL", "SLIDE", "SIZE", "OFFSET"],
@@ -127,7 +131,10 @@ fn window(kind: &str, args: &FunctionArguments, name: &str) -> Result<WindowTvf,
     let fail = |e: String| format!("{kind}: {e}");
     let slots = ordered(args, names).map_err(fail)?;
     let required = |i: usize| slots[i].clone().ok_or_else(|| fail(format!("needs the argument {}", names[i])));
-    let table = table_argument(&required(0)?).map_err(fail)?;
+    let (table, query) = match required(0)? {
+        Expr::Subquery(query) => (alias.unwrap_or_else(|| "a subquery".to_string()), Some(query)),
+        data => (table_argument(&data).map_err(fail)?, None),
+    };
     let time = descriptor(&required(1)?).map_err(fail)?;
     let length = |i: usize| -> Result<i64, String> { interval_millis(&required(i)?).map_err(fail) };
     let offset = |i: usize| -> Result<i64, String> {
@@ -151,15 +158,17 @@ fn window(kind: &str, args: &FunctionArguments, name: &str) -> Result<WindowTvf,
         }
         _ => WindowKind::Session { gap: length(2)? },
     };
-    Ok(WindowTvf { name: name.to_string(), table, time, kind })
+    Ok(WindowTvf { name: name.to_string(), table, query, time, kind })
 }
 
-/// `TABLE t` (read by the dialect as the call `TABLE(t)`), or a bare name.
+/// `TABLE t` (read by the dialect as the call `TABLE(t)`, its `PARTITION BY` keys as
+/// further arguments), or a bare name. A session is kept per key of the aggregation
+/// over it, so the partition keys are not needed.
 fn table_argument(expr: &Expr) -> Result<String, String> {
     match expr {
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("TABLE") => match &f.args {
             FunctionArguments::List(list) => match list.args.as_slice() {
-                [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => table_argument(e),
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(e)), ..] => table_argument(e),
                 _ => Err("TABLE takes one table name".to_string()),
             },
             _ => Err("TABLE takes one table name".to_string()),

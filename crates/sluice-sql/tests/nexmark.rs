@@ -203,6 +203,48 @@ fn window_start(millis: u64) -> u64 {
     millis - millis % 10_000
 }
 
+/// The sessions of `times` (each opening a window `gap` long, windows that touch
+/// merged, as Flink merges them): each session's start, end and number of times.
+fn sessions(mut times: Vec<u64>, gap: u64) -> Vec<(u64, u64, u64)> {
+    times.sort_unstable();
+    let mut sessions: Vec<(u64, u64, u64)> = Vec::new();
+    for t in times {
+        match sessions.last_mut() {
+            Some(last) if t <= last.1 => {
+                last.1 = last.1.max(t + gap);
+                last.2 += 1;
+            }
+            _ => sessions.push((t, t + gap, 1)),
+        }
+    }
+    sessions
+}
+
+#[test]
+fn q11_counts_the_bids_of_each_bidders_sessions() {
+    let mut by_bidder: std::collections::BTreeMap<u64, Vec<u64>> = std::collections::BTreeMap::new();
+    for b in bids() {
+        by_bidder.entry(b.bidder as u64).or_default().push(b.date_time);
+    }
+    let expected = sorted(by_bidder.into_iter().flat_map(|(bidder, times)| {
+        sessions(times, 10_000).into_iter().map(move |(start, end, n)| {
+            row(&[
+                ("bidder", bidder.into()),
+                ("bid_count", n.into()),
+                ("starttime", timestamp(start).into()),
+                ("endtime", timestamp(end).into()),
+            ])
+        })
+    }));
+    assert!(
+        expected.len() < bids().len() && expected.iter().any(|r| !r.contains("\"bid_count\":1,")),
+        "some sessions hold several bids"
+    );
+    for parallelism in [1, 2] {
+        assert_eq!(sorted(run("q11.sql", parallelism)), expected, "at {parallelism} workers");
+    }
+}
+
 #[test]
 fn q5_finds_the_auctions_with_the_most_bids_of_each_hopping_window() {
     // Windows of 10 s every 2 s: a bid is in the five whose start is a multiple of 2 s

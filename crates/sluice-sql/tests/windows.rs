@@ -4,10 +4,12 @@
 use serde_json::Value;
 use sluice_connectors::nexmark::{self, Event};
 use sluice_job::Job;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const EVENTS: usize = 30_000;
+/// The events a second of the runs stopped halfway.
+const PACE: usize = 20_000;
 
 fn tables() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexmark/tables.sql");
@@ -36,7 +38,17 @@ fn run(columns: &str, insert: &str, parallelism: usize) -> Vec<Value> {
 }
 
 fn bids() -> Vec<nexmark::Bid> {
-    nexmark::generate(EVENTS)
+    bids_at(None)
+}
+
+/// The bids of the events generated `rate` a second (the generator's default rate
+/// without).
+fn bids_at(rate: Option<usize>) -> Vec<nexmark::Bid> {
+    let mut config = nexmark::config();
+    if let Some(rate) = rate {
+        (config.first_rate, config.next_rate) = (rate, rate);
+    }
+    nexmark::generate_with(config, EVENTS)
         .into_iter()
         .filter_map(|e| match e {
             Event::Bid(b) => Some(b),
@@ -165,27 +177,24 @@ fn a_window_top_n_keeps_the_three_auctions_with_most_bids_of_each_window() {
     }
 }
 
-/// A window aggregation stopped after a checkpoint and restarted from it at another
-/// parallelism writes each window's results once, exactly-once into part files.
-#[test]
-fn a_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
+/// Runs `select` (rows of a key `k`, `window_start` and a count `n`), stopped after a
+/// checkpoint at two workers and restarted from it at one: each window's row written
+/// once, exactly-once into part files. The rows, by key and window start.
+fn resumed_at_another_parallelism(select: &str) -> BTreeMap<(u64, i64), u64> {
     let out = tempfile::tempdir().expect("output directory");
     let checkpoints = tempfile::tempdir().expect("checkpoint directory");
     // Paced, so that the first run is stopped halfway.
     let tables = tables().replace(
         &format!("'events.num' = '{EVENTS}'"),
-        &format!("'events.num' = '{EVENTS}', 'first-event.rate' = '20000'"),
+        &format!("'events.num' = '{EVENTS}', 'first-event.rate' = '{PACE}'"),
     );
     let job = format!(
         "SET 'execution.checkpointing.interval' = '100ms';
          SET 'execution.checkpointing.dir' = '{}';
          {tables}
-         CREATE TABLE out (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT)
+         CREATE TABLE out (k BIGINT, window_start TIMESTAMP(3), n BIGINT)
            WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-         INSERT INTO out
-         SELECT auction, window_start, COUNT(*) AS bids
-         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
-         GROUP BY auction, window_start, window_end;",
+         INSERT INTO out {select};",
         checkpoints.path().display(),
         out.path().display()
     );
@@ -207,11 +216,6 @@ fn a_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
     let second = compile(1).execute().expect("the second run resumes and ends");
     assert!(second.checkpoints.and_then(|s| s.restored_from).is_some(), "the second run restored a checkpoint");
 
-    let mut expected: BTreeMap<(u64, i64), u64> = BTreeMap::new();
-    for bid in bids() {
-        let start = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(10_000);
-        *expected.entry((bid.auction as u64, start)).or_default() += 1;
-    }
     let mut got: BTreeMap<(u64, i64), u64> = BTreeMap::new();
     for entry in std::fs::read_dir(out.path()).expect("the output") {
         let path = entry.expect("a part").path();
@@ -220,10 +224,103 @@ fn a_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
         }
         for line in std::fs::read_to_string(&path).expect("readable").lines() {
             let row: Value = serde_json::from_str(line).expect("JSON");
-            let key = (row["auction"].as_u64().expect("id"), millis(row["window_start"].as_str().expect("start")));
-            let bids = row["bids"].as_u64().expect("a count");
-            assert!(got.insert(key, bids).is_none(), "a window's result written twice: {row}");
+            let key = (row["k"].as_u64().expect("a key"), millis(row["window_start"].as_str().expect("start")));
+            let n = row["n"].as_u64().expect("a count");
+            assert!(got.insert(key, n).is_none(), "a window's result written twice: {row}");
         }
     }
+    got
+}
+
+#[test]
+fn a_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
+    let got = resumed_at_another_parallelism(
+        "SELECT auction AS k, window_start, COUNT(*) AS n
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+         GROUP BY auction, window_start, window_end",
+    );
+    let mut expected: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for bid in bids_at(Some(PACE)) {
+        let start = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(10_000);
+        *expected.entry((bid.auction as u64, start)).or_default() += 1;
+    }
+    assert_eq!(got, expected);
+}
+
+/// The bids of each bidder's sessions (a session ends after `gap` without a bid), by
+/// bidder and session start: the count and the session's end.
+fn sessions(bids: &[nexmark::Bid], gap: i64) -> BTreeMap<(u64, i64), (u64, i64)> {
+    let mut by_bidder: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+    for bid in bids {
+        by_bidder.entry(bid.bidder as u64).or_default().push(bid.date_time as i64);
+    }
+    let mut sessions = BTreeMap::new();
+    for (bidder, mut times) in by_bidder {
+        times.sort_unstable();
+        let mut current: Option<(i64, i64, u64)> = None;
+        for t in times {
+            current = match current {
+                Some((start, end, n)) if t <= end => Some((start, end.max(t + gap), n + 1)),
+                other => {
+                    if let Some((start, end, n)) = other {
+                        sessions.insert((bidder, start), (n, end));
+                    }
+                    Some((t, t + gap, 1))
+                }
+            };
+        }
+        if let Some((start, end, n)) = current {
+            sessions.insert((bidder, start), (n, end));
+        }
+    }
+    sessions
+}
+
+#[test]
+fn a_session_window_merges_the_bids_of_a_bidder_less_than_the_gap_apart() {
+    let insert = "INSERT INTO out
+        SELECT bidder, window_start, window_end, COUNT(*) AS bids, MAX(price) - MIN(price) AS spread
+        FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(dateTime), INTERVAL '5' SECOND))
+        GROUP BY bidder, window_start, window_end";
+    let columns = "bidder BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, spread BIGINT";
+    let mut prices: BTreeMap<u64, Vec<(i64, i64)>> = BTreeMap::new();
+    for bid in bids() {
+        prices.entry(bid.bidder as u64).or_default().push((bid.date_time as i64, bid.price as i64));
+    }
+    let expected: BTreeMap<(u64, i64), (i64, u64, i64)> = sessions(&bids(), 5_000)
+        .into_iter()
+        .map(|((bidder, start), (n, end))| {
+            let inside = prices[&bidder].iter().filter(|(t, _)| *t >= start && *t < end).map(|(_, p)| *p);
+            let (lo, hi) = inside.fold((i64::MAX, i64::MIN), |(lo, hi), p| (lo.min(p), hi.max(p)));
+            ((bidder, start), (end, n, hi - lo))
+        })
+        .collect();
+    assert!(expected.values().any(|(_, n, _)| *n > 1), "some sessions hold several bids");
+    for parallelism in [1, 2] {
+        let got: BTreeMap<(u64, i64), (i64, u64, i64)> = run(columns, insert, parallelism)
+            .into_iter()
+            .map(|row| {
+                let time = |c: &str| millis(row[c].as_str().expect("a time"));
+                let number = |c: &str| row[c].as_i64().expect("a number");
+                let key = (number("bidder") as u64, time("window_start"));
+                (key, (time("window_end"), number("bids") as u64, number("spread")))
+            })
+            .collect();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn a_session_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
+    let got = resumed_at_another_parallelism(
+        "SELECT bidder AS k, SESSION_START(dateTime, INTERVAL '0.1' SECOND) AS window_start, COUNT(*) AS n
+         FROM bid GROUP BY bidder, SESSION(dateTime, INTERVAL '0.1' SECOND)",
+    );
+    let bids = bids_at(Some(PACE));
+    let expected: BTreeMap<(u64, i64), u64> = sessions(&bids, 100).into_iter().map(|(k, (n, _))| (k, n)).collect();
+    assert!(
+        expected.len() > expected.keys().map(|k| k.0).collect::<BTreeSet<_>>().len(),
+        "some bidders have several sessions"
+    );
     assert_eq!(got, expected);
 }

@@ -36,7 +36,12 @@ pub fn generator(worker: usize, parallelism: usize) -> EventGenerator {
 
 /// The first `count` events of [`config`], in order.
 pub fn generate(count: usize) -> Vec<Event> {
-    EventGenerator::new(config()).take(count).collect()
+    generate_with(config(), count)
+}
+
+/// The first `count` events of `config`, in order.
+pub fn generate_with(config: NexmarkConfig, count: usize) -> Vec<Event> {
+    EventGenerator::new(config).take(count).collect()
 }
 
 /// Writes the first `count` events to `path` as JSON lines.

@@ -1,9 +1,10 @@
-//! The window table functions `TUMBLE`, `HOP` and `CUMULATE` as a step: each row gets
+//! The window table functions `TUMBLE`, `HOP`, `CUMULATE` and `SESSION` as a step: each row gets
 //! the windows it belongs to, as Flink's three columns `window_start`, `window_end`
 //! and `window_time` (the end less a millisecond: the results' row time), one row per
 //! window. A tumbling window holds each row once; a hopping window of size `n` slides
 //! holds it `n` times; a cumulating period of `n` steps holds it in each window of the
-//! period that ends after it.
+//! period that ends after it. A session window gives each row its own window, `gap`
+//! long from the row's time: the session aggregation (`session.rs`) merges them.
 
 use crate::stream::watermark::millis;
 use crate::tvf::WindowKind;
@@ -50,7 +51,9 @@ pub fn windows_of(kind: &WindowKind, time: i64, out: &mut Vec<(i64, i64)>) {
                 end += step;
             }
         }
-        WindowKind::Session { .. } => {}
+        // The row's own window, which the session aggregation merges with the
+        // windows it touches.
+        WindowKind::Session { gap } => out.push((time, time + gap)),
     }
 }
 

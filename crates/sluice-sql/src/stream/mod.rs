@@ -1,7 +1,8 @@
 //! The streaming side of the SQL layer: a DataFusion logical plan becomes a Sluice job
 //! graph of streaming operators over Arrow record batches (`plan.rs`), whose operators
 //! live beside it: filters and projections (`calc.rs`), watermarks (`watermark.rs`),
-//! window assignment (`assign.rs`) and aggregation (`aggregate.rs`), group
+//! window assignment (`assign.rs`) and aggregation (`aggregate.rs`, sessions in
+//! `session.rs`), group
 //! aggregation with updating results (`group.rs`) and of updating input
 //! (`retract.rs`), regular and window joins (`join.rs`), Top-N and
 //! deduplication (`rank.rs`), and
@@ -15,6 +16,7 @@ pub mod join;
 pub mod plan;
 pub mod rank;
 pub mod retract;
+pub mod session;
 pub mod state;
 #[cfg(test)]
 mod testing;

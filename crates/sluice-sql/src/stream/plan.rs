@@ -14,6 +14,7 @@ use super::group::{GroupAggregate, GroupAggregateSpec};
 use super::join::{Join, JoinSpec};
 use super::rank::{Rank, RankSpec};
 use super::retract::{RetractAggregate, RetractAggregateSpec, RetractCall, Retracting};
+use super::session::{SessionAggregate, SessionAggregateSpec, SessionColumn};
 use super::watermark::{WatermarkAssigner, WatermarkSpec};
 use crate::changelog::ROW_KIND;
 use crate::connectors::{self, BoxedWriter, ScanSource, TableSink};
@@ -69,6 +70,7 @@ enum Step {
     Watermark(Arc<WatermarkSpec>),
     Assign(Arc<AssignSpec>),
     WindowAggregate(Arc<WindowAggregateSpec>),
+    SessionAggregate(Arc<SessionAggregateSpec>),
     GroupAggregate(Arc<GroupAggregateSpec>),
     Rank(Arc<RankSpec>),
     RetractAggregate(Arc<RetractAggregateSpec>),
@@ -86,12 +88,14 @@ enum End {
 enum Time {
     /// A plain column.
     None,
-    /// The row time (the table's `WATERMARK FOR` column, or a window's `window_time`).
+    /// The row time (the table's `WATERMARK FOR` column).
     Rowtime,
     /// A window's start.
     WindowStart,
     /// A window's end.
     WindowEnd,
+    /// A window's `window_time` (its end less a millisecond): a row time.
+    WindowRowtime,
 }
 
 struct Segment {
@@ -112,6 +116,9 @@ struct Open {
     times: Vec<Time>,
     /// Whether its rows are updates (with a row kind column), not only inserts.
     updating: bool,
+    /// The gap of a `SESSION` window whose columns are each row's own window, until a
+    /// session window aggregation merges them.
+    session: Option<i64>,
 }
 
 /// Plans a job's inserts into one job graph.
@@ -163,6 +170,7 @@ impl<'a> StreamPlanner<'a> {
             other => other,
         };
         let open = self.translate(input)?;
+        unmerged_sessions(&open)?;
         let sink = connectors::sink(table, schema)?;
         if open.updating && !sink.accepts_updates() {
             return Err(Error::invalid_job(format!(
@@ -349,6 +357,7 @@ impl<'a> StreamPlanner<'a> {
             schema: qualified(&source_schema)?,
             times: vec![Time::None; source_schema.fields().len()],
             updating: false,
+            session: None,
         };
 
         // The needed columns in table order, computed ones evaluated.
@@ -419,9 +428,6 @@ impl<'a> StreamPlanner<'a> {
     /// A window table function: its input, each row given its windows.
     fn window_scan(&mut self, scan: &TableScan, window: &WindowSource) -> Result<Open> {
         let tvf = &window.tvf;
-        if let WindowKind::Session { .. } = tvf.kind {
-            return Err(unsupported("SESSION windows (use TUMBLE, HOP or CUMULATE)"));
-        }
         let mut open = self.translate(&window.input)?;
         let time = open
             .schema
@@ -429,7 +435,7 @@ impl<'a> StreamPlanner<'a> {
             .iter()
             .position(|f| f.name() == &tvf.time)
             .ok_or_else(|| Error::invalid_job(format!("{} has no column {}", tvf.table, tvf.time)))?;
-        if open.times[time] != Time::Rowtime {
+        if !matches!(open.times[time], Time::Rowtime | Time::WindowRowtime) {
             return Err(Error::invalid_job(format!(
                 "the window's time column {} of {} is not a time attribute: declare it with WATERMARK FOR {} AS ...",
                 tvf.time, tvf.table, tvf.time
@@ -439,7 +445,10 @@ impl<'a> StreamPlanner<'a> {
         let name = format!("window {} of {}", window_kind_name(&tvf.kind), tvf.table);
         let spec = AssignSpec { name: name.clone(), kind: tvf.kind.clone(), time, schema: full.clone() };
         self.push_step(&mut open, &name, OperatorState::Stateless, Step::Assign(Arc::new(spec)));
-        open.times.extend([Time::WindowStart, Time::WindowEnd, Time::Rowtime]);
+        open.times.extend([Time::WindowStart, Time::WindowEnd, Time::WindowRowtime]);
+        if let WindowKind::Session { gap } = tvf.kind {
+            open.session = Some(gap);
+        }
         open.schema =
             DFSchema::try_from_qualified_schema(scan.table_name.clone(), &full).map(Arc::new).map_err(plan_error)?;
         if let Some(projection) = &scan.projection {
@@ -465,17 +474,33 @@ impl<'a> StreamPlanner<'a> {
     fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Open> {
         let mut open = self.translate(&aggregate.input)?;
         let input = open.schema.clone();
-        let keys = aggregate.group_expr.len();
         let key_times: Vec<Time> = aggregate.group_expr.iter().map(|e| time_of(e, &input, &open.times)).collect();
         let window_end = key_times.iter().position(|t| *t == Time::WindowEnd);
         let updating = open.updating;
         if updating && window_end.is_some() {
             return Err(unsupported("a window aggregation of updating rows (of a GROUP BY without windows)"));
         }
+        let session = match open.session {
+            Some(_) if key_times.contains(&Time::WindowStart) && window_end.is_some() => {
+                Some(session_layout(&aggregate.group_expr, &key_times))
+            }
+            Some(_) if window_end.is_some() || key_times.contains(&Time::WindowStart) => {
+                return Err(Error::invalid_job(
+                    "a SESSION window aggregation groups by both window_start and window_end",
+                ));
+            }
+            _ => None,
+        };
         // The input laid out as the aggregation reads it: keys, then each call's
-        // arguments and filter.
+        // arguments and filter. A session's key has the window last, as it is
+        // exchanged and kept by the rest.
+        let key_exprs = match &session {
+            Some((keys, _)) => keys.clone(),
+            None => aggregate.group_expr.clone(),
+        };
+        let keys = key_exprs.len();
         let mut exprs: Vec<Expr> = Vec::new();
-        for (i, key) in aggregate.group_expr.iter().enumerate() {
+        for (i, key) in key_exprs.iter().enumerate() {
             exprs.push(key.clone().alias(format!("__key{i}")));
         }
         let mut calls = Vec::new();
@@ -523,11 +548,34 @@ impl<'a> StreamPlanner<'a> {
                 Ok(AggregateCall { function: Arc::new(built), args, filter })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut open = self.through_group_key(open, laid_schema.clone(), keys);
-        open.schema = laid_out.schema.clone();
         let output: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
         let calls_named =
             aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
+        if let Some((_, columns)) = session {
+            let mut open = self.through_group_key(open, laid_schema.clone(), keys - 2);
+            let name = format!("session window aggregate ({calls_named})");
+            let spec = SessionAggregateSpec {
+                name: name.clone(),
+                keys: keys - 2,
+                calls,
+                columns,
+                schema: output,
+                input: laid_schema,
+            };
+            spec.check()?;
+            self.push_step(
+                &mut open,
+                &name,
+                OperatorState::Keyed { backend: "heap".to_string() },
+                Step::SessionAggregate(Arc::new(spec)),
+            );
+            open.schema = aggregate.schema.clone();
+            open.times =
+                key_times.into_iter().chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len())).collect();
+            return Ok(open);
+        }
+        let mut open = self.through_group_key(open, laid_schema.clone(), keys);
+        open.schema = laid_out.schema.clone();
         let Some(window_end) = window_end else {
             // No window: results are updated as rows arrive.
             let name = format!("group aggregate ({calls_named})");
@@ -619,6 +667,8 @@ impl<'a> StreamPlanner<'a> {
         }
         let left = self.translate(&join.left)?;
         let right = self.translate(&join.right)?;
+        unmerged_sessions(&left)?;
+        unmerged_sessions(&right)?;
         if left.updating || right.updating {
             return Err(unsupported(
                 "a join of updating rows (of a GROUP BY without windows): join append-only inputs",
@@ -670,6 +720,7 @@ impl<'a> StreamPlanner<'a> {
             schema: join.schema.clone(),
             times: vec![Time::None; join.schema.fields().len()],
             updating: false,
+            session: None,
         };
         if let Some(filter) = &join.filter {
             self.calc(&mut open, Some(filter), None)?;
@@ -699,6 +750,7 @@ impl<'a> StreamPlanner<'a> {
             schema: next_schema,
             times: Vec::new(),
             updating: false,
+            session: None,
         }
     }
 
@@ -817,6 +869,7 @@ impl<'a> StreamPlanner<'a> {
             return Err(Error::invalid_job("ROW_NUMBER() OVER (...) needs an ORDER BY"));
         }
         let open = self.translate(&window.input)?;
+        unmerged_sessions(&open)?;
         if open.updating {
             return Err(unsupported("Top-N over updating rows (of a GROUP BY without windows)"));
         }
@@ -860,6 +913,7 @@ impl<'a> StreamPlanner<'a> {
             schema: window.schema.clone(),
             times: Vec::new(),
             updating: window_end.is_none(),
+            session: None,
         };
         self.push_step(
             &mut open,
@@ -914,6 +968,49 @@ fn window_kind_name(kind: &WindowKind) -> &'static str {
         WindowKind::Cumulate { .. } => "CUMULATE",
         WindowKind::Session { .. } => "SESSION",
     }
+}
+
+/// Fails if `open`'s rows still have their own `SESSION` windows: only a window
+/// aggregation merges them into sessions.
+fn unmerged_sessions(open: &Open) -> Result<()> {
+    let windowed = open.times.iter().any(|t| matches!(t, Time::WindowStart | Time::WindowEnd));
+    match open.session.is_some() && windowed {
+        true => Err(unsupported(
+            "a SESSION window other than under a window aggregation (GROUP BY window_start, window_end, ...)",
+        )),
+        false => Ok(()),
+    }
+}
+
+/// A session window aggregation's key as it is laid out: the group key without the
+/// window (a constant if that leaves nothing, so that all rows are one key), then the
+/// window's start and end; and where each of the group key's columns comes from.
+fn session_layout(group: &[Expr], times: &[Time]) -> (Vec<Expr>, Vec<SessionColumn>) {
+    let mut keys: Vec<Expr> = Vec::new();
+    let mut columns = Vec::new();
+    let (mut start, mut end) = (None, None);
+    for (key, time) in group.iter().zip(times) {
+        columns.push(match time {
+            Time::WindowStart => {
+                start.get_or_insert(key.clone());
+                SessionColumn::Start
+            }
+            Time::WindowEnd => {
+                end.get_or_insert(key.clone());
+                SessionColumn::End
+            }
+            Time::WindowRowtime => SessionColumn::Time,
+            _ => {
+                keys.push(key.clone());
+                SessionColumn::Key(keys.len() - 1)
+            }
+        });
+    }
+    if keys.is_empty() {
+        keys.push(datafusion_expr::lit(true));
+    }
+    keys.extend(start.into_iter().chain(end));
+    (keys, columns)
 }
 
 fn unalias(expr: &Expr) -> &Expr {
@@ -1048,6 +1145,10 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
                 let participant = ctx.checkpoints.register(*operator, ctx.worker);
                 let aggregate = WindowAggregate::new(spec.clone(), ctx.config.max_parallelism)?;
                 Box::new(OperatorNode::stateful(aggregate, out, participant)?)
+            }
+            Step::SessionAggregate(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                Box::new(OperatorNode::stateful(SessionAggregate::new(spec.clone())?, out, participant)?)
             }
             Step::GroupAggregate(spec) => {
                 let participant = ctx.checkpoints.register(*operator, ctx.worker);
