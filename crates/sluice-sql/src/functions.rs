@@ -1,5 +1,6 @@
 //! Flink's scalar functions that DataFusion lacks or defines otherwise, as DataFusion
-//! functions under Flink's names: `SPLIT_INDEX`, `REGEXP_EXTRACT` and `DATE_FORMAT`.
+//! functions under Flink's names: `SPLIT_INDEX`, `REGEXP_EXTRACT`, `DATE_FORMAT` and
+//! `PROCTIME`.
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
@@ -16,7 +17,40 @@ pub fn flink_functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(SplitIndex::default())),
         Arc::new(ScalarUDF::from(RegexpExtract::default())),
         Arc::new(ScalarUDF::from(DateFormat::default())),
+        Arc::new(ScalarUDF::from(ProcTime::default())),
     ]
+}
+
+/// The name of Flink's `PROCTIME()`, as the planner recognises it.
+pub const PROCTIME: &str = "proctime";
+
+/// Flink's `PROCTIME()`: the processing time at which a row is computed, a
+/// `TIMESTAMP_LTZ(3)`. Volatile, so that planning never folds it into a constant.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ProcTime {
+    signature: Signature,
+}
+
+impl Default for ProcTime {
+    fn default() -> Self {
+        ProcTime { signature: Signature::exact(Vec::new(), Volatility::Volatile) }
+    }
+}
+
+impl ScalarUDFImpl for ProcTime {
+    fn name(&self) -> &str {
+        PROCTIME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let now = sluice_runtime::now_millis();
+        Ok(ColumnarValue::Scalar(datafusion_common::ScalarValue::TimestampMillisecond(Some(now), Some("UTC".into()))))
+    }
 }
 
 fn user_defined() -> Signature {

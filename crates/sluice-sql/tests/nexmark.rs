@@ -246,6 +246,27 @@ fn q11_counts_the_bids_of_each_bidders_sessions() {
 }
 
 #[test]
+fn q12_counts_the_bids_of_each_bidder_in_windows_of_processing_time() {
+    let mut expected: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for b in bids() {
+        *expected.entry(b.bidder as u64).or_default() += 1;
+    }
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let first_window = timestamp(window_start(started.as_millis() as u64));
+    for parallelism in [1, 2] {
+        let rows = run("q12.sql", parallelism);
+        let mut got: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+        for row in &rows {
+            let (start, end) = (row["starttime"].as_str().expect("a start"), row["endtime"].as_str().expect("an end"));
+            assert!(start >= first_window.as_str(), "a window of the time the job ran, not of the events: {row}");
+            assert!(start.ends_with("0.000") && end.ends_with("0.000"), "windows of 10 seconds: {row}");
+            *got.entry(row["bidder"].as_u64().expect("a bidder")).or_default() += row["bid_count"].as_u64().expect("n");
+        }
+        assert_eq!(got, expected, "every bid counted once, at {parallelism} workers");
+    }
+}
+
+#[test]
 fn q5_finds_the_auctions_with_the_most_bids_of_each_hopping_window() {
     // Windows of 10 s every 2 s: a bid is in the five whose start is a multiple of 2 s
     // in (t - 10 s, t].

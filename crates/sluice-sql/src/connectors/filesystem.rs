@@ -2,13 +2,16 @@
 //! byte ranges (`sluice_connectors::file::LineInput`), and written as a directory of part
 //! files, exactly-once when the job checkpoints exactly-once
 //! (`sluice_connectors::file::LineFiles`). Format `json`: one JSON object per line,
-//! as Flink's `json` format reads and writes them; format `debezium-json` (written
-//! only, for now): a changelog, each row wrapped as Debezium's `before`, `after` and
-//! `op`, as Flink writes it, so a sink of updating results.
+//! as Flink's `json` format reads and writes them; `csv`: one row of fields per line,
+//! as Flink's `csv` format; `debezium-json` (written only, for now): a changelog, each
+//! row wrapped as Debezium's `before`, `after` and `op`, as Flink writes it, so a sink
+//! of updating results.
 
 use super::{BoxedReader, BoxedWriter, Options, ScanSource, TableSink};
 use crate::changelog::{row_kinds, RowKind};
-use crate::format::json::{JsonDecoder, JsonEncoder, ParseErrors};
+use crate::format::csv::{self, Csv, CsvDecoder, CsvEncoder};
+use crate::format::json::{Json, JsonDecoder, JsonEncoder};
+use crate::format::lines::ParseErrors;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use sluice_api::{BatchWriter, SinkContext};
@@ -17,35 +20,58 @@ use sluice_runtime::checkpoint::{CheckpointId, Committer, StateReader, StateWrit
 use sluice_types::Result;
 use std::sync::Arc;
 
-const SOURCE_OPTIONS: [&str; 5] =
-    ["path", "format", "json.ignore-parse-errors", "json.fail-on-parse-errors", "json.fail-on-missing-field"];
-const SINK_OPTIONS: [&str; 2] = ["path", "format"];
+const JSON_OPTIONS: [&str; 3] = ["json.ignore-parse-errors", "json.fail-on-parse-errors", "json.fail-on-missing-field"];
 
 /// How rows are written in the files.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Format {
     Json,
+    Csv(Csv),
     DebeziumJson,
 }
 
 fn format(options: &mut Options) -> Result<Format> {
     match options.required("format")?.as_str() {
         "json" => Ok(Format::Json),
+        "csv" => Ok(Format::Csv(Csv::from_options(options)?.0)),
         "debezium-json" => Ok(Format::DebeziumJson),
-        other => {
-            Err(options
-                .error(format!("the filesystem connector has no format '{other}' (it has: json, debezium-json)")))
-        }
+        other => Err(options
+            .error(format!("the filesystem connector has no format '{other}' (it has: json, csv, debezium-json)"))),
     }
+}
+
+/// The connector's options, and those of `format`.
+fn known(format: &Format) -> Vec<&'static str> {
+    let mut known = vec!["path", "format"];
+    match format {
+        Format::Json => known.extend(JSON_OPTIONS),
+        Format::Csv(_) => known.extend(csv::OPTIONS),
+        Format::DebeziumJson => {}
+    }
+    known
 }
 
 pub(super) fn scan(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn ScanSource>> {
     let path = options.required("path")?;
-    if format(&mut options)? == Format::DebeziumJson {
-        return Err(options.error(
-            "not supported yet: reading format 'debezium-json' (it is written only, for now); read format 'json'",
-        ));
-    }
+    let format = match options.required("format")?.as_str() {
+        "json" => Format::Json,
+        "csv" => {
+            let (csv, errors) = Csv::from_options(&mut options)?;
+            csv.check(&schema).map_err(|e| options.error(e))?;
+            options.finish(&known(&Format::Csv(csv.clone())))?;
+            let input = LineInput::new(&path).map_err(|e| sluice_types::Error::invalid_job(format!("{e}")))?;
+            return Ok(Arc::new(FileTable { input, schema, errors, format: Format::Csv(csv) }));
+        }
+        "debezium-json" => {
+            return Err(options.error(
+                "not supported yet: reading format 'debezium-json' (it is written only, for now); read format \
+                 'json'",
+            ))
+        }
+        other => {
+            return Err(options.error(format!("the filesystem connector has no format '{other}' (it has: json, csv)")))
+        }
+    };
     let errors =
         match (options.flag("json.ignore-parse-errors", false)?, options.flag("json.fail-on-parse-errors", false)?) {
             (true, true) => {
@@ -62,15 +88,16 @@ pub(super) fn scan(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn Sc
             options.error("'json.fail-on-missing-field' = 'true' is not supported: missing fields read as NULL")
         );
     }
-    options.finish(&SOURCE_OPTIONS)?;
+    options.finish(&known(&format))?;
     let input = LineInput::new(&path).map_err(|e| sluice_types::Error::invalid_job(format!("{e}")))?;
-    Ok(Arc::new(FileTable { input, schema, errors }))
+    Ok(Arc::new(FileTable { input, schema, errors, format }))
 }
 
 struct FileTable {
     input: LineInput,
     schema: SchemaRef,
     errors: ParseErrors,
+    format: Format,
 }
 
 impl ScanSource for FileTable {
@@ -79,21 +106,48 @@ impl ScanSource for FileTable {
     }
 
     fn reader(&self, worker: usize, parallelism: usize) -> Result<BoxedReader> {
-        let decoder = JsonDecoder::new(self.schema.clone(), self.errors)?;
-        Ok(Box::new(self.input.reader(worker, parallelism, decoder)?))
+        let (schema, errors) = (self.schema.clone(), self.errors);
+        Ok(match &self.format {
+            Format::Csv(csv) => {
+                Box::new(self.input.reader(worker, parallelism, CsvDecoder::new(csv.clone(), schema, errors)?)?)
+            }
+            _ => Box::new(self.input.reader(worker, parallelism, JsonDecoder::new(Json, schema, errors)?)?),
+        })
     }
 
     fn restore_reader(&self, worker: usize, parallelism: usize, state: &StateReader) -> Result<BoxedReader> {
-        let decoder = JsonDecoder::new(self.schema.clone(), self.errors)?;
-        Ok(Box::new(self.input.restore_reader(worker, parallelism, state, decoder)?))
+        let (schema, errors) = (self.schema.clone(), self.errors);
+        Ok(match &self.format {
+            Format::Csv(csv) => Box::new(self.input.restore_reader(
+                worker,
+                parallelism,
+                state,
+                CsvDecoder::new(csv.clone(), schema, errors)?,
+            )?),
+            _ => Box::new(self.input.restore_reader(
+                worker,
+                parallelism,
+                state,
+                JsonDecoder::new(Json, schema, errors)?,
+            )?),
+        })
     }
 }
 
 pub(super) fn sink(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn TableSink>> {
     let path = options.required("path")?;
     let format = format(&mut options)?;
-    options.finish(&SINK_OPTIONS)?;
-    Ok(Arc::new(FileSink { files: LineFiles::directory(&path, "json")?, schema, format }))
+    if let Format::Csv(csv) = &format {
+        csv.check(&schema).map_err(|e| options.error(e))?;
+    }
+    let mut known = known(&format);
+    known.retain(|k| !k.ends_with("parse-errors") && !k.ends_with("missing-field"));
+    options.finish(&known)?;
+    let extension = match format {
+        Format::Csv(_) => "csv",
+        _ => "json",
+    };
+    Ok(Arc::new(FileSink { files: LineFiles::directory(&path, extension)?, schema, format }))
 }
 
 struct FileSink {
@@ -110,8 +164,11 @@ impl TableSink for FileSink {
     fn writer(&self, context: &SinkContext) -> Result<BoxedWriter> {
         Ok(Box::new(FileWriter {
             lines: self.files.writer(context)?,
-            encoder: JsonEncoder::new(self.schema.clone()),
-            format: self.format,
+            encoder: match &self.format {
+                Format::Csv(csv) => Encoder::Csv(CsvEncoder::new(self.schema.clone(), csv.clone())),
+                _ => Encoder::Json(JsonEncoder::new(self.schema.clone())),
+            },
+            debezium: self.format == Format::DebeziumJson,
             buffer: Vec::new(),
             rows: Vec::new(),
         }))
@@ -126,10 +183,25 @@ impl TableSink for FileSink {
     }
 }
 
+enum Encoder {
+    Json(JsonEncoder),
+    Csv(CsvEncoder),
+}
+
+impl Encoder {
+    fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            Encoder::Json(json) => json.encode(batch, out),
+            Encoder::Csv(csv) => csv.encode(batch, out),
+        }
+    }
+}
+
 struct FileWriter {
     lines: LineWriter,
-    encoder: JsonEncoder,
-    format: Format,
+    encoder: Encoder,
+    /// Whether rows are wrapped as Debezium's changes.
+    debezium: bool,
     buffer: Vec<u8>,
     rows: Vec<u8>,
 }
@@ -137,9 +209,9 @@ struct FileWriter {
 impl BatchWriter<RecordBatch> for FileWriter {
     fn write(&mut self, batch: RecordBatch) -> Result<()> {
         self.buffer.clear();
-        match self.format {
-            Format::Json => self.encoder.encode(&batch, &mut self.buffer)?,
-            Format::DebeziumJson => {
+        match self.debezium {
+            false => self.encoder.encode(&batch, &mut self.buffer)?,
+            true => {
                 // Flink's debezium-json: an insert or the row after an update is a
                 // create of `after`, the row before or a delete a delete of `before`.
                 self.rows.clear();

@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_runtime::exchange::{KeyRouter, Partitioner};
 use sluice_runtime::{Operator, Output};
-use sluice_types::{hash_key, key_group_for_hash, Error, Result, Timestamp, MIN_TIMESTAMP};
+use sluice_types::{hash_key, key_group_for_hash, Error, Result, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -65,6 +65,9 @@ pub struct WindowAggregateSpec {
     pub schema: SchemaRef,
     /// The input's schema.
     pub input: SchemaRef,
+    /// Whether the windows are of processing time (over `PROCTIME()`): closed by the
+    /// wall clock, not the watermark (save the end of input's).
+    pub proctime: bool,
 }
 
 impl WindowAggregateSpec {
@@ -188,6 +191,23 @@ impl WindowAggregate {
         RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options).map_err(|e| self.error(e))
     }
 
+    /// Emits the results of the windows that `time` (a watermark, or the wall clock)
+    /// has passed.
+    fn close(&mut self, time: Timestamp, out: &mut Output<RecordBatch>) -> Result<()> {
+        self.watermark = self.watermark.max(time);
+        while let Some(entry) = self.panes.first_entry() {
+            if *entry.key() - 1 > self.watermark {
+                break;
+            }
+            let pane = entry.remove();
+            let results = self.results(pane)?;
+            if results.num_rows() > 0 {
+                out.emit(results)?;
+            }
+        }
+        Ok(())
+    }
+
     fn state_schema(&self) -> Result<SchemaRef> {
         let mut fields = vec![Field::new("key", DataType::Binary, false)];
         for call in &self.spec.calls {
@@ -231,18 +251,17 @@ impl Operator for WindowAggregate {
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<RecordBatch>) -> Result<()> {
-        self.watermark = self.watermark.max(watermark);
-        while let Some(entry) = self.panes.first_entry() {
-            if *entry.key() - 1 > self.watermark {
-                break;
-            }
-            let pane = entry.remove();
-            let results = self.results(pane)?;
-            if results.num_rows() > 0 {
-                out.emit(results)?;
-            }
+        if self.spec.proctime && watermark < MAX_TIMESTAMP {
+            return Ok(());
         }
-        Ok(())
+        self.close(watermark, out)
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut Output<RecordBatch>) -> Result<()> {
+        match self.spec.proctime {
+            true => self.close(now, out),
+            false => Ok(()),
+        }
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {

@@ -96,6 +96,8 @@ enum Time {
     WindowEnd,
     /// A window's `window_time` (its end less a millisecond): a row time.
     WindowRowtime,
+    /// The processing time (`PROCTIME()`).
+    Proctime,
 }
 
 struct Segment {
@@ -119,6 +121,8 @@ struct Open {
     /// The gap of a `SESSION` window whose columns are each row's own window, until a
     /// session window aggregation merges them.
     session: Option<i64>,
+    /// Whether the window columns are of processing-time windows (over `PROCTIME()`).
+    proctime: bool,
 }
 
 /// Plans a job's inserts into one job graph.
@@ -358,11 +362,13 @@ impl<'a> StreamPlanner<'a> {
             times: vec![Time::None; source_schema.fields().len()],
             updating: false,
             session: None,
+            proctime: false,
         };
 
         // The needed columns in table order, computed ones evaluated.
         let needed: Vec<usize> = needed.into_iter().collect();
         let computed = needed.iter().any(|&i| matches!(columns[i].kind, ColumnKind::Computed(_)));
+        let mut computed_times = vec![Time::None; needed.len()];
         let needed_schema = Arc::new(Schema::new(needed.iter().map(|&i| full.field(i).clone()).collect::<Vec<_>>()));
         if computed {
             let exprs = needed
@@ -374,6 +380,7 @@ impl<'a> StreamPlanner<'a> {
                 .collect::<Result<Vec<_>>>()?;
             let schema = qualified(&needed_schema)?;
             let input = open.schema.clone();
+            computed_times = exprs.iter().map(|e| time_of(e, &input, &[])).collect();
             let physical = exprs.iter().map(|e| self.physical(e, &input)).collect::<Result<Vec<_>>>()?;
             let spec = CalcSpec {
                 name: format!("computed columns of {name}"),
@@ -389,7 +396,7 @@ impl<'a> StreamPlanner<'a> {
             );
             open.schema = schema;
         }
-        open.times = vec![Time::None; needed.len()];
+        open.times = computed_times;
         if let Some(watermark) = &definition.watermark {
             let rowtime = needed.iter().position(|&i| columns[i].name == watermark.column).expect("invariant: needed");
             let expression = self.sql_expr(&watermark.expression, &open.schema)?;
@@ -435,9 +442,14 @@ impl<'a> StreamPlanner<'a> {
             .iter()
             .position(|f| f.name() == &tvf.time)
             .ok_or_else(|| Error::invalid_job(format!("{} has no column {}", tvf.table, tvf.time)))?;
-        if !matches!(open.times[time], Time::Rowtime | Time::WindowRowtime) {
+        let proctime = open.times[time] == Time::Proctime;
+        if proctime && matches!(tvf.kind, WindowKind::Session { .. }) {
+            return Err(unsupported("SESSION windows of processing time (PROCTIME())"));
+        }
+        if !proctime && !matches!(open.times[time], Time::Rowtime | Time::WindowRowtime) {
             return Err(Error::invalid_job(format!(
-                "the window's time column {} of {} is not a time attribute: declare it with WATERMARK FOR {} AS ...",
+                "the window's time column {} of {} is not a time attribute: declare it with WATERMARK FOR {} AS ..., \
+                 or compute it as PROCTIME()",
                 tvf.time, tvf.table, tvf.time
             )));
         }
@@ -449,6 +461,7 @@ impl<'a> StreamPlanner<'a> {
         if let WindowKind::Session { gap } = tvf.kind {
             open.session = Some(gap);
         }
+        open.proctime = proctime;
         open.schema =
             DFSchema::try_from_qualified_schema(scan.table_name.clone(), &full).map(Arc::new).map_err(plan_error)?;
         if let Some(projection) = &scan.projection {
@@ -599,9 +612,20 @@ impl<'a> StreamPlanner<'a> {
             open.updating = true;
             return Ok(open);
         };
-        let name = format!("window aggregate ({calls_named})");
-        let spec =
-            WindowAggregateSpec { name: name.clone(), keys, window_end, calls, schema: output, input: laid_schema };
+        let proctime = open.proctime;
+        let name = match proctime {
+            true => format!("processing-time window aggregate ({calls_named})"),
+            false => format!("window aggregate ({calls_named})"),
+        };
+        let spec = WindowAggregateSpec {
+            name: name.clone(),
+            keys,
+            window_end,
+            calls,
+            schema: output,
+            input: laid_schema,
+            proctime,
+        };
         self.push_step(
             &mut open,
             &name,
@@ -610,8 +634,12 @@ impl<'a> StreamPlanner<'a> {
         );
         open.schema = aggregate.schema.clone();
         // The window's start and end stay what they are, so that a GROUP BY or a join
-        // on them downstream is a window aggregation or join again (as in Flink).
-        open.times = key_times.into_iter().chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len())).collect();
+        // on them downstream is a window aggregation or join again (as in Flink); not
+        // those of processing time, which no watermark closes.
+        open.times = match proctime {
+            true => vec![Time::None; aggregate.schema.fields().len()],
+            false => key_times.into_iter().chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len())).collect(),
+        };
         Ok(open)
     }
 
@@ -669,6 +697,8 @@ impl<'a> StreamPlanner<'a> {
         let right = self.translate(&join.right)?;
         unmerged_sessions(&left)?;
         unmerged_sessions(&right)?;
+        processing_time_windows(&left, "join")?;
+        processing_time_windows(&right, "join")?;
         if left.updating || right.updating {
             return Err(unsupported(
                 "a join of updating rows (of a GROUP BY without windows): join append-only inputs",
@@ -721,6 +751,7 @@ impl<'a> StreamPlanner<'a> {
             times: vec![Time::None; join.schema.fields().len()],
             updating: false,
             session: None,
+            proctime: false,
         };
         if let Some(filter) = &join.filter {
             self.calc(&mut open, Some(filter), None)?;
@@ -751,6 +782,7 @@ impl<'a> StreamPlanner<'a> {
             times: Vec::new(),
             updating: false,
             session: None,
+            proctime: false,
         }
     }
 
@@ -870,6 +902,7 @@ impl<'a> StreamPlanner<'a> {
         }
         let open = self.translate(&window.input)?;
         unmerged_sessions(&open)?;
+        processing_time_windows(&open, "Top-N")?;
         if open.updating {
             return Err(unsupported("Top-N over updating rows (of a GROUP BY without windows)"));
         }
@@ -914,6 +947,7 @@ impl<'a> StreamPlanner<'a> {
             times: Vec::new(),
             updating: window_end.is_none(),
             session: None,
+            proctime: false,
         };
         self.push_step(
             &mut open,
@@ -974,10 +1008,20 @@ fn window_kind_name(kind: &WindowKind) -> &'static str {
 /// aggregation merges them into sessions.
 fn unmerged_sessions(open: &Open) -> Result<()> {
     let windowed = open.times.iter().any(|t| matches!(t, Time::WindowStart | Time::WindowEnd));
-    match open.session.is_some() && windowed {
-        true => Err(unsupported(
+    if open.session.is_some() && windowed {
+        return Err(unsupported(
             "a SESSION window other than under a window aggregation (GROUP BY window_start, window_end, ...)",
-        )),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails if `open`'s rows have processing-time windows, which only a window
+/// aggregation closes (a window join or Top-N goes by the watermark).
+fn processing_time_windows(open: &Open, what: &str) -> Result<()> {
+    let windowed = open.times.iter().any(|t| matches!(t, Time::WindowStart | Time::WindowEnd));
+    match open.proctime && windowed {
+        true => Err(unsupported(format!("a {what} of processing-time windows (over PROCTIME())"))),
         false => Ok(()),
     }
 }
@@ -1050,6 +1094,7 @@ fn time_of(expr: &Expr, schema: &DFSchema, times: &[Time]) -> Time {
         Expr::Column(column) => {
             schema.index_of_column(column).ok().and_then(|i| times.get(i).copied()).unwrap_or(Time::None)
         }
+        Expr::ScalarFunction(call) if call.func.name() == crate::functions::PROCTIME => Time::Proctime,
         _ => Time::None,
     }
 }
