@@ -25,6 +25,7 @@ pub mod plan;
 mod rewrite;
 pub mod script;
 pub mod stream;
+pub mod temporal;
 pub mod tvf;
 pub mod types;
 

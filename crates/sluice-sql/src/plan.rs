@@ -82,12 +82,42 @@ impl TableSource for WindowSource {
     }
 }
 
+/// A table of a temporal join (`FOR SYSTEM_TIME AS OF`) as DataFusion's planner sees
+/// it: the table's columns; the stream planner joins it as of the time.
+#[derive(Debug)]
+pub struct TemporalSource {
+    /// The table, and the time it is read as of.
+    pub temporal: crate::temporal::TemporalTable,
+    /// Whether that time is a `PROCTIME()` of the other side, found when the query is
+    /// planned (the optimizer may prune the column before the stream planner sees it).
+    pub proctime: std::sync::OnceLock<bool>,
+    schema: SchemaRef,
+}
+
+impl TableSource for TemporalSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// The temporal join table under `plan`, through aliases and filters.
+fn temporal_source(plan: &LogicalPlan) -> Option<&TemporalSource> {
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => temporal_source(&alias.input),
+        LogicalPlan::Filter(filter) => temporal_source(&filter.input),
+        LogicalPlan::TableScan(scan) => scan.source.as_ref().downcast_ref::<TemporalSource>(),
+        _ => None,
+    }
+}
+
 /// The tables and functions a job's queries are planned against.
 pub struct Catalog {
     tables: HashMap<String, Table>,
     /// The window table function calls of the statements planned so far, by the name
     /// of the table each became.
     windows: std::cell::RefCell<HashMap<String, Arc<WindowSource>>>,
+    /// The temporal joins' tables of the statements planned so far, likewise.
+    temporals: std::cell::RefCell<HashMap<String, Arc<TemporalSource>>>,
     scalar: HashMap<String, Arc<ScalarUDF>>,
     aggregate: HashMap<String, Arc<AggregateUDF>>,
     window: HashMap<String, Arc<WindowUDF>>,
@@ -133,6 +163,7 @@ impl Catalog {
         Catalog {
             tables: HashMap::new(),
             windows: Default::default(),
+            temporals: Default::default(),
             // Flink's functions last: where a name is DataFusion's too, Flink's wins.
             scalar: by_name(
                 datafusion_functions::all_default_functions()
@@ -230,6 +261,17 @@ impl Catalog {
         let mut statement = statement.clone();
         crate::rewrite::flink_to_datafusion(&mut statement);
         crate::group_window::to_window_functions(&mut statement).map_err(DataFusionError::Plan)?;
+        let first = self.temporals.borrow().len();
+        for temporal in crate::temporal::take_temporal_tables(&mut statement, first) {
+            let table = self.table(&temporal.table).filter(|t| t.definition.is_some()).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "FOR SYSTEM_TIME AS OF reads a table, and there is no table {} (a view cannot be versioned)",
+                    temporal.table
+                ))
+            })?;
+            let source = TemporalSource { schema: table.schema.clone(), temporal, proctime: Default::default() };
+            self.temporals.borrow_mut().insert(source.temporal.name.clone(), Arc::new(source));
+        }
         let first = self.windows.borrow().len();
         let tvfs = crate::tvf::take_windows(&mut statement, first).map_err(DataFusionError::Plan)?;
         // Reserved before their inputs are planned: a subquery's own windows are
@@ -242,7 +284,71 @@ impl Catalog {
             self.windows.borrow_mut().insert(window.tvf.name.clone(), Arc::new(window));
         }
         let plan = SqlToRel::new(self).sql_statement_to_plan(statement)?;
-        datafusion_optimizer::Analyzer::new().execute_and_check(plan, &self.options, |_, _| {})
+        let plan = datafusion_optimizer::Analyzer::new().execute_and_check(plan, &self.options, |_, _| {})?;
+        self.note_temporal_times(&plan)?;
+        Ok(plan)
+    }
+
+    /// Notes, for each temporal join of `plan`, whether it is as of a processing time.
+    fn note_temporal_times(&self, plan: &LogicalPlan) -> Result<()> {
+        use datafusion_common::tree_node::{TreeNode, TreeNodeRecursion};
+        plan.apply(|node| {
+            if let LogicalPlan::Join(join) = node {
+                if let Some(temporal) = temporal_source(&join.right) {
+                    let time = match &temporal.temporal.time {
+                        sqlparser::ast::Expr::Identifier(ident) => Some(ident.value.clone()),
+                        sqlparser::ast::Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()),
+                        _ => None,
+                    };
+                    let at = time.and_then(|t| join.left.schema().fields().iter().position(|f| *f.name() == t));
+                    let _ = temporal.proctime.set(at.is_some_and(|i| self.is_proctime(&join.left, i)));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(())
+    }
+
+    /// Whether column `index` of `plan` is a `PROCTIME()`, read through projections.
+    fn is_proctime(&self, plan: &LogicalPlan, index: usize) -> bool {
+        let mut expr = match plan {
+            LogicalPlan::SubqueryAlias(alias) => return self.is_proctime(&alias.input, index),
+            LogicalPlan::Filter(filter) => return self.is_proctime(&filter.input, index),
+            LogicalPlan::Projection(projection) => match projection.expr.get(index) {
+                Some(expr) => expr,
+                None => return false,
+            },
+            LogicalPlan::TableScan(scan) => {
+                let column = scan.projection.as_ref().map_or(Some(index), |p| p.get(index).copied());
+                let table = self.table(scan.table_name.table()).and_then(|t| t.definition.clone());
+                return match (table, column) {
+                    (Some(table), Some(column)) => match &table.columns[column].kind {
+                        ColumnKind::Computed(expr) => {
+                            matches!(&**expr, sqlparser::ast::Expr::Function(f)
+                                if f.name.to_string().eq_ignore_ascii_case(crate::functions::PROCTIME))
+                        }
+                        _ => false,
+                    },
+                    _ => false,
+                };
+            }
+            _ => return false,
+        };
+        while let datafusion_expr::Expr::Alias(alias) = expr {
+            expr = &alias.expr;
+        }
+        match expr {
+            datafusion_expr::Expr::ScalarFunction(call) => call.func.name() == crate::functions::PROCTIME,
+            datafusion_expr::Expr::Column(column) => match plan {
+                LogicalPlan::Projection(projection) => projection
+                    .input
+                    .schema()
+                    .index_of_column(column)
+                    .is_ok_and(|i| self.is_proctime(&projection.input, i)),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     /// The table a window table function call becomes.
@@ -325,6 +431,9 @@ impl ContextProvider for Catalog {
     fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
         if let Some(window) = self.windows.borrow().get(name.table()) {
             return Ok(window.clone());
+        }
+        if let Some(temporal) = self.temporals.borrow().get(name.table()) {
+            return Ok(temporal.clone());
         }
         let table = name.table().to_ascii_lowercase();
         match self.tables.get(&table) {

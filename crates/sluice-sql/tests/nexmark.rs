@@ -16,11 +16,20 @@ fn example(name: &str) -> String {
 /// Runs query `query` of the examples over the first `EVENTS` events at `parallelism`,
 /// its sink replaced by a directory of JSON lines; returns the rows written.
 fn run(query: &str, parallelism: usize) -> Vec<Value> {
+    run_with(query, parallelism, &[])
+}
+
+/// As [`run`], each `(text, by)` of `replacements` replaced in the query first.
+fn run_with(query: &str, parallelism: usize, replacements: &[(&str, &str)]) -> Vec<Value> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let tables = example("tables.sql").replace("'events.num' = '1000000'", &format!("'events.num' = '{EVENTS}'"));
     assert!(tables.contains(&format!("'{EVENTS}'")), "the example's event count was replaced");
     let sink = format!("'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'", dir.path().display());
-    let query = example(query).replace("'connector' = 'blackhole'", &sink);
+    let mut query = example(query).replace("'connector' = 'blackhole'", &sink);
+    for (text, by) in replacements {
+        assert!(query.contains(text), "the query holds {text}");
+        query = query.replace(text, by);
+    }
     let compiled = sluice_sql::compile(&format!("{tables}\n{query}"), &sluice_sql::Functions::default())
         .unwrap_or_else(|e| panic!("the job compiles: {e}"));
     let mut runtime = compiled.runtime;
@@ -263,6 +272,66 @@ fn q12_counts_the_bids_of_each_bidder_in_windows_of_processing_time() {
             *got.entry(row["bidder"].as_u64().expect("a bidder")).or_default() += row["bid_count"].as_u64().expect("n");
         }
         assert_eq!(got, expected, "every bid counted once, at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q13_joins_each_bid_with_the_side_input_row_of_its_auction() {
+    // Every other key of the side input, so that some bids find no row.
+    let side = tempfile::NamedTempFile::new().expect("a side input file");
+    let lines: String = (0..10_000).step_by(2).map(|k| format!("{k},value of {k}\n")).collect();
+    std::fs::write(side.path(), lines).expect("written");
+    let path = side.path().display().to_string();
+    let expected = sorted(bids().into_iter().filter(|b| b.auction % 10_000 % 2 == 0).map(|b| {
+        row(&[
+            ("auction", b.auction.into()),
+            ("bidder", b.bidder.into()),
+            ("price", b.price.into()),
+            ("dateTime", timestamp(b.date_time).into()),
+            ("value", format!("value of {}", b.auction % 10_000).into()),
+        ])
+    }));
+    assert!(!expected.is_empty() && expected.len() < bids().len(), "some bids join, some do not");
+    for parallelism in [1, 2] {
+        let got = run_with("q13.sql", parallelism, &[("examples/nexmark/side_input.csv", &path)]);
+        assert_eq!(sorted(got), expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn q10_writes_each_bid_into_the_directory_of_its_day_and_minute() {
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for b in bids() {
+        let time = timestamp(b.date_time);
+        // Partitions of a second rather than a minute: the events span a few seconds.
+        let partition = format!("dt={}/hm={}%3A{}%3A{}", &time[..10], &time[11..13], &time[14..16], &time[17..19]);
+        expected.entry(partition).or_default().push(format!("{},{},{}", b.auction, b.bidder, b.price));
+    }
+    expected.values_mut().for_each(|rows| rows.sort());
+    assert!(expected.len() > 1, "the bids span several seconds");
+    for parallelism in [1, 2] {
+        let out = tempfile::tempdir().expect("output directory");
+        let path = out.path().display().to_string();
+        run_with("q10.sql", parallelism, &[("/tmp/sluice-nexmark-q10", &path), ("'HH:mm'", "'HH:mm:ss'")]);
+        let mut got: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+        for day in std::fs::read_dir(out.path()).expect("the output") {
+            let day = day.expect("a day").path();
+            for minute in std::fs::read_dir(&day).expect("a day's directory") {
+                let minute = minute.expect("a minute").path();
+                let partition = minute.strip_prefix(out.path()).expect("inside").display().to_string();
+                for part in std::fs::read_dir(&minute).expect("a minute's directory") {
+                    let part = part.expect("a part").path();
+                    assert!(part.extension().is_some_and(|e| e == "csv"), "a csv part: {}", part.display());
+                    for line in std::fs::read_to_string(&part).expect("readable").lines() {
+                        let fields: Vec<&str> = line.splitn(4, ',').collect();
+                        assert!(fields[3].starts_with(&partition[3..13]), "the bid's time: {line}");
+                        got.entry(partition.clone()).or_default().push(fields[..3].join(","));
+                    }
+                }
+            }
+        }
+        got.values_mut().for_each(|rows| rows.sort());
+        assert_eq!(got, expected, "at {parallelism} workers");
     }
 }
 

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Where a [`JsonLinesSink`] writes.
+#[derive(Clone)]
 enum Target {
     /// One file, appended to by every worker under a short lock; opened by the first
     /// writer, when the sink knows whether the job starts afresh or resumes.
@@ -43,6 +44,7 @@ pub struct JsonLinesSink<T> {
 /// Where lines of any format go: one file, or a directory of part files written
 /// exactly-once. [`JsonLinesSink`] writes through one; so do the SQL layer's file
 /// sinks, which encode their own lines.
+#[derive(Clone)]
 pub struct LineFiles {
     path: PathBuf,
     target: Target,
@@ -141,6 +143,24 @@ impl<T: Serialize + Send + 'static> Sink<T> for JsonLinesSink<T> {
 impl LineFiles {
     /// The writer of one worker.
     pub fn writer(&self, context: &SinkContext) -> Result<LineWriter> {
+        self.writer_in(context, Path::new(""))
+    }
+
+    /// The writer of one worker into the subdirectory `partition` of the directory
+    /// (`dt=2026-01-01/hour=10`, created if missing), published by the same committer.
+    pub fn partition_writer(&self, context: &SinkContext, partition: &Path) -> Result<LineWriter> {
+        let Target::Directory(fs) = &self.target else {
+            return Err(Error::invalid_job(format!(
+                "{} is a single file, which has no partitions: write to a directory",
+                self.path.display()
+            )));
+        };
+        let dir = self.path.join(partition);
+        sluice_fs::create_dir_all_durably(fs.as_ref(), &dir).map_err(|e| io_error(&dir, e))?;
+        self.writer_in(context, partition)
+    }
+
+    fn writer_in(&self, context: &SinkContext, partition: &Path) -> Result<LineWriter> {
         let output = match &self.target {
             Target::File(_) if context.transactional() => {
                 return Err(Error::invalid_job(format!(
@@ -152,7 +172,8 @@ impl LineFiles {
             Target::File(file) => Output::Shared(self.shared_file(file, context.restored)?),
             Target::Directory(fs) => Output::Parts(PartWriter {
                 fs: fs.clone(),
-                dir: self.path.clone(),
+                dir: self.path.join(partition),
+                partition: partition.to_path_buf(),
                 extension: self.extension,
                 worker: context.worker,
                 transactional: context.transactional(),
@@ -185,6 +206,8 @@ struct OpenPart {
 struct PartWriter {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
+    /// The subdirectory of the sink's directory `dir` is (empty for the directory).
+    partition: PathBuf,
     extension: &'static str,
     worker: usize,
     transactional: bool,
@@ -203,6 +226,8 @@ enum PartCommittable {
     /// [`PartWriter::straight_name`] of `worker` and `run` with a sequence from `from`
     /// on. After a crash the last line of one may be torn.
     MayFollow { worker: usize, run: i64, from: u64 },
+    /// As `MayFollow`, in the subdirectory `partition` of the sink's directory.
+    MayFollowIn { partition: String, worker: usize, run: i64, from: u64 },
 }
 
 /// What checkpoints written before [`PartCommittable`] hold: a part to publish.
@@ -340,12 +365,19 @@ impl LineWriter {
             Output::Parts(parts) => {
                 let published = parts.published_name(checkpoint);
                 let closed = parts.close_part()?;
+                let partition = parts.partition.to_string_lossy().into_owned();
                 if !parts.transactional {
                     let (worker, run, from) = (parts.worker, parts.run, parts.sequence);
-                    return state.committable(&PartCommittable::MayFollow { worker, run, from });
+                    return match partition.is_empty() {
+                        true => state.committable(&PartCommittable::MayFollow { worker, run, from }),
+                        false => state.committable(&PartCommittable::MayFollowIn { partition, worker, run, from }),
+                    };
                 }
                 if let Some(path) = closed {
-                    let in_progress = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    // Names relative to the sink's directory.
+                    let in_partition = |name: &str| parts.partition.join(name).to_string_lossy().into_owned();
+                    let (in_progress, published) = (in_partition(&name), in_partition(&published));
                     state.committable(&PartCommittable::Publish { in_progress, published })?;
                 }
                 Ok(())
@@ -376,15 +408,29 @@ struct PartCommitter {
 
 impl PartCommitter {
     /// Cuts the straight-through parts `worker` opened in `run` from sequence `from` on
-    /// back to their last whole line.
-    fn trim_parts_after(&self, worker: usize, run: i64, from: u64) -> Result<()> {
+    /// in `dir` back to their last whole line.
+    fn trim_parts_after(&self, dir: &Path, worker: usize, run: i64, from: u64) -> Result<()> {
         let prefix = format!("part-w{worker:03}-{run}-");
-        for entry in self.fs.list(&self.dir).map_err(|e| io_error(&self.dir, e))? {
+        for entry in self.fs.list(dir).map_err(|e| io_error(dir, e))? {
             let sequence =
                 entry.name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(self.extension)?.strip_suffix('.'));
             if sequence.and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= from) {
-                super::torn::trim(self.fs.as_ref(), &self.dir, &entry.name)
-                    .map_err(|e| io_error(&self.dir.join(&entry.name), e))?;
+                super::torn::trim(self.fs.as_ref(), dir, &entry.name)
+                    .map_err(|e| io_error(&dir.join(&entry.name), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the in-progress parts under `dir` (of partitions too): written after the
+    /// restored checkpoint, they will be written again.
+    fn remove_in_progress(&self, dir: &Path) -> Result<()> {
+        for entry in self.fs.list(dir).map_err(|e| io_error(dir, e))? {
+            let path = dir.join(&entry.name);
+            if entry.is_dir {
+                self.remove_in_progress(&path)?;
+            } else if entry.name.starts_with(".part-") && entry.name.ends_with(".inprogress") {
+                self.fs.remove_file(&path).map_err(|e| io_error(&path, e))?;
             }
         }
         Ok(())
@@ -406,24 +452,23 @@ impl Committer for PartCommitter {
             Err(_) if !self.fs.exists(&from) && self.fs.exists(&to) => {}
             Err(e) => return Err(io_error(&from, e)),
         }
-        self.fs.sync_dir(&self.dir).map_err(|e| io_error(&self.dir, e))
+        let dir = to.parent().unwrap_or(&self.dir);
+        self.fs.sync_dir(dir).map_err(|e| io_error(dir, e))
     }
 
     fn recover(&self, committables: &[Vec<u8>]) -> Result<()> {
         for committable in committables {
             match PartCommittable::decode(committable)? {
                 PartCommittable::Publish { .. } => self.commit(committable)?,
-                PartCommittable::MayFollow { worker, run, from } => self.trim_parts_after(worker, run, from)?,
+                PartCommittable::MayFollow { worker, run, from } => {
+                    self.trim_parts_after(&self.dir, worker, run, from)?
+                }
+                PartCommittable::MayFollowIn { partition, worker, run, from } => {
+                    self.trim_parts_after(&self.dir.join(partition), worker, run, from)?
+                }
             }
         }
-        for entry in self.fs.list(&self.dir).map_err(|e| io_error(&self.dir, e))? {
-            if entry.name.starts_with(".part-") && entry.name.ends_with(".inprogress") {
-                // Written after the restored checkpoint: it will be written again.
-                let path = self.dir.join(&entry.name);
-                self.fs.remove_file(&path).map_err(|e| io_error(&path, e))?;
-            }
-        }
-        Ok(())
+        self.remove_in_progress(&self.dir)
     }
 }
 
@@ -452,6 +497,29 @@ mod tests {
         sink.committer().unwrap().recover(&committables).unwrap();
         assert_eq!(std::fs::read_to_string(&torn).unwrap(), "3\n", "cut back to its last whole line");
         assert_eq!(std::fs::read_to_string(&checkpointed).unwrap(), "1\n2\n", "what the checkpoint covers is kept");
+    }
+
+    #[test]
+    fn parts_of_a_partition_are_published_in_its_directory_and_strays_removed_on_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LineFiles::directory(dir.path(), "csv").unwrap();
+        let context =
+            SinkContext { worker: 0, parallelism: 1, checkpointing: true, exactly_once: true, restored: false };
+        let mut writer = files.partition_writer(&context, Path::new("dt=1/hm=2")).unwrap();
+        writer.write(b"a,b\n").unwrap();
+        let mut state = StateWriter::new(128);
+        writer.pre_commit(7, &mut state).unwrap();
+        let committables = state.finish().committables;
+        // Written after the checkpoint, then the crash.
+        writer.write(b"c,d\n").unwrap();
+        writer.pre_commit(8, &mut StateWriter::new(128)).unwrap();
+        let partition = dir.path().join("dt=1/hm=2");
+        assert_eq!(std::fs::read_dir(&partition).unwrap().count(), 2, "two parts in progress");
+        files.committer().unwrap().recover(&committables).unwrap();
+        let names: Vec<String> =
+            std::fs::read_dir(&partition).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(names, vec!["part-0000000007-w000.csv".to_string()], "published, and the later part removed");
+        assert_eq!(std::fs::read_to_string(partition.join(&names[0])).unwrap(), "a,b\n");
     }
 
     #[test]

@@ -146,6 +146,10 @@ pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSo
     let options = Options::of(table)?;
     match options.connector() {
         "nexmark" => nexmark::scan(schema, options),
+        "filesystem" if !table.partitioned_by.is_empty() => {
+            Err(options
+                .error("not supported yet: reading a partitioned filesystem table (it is written only, for now)"))
+        }
         "filesystem" => filesystem::scan(schema, options),
         "print" | "blackhole" => Err(options.error(format!("the '{}' connector cannot be read", options.connector()))),
         "log" | "upsert-log" => Err(options.error(format!(
@@ -162,7 +166,7 @@ pub fn sink(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn TableS
     match options.connector() {
         "print" => print::print(schema, options),
         "blackhole" => print::blackhole(options),
-        "filesystem" => filesystem::sink(schema, options),
+        "filesystem" => filesystem::sink(table, schema, options),
         "log" | "upsert-log" => log::sink(table, schema, options),
         "nexmark" => Err(options.error(format!("the '{}' connector cannot be written", options.connector()))),
         other => Err(unknown(&options, other)),

@@ -4,7 +4,8 @@
 //! window assignment (`assign.rs`) and aggregation (`aggregate.rs`, sessions in
 //! `session.rs`), group
 //! aggregation with updating results (`group.rs`) and of updating input
-//! (`retract.rs`), regular and window joins (`join.rs`), Top-N and
+//! (`retract.rs`), regular and window joins (`join.rs`), lookup joins
+//! (`lookup.rs`), Top-N and
 //! deduplication (`rank.rs`), and
 //! their state in checkpoints (`state.rs`).
 
@@ -13,6 +14,7 @@ pub mod assign;
 pub mod calc;
 pub mod group;
 pub mod join;
+pub mod lookup;
 pub mod plan;
 pub mod rank;
 pub mod retract;

@@ -12,6 +12,7 @@ use super::assign::{Assign, AssignSpec};
 use super::calc::{Calc, CalcSpec};
 use super::group::{GroupAggregate, GroupAggregateSpec};
 use super::join::{Join, JoinSpec};
+use super::lookup::{LookupJoin, LookupSpec};
 use super::rank::{Rank, RankSpec};
 use super::retract::{RetractAggregate, RetractAggregateSpec, RetractCall, Retracting};
 use super::session::{SessionAggregate, SessionAggregateSpec, SessionColumn};
@@ -20,7 +21,7 @@ use crate::changelog::ROW_KIND;
 use crate::connectors::{self, BoxedWriter, ScanSource, TableSink};
 use crate::ddl::{ColumnKind, TableDefinition};
 use crate::plan::Catalog;
-use crate::plan::WindowSource;
+use crate::plan::{TemporalSource, WindowSource};
 use crate::tvf::WindowKind;
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
@@ -73,6 +74,7 @@ enum Step {
     SessionAggregate(Arc<SessionAggregateSpec>),
     GroupAggregate(Arc<GroupAggregateSpec>),
     Rank(Arc<RankSpec>),
+    Lookup(Arc<LookupSpec>),
     RetractAggregate(Arc<RetractAggregateSpec>),
 }
 
@@ -679,6 +681,9 @@ impl<'a> StreamPlanner<'a> {
     fn join(&mut self, join: &datafusion_expr::logical_plan::Join) -> Result<Open> {
         use datafusion_common::NullEquality;
         use datafusion_expr::JoinType;
+        if let Some((scan, temporal, filters)) = temporal_scan(&join.right) {
+            return self.lookup_join(join, scan, temporal, filters);
+        }
         if join.join_type != JoinType::Inner {
             return Err(unsupported(format!(
                 "{} joins (an inner join, JOIN ... ON, is supported)",
@@ -753,6 +758,113 @@ impl<'a> StreamPlanner<'a> {
             session: None,
             proctime: false,
         };
+        if let Some(filter) = &join.filter {
+            self.calc(&mut open, Some(filter), None)?;
+        }
+        Ok(open)
+    }
+
+    /// A join of a table `FOR SYSTEM_TIME AS OF` a `PROCTIME()` column: the table read
+    /// whole, and joined where the probing rows are (`lookup.rs`).
+    fn lookup_join(
+        &mut self,
+        join: &datafusion_expr::logical_plan::Join,
+        scan: &TableScan,
+        temporal: &TemporalSource,
+        filters: Filters<'_>,
+    ) -> Result<Open> {
+        use datafusion_expr::JoinType;
+        let table_name = &temporal.temporal.table;
+        let left_outer = match join.join_type {
+            JoinType::Inner => false,
+            JoinType::Left => true,
+            other => {
+                return Err(unsupported(format!(
+                    "{} temporal joins (JOIN or LEFT JOIN ... FOR SYSTEM_TIME AS OF)",
+                    other.to_string().to_uppercase()
+                )))
+            }
+        };
+        if join.on.is_empty() {
+            return Err(Error::invalid_job(format!(
+                "the temporal join of {table_name} needs an equality between the two sides: ON a.key = {table_name}.key"
+            )));
+        }
+        let mut open = self.translate(&join.left)?;
+        unmerged_sessions(&open)?;
+        processing_time_windows(&open, "temporal join")?;
+        if open.updating {
+            return Err(unsupported("a temporal join of updating rows (of a GROUP BY without windows)"));
+        }
+        // As of what: a processing time of the probing rows.
+        let time = match &temporal.temporal.time {
+            sqlparser::ast::Expr::Identifier(ident) => ident.value.clone(),
+            sqlparser::ast::Expr::CompoundIdentifier(parts) => {
+                parts.last().map(|p| p.value.clone()).unwrap_or_default()
+            }
+            other => {
+                return Err(Error::invalid_job(format!(
+                    "FOR SYSTEM_TIME AS OF {other}: the time must be a time attribute column of the other side"
+                )))
+            }
+        };
+        let at = open.schema.fields().iter().position(|f| *f.name() == time);
+        match at.map(|i| open.times[i]) {
+            _ if temporal.proctime.get() == Some(&true) => {}
+            Some(Time::Proctime) => {}
+            Some(Time::Rowtime | Time::WindowRowtime) => {
+                return Err(unsupported(format!(
+                    "event-time temporal joins (FOR SYSTEM_TIME AS OF the row time {time}, against a versioned \
+                     table); join as of a processing time: a column computed as PROCTIME()"
+                )))
+            }
+            _ => {
+                return Err(Error::invalid_job(format!(
+                    "FOR SYSTEM_TIME AS OF {time}: {time} is not a time attribute of the other side of the join (a \
+                     column computed as PROCTIME())"
+                )))
+            }
+        }
+        let table =
+            self.catalog.table(table_name).ok_or_else(|| Error::invalid_job(format!("no table {table_name}")))?;
+        let definition = table.definition.clone().ok_or_else(|| Error::internal("a view read as of a time"))?;
+        let columns: Vec<usize> = scan.projection.clone().unwrap_or_else(|| (0..definition.columns.len()).collect());
+        if let Some(&i) = columns.iter().find(|&&i| definition.columns[i].kind != ColumnKind::Physical) {
+            return Err(unsupported(format!(
+                "the computed or metadata column {} of a temporal join's table {table_name}",
+                definition.columns[i].name
+            )));
+        }
+        let right = Arc::new(Schema::new(columns.iter().map(|&i| table.schema.field(i).clone()).collect::<Vec<_>>()));
+        let source = connectors::scan(&definition, right.clone())?;
+        let right_schema = join.right.schema().clone();
+        let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
+        for (l, r) in &join.on {
+            let types = (l.get_type(&open.schema).map_err(plan_error)?, r.get_type(&right_schema).map_err(plan_error)?);
+            if types.0 != types.1 {
+                return Err(Error::invalid_job(format!(
+                    "the join keys {l} and {r} are of different types ({} and {}): CAST one to the other's",
+                    types.0, types.1
+                )));
+            }
+            left_keys.push(self.physical(l, &open.schema)?);
+            right_keys.push(self.physical(r, &right_schema)?);
+        }
+        let mut spec = LookupSpec::new(table_name.clone(), source, right, Arc::new(join.schema.as_arrow().clone()));
+        spec.left_keys = left_keys;
+        spec.right_keys = right_keys;
+        spec.left_outer = left_outer;
+        for (filter, schema) in filters {
+            spec.filters.push(self.physical(filter, schema)?);
+        }
+        let name = format!(
+            "lookup join of {table_name} ({})",
+            join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ")
+        );
+        spec.name = name.clone();
+        self.push_step(&mut open, &name, OperatorState::Stateless, Step::Lookup(Arc::new(spec)));
+        open.schema = join.schema.clone();
+        open.times.extend(std::iter::repeat_n(Time::None, right_schema.fields().len()));
         if let Some(filter) = &join.filter {
             self.calc(&mut open, Some(filter), None)?;
         }
@@ -1004,6 +1116,27 @@ fn window_kind_name(kind: &WindowKind) -> &'static str {
     }
 }
 
+/// Conditions, each over the columns of its schema.
+type Filters<'a> = Vec<(&'a Expr, &'a DFSchemaRef)>;
+
+/// The scan of a temporal join's table under `plan` (through aliases and the
+/// conditions on its columns alone, which are returned).
+fn temporal_scan(plan: &LogicalPlan) -> Option<(&TableScan, &TemporalSource, Filters<'_>)> {
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => temporal_scan(&alias.input),
+        LogicalPlan::Filter(filter) => {
+            let (scan, temporal, mut filters) = temporal_scan(&filter.input)?;
+            filters.push((&filter.predicate, filter.input.schema()));
+            Some((scan, temporal, filters))
+        }
+        LogicalPlan::TableScan(scan) => {
+            let temporal = scan.source.as_ref().downcast_ref::<TemporalSource>()?;
+            Some((scan, temporal, Vec::new()))
+        }
+        _ => None,
+    }
+}
+
 /// Fails if `open`'s rows still have their own `SESSION` windows: only a window
 /// aggregation merges them into sessions.
 fn unmerged_sessions(open: &Open) -> Result<()> {
@@ -1200,6 +1333,7 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
                 let aggregate = GroupAggregate::new(spec.clone())?;
                 Box::new(OperatorNode::stateful(aggregate, out, participant)?)
             }
+            Step::Lookup(spec) => Box::new(OperatorNode::new(LookupJoin::new(spec.clone())?, out)),
             Step::Rank(spec) => {
                 let participant = ctx.checkpoints.register(*operator, ctx.worker);
                 Box::new(OperatorNode::stateful(Rank::new(spec.clone())?, out, participant)?)
