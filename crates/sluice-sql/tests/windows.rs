@@ -37,6 +37,14 @@ fn run(columns: &str, insert: &str, parallelism: usize) -> Vec<Value> {
     rows
 }
 
+/// What `EXPLAIN` prints of `insert` (into table `out` of `columns`).
+fn explain(columns: &str, insert: &str) -> String {
+    let job =
+        format!("{}\nCREATE TABLE out ({columns}) WITH ('connector' = 'blackhole');\nEXPLAIN {insert};", tables());
+    let compiled = sluice_sql::compile(&job, &sluice_sql::Functions::default()).unwrap_or_else(|e| panic!("{e}"));
+    compiled.explained.concat()
+}
+
 fn bids() -> Vec<nexmark::Bid> {
     bids_at(None)
 }
@@ -323,4 +331,45 @@ fn a_session_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism
         "some bidders have several sessions"
     );
     assert_eq!(got, expected);
+}
+
+#[test]
+fn an_interval_join_pairs_each_person_with_the_auctions_they_open_within_ten_seconds() {
+    let insert = "INSERT INTO out
+        SELECT P.id AS person, A.id AS auction
+        FROM person P JOIN auction A
+          ON P.id = A.seller AND A.dateTime BETWEEN P.dateTime AND P.dateTime + INTERVAL '10' SECOND";
+    let events = nexmark::generate(EVENTS);
+    let persons: BTreeMap<i64, i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Person(p) => Some((p.id as i64, p.date_time as i64)),
+            _ => None,
+        })
+        .collect();
+    let mut expected: Vec<(i64, i64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) => {
+                let joined = *persons.get(&(a.seller as i64))?;
+                let opened = a.date_time as i64;
+                (opened >= joined && opened <= joined + 10_000).then_some((a.seller as i64, a.id as i64))
+            }
+            _ => None,
+        })
+        .collect();
+    expected.sort_unstable();
+    assert!(!expected.is_empty(), "some persons open auctions within ten seconds");
+    let sellers = events.iter().filter(|e| matches!(e, Event::Auction(_))).count();
+    assert!(expected.len() < sellers, "and some auctions are opened later, or by persons not joined");
+    let explained = explain("person BIGINT, auction BIGINT", insert);
+    assert!(explained.contains("interval join"), "its rows go with the watermark: {explained}");
+    for parallelism in [1, 2] {
+        let mut got: Vec<(i64, i64)> = run("person BIGINT, auction BIGINT", insert, parallelism)
+            .iter()
+            .map(|row| (row["person"].as_i64().expect("a person"), row["auction"].as_i64().expect("an auction")))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
 }

@@ -13,6 +13,11 @@
 //! joined on their windows, Nexmark q5 and q8) is a window join: a window's rows are
 //! dropped once the watermark passes its end, as no row of that window can follow.
 //!
+//! A join whose condition bounds one side's row time by the other's (`r.t BETWEEN
+//! l.t - INTERVAL '1' HOUR AND l.t`) is an interval join: a row is dropped once the
+//! watermark has passed the last time a row of the other side could match it. The
+//! condition itself is evaluated after the join, as any other.
+//!
 //! Checkpoints hold each side's rows as Arrow IPC, one entry per side and key group,
 //! so a job restores at any parallelism.
 
@@ -47,6 +52,32 @@ pub struct JoinSpec {
     /// For a window join (the keys hold both sides' `window_end`), which key column:
     /// a window's rows are dropped once the watermark passes its end.
     pub window_end: Option<usize>,
+    /// For an interval join, its time bounds.
+    pub interval: Option<Interval>,
+}
+
+/// The time bounds of an interval join: a right row at `r` joins a left row at `l`
+/// only if `l + lower <= r <= l + upper` (milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval {
+    /// The row time's column in the left input, and in the right.
+    pub left_time: usize,
+    /// See `left_time`.
+    pub right_time: usize,
+    /// The bounds.
+    pub lower: i64,
+    /// See `lower`.
+    pub upper: i64,
+}
+
+impl Interval {
+    /// After which watermark a row of `which` side at `time` can join nothing more.
+    fn last_match(&self, which: Which, time: i64) -> i64 {
+        match which {
+            Which::Left => time.saturating_add(self.upper),
+            Which::Right => time.saturating_sub(self.lower),
+        }
+    }
 }
 
 /// A batch of kept rows.
@@ -68,6 +99,9 @@ struct Side {
     /// In a window join, the keys of each window, by its end.
     windows: BTreeMap<Timestamp, Vec<Box<[u8]>>>,
     converter: RowConverter,
+    /// Rows dropped whose index entries are still there (an interval join's index is
+    /// cleaned when they outnumber the rows kept).
+    stale: usize,
 }
 
 impl Side {
@@ -78,24 +112,38 @@ impl Side {
             index: FxHashMap::default(),
             windows: BTreeMap::new(),
             converter: key_converter(schema, keys)?,
+            stale: 0,
         })
     }
 
     /// Keeps `batch`, whose rows' keys are `rows` (`None`: a NULL in the key, which
-    /// joins nothing) and, in a window join, whose rows' window ends are `ends`.
-    fn keep(&mut self, batch: RecordBatch, rows: &[Option<&[u8]>], ends: Option<&[Option<i64>]>, arrived: Timestamp) {
+    /// joins nothing) and, in a window or interval join, after which time (plus a
+    /// millisecond) each row can join nothing more, `ends`; in a window join the end
+    /// is the key's window's (`by_window`).
+    fn keep(
+        &mut self,
+        batch: RecordBatch,
+        rows: &[Option<&[u8]>],
+        ends: Option<&[Option<i64>]>,
+        by_window: bool,
+        arrived: Timestamp,
+    ) {
         let id = self.first + self.batches.len() as u64;
         let mut kept = false;
         let mut last_end = Timestamp::MIN;
         for (row, key) in rows.iter().enumerate() {
             let Some(key) = key else { continue };
+            // A row without a row time joins nothing in an interval join.
+            if !by_window && ends.is_some_and(|ends| ends[row].is_none()) {
+                continue;
+            }
             kept = true;
             match self.index.get_mut(*key) {
                 Some(list) => list.push((id, row as u32)),
                 None => {
                     self.index.insert(Box::from(*key), vec![(id, row as u32)]);
                     // The window end is part of the key: a key is in one window.
-                    if let Some(end) = ends.and_then(|ends| ends[row]) {
+                    if let Some(end) = ends.filter(|_| by_window).and_then(|ends| ends[row]) {
                         self.windows.entry(end).or_default().push(Box::from(*key));
                     }
                 }
@@ -113,21 +161,38 @@ impl Side {
     fn drop_front(&mut self, done: impl Fn(&Kept) -> bool) -> bool {
         let mut dropped = 0;
         while self.batches.front().is_some_and(&done) {
-            self.batches.pop_front();
+            let kept = self.batches.pop_front().expect("invariant: there is a front");
+            self.stale += kept.rows.num_rows();
             dropped += 1;
         }
         self.first += dropped;
         dropped > 0
     }
 
+    /// Removes index entries of dropped batches.
+    fn clean_index(&mut self) {
+        let first = self.first;
+        self.index.retain(|_, rows| {
+            rows.retain(|(id, _)| *id >= first);
+            !rows.is_empty()
+        });
+        self.stale = 0;
+    }
+
+    /// In an interval join: drops the batches whose rows can join nothing more, and
+    /// their index entries once they outnumber the rows kept.
+    fn expire_interval(&mut self, watermark: Timestamp) {
+        self.drop_front(|kept| kept.end == Timestamp::MIN || kept.end - 1 <= watermark);
+        let kept: usize = self.batches.iter().map(|b| b.rows.num_rows()).sum();
+        if self.stale > kept {
+            self.clean_index();
+        }
+    }
+
     /// Drops the batches that arrived at or before `before`.
     fn expire(&mut self, before: Timestamp) {
         if self.drop_front(|kept| kept.arrived <= before) {
-            let first = self.first;
-            self.index.retain(|_, rows| {
-                rows.retain(|(id, _)| *id >= first);
-                !rows.is_empty()
-            });
+            self.clean_index();
         }
     }
 
@@ -159,6 +224,21 @@ struct SideEntry {
     side: Which,
     /// An Arrow IPC stream: the side's columns, then when each row arrived.
     batch: Vec<u8>,
+}
+
+/// In a window or interval join, after which time (plus a millisecond) each row of
+/// `batch`, of side `which`, can join nothing more.
+fn ends(spec: &JoinSpec, which: Which, batch: &RecordBatch) -> Result<Option<Vec<Option<i64>>>> {
+    if let Some(column) = spec.window_end {
+        return Ok(Some(millis(batch.column(column))?));
+    }
+    let Some(interval) = spec.interval else { return Ok(None) };
+    let column = match which {
+        Which::Left => interval.left_time,
+        Which::Right => interval.right_time,
+    };
+    let times = millis(batch.column(column))?;
+    Ok(Some(times.into_iter().map(|t| t.map(|t| interval.last_match(which, t).saturating_add(1))).collect()))
 }
 
 /// A key of a key group, and the group's rows as (batch, row).
@@ -220,7 +300,9 @@ impl Join {
         for (row, key) in rows.iter().enumerate() {
             let Some(matches) = key.and_then(|key| other.index.get(key)) else { continue };
             for &(id, at) in matches {
-                let kept = (id - other.first) as usize;
+                // An entry of a dropped batch, not cleaned yet.
+                let Some(kept) = id.checked_sub(other.first) else { continue };
+                let kept = kept as usize;
                 let number = *numbered.entry(kept).or_insert_with(|| {
                     used.push(kept);
                     used.len() - 1
@@ -255,11 +337,8 @@ impl Join {
                     Some(columns)
                 }
             };
-        let ends = match self.spec.window_end {
-            Some(column) => Some(millis(batch.column(column))?),
-            None => None,
-        };
-        this.keep(batch.clone(), &rows, ends.as_deref(), now);
+        let ends = ends(&self.spec, which, &batch)?;
+        this.keep(batch.clone(), &rows, ends.as_deref(), self.spec.window_end.is_some(), now);
         if let Some(columns) = joined {
             let rows = columns.first().map_or(0, |c| c.len());
             let options = RecordBatchOptions::new().with_row_count(Some(rows));
@@ -326,6 +405,10 @@ impl TwoInputOperator for Join {
             self.left.expire_windows(watermark);
             self.right.expire_windows(watermark);
         }
+        if self.spec.interval.is_some() {
+            self.left.expire_interval(watermark);
+            self.right.expire_interval(watermark);
+        }
         Ok(())
     }
 
@@ -346,7 +429,7 @@ impl TwoInputOperator for Join {
 
     fn restore(&mut self, state: &StateReader) -> Result<()> {
         let keys = self.spec.keys;
-        let window_end = self.spec.window_end;
+        let spec = self.spec.clone();
         let name = self.spec.name.clone();
         state.for_each_keyed(|_: Vec<u8>, entry: SideEntry| {
             let batch = ipc_decode(&entry.batch, &name)?;
@@ -369,11 +452,8 @@ impl TwoInputOperator for Join {
                 .map_err(|e| Error::checkpoint(&name, e.to_string()))?;
             let keys: Vec<Box<[u8]>> = encoded.iter().map(|r| Box::from(r.data())).collect();
             let keys: Vec<Option<&[u8]>> = keys.iter().map(|k| Some(k.as_ref())).collect();
-            let ends = match window_end {
-                Some(column) => Some(millis(rows.column(column))?),
-                None => None,
-            };
-            side.keep(rows.clone(), &keys, ends.as_deref(), arrived);
+            let ends = ends(&spec, entry.side, &rows)?;
+            side.keep(rows.clone(), &keys, ends.as_deref(), spec.window_end.is_some(), arrived);
             Ok(())
         })
     }

@@ -11,7 +11,7 @@ use super::aggregate::{AggregateCall, KeyPartitioner, WindowAggregate, WindowAgg
 use super::assign::{Assign, AssignSpec};
 use super::calc::{Calc, CalcSpec};
 use super::group::{GroupAggregate, GroupAggregateSpec};
-use super::join::{Join, JoinSpec};
+use super::join::{Interval, Join, JoinSpec};
 use super::lookup::{LookupJoin, LookupSpec};
 use super::rank::{Rank, RankSpec};
 use super::retract::{RetractAggregate, RetractAggregateSpec, RetractCall, Retracting};
@@ -724,11 +724,30 @@ impl<'a> StreamPlanner<'a> {
             time_of(l, &left.schema, &left.times) == Time::WindowEnd
                 && time_of(r, &right.schema, &right.times) == Time::WindowEnd
         });
+        // A condition bounding both sides' row times by each other's: an interval join.
+        let interval = match window_end {
+            Some(_) => None,
+            None => join.filter.as_ref().and_then(|f| interval_of(f, &left, &right)),
+        };
+        // Its output keeps both sides' row times, as Flink's does.
+        let times: Vec<Time> = match interval {
+            Some(_) => left.times.iter().chain(&right.times).copied().collect(),
+            None => vec![Time::None; join.schema.fields().len()],
+        };
+        let interval = interval.map(|i| Interval {
+            left_time: i.left_time + left_keys.len(),
+            right_time: i.right_time + right_keys.len(),
+            ..i
+        });
         let (left_edge, left_schema) = self.exchange(left, &left_keys, &[], &join.left)?;
         let left_exchange = self.topology.operators.len() - 1;
         let (right_edge, right_schema) = self.exchange(right, &right_keys, &[], &join.right)?;
         let right_exchange = self.topology.operators.len() - 1;
-        let kind = if window_end.is_some() { "window join" } else { "join" };
+        let kind = match (window_end, interval) {
+            (Some(_), _) => "window join",
+            (None, Some(_)) => "interval join",
+            (None, None) => "join",
+        };
         let on = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ");
         let name = format!("{kind} ({on})");
         let operator = self.topology.add_operator(
@@ -744,8 +763,10 @@ impl<'a> StreamPlanner<'a> {
             left: left_schema,
             right: right_schema,
             schema: Arc::new(join.schema.as_arrow().clone()),
-            ttl: self.state_ttl,
+            // An interval join's rows go with the watermark.
+            ttl: self.state_ttl.filter(|_| interval.is_none()),
             window_end,
+            interval,
         };
         let mut open = Open {
             root: Root::Join { operator, left: left_edge, right: right_edge, spec: Arc::new(spec) },
@@ -753,7 +774,7 @@ impl<'a> StreamPlanner<'a> {
             last: operator,
             link: Link::Chained,
             schema: join.schema.clone(),
-            times: vec![Time::None; join.schema.fields().len()],
+            times,
             updating: false,
             session: None,
             proctime: false,
@@ -1232,23 +1253,91 @@ fn time_of(expr: &Expr, schema: &DFSchema, times: &[Time]) -> Time {
     }
 }
 
+/// An interval literal's length in milliseconds (without months, which have none).
+fn interval_millis(expr: &Expr) -> Option<i64> {
+    use datafusion_common::ScalarValue;
+    match unalias(expr) {
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            Some(i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds))
+        }
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            Some(i64::from(v.days) * 86_400_000 + v.nanoseconds.div_euclid(1_000_000))
+        }
+        _ => None,
+    }
+}
+
+/// The time bounds of a join condition over `left` and `right`: conjuncts comparing
+/// a row time of one side, plus or minus an interval, with a row time of the other's
+/// (`BETWEEN` too). Both bounds are needed: with one, rows could join for ever.
+fn interval_of(filter: &Expr, left: &Open, right: &Open) -> Option<Interval> {
+    use datafusion_expr::{BinaryExpr, Operator};
+    // A side's row time column plus an offset, and which side: `true` for the left.
+    let term = |expr: &Expr| -> Option<(bool, usize, i64)> {
+        let (column, offset) = match unalias(expr) {
+            Expr::Column(c) => (c, 0),
+            Expr::BinaryExpr(BinaryExpr { left: c, op, right: i }) => match (unalias(c), op) {
+                (Expr::Column(c), Operator::Plus) => (c, interval_millis(i)?),
+                (Expr::Column(c), Operator::Minus) => (c, -interval_millis(i)?),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let is_rowtime = |t: Time| matches!(t, Time::Rowtime | Time::WindowRowtime);
+        if let Ok(i) = left.schema.index_of_column(column) {
+            return is_rowtime(left.times[i]).then_some((true, i, offset));
+        }
+        let i = right.schema.index_of_column(column).ok()?;
+        is_rowtime(right.times[i]).then_some((false, i, offset))
+    };
+    let mut comparisons: Vec<(Expr, Operator, Expr)> = Vec::new();
+    for conjunct in datafusion_expr::utils::split_conjunction(filter) {
+        match conjunct {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => comparisons.push((*left.clone(), *op, *right.clone())),
+            Expr::Between(between) if !between.negated => {
+                comparisons.push((*between.expr.clone(), Operator::GtEq, *between.low.clone()));
+                comparisons.push((*between.expr.clone(), Operator::LtEq, *between.high.clone()));
+            }
+            _ => {}
+        }
+    }
+    let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
+    let mut times: Option<(usize, usize)> = None;
+    for (a, op, b) in comparisons {
+        let (Some(a), Some(b)) = (term(&a), term(&b)) else { continue };
+        // As `l + x op r + y`: then `r - l op' x - y`.
+        let ((l, x), (r, y), op) = match (a.0, b.0) {
+            (true, false) => ((a.1, a.2), (b.1, b.2), op),
+            (false, true) => ((b.1, b.2), (a.1, a.2), op.swap()?),
+            _ => continue,
+        };
+        if times.is_some_and(|t| t != (l, r)) {
+            continue;
+        }
+        times = Some((l, r));
+        match op {
+            // l + x <= r + y: r - l >= x - y.
+            Operator::Lt | Operator::LtEq => lower = Some(lower.map_or(x - y, |v: i64| v.max(x - y))),
+            Operator::Gt | Operator::GtEq => upper = Some(upper.map_or(x - y, |v: i64| v.min(x - y))),
+            Operator::Eq => {
+                lower = Some(x - y);
+                upper = Some(x - y);
+            }
+            _ => {}
+        }
+    }
+    let ((left_time, right_time), lower, upper) = (times?, lower?, upper?);
+    Some(Interval { left_time, right_time, lower, upper })
+}
+
 /// How far behind the row time `column` a watermark expression is, when it is the
 /// column itself or the column less a fixed interval of days, hours, seconds or less.
 fn fixed_delay(expr: &Expr, column: &str) -> Option<i64> {
-    use datafusion_common::ScalarValue;
     use datafusion_expr::{BinaryExpr, Operator};
     let is_rowtime = |e: &Expr| matches!(unalias(e), Expr::Column(c) if c.name == column);
     match unalias(expr) {
         e if is_rowtime(e) => Some(0),
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) if is_rowtime(left) => match unalias(right) {
-            Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
-                Some(i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds))
-            }
-            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
-                Some(i64::from(v.days) * 86_400_000 + v.nanoseconds.div_euclid(1_000_000))
-            }
-            _ => None,
-        },
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) if is_rowtime(left) => interval_millis(right),
         _ => None,
     }
 }
