@@ -186,9 +186,9 @@ fn a_window_top_n_keeps_the_three_auctions_with_most_bids_of_each_window() {
 }
 
 /// Runs `select` (rows of a key `k`, `window_start` and a count `n`), stopped after a
-/// checkpoint at two workers and restarted from it at one: each window's row written
-/// once, exactly-once into part files. The rows, by key and window start.
-fn resumed_at_another_parallelism(select: &str) -> BTreeMap<(u64, i64), u64> {
+/// checkpoint at two workers and restarted from it at one: each row written once,
+/// exactly-once into part files. The counts, by key and window start.
+fn resumed_at_another_parallelism(select: &str) -> BTreeMap<(u64, i64), Vec<u64>> {
     let out = tempfile::tempdir().expect("output directory");
     let checkpoints = tempfile::tempdir().expect("checkpoint directory");
     // Paced, so that the first run is stopped halfway.
@@ -224,7 +224,7 @@ fn resumed_at_another_parallelism(select: &str) -> BTreeMap<(u64, i64), u64> {
     let second = compile(1).execute().expect("the second run resumes and ends");
     assert!(second.checkpoints.and_then(|s| s.restored_from).is_some(), "the second run restored a checkpoint");
 
-    let mut got: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    let mut got: BTreeMap<(u64, i64), Vec<u64>> = BTreeMap::new();
     for entry in std::fs::read_dir(out.path()).expect("the output") {
         let path = entry.expect("a part").path();
         if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
@@ -233,10 +233,10 @@ fn resumed_at_another_parallelism(select: &str) -> BTreeMap<(u64, i64), u64> {
         for line in std::fs::read_to_string(&path).expect("readable").lines() {
             let row: Value = serde_json::from_str(line).expect("JSON");
             let key = (row["k"].as_u64().expect("a key"), millis(row["window_start"].as_str().expect("start")));
-            let n = row["n"].as_u64().expect("a count");
-            assert!(got.insert(key, n).is_none(), "a window's result written twice: {row}");
+            got.entry(key).or_default().push(row["n"].as_u64().expect("a count"));
         }
     }
+    got.values_mut().for_each(|counts| counts.sort_unstable());
     got
 }
 
@@ -252,6 +252,7 @@ fn a_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
         let start = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(10_000);
         *expected.entry((bid.auction as u64, start)).or_default() += 1;
     }
+    let expected: BTreeMap<(u64, i64), Vec<u64>> = expected.into_iter().map(|(k, n)| (k, vec![n])).collect();
     assert_eq!(got, expected);
 }
 
@@ -325,7 +326,8 @@ fn a_session_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism
          FROM bid GROUP BY bidder, SESSION(dateTime, INTERVAL '0.1' SECOND)",
     );
     let bids = bids_at(Some(PACE));
-    let expected: BTreeMap<(u64, i64), u64> = sessions(&bids, 100).into_iter().map(|(k, (n, _))| (k, n)).collect();
+    let expected: BTreeMap<(u64, i64), Vec<u64>> =
+        sessions(&bids, 100).into_iter().map(|(k, (n, _))| (k, vec![n])).collect();
     assert!(
         expected.len() > expected.keys().map(|k| k.0).collect::<BTreeSet<_>>().len(),
         "some bidders have several sessions"
@@ -372,4 +374,97 @@ fn an_interval_join_pairs_each_person_with_the_auctions_they_open_within_ten_sec
         got.sort_unstable();
         assert_eq!(got, expected, "at {parallelism} workers");
     }
+}
+
+/// Runs `AGG(price) OVER w` for the frame `frame` of bids per auction in time order;
+/// the rows, as (auction, time, price, sum, count), sorted.
+fn over(frame: &str, parallelism: usize) -> Vec<(i64, i64, i64, i64, i64)> {
+    let insert = format!(
+        "INSERT INTO out
+         SELECT auction, dateTime, price, SUM(price) OVER w AS total, COUNT(*) OVER w AS n
+         FROM bid WINDOW w AS (PARTITION BY auction ORDER BY dateTime {frame})"
+    );
+    let columns = "auction BIGINT, dateTime TIMESTAMP(3), price BIGINT, total BIGINT, n BIGINT";
+    let mut rows: Vec<(i64, i64, i64, i64, i64)> = run(columns, &insert, parallelism)
+        .iter()
+        .map(|row| {
+            let number = |c: &str| row[c].as_i64().expect("a number");
+            (
+                number("auction"),
+                millis(row["dateTime"].as_str().expect("a time")),
+                number("price"),
+                number("total"),
+                number("n"),
+            )
+        })
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// The same computed by a loop: each auction's bids in time order, and for each the
+/// bids of its frame, from `start(bids before it and it, index)` to `end`.
+fn over_loop(frame: impl Fn(&[(i64, i64)], usize) -> (usize, usize)) -> Vec<(i64, i64, i64, i64, i64)> {
+    let mut by_auction: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for bid in bids() {
+        by_auction.entry(bid.auction as i64).or_default().push((bid.date_time as i64, bid.price as i64));
+    }
+    let mut rows = Vec::new();
+    for (auction, mut bids) in by_auction {
+        bids.sort_by_key(|(time, _)| *time);
+        for i in 0..bids.len() {
+            let (start, end) = frame(&bids, i);
+            let total: i64 = bids[start..=end].iter().map(|(_, p)| p).sum();
+            rows.push((auction, bids[i].0, bids[i].1, total, (end - start + 1) as i64));
+        }
+    }
+    rows.sort_unstable();
+    rows
+}
+
+#[test]
+fn over_aggregations_sum_each_bids_frame_of_its_auctions_bids_in_time_order() {
+    let last_peer = |bids: &[(i64, i64)], i: usize| {
+        let mut end = i;
+        while end + 1 < bids.len() && bids[end + 1].0 == bids[i].0 {
+            end += 1;
+        }
+        end
+    };
+    let rows = over_loop(|bids, i| (i.saturating_sub(2), i));
+    assert!(rows.iter().any(|r| r.4 == 3), "some frames hold three bids");
+    // Bids of the same millisecond are in arrival order, which two workers interleave.
+    assert_eq!(over("ROWS BETWEEN 2 PRECEDING AND CURRENT ROW", 1), rows, "two rows before");
+
+    let rows = over_loop(|bids, i| (bids.partition_point(|(t, _)| *t < bids[i].0 - 100), last_peer(bids, i)));
+    assert!(rows.iter().any(|r| r.4 > 1), "some frames hold several bids");
+    for parallelism in [1, 2] {
+        let got = over("RANGE BETWEEN INTERVAL '0.1' SECOND PRECEDING AND CURRENT ROW", parallelism);
+        assert_eq!(got, rows, "the bids of the 100 ms before, at {parallelism} workers");
+    }
+    let rows = over_loop(|bids, i| (0, last_peer(bids, i)));
+    for parallelism in [1, 2] {
+        assert_eq!(over("", parallelism), rows, "every bid before, at {parallelism} workers");
+    }
+}
+
+#[test]
+fn an_over_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
+    let got = resumed_at_another_parallelism(
+        "SELECT auction AS k, dateTime AS window_start, COUNT(*) OVER (PARTITION BY auction ORDER BY dateTime) AS n
+         FROM bid",
+    );
+    // Each bid's count: the bids of its auction at or before its time.
+    let mut by_auction: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+    for bid in bids_at(Some(PACE)) {
+        by_auction.entry(bid.auction as u64).or_default().push(bid.date_time as i64);
+    }
+    let mut expected: BTreeMap<(u64, i64), Vec<u64>> = BTreeMap::new();
+    for (auction, times) in by_auction {
+        for &t in &times {
+            let n = times.iter().filter(|&&u| u <= t).count() as u64;
+            expected.entry((auction, t)).or_default().push(n);
+        }
+    }
+    assert_eq!(got, expected);
 }

@@ -22,7 +22,7 @@
 //! so a job restores at any parallelism.
 
 use super::aggregate::key_converter;
-use super::state::{ipc_decode, ipc_encode};
+use super::state::{ipc_decode, ipc_encode, KeyGroupRows};
 use super::watermark::millis;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow_row::RowConverter;
@@ -241,8 +241,6 @@ fn ends(spec: &JoinSpec, which: Which, batch: &RecordBatch) -> Result<Option<Vec
     Ok(Some(times.into_iter().map(|t| t.map(|t| interval.last_match(which, t).saturating_add(1))).collect()))
 }
 
-/// A key of a key group, and the group's rows as (batch, row).
-type KeyGroupRows = (Vec<u8>, Vec<(usize, usize)>);
 
 /// One worker's join.
 pub struct Join {

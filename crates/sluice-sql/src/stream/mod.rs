@@ -6,7 +6,7 @@
 //! aggregation with updating results (`group.rs`) and of updating input
 //! (`retract.rs`), regular and window joins (`join.rs`), lookup joins
 //! (`lookup.rs`), Top-N and
-//! deduplication (`rank.rs`), and
+//! deduplication (`rank.rs`), OVER aggregations (`over.rs`), and
 //! their state in checkpoints (`state.rs`).
 
 pub mod aggregate;
@@ -15,6 +15,7 @@ pub mod calc;
 pub mod group;
 pub mod join;
 pub mod lookup;
+pub mod over;
 pub mod plan;
 pub mod rank;
 pub mod retract;

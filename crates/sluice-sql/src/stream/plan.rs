@@ -13,6 +13,7 @@ use super::calc::{Calc, CalcSpec};
 use super::group::{GroupAggregate, GroupAggregateSpec};
 use super::join::{Interval, Join, JoinSpec};
 use super::lookup::{LookupJoin, LookupSpec};
+use super::over::{Frame, OverAggregate, OverSpec};
 use super::rank::{Rank, RankSpec};
 use super::retract::{RetractAggregate, RetractAggregateSpec, RetractCall, Retracting};
 use super::session::{SessionAggregate, SessionAggregateSpec, SessionColumn};
@@ -74,6 +75,7 @@ enum Step {
     SessionAggregate(Arc<SessionAggregateSpec>),
     GroupAggregate(Arc<GroupAggregateSpec>),
     Rank(Arc<RankSpec>),
+    Over(Arc<OverSpec>),
     Lookup(Arc<LookupSpec>),
     RetractAggregate(Arc<RetractAggregateSpec>),
 }
@@ -242,6 +244,7 @@ impl<'a> StreamPlanner<'a> {
             }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate),
             LogicalPlan::Join(join) => self.join(join),
+            LogicalPlan::Window(window) if is_over_aggregation(window) => self.over(window),
             LogicalPlan::Window(window) => self.rank(window),
             other => Err(unsupported(format!("{} (in the plan {})", other.display(), plan.display_indent()))),
         }
@@ -1003,20 +1006,12 @@ impl<'a> StreamPlanner<'a> {
     /// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` under a filter keeping its
     /// first N rows: a Top-N, after an exchange by the partition key.
     fn rank(&mut self, window: &datafusion_expr::logical_plan::Window) -> Result<Open> {
-        use datafusion_expr::expr::WindowFunctionDefinition;
         let [call] = window.window_expr.as_slice() else {
             return Err(unsupported("several window functions over one input"));
         };
         let Expr::WindowFunction(function) = unalias(call) else {
             return Err(unsupported(format!("the window expression {call}")));
         };
-        if let WindowFunctionDefinition::AggregateUDF(aggregate) = &function.fun {
-            return Err(unsupported(format!(
-                "OVER aggregations ({}(...) OVER (...)); ROW_NUMBER() OVER (...) for Top-N and deduplication is \
-                 supported",
-                aggregate.name().to_uppercase()
-            )));
-        }
         let name = function.fun.name().to_string();
         if name != "row_number" {
             return Err(unsupported(format!(
@@ -1095,6 +1090,161 @@ impl<'a> StreamPlanner<'a> {
         Ok(open)
     }
 
+    /// Aggregates `OVER (PARTITION BY ... ORDER BY rowtime frame)`: the rows exchanged
+    /// by the partition key into an OVER aggregation (`over.rs`).
+    fn over(&mut self, window: &datafusion_expr::logical_plan::Window) -> Result<Open> {
+        use datafusion_expr::{WindowFrameBound, WindowFrameUnits};
+        let mut functions = Vec::new();
+        for expr in &window.window_expr {
+            let Expr::WindowFunction(function) = unalias(expr) else {
+                return Err(unsupported(format!("the window expression {expr}")));
+            };
+            let datafusion_expr::expr::WindowFunctionDefinition::AggregateUDF(aggregate) = &function.fun else {
+                return Err(unsupported(format!(
+                    "{}() OVER (...) beside OVER aggregations in one SELECT",
+                    function.fun.name().to_uppercase()
+                )));
+            };
+            functions.push((function, aggregate.clone(), expr.schema_name().to_string()));
+        }
+        let params = &functions[0].0.params;
+        for (function, _, _) in &functions[1..] {
+            let other = &function.params;
+            if other.partition_by != params.partition_by
+                || other.order_by != params.order_by
+                || other.window_frame != params.window_frame
+            {
+                return Err(unsupported(
+                    "OVER aggregations over different windows in one SELECT (as in Flink, they share one: use WINDOW                      w AS (...))",
+                ));
+            }
+        }
+        for (function, _, name) in &functions {
+            if function.params.distinct || function.params.filter.is_some() {
+                return Err(unsupported(format!("DISTINCT or FILTER in the OVER aggregation {name}")));
+            }
+        }
+        let [order] = params.order_by.as_slice() else {
+            return Err(Error::invalid_job(
+                "an OVER aggregation is ordered by one time attribute: OVER (PARTITION BY ... ORDER BY rowtime ...)",
+            ));
+        };
+        if !order.asc {
+            return Err(Error::invalid_job("an OVER aggregation is ordered by its time attribute ascending"));
+        }
+        let open = self.translate(&window.input)?;
+        unmerged_sessions(&open)?;
+        processing_time_windows(&open, "OVER aggregation")?;
+        if open.updating {
+            return Err(unsupported("OVER aggregations of updating rows (of a GROUP BY without windows)"));
+        }
+        match time_of(&order.expr, &open.schema, &open.times) {
+            Time::Rowtime | Time::WindowRowtime => {}
+            Time::Proctime => return Err(unsupported("OVER aggregations ordered by processing time (PROCTIME())")),
+            _ => {
+                return Err(Error::invalid_job(format!(
+                    "an OVER aggregation is ordered by a time attribute (a column with a WATERMARK), not {}",
+                    order.expr
+                )))
+            }
+        }
+        let frame = &params.window_frame;
+        if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
+            return Err(unsupported("an OVER window ending after the current row (Flink's end at CURRENT ROW)"));
+        }
+        let frame = match (&frame.units, &frame.start_bound) {
+            (WindowFrameUnits::Rows, WindowFrameBound::Preceding(v)) if v.is_null() => Frame::UnboundedRows,
+            (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) if v.is_null() => Frame::UnboundedRange,
+            (WindowFrameUnits::Rows, WindowFrameBound::Preceding(v)) => {
+                match v.cast_to(&arrow_schema::DataType::UInt64) {
+                    Ok(datafusion_common::ScalarValue::UInt64(Some(n))) => Frame::Rows(n as usize),
+                    _ => return Err(Error::invalid_job(format!("ROWS BETWEEN {v} PRECEDING: a number of rows"))),
+                }
+            }
+            (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) => {
+                match interval_millis(&Expr::Literal(v.clone(), None)) {
+                    Some(length) => Frame::Range(length),
+                    None => {
+                        return Err(Error::invalid_job(format!(
+                            "RANGE BETWEEN {v} PRECEDING: an INTERVAL of days, hours, minutes or seconds"
+                        )))
+                    }
+                }
+            }
+            (WindowFrameUnits::Rows | WindowFrameUnits::Range, WindowFrameBound::CurrentRow) => Frame::Rows(0),
+            (units, start) => return Err(unsupported(format!("the OVER window {units} BETWEEN {start}"))),
+        };
+        let times = open.times.clone();
+        let keys: Vec<Expr> = match params.partition_by.is_empty() {
+            true => vec![datafusion_expr::lit(true)],
+            false => params.partition_by.clone(),
+        };
+        // Between the key and the row's own columns: the time, then every argument.
+        let mut between = vec![order.expr.clone()];
+        let mut positions = Vec::new();
+        for (function, _, _) in &functions {
+            let mut args = Vec::new();
+            for arg in &function.params.args {
+                args.push(keys.len() + between.len());
+                between.push(arg.clone());
+            }
+            positions.push(args);
+        }
+        let values = between.len() - 1;
+        let (edge, laid_out) = self.exchange(open, &keys, &between, &window.input)?;
+        let exchange = self.topology.operators.len() - 1;
+        let mut calls = Vec::new();
+        for ((_, aggregate, name), args) in functions.iter().zip(positions) {
+            let physical: Vec<Arc<dyn PhysicalExpr>> = args
+                .iter()
+                .map(|&i| {
+                    Arc::new(datafusion_physical_expr::expressions::Column::new(laid_out.field(i).name(), i))
+                        as Arc<dyn PhysicalExpr>
+                })
+                .collect();
+            let built = datafusion_physical_expr::aggregate::AggregateExprBuilder::new(aggregate.clone(), physical)
+                .schema(laid_out.clone())
+                .alias(name)
+                .build()
+                .map_err(plan_error)?;
+            calls.push(AggregateCall { function: Arc::new(built), args, filter: None });
+        }
+        let name = format!(
+            "OVER aggregate ({})",
+            functions.iter().map(|(_, _, name)| name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        let spec = OverSpec {
+            name: name.clone(),
+            keys: keys.len(),
+            values,
+            calls,
+            frame,
+            input: laid_out,
+            schema: Arc::new(window.schema.as_arrow().clone()),
+        };
+        spec.check()?;
+        let mut open = Open {
+            root: Root::Gate { edge, name: "partition key".to_string() },
+            steps: Vec::new(),
+            last: exchange,
+            link: Link::Channel(EdgeKind::Hash),
+            schema: window.schema.clone(),
+            times: Vec::new(),
+            updating: false,
+            session: None,
+            proctime: false,
+        };
+        self.push_step(
+            &mut open,
+            &name,
+            OperatorState::Keyed { backend: "heap".to_string() },
+            Step::Over(Arc::new(spec)),
+        );
+        // Rows leave in time order, with the watermark: they keep their row time.
+        open.times = times.into_iter().chain(std::iter::repeat_n(Time::None, window.window_expr.len())).collect();
+        Ok(open)
+    }
+
     /// A column's or watermark's SQL expression over the columns of `schema`, type
     /// checked.
     fn sql_expr(&self, expression: &sqlparser::ast::Expr, schema: &DFSchema) -> Result<Expr> {
@@ -1156,6 +1306,14 @@ fn temporal_scan(plan: &LogicalPlan) -> Option<(&TableScan, &TemporalSource, Fil
         }
         _ => None,
     }
+}
+
+/// Whether a window node holds aggregates (`SUM(x) OVER (...)`), not `ROW_NUMBER()`.
+fn is_over_aggregation(window: &datafusion_expr::logical_plan::Window) -> bool {
+    window.window_expr.iter().any(|e| {
+        matches!(unalias(e), Expr::WindowFunction(f)
+            if matches!(f.fun, datafusion_expr::expr::WindowFunctionDefinition::AggregateUDF(_)))
+    })
 }
 
 /// Fails if `open`'s rows still have their own `SESSION` windows: only a window
@@ -1423,6 +1581,11 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
                 Box::new(OperatorNode::stateful(aggregate, out, participant)?)
             }
             Step::Lookup(spec) => Box::new(OperatorNode::new(LookupJoin::new(spec.clone())?, out)),
+            Step::Over(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                let over = OverAggregate::new(spec.clone(), ctx.config.max_parallelism)?;
+                Box::new(OperatorNode::stateful(over, out, participant)?)
+            }
             Step::Rank(spec) => {
                 let participant = ctx.checkpoints.register(*operator, ctx.worker);
                 Box::new(OperatorNode::stateful(Rank::new(spec.clone())?, out, participant)?)

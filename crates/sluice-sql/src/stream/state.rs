@@ -8,6 +8,10 @@ use serde::Serialize;
 use sluice_runtime::checkpoint::{StateReader, StateWriter};
 use sluice_types::{Error, Result, Timestamp};
 
+/// A key of a key group, and the group's rows as (batch, row): how the operators
+/// that keep batches gather a key group's rows for a checkpoint entry.
+pub type KeyGroupRows = (Vec<u8>, Vec<(usize, usize)>);
+
 /// `batch` as an Arrow IPC stream.
 pub fn ipc_encode(batch: &RecordBatch) -> Result<Vec<u8>> {
     let error = |e: arrow_schema::ArrowError| Error::internal(format!("state encoding: {e}"));
