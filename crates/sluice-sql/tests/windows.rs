@@ -431,7 +431,7 @@ fn over_aggregations_sum_each_bids_frame_of_its_auctions_bids_in_time_order() {
         }
         end
     };
-    let rows = over_loop(|bids, i| (i.saturating_sub(2), i));
+    let rows = over_loop(|_, i| (i.saturating_sub(2), i));
     assert!(rows.iter().any(|r| r.4 == 3), "some frames hold three bids");
     // Bids of the same millisecond are in arrival order, which two workers interleave.
     assert_eq!(over("ROWS BETWEEN 2 PRECEDING AND CURRENT ROW", 1), rows, "two rows before");
