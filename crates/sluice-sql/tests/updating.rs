@@ -209,3 +209,109 @@ fn updating_results_reach_an_upsert_log_table_keyed_by_its_primary_key() {
     assert!(records > expected.len(), "updates were written, not only inserts: {records} records");
     assert_eq!(latest, expected);
 }
+
+/// The rows the changelog in `dir` materializes, as JSON text, with how many rows were
+/// retracted: a multiset, every retraction taking back a row it holds.
+fn materialize_all(dir: &Path) -> (Vec<String>, usize) {
+    let mut parts: Vec<_> =
+        std::fs::read_dir(dir).expect("the sink's directory").map(|e| e.expect("a part").path()).collect();
+    parts.sort();
+    let mut held: BTreeMap<String, usize> = BTreeMap::new();
+    let mut retracted = 0;
+    for part in parts {
+        for line in std::fs::read_to_string(part).expect("readable").lines() {
+            let change: Value = serde_json::from_str(line).expect("a JSON change");
+            match change["op"].as_str().expect("an op") {
+                "c" => *held.entry(change["after"].to_string()).or_default() += 1,
+                _ => {
+                    let row = change["before"].to_string();
+                    let count = held.get_mut(&row).unwrap_or_else(|| panic!("a retraction of a row not held: {row}"));
+                    *count -= 1;
+                    if *count == 0 {
+                        held.remove(&row);
+                    }
+                    retracted += 1;
+                }
+            }
+        }
+    }
+    (held.into_iter().flat_map(|(row, n)| std::iter::repeat_n(row, n)).collect(), retracted)
+}
+
+#[test]
+fn a_left_join_pads_unmatched_rows_and_takes_them_back_when_a_match_arrives() {
+    let events = nexmark::generate(EVENTS);
+    let mut auctions: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for event in &events {
+        if let Event::Auction(a) = event {
+            auctions.entry(a.seller as u64).or_default().push(a.id as u64);
+        }
+    }
+    let row = |person: u64, auction: Option<u64>| serde_json::json!({"person": person, "auction": auction}).to_string();
+    let mut expected: Vec<String> = Vec::new();
+    for event in &events {
+        if let Event::Person(p) = event {
+            match auctions.get(&(p.id as u64)) {
+                Some(ids) => expected.extend(ids.iter().map(|a| row(p.id as u64, Some(*a)))),
+                None => expected.push(row(p.id as u64, None)),
+            }
+        }
+    }
+    expected.sort();
+    assert!(expected.iter().any(|r| r.contains("null")), "some persons open no auction");
+    for parallelism in [1, 2] {
+        let out = tempfile::tempdir().expect("output directory");
+        let select = "SELECT P.id AS person, A.id AS auction FROM person P LEFT JOIN auction A ON P.id = A.seller";
+        compile(&job("person BIGINT, auction BIGINT", select, out.path(), ""), parallelism).execute().expect("runs");
+        let (mut got, retracted) = materialize_all(out.path());
+        got.sort();
+        assert!(retracted > 0, "padded rows were taken back when their match arrived");
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+#[test]
+fn a_full_join_keeps_the_unmatched_rows_of_both_sides() {
+    // Persons with the auctions they opened, under a condition besides the key's: the
+    // first auctions only. A person opening none of them, and every other auction,
+    // stay padded.
+    let events = nexmark::generate(EVENTS);
+    let persons: Vec<u64> = events
+        .iter()
+        .filter_map(|e| if let Event::Person(p) = e { Some(p.id as u64) } else { None })
+        .filter(|id| *id <= 1005)
+        .collect();
+    let auctions: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| if let Event::Auction(a) = e { Some((a.id as u64, a.seller as u64)) } else { None })
+        .collect();
+    let row = |person: Option<u64>, auction: Option<u64>| {
+        serde_json::json!({"person": person, "auction": auction}).to_string()
+    };
+    let matches = |p: u64, (id, seller): &(u64, u64)| *seller == p && *id <= 1010;
+    let mut expected: Vec<String> = Vec::new();
+    for &p in &persons {
+        let matched: Vec<u64> = auctions.iter().filter(|a| matches(p, a)).map(|a| a.0).collect();
+        match matched.is_empty() {
+            true => expected.push(row(Some(p), None)),
+            false => expected.extend(matched.into_iter().map(|a| row(Some(p), Some(a)))),
+        }
+    }
+    for a in &auctions {
+        if !persons.iter().any(|&p| matches(p, a)) {
+            expected.push(row(None, Some(a.0)));
+        }
+    }
+    expected.sort();
+    assert!(expected.iter().any(|r| r.starts_with("{\"auction\":null")), "a person stays padded");
+    assert!(expected.iter().any(|r| r.ends_with("\"person\":null}")), "an auction stays padded");
+    let select = "SELECT P.id AS person, A.id AS auction
+        FROM (SELECT * FROM person WHERE id <= 1005) P FULL JOIN auction A ON P.id = A.seller AND A.id <= 1010";
+    for parallelism in [1, 2] {
+        let out = tempfile::tempdir().expect("output directory");
+        compile(&job("person BIGINT, auction BIGINT", select, out.path(), ""), parallelism).execute().expect("runs");
+        let (mut got, _) = materialize_all(out.path());
+        got.sort();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}

@@ -468,3 +468,46 @@ fn an_over_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
     }
     assert_eq!(got, expected);
 }
+
+#[test]
+fn an_interval_left_join_pads_each_person_who_opens_no_auction_in_time_once_the_watermark_passes() {
+    let insert = "INSERT INTO out
+        SELECT P.id AS person, A.id AS auction
+        FROM person P LEFT JOIN auction A
+          ON P.id = A.seller AND A.dateTime BETWEEN P.dateTime AND P.dateTime + INTERVAL '1' SECOND";
+    let columns = "person BIGINT, auction BIGINT";
+    let explained = explain(columns, insert);
+    assert!(explained.contains("left outer interval join"), "append-only: {explained}");
+    let events = nexmark::generate(EVENTS);
+    let auctions: Vec<(i64, i64, i64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) => Some((a.id as i64, a.seller as i64, a.date_time as i64)),
+            _ => None,
+        })
+        .collect();
+    let mut expected: Vec<(i64, Option<i64>)> = Vec::new();
+    for event in &events {
+        let Event::Person(p) = event else { continue };
+        let (id, joined) = (p.id as i64, p.date_time as i64);
+        let opened: Vec<i64> = auctions
+            .iter()
+            .filter(|(_, seller, at)| *seller == id && *at >= joined && *at <= joined + 1_000)
+            .map(|a| a.0)
+            .collect();
+        match opened.is_empty() {
+            true => expected.push((id, None)),
+            false => expected.extend(opened.into_iter().map(|a| (id, Some(a)))),
+        }
+    }
+    expected.sort_unstable();
+    assert!(expected.iter().any(|r| r.1.is_none()) && expected.iter().any(|r| r.1.is_some()), "both kinds of rows");
+    for parallelism in [1, 2] {
+        let mut got: Vec<(i64, Option<i64>)> = run(columns, insert, parallelism)
+            .iter()
+            .map(|row| (row["person"].as_i64().expect("a person"), row["auction"].as_i64()))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}

@@ -687,12 +687,18 @@ impl<'a> StreamPlanner<'a> {
         if let Some((scan, temporal, filters)) = temporal_scan(&join.right) {
             return self.lookup_join(join, scan, temporal, filters);
         }
-        if join.join_type != JoinType::Inner {
-            return Err(unsupported(format!(
-                "{} joins (an inner join, JOIN ... ON, is supported)",
-                join.join_type.to_string().to_uppercase()
-            )));
-        }
+        let (left_outer, right_outer) = match join.join_type {
+            JoinType::Inner => (false, false),
+            JoinType::Left => (true, false),
+            JoinType::Right => (false, true),
+            JoinType::Full => (true, true),
+            other => {
+                return Err(unsupported(format!(
+                    "{} joins (JOIN, LEFT, RIGHT and FULL JOIN ... ON are supported)",
+                    other.to_string().to_uppercase()
+                )))
+            }
+        };
         if join.on.is_empty() {
             return Err(unsupported(
                 "a join without an equality between the two sides (a cross join): join ON a.key = b.key",
@@ -742,6 +748,14 @@ impl<'a> StreamPlanner<'a> {
             right_time: i.right_time + right_keys.len(),
             ..i
         });
+        if window_end.is_some() && (left_outer || right_outer) {
+            return Err(unsupported("outer window joins (an inner window join is supported)"));
+        }
+        // An outer join decides in the join what matches: its condition is evaluated there.
+        let filter = match (&join.filter, left_outer || right_outer) {
+            (Some(filter), true) => Some(self.physical(filter, &join.schema)?),
+            _ => None,
+        };
         let (left_edge, left_schema) = self.exchange(left, &left_keys, &[], &join.left)?;
         let left_exchange = self.topology.operators.len() - 1;
         let (right_edge, right_schema) = self.exchange(right, &right_keys, &[], &join.right)?;
@@ -750,6 +764,10 @@ impl<'a> StreamPlanner<'a> {
             (Some(_), _) => "window join",
             (None, Some(_)) => "interval join",
             (None, None) => "join",
+        };
+        let kind = match join.join_type {
+            JoinType::Inner => kind.to_string(),
+            outer => format!("{} outer {kind}", outer.to_string().to_lowercase()),
         };
         let on = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ");
         let name = format!("{kind} ({on})");
@@ -770,19 +788,26 @@ impl<'a> StreamPlanner<'a> {
             ttl: self.state_ttl.filter(|_| interval.is_none()),
             window_end,
             interval,
+            left_outer,
+            right_outer,
+            filter,
         };
+        let updating = spec.updating();
         let mut open = Open {
             root: Root::Join { operator, left: left_edge, right: right_edge, spec: Arc::new(spec) },
             steps: Vec::new(),
             last: operator,
             link: Link::Chained,
             schema: join.schema.clone(),
-            times,
-            updating: false,
+            times: match updating {
+                true => vec![Time::None; join.schema.fields().len()],
+                false => times,
+            },
+            updating,
             session: None,
             proctime: false,
         };
-        if let Some(filter) = &join.filter {
+        if let (Some(filter), false) = (&join.filter, left_outer || right_outer) {
             self.calc(&mut open, Some(filter), None)?;
         }
         Ok(open)
