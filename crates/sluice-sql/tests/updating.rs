@@ -315,3 +315,70 @@ fn a_full_join_keeps_the_unmatched_rows_of_both_sides() {
         assert_eq!(got, expected, "at {parallelism} workers");
     }
 }
+
+/// A job writes bids into a topic of the embedded log (three partitions, keyed by
+/// auction); another reads them back as a table with a watermark, bounded at what the
+/// topic holds, and counts them per auction and window; a value that is not a row goes
+/// to the dead letters.
+#[test]
+fn a_log_topic_written_by_one_job_is_read_back_as_a_table_by_another() {
+    let data = tempfile::tempdir().expect("log directory");
+    let log = sluice_log::Log::open(sluice_fs::local(), data.path()).expect("the log");
+    let config = sluice_log::TopicConfig { partitions: 3, ..Default::default() };
+    log.create_topic("bids", &config).expect("a topic");
+    let write = format!(
+        "{}\nCREATE TABLE bids (auction BIGINT, price BIGINT, dateTime TIMESTAMP(3))
+           WITH ('connector' = 'log', 'topic' = 'bids', 'log.dir' = '{}', 'format' = 'json',
+                 'key.fields' = 'auction', 'key.format' = 'json');
+         INSERT INTO bids SELECT auction, price, dateTime FROM bid;",
+        tables(""),
+        data.path().display()
+    );
+    compile(&write, 2).execute().expect("the writing job runs");
+    let mut producer = sluice_log::Producer::new(&log, sluice_log::ProducerConfig::default()).expect("a producer");
+    let bad = sluice_log::ProducerRecord {
+        topic: "bids",
+        partition: Some(1),
+        key: None,
+        value: b"not a row",
+        headers: &[],
+        timestamp: 0,
+    };
+    producer.send(&bad).expect("sent");
+    producer.flush().expect("flushed");
+
+    let mut expected: BTreeMap<(u64, String), u64> = BTreeMap::new();
+    for bid in bids() {
+        let start = bid.date_time - bid.date_time % 10_000;
+        let seconds = (start - nexmark::BASE_TIME) / 1000;
+        let start = format!("2026-01-01 00:{:02}:{:02}.000", seconds / 60, seconds % 60);
+        *expected.entry((bid.auction as u64, start)).or_default() += 1;
+    }
+    for parallelism in [1, 2] {
+        let out = tempfile::tempdir().expect("output directory");
+        let read = format!(
+            "CREATE TABLE bids (auction BIGINT, price BIGINT, dateTime TIMESTAMP(3),
+               WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND)
+               WITH ('connector' = 'log', 'topic' = 'bids', 'log.dir' = '{}', 'format' = 'json',
+                     'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE out (auction BIGINT, window_start TIMESTAMP(3), n BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT auction, window_start, COUNT(*) AS n
+               FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
+               GROUP BY auction, window_start, window_end;",
+            data.path().display(),
+            out.path().display()
+        );
+        let result = compile(&read, parallelism).execute().expect("the reading job runs");
+        assert_eq!(result.metrics.dead_letters(), 1, "the bad value is a dead letter");
+        let mut got: BTreeMap<(u64, String), u64> = BTreeMap::new();
+        for part in std::fs::read_dir(out.path()).expect("the output") {
+            for line in std::fs::read_to_string(part.expect("a part").path()).expect("readable").lines() {
+                let row: Value = serde_json::from_str(line).expect("JSON");
+                let key = (row["auction"].as_u64().expect("id"), row["window_start"].as_str().expect("start").into());
+                got.insert(key, row["n"].as_u64().expect("a count"));
+            }
+        }
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}

@@ -7,8 +7,8 @@
 //!
 //! Written through the typed sink's record writer, so in transactions committed with
 //! checkpoints when the job is exactly-once. A missing topic is created (one
-//! partition; compacted for `upsert-log`), as a Kafka broker does by default. Reading
-//! the log from SQL comes later.
+//! partition; compacted for `upsert-log`), as a Kafka broker does by default. A `log`
+//! table read is `log_source.rs`'s.
 
 use super::{BoxedWriter, Options, TableSink};
 use crate::changelog::{row_kinds, RowKind};
@@ -31,7 +31,7 @@ const COMMON_OPTIONS: [&str; 1] = ["sink.transactional-id-prefix"];
 
 /// The log's directory: the table's `log.dir`, else `$SLUICE_DATA_DIR`, else
 /// `sluice-data`, as for the `sluice topic` commands.
-fn log_dir(options: &mut Options) -> PathBuf {
+pub(super) fn log_dir(options: &mut Options) -> PathBuf {
     options
         .take("log.dir")
         .or_else(|| std::env::var("SLUICE_DATA_DIR").ok())
@@ -39,7 +39,7 @@ fn log_dir(options: &mut Options) -> PathBuf {
         .into()
 }
 
-fn json_format(options: &mut Options, key: &str, required: bool) -> Result<bool> {
+pub(super) fn json_format(options: &mut Options, key: &str, required: bool) -> Result<bool> {
     match options.take(key) {
         None if required => {
             Err(options.error(format!("the '{}' connector needs the option '{key}'", options.connector())))

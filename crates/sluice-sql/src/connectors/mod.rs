@@ -7,6 +7,7 @@
 
 mod filesystem;
 mod log;
+mod log_source;
 mod nexmark;
 mod print;
 
@@ -152,10 +153,7 @@ pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSo
         }
         "filesystem" => filesystem::scan(schema, options),
         "print" | "blackhole" => Err(options.error(format!("the '{}' connector cannot be read", options.connector()))),
-        "log" | "upsert-log" => Err(options.error(format!(
-            "not supported yet: reading the '{}' connector (it is written only, for now)",
-            options.connector()
-        ))),
+        "log" | "upsert-log" => log_source::scan(schema, options),
         other => Err(unknown(&options, other)),
     }
 }
