@@ -262,7 +262,16 @@ impl Catalog {
         crate::rewrite::flink_to_datafusion(&mut statement);
         crate::group_window::to_window_functions(&mut statement).map_err(DataFusionError::Plan)?;
         let first = self.temporals.borrow().len();
-        for temporal in crate::temporal::take_temporal_tables(&mut statement, first) {
+        let temporals = crate::temporal::take_temporal_tables(&mut statement, first);
+        let rowtimes: Vec<(crate::temporal::TemporalTable, String)> = temporals
+            .iter()
+            .filter_map(|t| {
+                let watermark = self.table(&t.table)?.definition.as_ref()?.watermark.as_ref()?;
+                Some((t.clone(), watermark.column.clone()))
+            })
+            .collect();
+        crate::temporal::require_times(&mut statement, &rowtimes);
+        for temporal in temporals {
             let table = self.table(&temporal.table).filter(|t| t.definition.is_some()).ok_or_else(|| {
                 DataFusionError::Plan(format!(
                     "FOR SYSTEM_TIME AS OF reads a table, and there is no table {} (a view cannot be versioned)",

@@ -4,7 +4,10 @@
 //! catalog plans it as the table's columns; the stream planner joins it as of the
 //! time given.
 
-use sqlparser::ast::{Expr, Ident, ObjectName, TableAlias, TableFactor, TableVersion, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    BinaryOperator, Expr, Ident, JoinConstraint, JoinOperator, ObjectName, Query, SetExpr, TableAlias, TableFactor,
+    TableVersion, VisitMut, VisitorMut,
+};
 use std::ops::ControlFlow;
 
 /// One table read `FOR SYSTEM_TIME AS OF` a time.
@@ -16,6 +19,8 @@ pub struct TemporalTable {
     pub table: String,
     /// The time it is read as of: a time attribute of the other side of the join.
     pub time: Expr,
+    /// The name its columns are read under (its alias, or its own name).
+    pub alias: Ident,
 }
 
 /// Renames the temporal tables of `statement`, numbered from `first`; returns them.
@@ -45,7 +50,56 @@ impl VisitorMut for Taker {
             *alias = Some(TableAlias { explicit: true, name: last, columns: Vec::new(), at: None });
         }
         *name = ObjectName::from(vec![Ident::new(&renamed)]);
-        self.tables.push(TemporalTable { name: renamed, table, time });
+        let alias = alias.as_ref().expect("invariant: set above").name.clone();
+        self.tables.push(TemporalTable { name: renamed, table, time, alias });
+        ControlFlow::Continue(())
+    }
+}
+
+/// Adds to the `ON` condition of each join of a versioned table (`renamed` to the row
+/// time column of each) that the other side's time is at or after the version's:
+/// what a temporal join means anyway, and a condition on both sides' times, so that
+/// the optimizer keeps both columns for the stream planner, which takes it out again.
+pub fn require_times(statement: &mut impl VisitMut, rowtimes: &[(TemporalTable, String)]) {
+    let _ = statement.visit(&mut Requirer { rowtimes });
+}
+
+struct Requirer<'a> {
+    rowtimes: &'a [(TemporalTable, String)],
+}
+
+impl VisitorMut for Requirer<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+        for from in &mut select.from {
+            for join in &mut from.joins {
+                let TableFactor::Table { name, .. } = &join.relation else { continue };
+                let name = name.to_string();
+                let Some((temporal, rowtime)) = self.rowtimes.iter().find(|(t, _)| t.name == name) else { continue };
+                let constraint = match &mut join.join_operator {
+                    JoinOperator::Join(c)
+                    | JoinOperator::Inner(c)
+                    | JoinOperator::Left(c)
+                    | JoinOperator::LeftOuter(c) => c,
+                    _ => continue,
+                };
+                if let JoinConstraint::On(on) = constraint {
+                    let version = Expr::CompoundIdentifier(vec![temporal.alias.clone(), Ident::new(rowtime)]);
+                    let at_or_after = Expr::BinaryOp {
+                        left: Box::new(temporal.time.clone()),
+                        op: BinaryOperator::GtEq,
+                        right: Box::new(version),
+                    };
+                    *on = Expr::BinaryOp {
+                        left: Box::new(Expr::Nested(Box::new(on.clone()))),
+                        op: BinaryOperator::And,
+                        right: Box::new(at_or_after),
+                    };
+                }
+            }
+        }
         ControlFlow::Continue(())
     }
 }

@@ -37,12 +37,19 @@ fn run(columns: &str, insert: &str, parallelism: usize) -> Vec<Value> {
     rows
 }
 
-/// What `EXPLAIN` prints of `insert` (into table `out` of `columns`).
-fn explain(columns: &str, insert: &str) -> String {
-    let job =
-        format!("{}\nCREATE TABLE out ({columns}) WITH ('connector' = 'blackhole');\nEXPLAIN {insert};", tables());
+/// What `EXPLAIN` prints of `insert` (into table `out` of `columns`), after `ddl`.
+fn explain_after(ddl: &str, columns: &str, insert: &str) -> String {
+    let job = format!(
+        "{}\n{ddl}\nCREATE TABLE out ({columns}) WITH ('connector' = 'blackhole');\nEXPLAIN {insert};",
+        tables()
+    );
     let compiled = sluice_sql::compile(&job, &sluice_sql::Functions::default()).unwrap_or_else(|e| panic!("{e}"));
     compiled.explained.concat()
+}
+
+/// What `EXPLAIN` prints of `insert` (into table `out` of `columns`).
+fn explain(columns: &str, insert: &str) -> String {
+    explain_after("", columns, insert)
 }
 
 fn bids() -> Vec<nexmark::Bid> {
@@ -509,5 +516,72 @@ fn an_interval_left_join_pads_each_person_who_opens_no_auction_in_time_once_the_
             .collect();
         got.sort_unstable();
         assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}
+
+/// Each bid joined, as of its time, with the version of a versioned table (a price
+/// list per `auction % 10`, a new version every 500 ms from 200 ms after the first
+/// event) valid then: the latest at or before it.
+#[test]
+fn a_temporal_join_gives_each_bid_the_version_valid_at_its_time() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let versions = dir.path().join("versions.json");
+    let base = nexmark::BASE_TIME as i64;
+    let mut lines = String::new();
+    for j in 0..8 {
+        for k in 0..10 {
+            let at = base + 200 + j * 500;
+            let seconds = (at - base) / 1000;
+            lines.push_str(&format!(
+                "{{\"k\": {k}, \"version\": {}, \"valid_from\": \"2026-01-01 00:00:{seconds:02}.{:03}\"}}\n",
+                k * 100 + j,
+                (at - base) % 1000
+            ));
+        }
+    }
+    std::fs::write(&versions, lines).expect("written");
+    let table = format!(
+        "CREATE TABLE prices (k BIGINT, version BIGINT, valid_from TIMESTAMP(3),
+           PRIMARY KEY (k) NOT ENFORCED, WATERMARK FOR valid_from AS valid_from)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        versions.display()
+    );
+    let expected = |outer: bool| -> Vec<(i64, i64, Option<i64>)> {
+        let mut rows: Vec<(i64, i64, Option<i64>)> = bids()
+            .iter()
+            .filter_map(|b| {
+                let (t, k) = (b.date_time as i64, b.auction as i64 % 10);
+                let j = (0..8).rev().find(|j| base + 200 + j * 500 <= t);
+                match j {
+                    Some(j) => Some((b.auction as i64, t, Some(k * 100 + j))),
+                    None if outer => Some((b.auction as i64, t, None)),
+                    None => None,
+                }
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    };
+    assert!(expected(true).len() > expected(false).len(), "some bids are before the first version");
+    for (join, outer) in [("JOIN", false), ("LEFT JOIN", true)] {
+        let select = format!(
+            "INSERT INTO out SELECT B.auction, B.dateTime, P.version
+             FROM bid B {join} prices FOR SYSTEM_TIME AS OF B.dateTime AS P ON MOD(B.auction, 10) = P.k"
+        );
+        let insert = format!("{table}\n{select}");
+        let columns = "auction BIGINT, dateTime TIMESTAMP(3), version BIGINT";
+        let explained = explain_after(&table, columns, &select);
+        assert!(explained.contains("temporal join of the versioned table prices"), "{explained}");
+        for parallelism in [1, 2] {
+            let mut got: Vec<(i64, i64, Option<i64>)> = run(columns, &insert, parallelism)
+                .iter()
+                .map(|row| {
+                    let time = millis(row["dateTime"].as_str().expect("a time"));
+                    (row["auction"].as_i64().expect("an auction"), time, row["version"].as_i64())
+                })
+                .collect();
+            got.sort_unstable();
+            assert_eq!(got, expected(outer), "{join} at {parallelism} workers");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! `session.rs`), group
 //! aggregation with updating results (`group.rs`) and of updating input
 //! (`retract.rs`), regular and window joins (`join.rs`), lookup joins
-//! (`lookup.rs`), Top-N and
+//! (`lookup.rs`), event-time temporal joins (`temporal_join.rs`), Top-N and
 //! deduplication (`rank.rs`), OVER aggregations (`over.rs`), and
 //! their state in checkpoints (`state.rs`).
 
@@ -21,6 +21,7 @@ pub mod rank;
 pub mod retract;
 pub mod session;
 pub mod state;
+pub mod temporal_join;
 #[cfg(test)]
 mod testing;
 pub mod watermark;

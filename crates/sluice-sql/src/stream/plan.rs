@@ -17,6 +17,7 @@ use super::over::{Frame, OverAggregate, OverSpec};
 use super::rank::{Rank, RankSpec};
 use super::retract::{RetractAggregate, RetractAggregateSpec, RetractCall, Retracting};
 use super::session::{SessionAggregate, SessionAggregateSpec, SessionColumn};
+use super::temporal_join::{TemporalJoin, TemporalJoinSpec};
 use super::watermark::{WatermarkAssigner, WatermarkSpec};
 use crate::changelog::ROW_KIND;
 use crate::connectors::{self, BoxedWriter, ScanSource, TableSink};
@@ -62,6 +63,13 @@ enum Root {
         left: EdgeId,
         right: EdgeId,
         spec: Arc<JoinSpec>,
+    },
+    /// A temporal join of a versioned table, likewise.
+    Temporal {
+        operator: usize,
+        left: EdgeId,
+        right: EdgeId,
+        spec: Arc<TemporalJoinSpec>,
     },
 }
 
@@ -303,7 +311,11 @@ impl<'a> StreamPlanner<'a> {
         if let Some(window) = scan.source.as_ref().downcast_ref::<WindowSource>() {
             return self.window_scan(scan, window);
         }
-        let name = scan.table_name.table();
+        // A versioned table read as of a time is the table.
+        let name = match scan.source.as_ref().downcast_ref::<TemporalSource>() {
+            Some(temporal) => temporal.temporal.table.as_str(),
+            None => scan.table_name.table(),
+        };
         let table = self.catalog.table(name).ok_or_else(|| Error::invalid_job(format!("there is no table {name}")))?;
         let definition = table.definition.clone().ok_or_else(|| Error::internal(format!("view {name} not inlined")))?;
         if !scan.filters.is_empty() {
@@ -862,10 +874,8 @@ impl<'a> StreamPlanner<'a> {
             _ if temporal.proctime.get() == Some(&true) => {}
             Some(Time::Proctime) => {}
             Some(Time::Rowtime | Time::WindowRowtime) => {
-                return Err(unsupported(format!(
-                    "event-time temporal joins (FOR SYSTEM_TIME AS OF the row time {time}, against a versioned \
-                     table); join as of a processing time: a column computed as PROCTIME()"
-                )))
+                let at = at.expect("invariant: matched a column");
+                return self.versioned_join(join, temporal, open, at, left_outer);
             }
             _ => {
                 return Err(Error::invalid_job(format!(
@@ -914,8 +924,115 @@ impl<'a> StreamPlanner<'a> {
         self.push_step(&mut open, &name, OperatorState::Stateless, Step::Lookup(Arc::new(spec)));
         open.schema = join.schema.clone();
         open.times.extend(std::iter::repeat_n(Time::None, right_schema.fields().len()));
-        if let Some(filter) = &join.filter {
-            self.calc(&mut open, Some(filter), None)?;
+        if let Some(filter) = without_version_time(join, &temporal.temporal.table, self.catalog) {
+            self.calc(&mut open, Some(&filter), None)?;
+        }
+        Ok(open)
+    }
+
+    /// A join of a versioned table `FOR SYSTEM_TIME AS OF` a row time of `left` (its
+    /// column `time`): both sides exchanged by the key, into a temporal join
+    /// (`temporal_join.rs`).
+    fn versioned_join(
+        &mut self,
+        join: &datafusion_expr::logical_plan::Join,
+        temporal: &TemporalSource,
+        left: Open,
+        time: usize,
+        left_outer: bool,
+    ) -> Result<Open> {
+        let table_name = &temporal.temporal.table;
+        let table =
+            self.catalog.table(table_name).ok_or_else(|| Error::invalid_job(format!("no table {table_name}")))?;
+        let definition = table.definition.clone().ok_or_else(|| Error::internal("a view read as of a time"))?;
+        if definition.watermark.is_none() || definition.primary_key.is_empty() {
+            return Err(Error::invalid_job(format!(
+                "FOR SYSTEM_TIME AS OF a row time joins a versioned table, and {table_name} is not one: it needs a \
+                 PRIMARY KEY (...) NOT ENFORCED and a WATERMARK (or join as of a PROCTIME() column, a lookup join)"
+            )));
+        }
+        let right_keys: Vec<&str> = join
+            .on
+            .iter()
+            .filter_map(|(_, r)| match unalias(r) {
+                Expr::Column(c) => Some(c.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(missing) = definition.primary_key.iter().find(|k| !right_keys.contains(&k.as_str())) {
+            return Err(Error::invalid_job(format!(
+                "a temporal join of the versioned table {table_name} is ON its primary key, and {missing} is not \
+                 among the join's keys"
+            )));
+        }
+        let filter = without_version_time(join, table_name, self.catalog);
+        if filter.is_some() && left_outer {
+            return Err(unsupported(
+                "a condition besides the keys' in a LEFT temporal join (put it in the WHERE clause, or an inner join)",
+            ));
+        }
+        let right = self.translate(&join.right)?;
+        let rowtime = &definition.watermark.as_ref().expect("invariant: checked").column;
+        let right_time = right
+            .schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == rowtime)
+            .filter(|&i| right.times[i] == Time::Rowtime)
+            .ok_or_else(|| Error::internal(format!("the row time {rowtime} of {table_name} was not kept")))?;
+        let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
+        for (l, r) in left_keys.iter().zip(&right_keys) {
+            let types = (l.get_type(&left.schema).map_err(plan_error)?, r.get_type(&right.schema).map_err(plan_error)?);
+            if types.0 != types.1 {
+                return Err(Error::invalid_job(format!(
+                    "the join keys {l} and {r} are of different types ({} and {}): CAST one to the other's",
+                    types.0, types.1
+                )));
+            }
+        }
+        let times: Vec<Time> =
+            left.times.iter().copied().chain(std::iter::repeat_n(Time::None, right.times.len())).collect();
+        let right_width = right.schema.fields().len();
+        let (left_edge, left_schema) = self.exchange(left, &left_keys, &[], &join.left)?;
+        let left_exchange = self.topology.operators.len() - 1;
+        let (right_edge, right_schema) = self.exchange(right, &right_keys, &[], &join.right)?;
+        let right_exchange = self.topology.operators.len() - 1;
+        let keys = join.on.len();
+        let on = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ");
+        let kind = if left_outer { "left temporal join" } else { "temporal join" };
+        let name = format!("{kind} of the versioned table {table_name} ({on})");
+        let operator = self.topology.add_operator(
+            &name,
+            OperatorKind::Operator,
+            OperatorState::Keyed { backend: "heap".to_string() },
+        );
+        self.topology.connect(left_exchange, operator, Link::Channel(EdgeKind::Hash), None);
+        self.topology.connect(right_exchange, operator, Link::Channel(EdgeKind::Hash), None);
+        let spec = TemporalJoinSpec {
+            name,
+            keys,
+            left: left_schema,
+            right: right_schema,
+            left_time: keys + time,
+            right_time: keys + right_time,
+            right_output: (keys..keys + right_width).collect(),
+            left_outer,
+            schema: Arc::new(join.schema.as_arrow().clone()),
+        };
+        spec.check()?;
+        let mut open = Open {
+            root: Root::Temporal { operator, left: left_edge, right: right_edge, spec: Arc::new(spec) },
+            steps: Vec::new(),
+            last: operator,
+            link: Link::Chained,
+            schema: join.schema.clone(),
+            times,
+            updating: false,
+            session: None,
+            proctime: false,
+        };
+        if let Some(filter) = filter {
+            self.calc(&mut open, Some(&filter), None)?;
         }
         Ok(open)
     }
@@ -1312,6 +1429,25 @@ fn window_kind_name(kind: &WindowKind) -> &'static str {
     }
 }
 
+/// A temporal join's `ON` condition besides the keys', without the condition the
+/// catalog added to keep both row times (`temporal.rs`).
+fn without_version_time(join: &datafusion_expr::logical_plan::Join, table: &str, catalog: &Catalog) -> Option<Expr> {
+    use datafusion_expr::{BinaryExpr, Operator};
+    let filter = join.filter.as_ref()?;
+    let rowtime =
+        catalog.table(table)?.definition.as_ref().and_then(|d| d.watermark.as_ref()).map(|w| w.column.clone());
+    let added = |e: &Expr| match (e, &rowtime) {
+        (Expr::BinaryExpr(BinaryExpr { left, op: Operator::GtEq, right }), Some(rowtime)) => {
+            matches!((unalias(left), unalias(right)), (Expr::Column(_), Expr::Column(r))
+                if &r.name == rowtime && join.right.schema().has_column(r))
+        }
+        _ => false,
+    };
+    let kept: Vec<Expr> =
+        datafusion_expr::utils::split_conjunction(filter).into_iter().filter(|e| !added(e)).cloned().collect();
+    datafusion_expr::utils::conjunction(kept)
+}
+
 /// Conditions, each over the columns of its schema.
 type Filters<'a> = Vec<(&'a Expr, &'a DFSchemaRef)>;
 
@@ -1646,6 +1782,17 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
             let right = ctx.edges.take_receivers::<RecordBatch>(*right, ctx.worker)?;
             let alignment = ctx.checkpoints.alignment();
             let task = format!("join-w{}", ctx.worker);
+            Ok(Box::new(BinaryGate::new(task, left, right, Box::new(node), ctx.config.tick_interval, alignment)))
+        }
+        Root::Temporal { operator, left, right, spec } => {
+            let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Operator);
+            let participant = ctx.checkpoints.register(*operator, ctx.worker);
+            let out = Output::new(next, SideOutputs::default(), metrics);
+            let node = TwoInputNode::new(TemporalJoin::new(spec.clone())?, out, participant)?;
+            let left = ctx.edges.take_receivers::<RecordBatch>(*left, ctx.worker)?;
+            let right = ctx.edges.take_receivers::<RecordBatch>(*right, ctx.worker)?;
+            let alignment = ctx.checkpoints.alignment();
+            let task = format!("temporal-join-w{}", ctx.worker);
             Ok(Box::new(BinaryGate::new(task, left, right, Box::new(node), ctx.config.tick_interval, alignment)))
         }
         Root::Gate { edge, name } => {
