@@ -83,7 +83,7 @@ struct Settings {
     idle_timeout: Option<Duration>,
 }
 
-fn duration(value: &str) -> Result<Duration, String> {
+pub(crate) fn duration(value: &str) -> Result<Duration, String> {
     // Flink writes durations as `10s`, `10 s`, `1 min`, `500 ms`.
     let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
     let compact = compact.to_ascii_lowercase();

@@ -382,3 +382,47 @@ fn a_log_topic_written_by_one_job_is_read_back_as_a_table_by_another() {
         assert_eq!(got, expected, "at {parallelism} workers");
     }
 }
+
+#[test]
+fn a_datagen_table_makes_each_sequence_value_once_and_the_same_rows_at_any_parallelism() {
+    let run = |parallelism| -> Vec<(i64, f64, String, Option<bool>, i64)> {
+        let out = tempfile::tempdir().expect("output directory");
+        let job = format!(
+            "CREATE TABLE gen (id BIGINT, amount DOUBLE, name STRING, flag BOOLEAN, at TIMESTAMP(3))
+               WITH ('connector' = 'datagen', 'rows-per-second' = '10000000',
+                     'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '20000',
+                     'fields.amount.min' = '0', 'fields.amount.max' = '100',
+                     'fields.name.length' = '5', 'fields.flag.null-rate' = '0.5',
+                     'fields.at.max-past' = '1 min');
+             CREATE TABLE out (id BIGINT, amount DOUBLE, name STRING, flag BOOLEAN, at TIMESTAMP(3))
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             INSERT INTO out SELECT * FROM gen;",
+            out.path().display()
+        );
+        compile(&job, parallelism).execute().expect("the job runs");
+        let mut rows = Vec::new();
+        for part in std::fs::read_dir(out.path()).expect("the output") {
+            for line in std::fs::read_to_string(part.expect("a part").path()).expect("readable").lines() {
+                let row: Value = serde_json::from_str(line).expect("JSON");
+                let at = row["at"].as_str().expect("a time").to_string();
+                rows.push((
+                    row["id"].as_i64().expect("an id"),
+                    row["amount"].as_f64().expect("an amount"),
+                    row["name"].as_str().expect("a name").to_string(),
+                    row["flag"].as_bool(),
+                    at.len() as i64,
+                ));
+            }
+        }
+        rows.sort_by_key(|r| r.0);
+        rows
+    };
+    let one = run(1);
+    assert_eq!(one.iter().map(|r| r.0).collect::<Vec<_>>(), (1..=20_000).collect::<Vec<_>>(), "each id once");
+    assert!(one.iter().all(|r| (0.0..=100.0).contains(&r.1)), "amounts between min and max");
+    assert!(one.iter().all(|r| r.2.len() == 5 && r.2.chars().all(|c| c.is_ascii_alphanumeric())), "names of 5");
+    let nulls = one.iter().filter(|r| r.3.is_none()).count();
+    assert!((8_000..12_000).contains(&nulls), "about half the flags NULL: {nulls}");
+    assert!(one.iter().any(|r| r.3 == Some(true)) && one.iter().any(|r| r.3 == Some(false)));
+    assert_eq!(run(2), one, "the same rows at two workers");
+}

@@ -5,6 +5,7 @@
 //! becomes a [`TableSink`]. Each connector takes its options out of the table's
 //! [`Options`], and whatever is left is an error naming the unknown option.
 
+mod datagen;
 mod filesystem;
 mod log;
 mod log_source;
@@ -131,7 +132,7 @@ impl Options {
 }
 
 /// The connectors, by name.
-pub const CONNECTORS: [&str; 6] = ["blackhole", "filesystem", "log", "nexmark", "print", "upsert-log"];
+pub const CONNECTORS: [&str; 7] = ["blackhole", "datagen", "filesystem", "log", "nexmark", "print", "upsert-log"];
 
 /// Fails unless `table` names a connector there is.
 pub fn check_connector(table: &TableDefinition) -> Result<()> {
@@ -147,6 +148,7 @@ pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSo
     let options = Options::of(table)?;
     match options.connector() {
         "nexmark" => nexmark::scan(schema, options),
+        "datagen" => datagen::scan(table, schema, options),
         "filesystem" if !table.partitioned_by.is_empty() => {
             Err(options
                 .error("not supported yet: reading a partitioned filesystem table (it is written only, for now)"))
@@ -166,7 +168,9 @@ pub fn sink(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn TableS
         "blackhole" => print::blackhole(options),
         "filesystem" => filesystem::sink(table, schema, options),
         "log" | "upsert-log" => log::sink(table, schema, options),
-        "nexmark" => Err(options.error(format!("the '{}' connector cannot be written", options.connector()))),
+        "nexmark" | "datagen" => {
+            Err(options.error(format!("the '{}' connector cannot be written", options.connector())))
+        }
         other => Err(unknown(&options, other)),
     }
 }
