@@ -426,3 +426,44 @@ fn a_datagen_table_makes_each_sequence_value_once_and_the_same_rows_at_any_paral
     assert!(one.iter().any(|r| r.3 == Some(true)) && one.iter().any(|r| r.3 == Some(false)));
     assert_eq!(run(2), one, "the same rows at two workers");
 }
+
+#[test]
+fn distinct_aggregates_of_updating_rows_take_values_back() {
+    // Each auction's highest bid so far is updated as bids arrive; per auction % 5, the
+    // distinct highest bids, and the sum of their distinct last digits.
+    let select = "SELECT g, COUNT(DISTINCT top) AS tops, COUNT(*) AS auctions, SUM(DISTINCT top % 10) AS digits
+        FROM (SELECT auction % 5 AS g, MAX(price) AS top FROM bid GROUP BY auction) GROUP BY g";
+    let mut tops: BTreeMap<u64, u64> = BTreeMap::new();
+    for bid in bids() {
+        let top = tops.entry(bid.auction as u64).or_default();
+        *top = (*top).max(bid.price as u64);
+    }
+    let mut groups: BTreeMap<u64, (std::collections::BTreeSet<u64>, u64)> = BTreeMap::new();
+    for (auction, top) in &tops {
+        let group = groups.entry(auction % 5).or_default();
+        group.0.insert(*top);
+        group.1 += 1;
+    }
+    let expected: BTreeMap<u64, (u64, u64, u64)> = groups
+        .into_iter()
+        .map(|(g, (distinct, n))| {
+            let digits: std::collections::BTreeSet<u64> = distinct.iter().map(|t| t % 10).collect();
+            (g, (distinct.len() as u64, n, digits.iter().sum()))
+        })
+        .collect();
+    for parallelism in [1, 2] {
+        let out = tempfile::tempdir().expect("output directory");
+        let columns = "g BIGINT, tops BIGINT, auctions BIGINT, digits BIGINT";
+        compile(&job(columns, select, out.path(), ""), parallelism).execute().expect("the job runs");
+        let (table, retracted) = materialize(out.path(), "g");
+        assert!(retracted > 0, "the groups were updated");
+        let got: BTreeMap<u64, (u64, u64, u64)> = table
+            .iter()
+            .map(|(g, row)| {
+                let n = |c: &str| row[c].as_u64().expect("a number");
+                (*g, (n("tops"), n("auctions"), n("digits")))
+            })
+            .collect();
+        assert_eq!(got, expected, "at {parallelism} workers");
+    }
+}

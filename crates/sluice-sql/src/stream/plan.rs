@@ -1075,15 +1075,16 @@ impl<'a> StreamPlanner<'a> {
     ) -> Result<Open> {
         let mut retracting = Vec::new();
         for (function, args, filter, name) in calls {
+            let distinct = function.params.distinct;
             let supported =
-                Retracting::of(function.func.name()).filter(|_| !function.params.distinct && args.len() <= 1);
+                Retracting::of(function.func.name()).filter(|_| args.len() <= 1 && !(distinct && args.is_empty()));
             let Some(kind) = supported else {
                 return Err(unsupported(format!(
                     "{name} over updating rows (of a GROUP BY without windows, or a Top-N): COUNT, SUM, AVG, MIN and \
-                     MAX without DISTINCT take rows back"
+                     MAX (with or without DISTINCT) take rows back"
                 )));
             };
-            retracting.push(RetractCall { function: kind, arg: args.first().copied(), filter });
+            retracting.push(RetractCall { function: kind, arg: args.first().copied(), filter, distinct });
         }
         let keys = aggregate.group_expr.len();
         let mut open = self.through_group_key(open, laid_schema.clone(), keys);

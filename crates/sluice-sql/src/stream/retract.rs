@@ -3,8 +3,9 @@
 //! each auction's highest bid). Each input row adds to its group (`+I`, `+U`) or takes
 //! back from it (`-U`, `-D`), as Flink's retracting aggregate functions do: `COUNT` and
 //! `SUM` add or subtract, `AVG` keeps a sum and a count, `MIN` and `MAX` keep how many
-//! times each value was added (arrow-row encoded, so ordered as bytes). A group whose
-//! rows are all taken back is deleted (`-D`).
+//! times each value was added (arrow-row encoded, so ordered as bytes), and so do the
+//! `DISTINCT` forms, which aggregate the values held at least once. A group whose rows
+//! are all taken back is deleted (`-D`).
 //!
 //! DataFusion's group accumulators cannot take values back, so these are Sluice's
 //! own, one row at a time: a retracting aggregation is slower than one of
@@ -61,6 +62,15 @@ pub struct RetractCall {
     pub arg: Option<usize>,
     /// The input column of its `FILTER (WHERE ...)`.
     pub filter: Option<usize>,
+    /// Whether it aggregates distinct values (`COUNT(DISTINCT x)`).
+    pub distinct: bool,
+}
+
+impl RetractCall {
+    /// Whether its state is how many times each value is held.
+    fn holds_values(&self) -> bool {
+        self.distinct || matches!(self.function, Retracting::Min | Retracting::Max)
+    }
 }
 
 /// What a retracting group aggregation computes.
@@ -99,11 +109,13 @@ impl RetractAggregateSpec {
                 Retracting::Count => true,
                 Retracting::Sum => output.is_integer() || output.is_floating(),
                 Retracting::Avg => *output == DataType::Float64,
-                Retracting::Min | Retracting::Max => {
+                Retracting::Min | Retracting::Max => true,
+            };
+            let supported = supported
+                && (!call.holds_values() || {
                     let arg = call.arg.map(|a| self.input.field(a).data_type().clone()).unwrap_or(DataType::Null);
                     RowConverter::new(vec![SortField::new(arg)]).is_ok()
-                }
-            };
+                });
             if !supported {
                 return Err(Error::invalid_job(format!(
                     "not supported yet in streaming SQL: {:?} of {output} over updating rows",
@@ -158,12 +170,12 @@ impl RetractAggregate {
         let values = spec
             .calls
             .iter()
-            .map(|call| match (call.function, call.arg) {
-                (Retracting::Min | Retracting::Max, Some(arg)) => {
+            .map(|call| match call.arg.filter(|_| call.holds_values()) {
+                Some(arg) => {
                     let field = SortField::new(spec.input.field(arg).data_type().clone());
                     RowConverter::new(vec![field]).map(Some).map_err(error)
                 }
-                _ => Ok(None),
+                None => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
         let outputs = spec.schema.fields()[spec.keys..].iter().map(|f| SortField::new(f.data_type().clone())).collect();
@@ -186,6 +198,7 @@ impl RetractAggregate {
             .calls
             .iter()
             .map(|call| match call.function {
+                _ if call.holds_values() => CallState::Extreme(BTreeMap::new()),
                 Retracting::Count => CallState::Count(0),
                 Retracting::Sum | Retracting::Avg => CallState::Sum { sum: None, exact: None, values: 0 },
                 Retracting::Min | Retracting::Max => CallState::Extreme(BTreeMap::new()),
@@ -206,6 +219,7 @@ impl RetractAggregate {
                     None => ScalarValue::Float64(*sum),
                 },
             },
+            CallState::Extreme(held) if self.spec.calls[call].distinct => self.distinct_result(call, held)?,
             CallState::Extreme(held) => {
                 let value = match self.spec.calls[call].function {
                     Retracting::Min => held.keys().next(),
@@ -222,6 +236,41 @@ impl RetractAggregate {
             }
         };
         value.cast_to(output).map_err(|e| self.error(e))
+    }
+}
+
+impl RetractAggregate {
+    /// A `DISTINCT` call's result over the values `held`.
+    fn distinct_result(&self, call: usize, held: &BTreeMap<Vec<u8>, i64>) -> Result<ScalarValue> {
+        let function = self.spec.calls[call].function;
+        if function == Retracting::Count {
+            return Ok(ScalarValue::Int64(Some(held.len() as i64)));
+        }
+        let output = self.spec.output_type(call);
+        let Some(converter) = &self.values[call] else { return Err(Error::internal("a DISTINCT without values")) };
+        if held.is_empty() {
+            return ScalarValue::try_from(output).map_err(|e| self.error(e));
+        }
+        let parser = converter.parser();
+        let columns = converter.convert_rows(held.keys().map(|k| parser.parse(k))).map_err(|e| self.error(e))?;
+        let column = &columns[0];
+        let pick = |at: usize| ScalarValue::try_from_array(column, at).map_err(|e| self.error(e));
+        Ok(match function {
+            Retracting::Min => pick(0)?,
+            Retracting::Max => pick(column.len() - 1)?,
+            _ => {
+                let mut state = CallState::Sum { sum: None, exact: None, values: 0 };
+                for at in 0..column.len() {
+                    apply(&mut state, Some((&pick(at)?, None)), 1)?;
+                }
+                let CallState::Sum { sum, exact, values } = state else { unreachable!("a sum") };
+                match (function, exact) {
+                    (Retracting::Avg, _) => ScalarValue::Float64(Some(sum.unwrap_or_default() / values as f64)),
+                    (_, Some(exact)) => ScalarValue::Decimal128(Some(exact), 38, 0),
+                    _ => ScalarValue::Float64(sum),
+                }
+            }
+        })
     }
 }
 
@@ -431,7 +480,7 @@ mod tests {
             Field::new("mean", DataType::Float64, true),
             Field::new("n", DataType::Int64, false),
         ]));
-        let call = |function, arg| RetractCall { function, arg, filter: None };
+        let call = |function, arg| RetractCall { function, arg, filter: None, distinct: false };
         Arc::new(RetractAggregateSpec {
             name: "retract".into(),
             keys: 1,
