@@ -4,9 +4,7 @@
 //! DESCRIPTOR(ts), ...)`), read as a call `TABLE(name, keys...)` that the planner
 //! recognises.
 
-use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
-};
+use sqlparser::ast::{Expr, Ident, ObjectName};
 use sqlparser::dialect::Dialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -77,21 +75,5 @@ fn table_argument(name: ObjectName, keys: Vec<Expr>) -> Expr {
         1 => Expr::Identifier(parts[0].clone()),
         _ => Expr::CompoundIdentifier(parts),
     };
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(TABLE_ARGUMENT)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: std::iter::once(reference)
-                .chain(keys)
-                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-                .collect(),
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    })
+    crate::rewrite::call(TABLE_ARGUMENT, std::iter::once(reference).chain(keys).collect())
 }

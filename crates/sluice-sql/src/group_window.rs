@@ -15,8 +15,8 @@
 //! the window's `window_start`, `window_end` and `window_time`.
 
 use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident,
-    ObjectName, Query, Select, SetExpr, TableAlias, TableFactor, VisitMut, VisitorMut,
+    Expr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SetExpr, TableAlias, TableFactor, VisitMut,
+    VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -52,40 +52,12 @@ fn group_window(expr: &Expr) -> Option<(String, &Function)> {
     matches!(name.as_str(), "TUMBLE" | "HOP" | "SESSION").then_some((name, function))
 }
 
-fn unnamed_arguments(function: &Function) -> Option<Vec<Expr>> {
-    let FunctionArguments::List(list) = &function.args else { return None };
-    list.args
-        .iter()
-        .map(|arg| match arg {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn call(name: &str, args: Vec<Expr>) -> Expr {
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect(),
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    })
-}
-
 fn rewrite_select(select: &mut Select) -> Result<(), String> {
     let GroupByExpr::Expressions(keys, _) = &mut select.group_by else { return Ok(()) };
     let Some(at) = keys.iter().position(|k| group_window(k).is_some()) else { return Ok(()) };
     let (kind, function) = group_window(&keys[at]).expect("invariant: found");
     let fail = |what: &str| format!("the group window {}: {what}", keys[at]);
-    let args = unnamed_arguments(function).ok_or_else(|| fail("takes its arguments in order"))?;
+    let args = crate::rewrite::arguments(function).ok_or_else(|| fail("takes its arguments in order"))?;
     let arity = if kind == "HOP" { 3 } else { 2 };
     if args.len() != arity {
         return Err(fail(&format!("takes {arity} arguments")));
@@ -115,14 +87,17 @@ fn rewrite_select(select: &mut Select) -> Result<(), String> {
                     at: None,
                 })
             });
-            (call(crate::dialect::TABLE_ARGUMENT, vec![Expr::CompoundIdentifier(ident_parts(name))]), alias)
+            (
+                crate::rewrite::call(crate::dialect::TABLE_ARGUMENT, vec![Expr::CompoundIdentifier(ident_parts(name))]),
+                alias,
+            )
         }
         TableFactor::Derived { subquery, alias, .. } => (Expr::Subquery(subquery.clone()), alias.take()),
         other => return Err(fail(&format!("it cannot window {other}"))),
     };
-    let descriptor = call("DESCRIPTOR", vec![Expr::Identifier(time)]);
+    let descriptor = crate::rewrite::call("DESCRIPTOR", vec![Expr::Identifier(time)]);
     let window_args = std::iter::once(data).chain([descriptor]).chain(args[1..].iter().cloned()).collect();
-    from.relation = TableFactor::TableFunction { expr: call(&kind, window_args), alias };
+    from.relation = TableFactor::TableFunction { expr: crate::rewrite::call(&kind, window_args), alias };
 
     // The window's columns for the group window's auxiliary functions.
     let mut auxiliary = Auxiliary { kind: kind.clone(), rowtime: false };

@@ -64,7 +64,8 @@ fn name_field_reads(body: &mut SetExpr) {
     }
 }
 
-fn arguments(function: &Function) -> Option<Vec<Expr>> {
+/// A call's arguments, if all are plain (unnamed) expressions.
+pub(crate) fn arguments(function: &Function) -> Option<Vec<Expr>> {
     let FunctionArguments::List(list) = &function.args else { return None };
     list.args
         .iter()
@@ -75,7 +76,8 @@ fn arguments(function: &Function) -> Option<Vec<Expr>> {
         .collect()
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// The call `name(args...)`.
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,

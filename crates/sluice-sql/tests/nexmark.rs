@@ -1,6 +1,8 @@
 //! The Nexmark queries of `examples/nexmark/` give the rows a plain Rust loop over the
 //! same generated events gives, at one and at two workers.
 
+mod common;
+
 use serde_json::Value;
 use sluice_connectors::nexmark::{self, Event};
 use sluice_job::Job;
@@ -56,30 +58,9 @@ fn run_updating(query: &str, parallelism: usize) -> Vec<Value> {
     let mut runtime = compiled.runtime;
     runtime.parallelism = parallelism;
     Job::new(compiled.graph.expect("the job inserts"), runtime).execute().expect("the job runs");
-    let mut parts: Vec<_> =
-        std::fs::read_dir(dir.path()).expect("the sink's directory").map(|e| e.expect("a part").path()).collect();
-    parts.sort();
-    let mut held: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    let mut retracted = 0;
-    for part in parts {
-        for line in std::fs::read_to_string(part).expect("readable").lines() {
-            let change: Value = serde_json::from_str(line).expect("a JSON change");
-            match change["op"].as_str().expect("an op") {
-                "c" => *held.entry(change["after"].to_string()).or_default() += 1,
-                _ => {
-                    let row = change["before"].to_string();
-                    let count = held.get_mut(&row).unwrap_or_else(|| panic!("a retraction of a row not held: {row}"));
-                    *count -= 1;
-                    if *count == 0 {
-                        held.remove(&row);
-                    }
-                    retracted += 1;
-                }
-            }
-        }
-    }
+    let (rows, retracted) = common::materialize_changelog(dir.path());
     assert!(retracted > 0, "{query}: results were updated");
-    held.into_iter().flat_map(|(row, n)| std::iter::repeat_n(serde_json::from_str(&row).expect("JSON"), n)).collect()
+    rows.iter().map(|row| serde_json::from_str(row).expect("JSON")).collect()
 }
 
 fn bids() -> Vec<nexmark::Bid> {

@@ -3,6 +3,8 @@
 //! computes, at one and two workers and across a restart from a checkpoint. A sink that
 //! writes appends only is refused when the job is planned.
 
+mod common;
+
 use serde_json::Value;
 use sluice_connectors::nexmark::{self, Event};
 use sluice_job::Job;
@@ -210,34 +212,6 @@ fn updating_results_reach_an_upsert_log_table_keyed_by_its_primary_key() {
     assert_eq!(latest, expected);
 }
 
-/// The rows the changelog in `dir` materializes, as JSON text, with how many rows were
-/// retracted: a multiset, every retraction taking back a row it holds.
-fn materialize_all(dir: &Path) -> (Vec<String>, usize) {
-    let mut parts: Vec<_> =
-        std::fs::read_dir(dir).expect("the sink's directory").map(|e| e.expect("a part").path()).collect();
-    parts.sort();
-    let mut held: BTreeMap<String, usize> = BTreeMap::new();
-    let mut retracted = 0;
-    for part in parts {
-        for line in std::fs::read_to_string(part).expect("readable").lines() {
-            let change: Value = serde_json::from_str(line).expect("a JSON change");
-            match change["op"].as_str().expect("an op") {
-                "c" => *held.entry(change["after"].to_string()).or_default() += 1,
-                _ => {
-                    let row = change["before"].to_string();
-                    let count = held.get_mut(&row).unwrap_or_else(|| panic!("a retraction of a row not held: {row}"));
-                    *count -= 1;
-                    if *count == 0 {
-                        held.remove(&row);
-                    }
-                    retracted += 1;
-                }
-            }
-        }
-    }
-    (held.into_iter().flat_map(|(row, n)| std::iter::repeat_n(row, n)).collect(), retracted)
-}
-
 #[test]
 fn a_left_join_pads_unmatched_rows_and_takes_them_back_when_a_match_arrives() {
     let events = nexmark::generate(EVENTS);
@@ -263,7 +237,7 @@ fn a_left_join_pads_unmatched_rows_and_takes_them_back_when_a_match_arrives() {
         let out = tempfile::tempdir().expect("output directory");
         let select = "SELECT P.id AS person, A.id AS auction FROM person P LEFT JOIN auction A ON P.id = A.seller";
         compile(&job("person BIGINT, auction BIGINT", select, out.path(), ""), parallelism).execute().expect("runs");
-        let (mut got, retracted) = materialize_all(out.path());
+        let (mut got, retracted) = common::materialize_changelog(out.path());
         got.sort();
         assert!(retracted > 0, "padded rows were taken back when their match arrived");
         assert_eq!(got, expected, "at {parallelism} workers");
@@ -310,7 +284,7 @@ fn a_full_join_keeps_the_unmatched_rows_of_both_sides() {
     for parallelism in [1, 2] {
         let out = tempfile::tempdir().expect("output directory");
         compile(&job("person BIGINT, auction BIGINT", select, out.path(), ""), parallelism).execute().expect("runs");
-        let (mut got, _) = materialize_all(out.path());
+        let (mut got, _) = common::materialize_changelog(out.path());
         got.sort();
         assert_eq!(got, expected, "at {parallelism} workers");
     }

@@ -5,15 +5,13 @@
 //! (`lines.rs`); a quoted field holding a newline is not supported (files are split
 //! into lines).
 
-use super::json::format_timestamps;
+use super::json::with_timestamps_as_text;
 use super::lines::{LinesDecoder, ParseErrors, RowsDecoder, TextFormat};
-use crate::changelog::data_columns;
 use crate::connectors::Options;
-use arrow_array::{RecordBatch, RecordBatchOptions};
+use arrow_array::RecordBatch;
 use arrow_csv::reader::{Decoder, ReaderBuilder};
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use arrow_schema::{ArrowError, Schema, SchemaRef};
 use sluice_types::{Error, Result};
-use std::sync::Arc;
 
 /// The options of the csv format, as a table's `WITH` gives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,23 +115,7 @@ impl CsvEncoder {
     /// Appends `batch`'s rows to `out`, a line each.
     pub fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
         let error = |e: ArrowError| Error::internal(format!("csv rows: {e}"));
-        let mut fields = Vec::with_capacity(self.schema.fields().len());
-        let mut columns = Vec::with_capacity(fields.capacity());
-        for (field, column) in self.schema.fields().iter().zip(data_columns(batch)) {
-            match field.data_type() {
-                DataType::Timestamp(_, zone) => {
-                    columns.push(format_timestamps(column, zone.is_some())?);
-                    fields.push(Field::new(field.name(), DataType::Utf8, true));
-                }
-                _ => {
-                    columns.push(column.clone());
-                    fields.push(field.as_ref().clone());
-                }
-            }
-        }
-        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        let rows =
-            RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(error)?;
+        let rows = with_timestamps_as_text(&self.schema, batch)?;
         let mut builder = arrow_csv::WriterBuilder::new()
             .with_header(false)
             .with_delimiter(self.csv.delimiter)
@@ -151,7 +133,9 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMillisecondType};
     use arrow_array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow_schema::{DataType, Field};
     use sluice_connectors::file::LineDecoder;
+    use std::sync::Arc;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

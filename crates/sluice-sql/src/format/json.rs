@@ -58,25 +58,9 @@ impl JsonEncoder {
     /// Appends one line per row of `batch` to `out`.
     pub fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
         let error = |e: arrow_schema::ArrowError| Error::internal(format!("json rows: {e}"));
-        // Timestamps written as text first, by `format_timestamps`: arrow-json's
-        // writer parses its format string again for every value.
-        let mut fields = Vec::with_capacity(self.schema.fields().len());
-        let mut columns = Vec::with_capacity(fields.capacity());
-        for (field, column) in self.schema.fields().iter().zip(data_columns(batch)) {
-            match field.data_type() {
-                DataType::Timestamp(_, zone) => {
-                    columns.push(format_timestamps(column, zone.is_some())?);
-                    fields.push(Field::new(field.name(), DataType::Utf8, true));
-                }
-                _ => {
-                    columns.push(column.clone());
-                    fields.push(field.as_ref().clone());
-                }
-            }
-        }
-        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        let rows =
-            RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(error)?;
+        // Timestamps written as text first: arrow-json's writer parses its format
+        // string again for every value.
+        let rows = with_timestamps_as_text(&self.schema, batch)?;
         let mut writer = arrow_json::WriterBuilder::new()
             .with_explicit_nulls(true)
             .with_timestamp_format("%Y-%m-%d %H:%M:%S%.3f".to_string())
@@ -89,7 +73,29 @@ impl JsonEncoder {
 
 /// A timestamp column as Flink's json format writes it: `2026-01-01 00:00:00.000`,
 /// with a `Z` after it for a time zone's (`TIMESTAMP_LTZ`).
-pub(crate) fn format_timestamps(column: &ArrayRef, zoned: bool) -> Result<ArrayRef> {
+/// `batch`'s data columns (named and typed as `schema`'s), its timestamps as text in
+/// Flink's `yyyy-MM-dd HH:mm:ss.SSS`: what the text formats write.
+pub(crate) fn with_timestamps_as_text(schema: &Schema, batch: &RecordBatch) -> Result<RecordBatch> {
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(fields.capacity());
+    for (field, column) in schema.fields().iter().zip(data_columns(batch)) {
+        match field.data_type() {
+            DataType::Timestamp(_, zone) => {
+                columns.push(format_timestamps(column, zone.is_some())?);
+                fields.push(Field::new(field.name(), DataType::Utf8, true));
+            }
+            _ => {
+                columns.push(column.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+        .map_err(|e| Error::internal(format!("rows: {e}")))
+}
+
+fn format_timestamps(column: &ArrayRef, zoned: bool) -> Result<ArrayRef> {
     let millis = crate::stream::watermark::millis(column)?;
     let mut out = StringBuilder::with_capacity(millis.len(), millis.len() * 24);
     let mut text = [0u8; 24];

@@ -179,16 +179,7 @@ impl WindowAggregate {
         for accumulator in &mut pane.accumulators {
             columns.push(accumulator.evaluate(EmitTo::All).map_err(|e| self.error(e))?);
         }
-        let columns = columns
-            .into_iter()
-            .zip(self.spec.schema.fields())
-            .map(|(column, field)| match column.data_type() == field.data_type() {
-                true => Ok(column),
-                false => arrow_cast::cast(&column, field.data_type()).map_err(|e| self.error(e)),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(pane.keys.len()));
-        RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options).map_err(|e| self.error(e))
+        results_batch(&self.spec.schema, columns, pane.keys.len()).map_err(|e| self.error(e))
     }
 
     /// Emits the results of the windows that `time` (a watermark, or the wall clock)
@@ -321,15 +312,45 @@ impl Operator for WindowAggregate {
     }
 }
 
+/// Result columns as a batch of `schema` with `rows` rows, each cast to its field's
+/// type where the aggregate's differs (a `COUNT` into an `INT` column).
+pub(crate) fn results_batch(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(column, field)| match column.data_type() == field.data_type() {
+            true => Ok(column),
+            false => arrow_cast::cast(&column, field.data_type()),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+}
+
 /// Merges accumulator states (each call's state columns, in order) into `pane`.
 fn merge_states(pane: &mut Pane, columns: &[ArrayRef], groups: &[usize], spec: &WindowAggregateSpec) -> Result<()> {
     let total = pane.keys.len();
+    merge_into(&spec.calls, &mut pane.accumulators, columns, groups, total)
+        .map_err(|e| Error::checkpoint("window aggregate", e.to_string()))
+}
+
+/// Merges accumulator states (each call's state columns, in order) into the groups
+/// `groups` of `accumulators` (`total` groups in all).
+pub(crate) fn merge_into(
+    calls: &[AggregateCall],
+    accumulators: &mut [Box<dyn GroupsAccumulator>],
+    columns: &[ArrayRef],
+    groups: &[usize],
+    total: usize,
+) -> datafusion_common::Result<()> {
     let mut at = 0;
-    for (call, accumulator) in spec.calls.iter().zip(pane.accumulators.iter_mut()) {
-        let width = call.function.state_fields().map_err(|e| Error::internal(e.to_string()))?.len();
-        accumulator
-            .merge_batch(&columns[at..at + width], groups, total)
-            .map_err(|e| Error::checkpoint("window aggregate", e.to_string()))?;
+    for (call, accumulator) in calls.iter().zip(accumulators.iter_mut()) {
+        let width = call.function.state_fields()?.len();
+        accumulator.merge_batch(&columns[at..at + width], groups, total)?;
         at += width;
     }
     Ok(())

@@ -139,13 +139,7 @@ impl GroupAggregate {
         groups: &[usize],
         total: usize,
     ) -> Result<()> {
-        let mut at = 0;
-        for (call, accumulator) in self.spec.calls.iter().zip(accumulators.iter_mut()) {
-            let width = call.function.state_fields().map_err(|e| self.error(e))?.len();
-            accumulator.merge_batch(&columns[at..at + width], groups, total).map_err(|e| self.error(e))?;
-            at += width;
-        }
-        Ok(())
+        super::aggregate::merge_into(&self.spec.calls, accumulators, columns, groups, total).map_err(|e| self.error(e))
     }
 
     /// The changelog rows of one batch's changed groups.

@@ -14,10 +14,10 @@
 //! When the watermark moves, the frames of every row it passes are aggregated at once
 //! by DataFusion's group accumulators, one group per row.
 
-use super::aggregate::{key_converter, AggregateCall};
+use super::aggregate::{key_converter, merge_into, results_batch, AggregateCall};
 use super::state::{ipc_decode, ipc_encode, KeyGroupRows};
 use super::watermark::millis;
-use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::SchemaRef;
 use datafusion_expr::{EmitTo, GroupsAccumulator};
@@ -391,7 +391,8 @@ impl OverAggregate {
             let columns =
                 states.convert_rows(firing.priors.iter().map(|(_, s)| parser.parse(s))).map_err(|e| self.error(e))?;
             let prior_groups: Vec<usize> = firing.priors.iter().map(|(g, _)| *g).collect();
-            self.merge(&mut accumulators, &columns, &prior_groups, groups)?;
+            merge_into(&self.spec.calls, &mut accumulators, &columns, &prior_groups, groups)
+                .map_err(|e| self.error(e))?;
         }
         for (call, accumulator) in self.spec.calls.iter().zip(accumulators.iter_mut()) {
             let args: Vec<ArrayRef> = call.args.iter().map(|&i| values[i - first].clone()).collect();
@@ -413,29 +414,13 @@ impl OverAggregate {
         let mut results: Vec<Box<dyn GroupsAccumulator>> =
             self.spec.calls.iter().map(AggregateCall::accumulator).collect::<Result<_>>()?;
         let all: Vec<usize> = (0..groups).collect();
-        self.merge(&mut results, &state_columns, &all, groups)?;
+        merge_into(&self.spec.calls, &mut results, &state_columns, &all, groups).map_err(|e| self.error(e))?;
         let mut columns = Vec::with_capacity(results.len());
         for accumulator in &mut results {
             let column = accumulator.evaluate(EmitTo::First(firing.emitted.len())).map_err(|e| self.error(e))?;
             columns.push(column);
         }
         Ok((columns, next_states))
-    }
-
-    fn merge(
-        &self,
-        accumulators: &mut [Box<dyn GroupsAccumulator>],
-        columns: &[ArrayRef],
-        groups: &[usize],
-        total: usize,
-    ) -> Result<()> {
-        let mut at = 0;
-        for (call, accumulator) in self.spec.calls.iter().zip(accumulators.iter_mut()) {
-            let width = call.function.state_fields().map_err(|e| self.error(e))?.len();
-            accumulator.merge_batch(&columns[at..at + width], groups, total).map_err(|e| self.error(e))?;
-            at += width;
-        }
-        Ok(())
     }
 
     /// The emitted rows' own columns, then their aggregates.
@@ -459,16 +444,7 @@ impl OverAggregate {
             columns.push(arrow_select::interleave::interleave(&arrays, &indices).map_err(|e| self.error(e))?);
         }
         columns.extend(aggregates);
-        let columns = columns
-            .into_iter()
-            .zip(self.spec.schema.fields())
-            .map(|(column, field)| match column.data_type() == field.data_type() {
-                true => Ok(column),
-                false => arrow_cast::cast(&column, field.data_type()).map_err(|e| self.error(e)),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(emitted.len()));
-        RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options).map_err(|e| self.error(e))
+        results_batch(&self.spec.schema, columns, emitted.len()).map_err(|e| self.error(e))
     }
 }
 

@@ -137,6 +137,24 @@ struct Open {
     proctime: bool,
 }
 
+impl Open {
+    /// A stream starting at `root`, produced by operator `last`, linked to the next by
+    /// `link`: append-only rows of `schema` whose time attributes the caller sets.
+    fn at(root: Root, last: usize, link: Link, schema: DFSchemaRef) -> Open {
+        Open {
+            root,
+            steps: Vec::new(),
+            last,
+            link,
+            schema,
+            times: Vec::new(),
+            updating: false,
+            session: None,
+            proctime: false,
+        }
+    }
+}
+
 /// Plans a job's inserts into one job graph.
 pub struct StreamPlanner<'a> {
     catalog: &'a Catalog,
@@ -215,6 +233,11 @@ impl<'a> StreamPlanner<'a> {
         let operator = self.topology.add_operator(name, kind, state);
         self.topology.connect(open.last, operator, open.link, None);
         operator
+    }
+
+    /// Adds a chained step keeping keyed state (on the heap) to `open`.
+    fn keyed_step(&mut self, open: &mut Open, name: &str, step: Step) {
+        self.push_step(open, name, OperatorState::Keyed { backend: "heap".to_string() }, step);
     }
 
     /// Adds a chained step to `open`.
@@ -593,12 +616,7 @@ impl<'a> StreamPlanner<'a> {
                 input: laid_schema,
             };
             spec.check()?;
-            self.push_step(
-                &mut open,
-                &name,
-                OperatorState::Keyed { backend: "heap".to_string() },
-                Step::SessionAggregate(Arc::new(spec)),
-            );
+            self.keyed_step(&mut open, &name, Step::SessionAggregate(Arc::new(spec)));
             open.schema = aggregate.schema.clone();
             open.times =
                 key_times.into_iter().chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len())).collect();
@@ -618,12 +636,7 @@ impl<'a> StreamPlanner<'a> {
                 ttl: self.state_ttl,
             };
             spec.check()?;
-            self.push_step(
-                &mut open,
-                &name,
-                OperatorState::Keyed { backend: "heap".to_string() },
-                Step::GroupAggregate(Arc::new(spec)),
-            );
+            self.keyed_step(&mut open, &name, Step::GroupAggregate(Arc::new(spec)));
             open.schema = aggregate.schema.clone();
             open.times = vec![Time::None; aggregate.schema.fields().len()];
             open.updating = true;
@@ -643,12 +656,7 @@ impl<'a> StreamPlanner<'a> {
             input: laid_schema,
             proctime,
         };
-        self.push_step(
-            &mut open,
-            &name,
-            OperatorState::Keyed { backend: "heap".to_string() },
-            Step::WindowAggregate(Arc::new(spec)),
-        );
+        self.keyed_step(&mut open, &name, Step::WindowAggregate(Arc::new(spec)));
         open.schema = aggregate.schema.clone();
         // The window's start and end stay what they are, so that a GROUP BY or a join
         // on them downstream is a window aggregation or join again (as in Flink); not
@@ -731,15 +739,7 @@ impl<'a> StreamPlanner<'a> {
             ));
         }
         let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
-        for (l, r) in left_keys.iter().zip(&right_keys) {
-            let types = (l.get_type(&left.schema).map_err(plan_error)?, r.get_type(&right.schema).map_err(plan_error)?);
-            if types.0 != types.1 {
-                return Err(Error::invalid_job(format!(
-                    "the join keys {l} and {r} are of different types ({} and {}): CAST one to the other's",
-                    types.0, types.1
-                )));
-            }
-        }
+        same_key_types(&join.on, &left.schema, &right.schema)?;
         // Both sides' window ends among the keys: a window join.
         let window_end = left_keys.iter().zip(&right_keys).position(|(l, r)| {
             time_of(l, &left.schema, &left.times) == Time::WindowEnd
@@ -783,13 +783,7 @@ impl<'a> StreamPlanner<'a> {
         };
         let on = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ");
         let name = format!("{kind} ({on})");
-        let operator = self.topology.add_operator(
-            &name,
-            OperatorKind::Operator,
-            OperatorState::Keyed { backend: "heap".to_string() },
-        );
-        self.topology.connect(left_exchange, operator, Link::Channel(EdgeKind::Hash), None);
-        self.topology.connect(right_exchange, operator, Link::Channel(EdgeKind::Hash), None);
+        let operator = self.two_input_operator(&name, left_exchange, right_exchange);
         let spec = JoinSpec {
             name: name.clone(),
             keys: join.on.len(),
@@ -897,15 +891,9 @@ impl<'a> StreamPlanner<'a> {
         let right = Arc::new(Schema::new(columns.iter().map(|&i| table.schema.field(i).clone()).collect::<Vec<_>>()));
         let source = connectors::scan(&definition, right.clone())?;
         let right_schema = join.right.schema().clone();
+        same_key_types(&join.on, &open.schema, &right_schema)?;
         let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
         for (l, r) in &join.on {
-            let types = (l.get_type(&open.schema).map_err(plan_error)?, r.get_type(&right_schema).map_err(plan_error)?);
-            if types.0 != types.1 {
-                return Err(Error::invalid_job(format!(
-                    "the join keys {l} and {r} are of different types ({} and {}): CAST one to the other's",
-                    types.0, types.1
-                )));
-            }
             left_keys.push(self.physical(l, &open.schema)?);
             right_keys.push(self.physical(r, &right_schema)?);
         }
@@ -981,15 +969,7 @@ impl<'a> StreamPlanner<'a> {
             .filter(|&i| right.times[i] == Time::Rowtime)
             .ok_or_else(|| Error::internal(format!("the row time {rowtime} of {table_name} was not kept")))?;
         let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = join.on.iter().cloned().unzip();
-        for (l, r) in left_keys.iter().zip(&right_keys) {
-            let types = (l.get_type(&left.schema).map_err(plan_error)?, r.get_type(&right.schema).map_err(plan_error)?);
-            if types.0 != types.1 {
-                return Err(Error::invalid_job(format!(
-                    "the join keys {l} and {r} are of different types ({} and {}): CAST one to the other's",
-                    types.0, types.1
-                )));
-            }
-        }
+        same_key_types(&join.on, &left.schema, &right.schema)?;
         let times: Vec<Time> =
             left.times.iter().copied().chain(std::iter::repeat_n(Time::None, right.times.len())).collect();
         let right_width = right.schema.fields().len();
@@ -1001,13 +981,7 @@ impl<'a> StreamPlanner<'a> {
         let on = join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND ");
         let kind = if left_outer { "left temporal join" } else { "temporal join" };
         let name = format!("{kind} of the versioned table {table_name} ({on})");
-        let operator = self.topology.add_operator(
-            &name,
-            OperatorKind::Operator,
-            OperatorState::Keyed { backend: "heap".to_string() },
-        );
-        self.topology.connect(left_exchange, operator, Link::Channel(EdgeKind::Hash), None);
-        self.topology.connect(right_exchange, operator, Link::Channel(EdgeKind::Hash), None);
+        let operator = self.two_input_operator(&name, left_exchange, right_exchange);
         let spec = TemporalJoinSpec {
             name,
             keys,
@@ -1037,6 +1011,18 @@ impl<'a> StreamPlanner<'a> {
         Ok(open)
     }
 
+    /// A keyed operator of two inputs, the exchanges `left` and `right`.
+    fn two_input_operator(&mut self, name: &str, left: usize, right: usize) -> usize {
+        let operator = self.topology.add_operator(
+            name,
+            OperatorKind::Operator,
+            OperatorState::Keyed { backend: "heap".to_string() },
+        );
+        self.topology.connect(left, operator, Link::Channel(EdgeKind::Hash), None);
+        self.topology.connect(right, operator, Link::Channel(EdgeKind::Hash), None);
+        operator
+    }
+
     /// Ends `open`'s segment with a hash exchange by its first `keys` columns (rows of
     /// `schema`) and opens the next segment at the gate behind it, its schema and time
     /// attributes for the caller to set.
@@ -1051,17 +1037,12 @@ impl<'a> StreamPlanner<'a> {
             steps: open.steps,
             end: End::Exchange { operator: exchange, edge, schema, keys },
         });
-        Open {
-            root: Root::Gate { edge, name: "group key".to_string() },
-            steps: Vec::new(),
-            last: exchange,
-            link: Link::Channel(EdgeKind::Hash),
-            schema: next_schema,
-            times: Vec::new(),
-            updating: false,
-            session: None,
-            proctime: false,
-        }
+        Open::at(
+            Root::Gate { edge, name: "group key".to_string() },
+            exchange,
+            Link::Channel(EdgeKind::Hash),
+            next_schema,
+        )
     }
 
     /// A `GROUP BY` of updating rows, laid out in `open` as [`Self::aggregate`] lays
@@ -1104,12 +1085,7 @@ impl<'a> StreamPlanner<'a> {
             ttl: self.state_ttl,
         };
         spec.check()?;
-        self.push_step(
-            &mut open,
-            &name,
-            OperatorState::Keyed { backend: "heap".to_string() },
-            Step::RetractAggregate(Arc::new(spec)),
-        );
+        self.keyed_step(&mut open, &name, Step::RetractAggregate(Arc::new(spec)));
         Ok(open)
     }
 
@@ -1220,12 +1196,7 @@ impl<'a> StreamPlanner<'a> {
             session: None,
             proctime: false,
         };
-        self.push_step(
-            &mut open,
-            &name,
-            OperatorState::Keyed { backend: "heap".to_string() },
-            Step::Rank(Arc::new(spec)),
-        );
+        self.keyed_step(&mut open, &name, Step::Rank(Arc::new(spec)));
         open.times = match window_end {
             Some(_) => times.into_iter().chain([Time::None]).collect(),
             None => vec![Time::None; window.schema.fields().len()],
@@ -1366,23 +1337,13 @@ impl<'a> StreamPlanner<'a> {
             schema: Arc::new(window.schema.as_arrow().clone()),
         };
         spec.check()?;
-        let mut open = Open {
-            root: Root::Gate { edge, name: "partition key".to_string() },
-            steps: Vec::new(),
-            last: exchange,
-            link: Link::Channel(EdgeKind::Hash),
-            schema: window.schema.clone(),
-            times: Vec::new(),
-            updating: false,
-            session: None,
-            proctime: false,
-        };
-        self.push_step(
-            &mut open,
-            &name,
-            OperatorState::Keyed { backend: "heap".to_string() },
-            Step::Over(Arc::new(spec)),
+        let mut open = Open::at(
+            Root::Gate { edge, name: "partition key".to_string() },
+            exchange,
+            Link::Channel(EdgeKind::Hash),
+            window.schema.clone(),
         );
+        self.keyed_step(&mut open, &name, Step::Over(Arc::new(spec)));
         // Rows leave in time order, with the watermark: they keep their row time.
         open.times = times.into_iter().chain(std::iter::repeat_n(Time::None, window.window_expr.len())).collect();
         Ok(open)
@@ -1468,6 +1429,20 @@ fn temporal_scan(plan: &LogicalPlan) -> Option<(&TableScan, &TemporalSource, Fil
         }
         _ => None,
     }
+}
+
+/// Fails unless each pair of join keys `on` (over `left` and `right`) is of one type.
+fn same_key_types(on: &[(Expr, Expr)], left: &DFSchema, right: &DFSchema) -> Result<()> {
+    for (l, r) in on {
+        let types = (l.get_type(left).map_err(plan_error)?, r.get_type(right).map_err(plan_error)?);
+        if types.0 != types.1 {
+            return Err(Error::invalid_job(format!(
+                "the join keys {l} and {r} are of different types ({} and {}): CAST one to the other's",
+                types.0, types.1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a window node holds aggregates (`SUM(x) OVER (...)`), not `ROW_NUMBER()`.
@@ -1699,6 +1674,30 @@ impl BatchWriter<RecordBatch> for SqlWriter {
     }
 }
 
+/// The task of a two-input operator (`operator`, behind the exchanges `left` and
+/// `right`) sending to `next`.
+fn two_input_task<O>(
+    task: &str,
+    join: O,
+    (operator, left, right): (usize, EdgeId, EdgeId),
+    next: Box<dyn Push<RecordBatch>>,
+    topology: &Topology,
+    ctx: &mut BuildContext,
+) -> Result<Box<dyn Task>>
+where
+    O: sluice_runtime::TwoInputOperator<Left = RecordBatch, Right = RecordBatch, Out = RecordBatch> + 'static,
+{
+    let metrics = ctx.metrics.register(operator, topology.name(operator), OperatorKind::Operator);
+    let participant = ctx.checkpoints.register(operator, ctx.worker);
+    let out = Output::new(next, SideOutputs::default(), metrics);
+    let node = TwoInputNode::new(join, out, participant)?;
+    let left = ctx.edges.take_receivers::<RecordBatch>(left, ctx.worker)?;
+    let right = ctx.edges.take_receivers::<RecordBatch>(right, ctx.worker)?;
+    let alignment = ctx.checkpoints.alignment();
+    let task = format!("{task}-w{}", ctx.worker);
+    Ok(Box::new(BinaryGate::new(task, left, right, Box::new(node), ctx.config.tick_interval, alignment)))
+}
+
 /// Builds one worker's instance of a segment: its end first, then each step around
 /// the next, then the root that drives them.
 fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext) -> Result<Box<dyn Task>> {
@@ -1774,27 +1773,12 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
             ))
         }
         Root::Join { operator, left, right, spec } => {
-            let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Operator);
-            let participant = ctx.checkpoints.register(*operator, ctx.worker);
-            let out = Output::new(next, SideOutputs::default(), metrics);
             let join = Join::new(spec.clone(), ctx.config.max_parallelism)?;
-            let node = TwoInputNode::new(join, out, participant)?;
-            let left = ctx.edges.take_receivers::<RecordBatch>(*left, ctx.worker)?;
-            let right = ctx.edges.take_receivers::<RecordBatch>(*right, ctx.worker)?;
-            let alignment = ctx.checkpoints.alignment();
-            let task = format!("join-w{}", ctx.worker);
-            Ok(Box::new(BinaryGate::new(task, left, right, Box::new(node), ctx.config.tick_interval, alignment)))
+            two_input_task("join", join, (*operator, *left, *right), next, topology, ctx)
         }
         Root::Temporal { operator, left, right, spec } => {
-            let metrics = ctx.metrics.register(*operator, &name(*operator), OperatorKind::Operator);
-            let participant = ctx.checkpoints.register(*operator, ctx.worker);
-            let out = Output::new(next, SideOutputs::default(), metrics);
-            let node = TwoInputNode::new(TemporalJoin::new(spec.clone())?, out, participant)?;
-            let left = ctx.edges.take_receivers::<RecordBatch>(*left, ctx.worker)?;
-            let right = ctx.edges.take_receivers::<RecordBatch>(*right, ctx.worker)?;
-            let alignment = ctx.checkpoints.alignment();
-            let task = format!("temporal-join-w{}", ctx.worker);
-            Ok(Box::new(BinaryGate::new(task, left, right, Box::new(node), ctx.config.tick_interval, alignment)))
+            let join = TemporalJoin::new(spec.clone())?;
+            two_input_task("temporal-join", join, (*operator, *left, *right), next, topology, ctx)
         }
         Root::Gate { edge, name } => {
             let receivers = ctx.edges.take_receivers::<RecordBatch>(*edge, ctx.worker)?;

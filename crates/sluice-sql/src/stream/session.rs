@@ -12,9 +12,9 @@
 //! aggregated then by DataFusion's group accumulators, every closed session of a
 //! watermark in one pass. Checkpoints hold each key's open sessions, one entry per key.
 
-use super::aggregate::{key_converter, AggregateCall};
+use super::aggregate::{key_converter, results_batch, AggregateCall};
 use crate::stream::watermark::millis;
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, TimestampMillisecondArray};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, SchemaRef};
 use datafusion_expr::EmitTo;
@@ -232,16 +232,7 @@ impl SessionAggregate {
             });
         }
         columns.extend(aggregates);
-        let columns = columns
-            .into_iter()
-            .zip(self.spec.schema.fields())
-            .map(|(column, field)| match column.data_type() == field.data_type() {
-                true => Ok(column),
-                false => arrow_cast::cast(&column, field.data_type()).map_err(|e| self.error(e)),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(closed.len()));
-        RecordBatch::try_new_with_options(self.spec.schema.clone(), columns, &options).map_err(|e| self.error(e))
+        results_batch(&self.spec.schema, columns, closed.len()).map_err(|e| self.error(e))
     }
 }
 
