@@ -171,6 +171,11 @@ pub struct StreamPlanner<'a> {
     /// The number of rows a filter above keeps of each `ROW_NUMBER()` window (by the
     /// window node's address in the plan): what makes it a Top-N.
     rank_limits: std::collections::HashMap<usize, usize>,
+    /// The tables scanned more than once by the insert being planned, and the physical
+    /// columns their scans read together.
+    shared: std::collections::HashMap<String, Vec<usize>>,
+    /// The shared sources made so far: operator, source and columns, by table.
+    sources: std::collections::HashMap<String, (usize, Arc<dyn ScanSource>, SchemaRef)>,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> Error {
@@ -194,6 +199,8 @@ impl<'a> StreamPlanner<'a> {
             idle_timeout: None,
             state_ttl: None,
             rank_limits: Default::default(),
+            shared: Default::default(),
+            sources: Default::default(),
         }
     }
 
@@ -203,7 +210,11 @@ impl<'a> StreamPlanner<'a> {
             LogicalPlan::Dml(dml) => dml.input.as_ref(),
             other => other,
         };
+        self.note_shared_scans(input)?;
         let open = self.translate(input)?;
+        // Sources are shared within an insert: the next plans its own.
+        self.shared.clear();
+        self.sources.clear();
         unmerged_sessions(&open)?;
         let sink = connectors::sink(table, schema)?;
         if open.updating && !sink.accepts_updates() {
@@ -339,71 +350,24 @@ impl<'a> StreamPlanner<'a> {
             Some(temporal) => temporal.temporal.table.as_str(),
             None => scan.table_name.table(),
         };
-        let table = self.catalog.table(name).ok_or_else(|| Error::invalid_job(format!("there is no table {name}")))?;
-        let definition = table.definition.clone().ok_or_else(|| Error::internal(format!("view {name} not inlined")))?;
-        if !scan.filters.is_empty() {
-            return Err(Error::internal("filters pushed into a scan"));
-        }
-        let full = table.schema.clone();
+        let (definition, full, output, needed) = self.scan_columns(name, scan)?;
         let columns = &definition.columns;
-        let index_of = |column: &str| columns.iter().position(|c| c.name == column);
-        let output: Vec<usize> = scan.projection.clone().unwrap_or_else(|| (0..columns.len()).collect());
-
-        // The columns needed: those returned, the row time, and what they are computed from.
-        let mut needed: BTreeSet<usize> = output.iter().copied().collect();
-        let mut wanted: Vec<&sqlparser::ast::Expr> = Vec::new();
-        if let Some(watermark) = &definition.watermark {
-            let rowtime = index_of(&watermark.column).ok_or_else(|| {
-                Error::invalid_job(format!("table {name}: the WATERMARK column {} is not a column", watermark.column))
-            })?;
-            needed.insert(rowtime);
-            wanted.push(&watermark.expression);
-        }
-        loop {
-            for i in needed.clone() {
-                if let ColumnKind::Computed(expression) = &columns[i].kind {
-                    wanted.push(expression);
-                }
-            }
-            let before = needed.len();
-            for expression in wanted.drain(..) {
-                for used in referenced_columns(expression) {
-                    if let Some(i) = columns.iter().position(|c| c.name.eq_ignore_ascii_case(&used)) {
-                        needed.insert(i);
-                    }
-                }
-            }
-            if needed.len() == before {
-                break;
-            }
-        }
-        for &i in &needed {
-            if let ColumnKind::Metadata { .. } = columns[i].kind {
-                return Err(unsupported(format!("metadata column {} of table {name}", columns[i].name)));
-            }
-        }
         let physical: Vec<usize> =
             needed.iter().copied().filter(|&i| columns[i].kind == ColumnKind::Physical).collect();
         let source_schema = Arc::new(Schema::new(physical.iter().map(|&i| full.field(i).clone()).collect::<Vec<_>>()));
-        let source = connectors::scan(&definition, source_schema.clone())?;
-        let operator = self.topology.add_operator(
-            &format!("source: {name} ({})", source.name()),
-            OperatorKind::Source,
-            OperatorState::Positions,
-        );
         let qualified =
             |schema: &SchemaRef| DFSchema::try_from_qualified_schema(name, schema).map(Arc::new).map_err(plan_error);
-        let mut open = Open {
-            root: Root::Source { operator, source },
-            steps: Vec::new(),
-            last: operator,
-            link: Link::Chained,
-            schema: qualified(&source_schema)?,
-            times: vec![Time::None; source_schema.fields().len()],
-            updating: false,
-            session: None,
-            proctime: false,
-        };
+        let mut open = self.source(name, &definition, &physical)?;
+        // A shared source reads the columns of every scan of the table: this one's first.
+        if open.schema.fields().len() != physical.len() {
+            let exprs: Vec<Expr> = source_schema
+                .fields()
+                .iter()
+                .map(|f| Expr::Column(datafusion_common::Column::new(Some(name), f.name())))
+                .collect();
+            self.calc(&mut open, None, Some((&exprs, qualified(&source_schema)?)))?;
+        }
+        open.times = vec![Time::None; source_schema.fields().len()];
 
         // The needed columns in table order, computed ones evaluated.
         let needed: Vec<usize> = needed.into_iter().collect();
@@ -470,6 +434,125 @@ impl<'a> StreamPlanner<'a> {
         }
         open.schema = scan.projected_schema.clone();
         Ok(open)
+    }
+
+    /// The table `name` a scan reads, its columns' types, the columns the scan returns,
+    /// and those it needs: those returned, the row time, and what they are computed from.
+    fn scan_columns(
+        &self,
+        name: &str,
+        scan: &TableScan,
+    ) -> Result<(Arc<TableDefinition>, SchemaRef, Vec<usize>, BTreeSet<usize>)> {
+        let table = self.catalog.table(name).ok_or_else(|| Error::invalid_job(format!("there is no table {name}")))?;
+        let definition = table.definition.clone().ok_or_else(|| Error::internal(format!("view {name} not inlined")))?;
+        if !scan.filters.is_empty() {
+            return Err(Error::internal("filters pushed into a scan"));
+        }
+        let columns = &definition.columns;
+        let index_of = |column: &str| columns.iter().position(|c| c.name == column);
+        let output: Vec<usize> = scan.projection.clone().unwrap_or_else(|| (0..columns.len()).collect());
+        let mut needed: BTreeSet<usize> = output.iter().copied().collect();
+        let mut wanted: Vec<&sqlparser::ast::Expr> = Vec::new();
+        if let Some(watermark) = &definition.watermark {
+            let rowtime = index_of(&watermark.column).ok_or_else(|| {
+                Error::invalid_job(format!("table {name}: the WATERMARK column {} is not a column", watermark.column))
+            })?;
+            needed.insert(rowtime);
+            wanted.push(&watermark.expression);
+        }
+        loop {
+            for i in needed.clone() {
+                if let ColumnKind::Computed(expression) = &columns[i].kind {
+                    wanted.push(expression);
+                }
+            }
+            let before = needed.len();
+            for expression in wanted.drain(..) {
+                for used in referenced_columns(expression) {
+                    if let Some(i) = columns.iter().position(|c| c.name.eq_ignore_ascii_case(&used)) {
+                        needed.insert(i);
+                    }
+                }
+            }
+            if needed.len() == before {
+                break;
+            }
+        }
+        for &i in &needed {
+            if let ColumnKind::Metadata { .. } = columns[i].kind {
+                return Err(unsupported(format!("metadata column {} of table {name}", columns[i].name)));
+            }
+        }
+        Ok((definition.clone(), table.schema.clone(), output, needed))
+    }
+
+    /// The physical columns of table `name` that each of its scans in `plan` (and in
+    /// the inputs of its window table functions) reads, for the tables scanned more
+    /// than once: those are read by one shared source.
+    fn note_shared_scans(&mut self, plan: &LogicalPlan) -> Result<()> {
+        let mut scans: Vec<(String, BTreeSet<usize>)> = Vec::new();
+        self.collect_scans(plan, &mut scans)?;
+        let mut by_table: std::collections::HashMap<String, (usize, BTreeSet<usize>)> = Default::default();
+        for (table, columns) in scans {
+            let entry = by_table.entry(table).or_default();
+            entry.0 += 1;
+            entry.1.extend(columns);
+        }
+        for (table, (count, columns)) in by_table {
+            if count > 1 && !self.sources.contains_key(&table) {
+                self.shared.insert(table, columns.into_iter().collect());
+            }
+        }
+        Ok(())
+    }
+
+    fn collect_scans(&self, plan: &LogicalPlan, scans: &mut Vec<(String, BTreeSet<usize>)>) -> Result<()> {
+        if let LogicalPlan::TableScan(scan) = plan {
+            if let Some(window) = scan.source.as_ref().downcast_ref::<WindowSource>() {
+                return self.collect_scans(&window.input, scans);
+            }
+            // Lookup tables are read whole when the job starts, not by a source.
+            let name = match scan.source.as_ref().downcast_ref::<TemporalSource>() {
+                Some(temporal) if temporal.proctime.get() == Some(&true) => return Ok(()),
+                Some(temporal) => temporal.temporal.table.clone(),
+                None => scan.table_name.table().to_string(),
+            };
+            let (definition, _, _, needed) = self.scan_columns(&name, scan)?;
+            let physical = needed.into_iter().filter(|&i| definition.columns[i].kind == ColumnKind::Physical);
+            scans.push((name, physical.collect()));
+            return Ok(());
+        }
+        for input in plan.inputs() {
+            self.collect_scans(input, scans)?;
+        }
+        Ok(())
+    }
+
+    /// A stream from the source of table `name` reading the physical columns `physical`:
+    /// a new source, or, for a table scanned more than once, the shared one (reading
+    /// the columns of every scan).
+    fn source(&mut self, name: &str, definition: &TableDefinition, physical: &[usize]) -> Result<Open> {
+        let full = self.catalog.table(name).map(|t| t.schema.clone()).expect("invariant: a table");
+        let qualified =
+            |schema: &SchemaRef| DFSchema::try_from_qualified_schema(name, schema).map(Arc::new).map_err(plan_error);
+        let (operator, source, schema) = match self.sources.get(name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let read = self.shared.get(name).cloned().unwrap_or_else(|| physical.to_vec());
+                let schema = Arc::new(Schema::new(read.iter().map(|&i| full.field(i).clone()).collect::<Vec<_>>()));
+                let source = connectors::scan(definition, schema.clone())?;
+                let operator = self.topology.add_operator(
+                    &format!("source: {name} ({})", source.name()),
+                    OperatorKind::Source,
+                    OperatorState::Positions,
+                );
+                if self.shared.contains_key(name) {
+                    self.sources.insert(name.to_string(), (operator, source.clone(), schema.clone()));
+                }
+                (operator, source, schema)
+            }
+        };
+        Ok(Open::at(Root::Source { operator, source }, operator, Link::Chained, qualified(&schema)?))
     }
 
     /// A window table function: its input, each row given its windows.
@@ -1374,9 +1457,25 @@ impl<'a> StreamPlanner<'a> {
             graph.add_committer(operator, committer);
         }
         let topology = Arc::new(self.topology);
+        // The segments starting at one shared source are built as one task: the source,
+        // a tee, and each segment's chain.
+        let mut groups: Vec<Vec<Segment>> = Vec::new();
+        let mut at_source: std::collections::HashMap<usize, usize> = Default::default();
         for segment in self.segments {
+            match segment.root {
+                Root::Source { operator, .. } => match at_source.get(&operator) {
+                    Some(&group) => groups[group].push(segment),
+                    None => {
+                        at_source.insert(operator, groups.len());
+                        groups.push(vec![segment]);
+                    }
+                },
+                _ => groups.push(vec![segment]),
+            }
+        }
+        for group in groups {
             let topology = topology.clone();
-            graph.add_root(Box::new(move |ctx| build_segment(&segment, &topology, ctx)));
+            graph.add_root(Box::new(move |ctx| build_segments(&group, &topology, ctx)));
         }
         graph
     }
@@ -1698,9 +1797,20 @@ where
     Ok(Box::new(BinaryGate::new(task, left, right, Box::new(node), ctx.config.tick_interval, alignment)))
 }
 
-/// Builds one worker's instance of a segment: its end first, then each step around
-/// the next, then the root that drives them.
-fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext) -> Result<Box<dyn Task>> {
+/// Builds one worker's instance of segments of one root: each segment's chain, behind
+/// a tee when there are several, then the root that drives them.
+fn build_segments(segments: &[Segment], topology: &Topology, ctx: &mut BuildContext) -> Result<Box<dyn Task>> {
+    let mut chains = segments.iter().map(|segment| build_chain(segment, topology, ctx)).collect::<Result<Vec<_>>>()?;
+    let next: Box<dyn Push<RecordBatch>> = match chains.len() {
+        1 => chains.pop().expect("invariant: one chain"),
+        _ => Box::new(sluice_runtime::Tee::new(chains)),
+    };
+    build_root(&segments[0].root, next, topology, ctx)
+}
+
+/// Builds one worker's chain of a segment: its end first, then each step around the
+/// next.
+fn build_chain(segment: &Segment, topology: &Topology, ctx: &mut BuildContext) -> Result<Box<dyn Push<RecordBatch>>> {
     let name = |operator: usize| topology.name(operator).to_string();
     let mut next: Box<dyn Push<RecordBatch>> = match &segment.end {
         End::Sink { operator, sink } => {
@@ -1757,7 +1867,18 @@ fn build_segment(segment: &Segment, topology: &Topology, ctx: &mut BuildContext)
             }
         };
     }
-    match &segment.root {
+    Ok(next)
+}
+
+/// Builds one worker's root of a segment, driving `next`.
+fn build_root(
+    root: &Root,
+    next: Box<dyn Push<RecordBatch>>,
+    topology: &Topology,
+    ctx: &mut BuildContext,
+) -> Result<Box<dyn Task>> {
+    let name = |operator: usize| topology.name(operator).to_string();
+    match root {
         Root::Source { operator, source } => {
             let participant = ctx.checkpoints.register(*operator, ctx.worker);
             let (worker, parallelism) = (ctx.worker, ctx.config.parallelism);
