@@ -137,6 +137,15 @@ struct Open {
     proctime: bool,
 }
 
+/// What a scan reads of its table: the table, its columns' types, the columns the
+/// scan returns, and those it needs.
+struct ScanColumns {
+    definition: Arc<TableDefinition>,
+    full: SchemaRef,
+    output: Vec<usize>,
+    needed: BTreeSet<usize>,
+}
+
 impl Open {
     /// A stream starting at `root`, produced by operator `last`, linked to the next by
     /// `link`: append-only rows of `schema` whose time attributes the caller sets.
@@ -350,7 +359,7 @@ impl<'a> StreamPlanner<'a> {
             Some(temporal) => temporal.temporal.table.as_str(),
             None => scan.table_name.table(),
         };
-        let (definition, full, output, needed) = self.scan_columns(name, scan)?;
+        let ScanColumns { definition, full, output, needed } = self.scan_columns(name, scan)?;
         let columns = &definition.columns;
         let physical: Vec<usize> =
             needed.iter().copied().filter(|&i| columns[i].kind == ColumnKind::Physical).collect();
@@ -438,11 +447,7 @@ impl<'a> StreamPlanner<'a> {
 
     /// The table `name` a scan reads, its columns' types, the columns the scan returns,
     /// and those it needs: those returned, the row time, and what they are computed from.
-    fn scan_columns(
-        &self,
-        name: &str,
-        scan: &TableScan,
-    ) -> Result<(Arc<TableDefinition>, SchemaRef, Vec<usize>, BTreeSet<usize>)> {
+    fn scan_columns(&self, name: &str, scan: &TableScan) -> Result<ScanColumns> {
         let table = self.catalog.table(name).ok_or_else(|| Error::invalid_job(format!("there is no table {name}")))?;
         let definition = table.definition.clone().ok_or_else(|| Error::internal(format!("view {name} not inlined")))?;
         if !scan.filters.is_empty() {
@@ -483,7 +488,7 @@ impl<'a> StreamPlanner<'a> {
                 return Err(unsupported(format!("metadata column {} of table {name}", columns[i].name)));
             }
         }
-        Ok((definition.clone(), table.schema.clone(), output, needed))
+        Ok(ScanColumns { definition: definition.clone(), full: table.schema.clone(), output, needed })
     }
 
     /// The physical columns of table `name` that each of its scans in `plan` (and in
@@ -517,7 +522,7 @@ impl<'a> StreamPlanner<'a> {
                 Some(temporal) => temporal.temporal.table.clone(),
                 None => scan.table_name.table().to_string(),
             };
-            let (definition, _, _, needed) = self.scan_columns(&name, scan)?;
+            let ScanColumns { definition, needed, .. } = self.scan_columns(&name, scan)?;
             let physical = needed.into_iter().filter(|&i| definition.columns[i].kind == ColumnKind::Physical);
             scans.push((name, physical.collect()));
             return Ok(());
