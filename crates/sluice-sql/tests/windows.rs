@@ -585,3 +585,66 @@ fn a_temporal_join_gives_each_bid_the_version_valid_at_its_time() {
         }
     }
 }
+
+/// Jobs using this file's features wrongly are refused when planned, with the reason.
+#[test]
+fn mistakes_in_windows_joins_and_generated_tables_are_refused_with_the_reason() {
+    let refused = |ddl: &str, insert: &str, words: &[&str]| {
+        let job = format!("{}\n{ddl}\n{insert}", tables());
+        let error = match sluice_sql::compile(&job, &sluice_sql::Functions::default()) {
+            Ok(_) => panic!("{insert} was accepted"),
+            Err(error) => error.to_string(),
+        };
+        for word in words {
+            assert!(error.contains(word), "'{word}' in: {error}");
+        }
+    };
+    let out = "CREATE TABLE out (a BIGINT, b BIGINT) WITH ('connector' = 'blackhole');";
+    refused(
+        out,
+        "INSERT INTO out SELECT bidder, COUNT(*) FROM TABLE(SESSION(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' \
+         SECOND)) GROUP BY bidder, window_start",
+        &["SESSION", "window_start and window_end"],
+    );
+    refused(
+        out,
+        "INSERT INTO out SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY price) FROM bid",
+        &["time attribute"],
+    );
+    refused(
+        out,
+        "INSERT INTO out SELECT auction, SUM(price) OVER (PARTITION BY auction ORDER BY dateTime DESC) FROM bid",
+        &["ascending"],
+    );
+    refused(
+        &format!("{out}\nCREATE TABLE side (k BIGINT, v BIGINT) WITH ('connector' = 'datagen');"),
+        "INSERT INTO out SELECT B.auction, S.v FROM bid B JOIN side FOR SYSTEM_TIME AS OF B.dateTime AS S ON \
+         B.auction = S.k",
+        &["PROCTIME()", "versioned table", "PRIMARY KEY"],
+    );
+    refused(
+        "CREATE TABLE gen (a BIGINT, b BIGINT) WITH ('connector' = 'datagen', 'fields.a.kind' = 'sequence');
+         CREATE TABLE out (a BIGINT, b BIGINT) WITH ('connector' = 'blackhole');",
+        "INSERT INTO out SELECT * FROM gen",
+        &["table gen", "fields.a.start"],
+    );
+    refused(
+        "CREATE TABLE gen (a BIGINT, b BIGINT) WITH ('connector' = 'datagen', 'fields.c.min' = '1');
+         CREATE TABLE out (a BIGINT, b BIGINT) WITH ('connector' = 'blackhole');",
+        "INSERT INTO out SELECT * FROM gen",
+        &["no option 'fields.c.min'"],
+    );
+    refused(
+        "CREATE TABLE t (a BIGINT, b BIGINT) WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'csv',
+           'csv.field-delimiter' = ';;');
+         CREATE TABLE out (a BIGINT, b BIGINT) WITH ('connector' = 'blackhole');",
+        "INSERT INTO out SELECT * FROM t",
+        &["csv.field-delimiter", "one character"],
+    );
+    refused(
+        "CREATE TABLE t (a BIGINT, b BIGINT) PARTITIONED BY (a, b) WITH ('connector' = 'filesystem', 'path' = \
+         '/tmp/x', 'format' = 'csv');",
+        "INSERT INTO t SELECT auction, price FROM bid",
+        &["every column is a partition column"],
+    );
+}

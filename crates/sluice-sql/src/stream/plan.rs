@@ -961,8 +961,9 @@ impl<'a> StreamPlanner<'a> {
             }
             _ => {
                 return Err(Error::invalid_job(format!(
-                    "FOR SYSTEM_TIME AS OF {time}: {time} is not a time attribute of the other side of the join (a \
-                     column computed as PROCTIME())"
+                    "FOR SYSTEM_TIME AS OF {time}: a temporal join is as of a PROCTIME() column of the other side \
+                     (a lookup join), or as of its row time against a versioned table (one with a PRIMARY KEY and a \
+                     WATERMARK), and this is neither"
                 )))
             }
         }
