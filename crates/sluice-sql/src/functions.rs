@@ -70,7 +70,7 @@ fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
 /// arguments are nearly always literals. It takes no part in comparing functions,
 /// which compare by their signatures.
 #[derive(Debug)]
-struct LastMade<T>(Mutex<Option<(String, T)>>);
+pub(crate) struct LastMade<T>(Mutex<Option<(String, T)>>);
 
 impl<T> Default for LastMade<T> {
     fn default() -> Self {
@@ -92,7 +92,7 @@ impl<T> std::hash::Hash for LastMade<T> {
 
 impl<T> LastMade<T> {
     /// The kept (text, value), if any; a panic elsewhere leaves it usable.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, T)>> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, T)>> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

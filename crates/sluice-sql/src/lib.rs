@@ -21,6 +21,7 @@ pub mod format;
 mod functions;
 mod group_window;
 pub mod job;
+mod json_functions;
 pub mod plan;
 mod rewrite;
 pub mod script;

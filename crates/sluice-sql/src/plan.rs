@@ -169,6 +169,7 @@ impl Catalog {
                 datafusion_functions::all_default_functions()
                     .into_iter()
                     .chain(crate::functions::flink_functions())
+                    .chain(crate::json_functions::json_functions())
                     .collect(),
                 |f: &ScalarUDF| names(f.name(), f.aliases()),
             ),
