@@ -134,3 +134,25 @@ fn every_kind_of_mistake_in_a_job_file_is_refused_with_where_it_is() {
         "SELECT * FROM (SELECT *, RANK() OVER (PARTITION BY auction ORDER BY price) AS r FROM bid) WHERE r <= 3;";
     refused(&files.run(rank, &[]), 1, &["not supported yet", "RANK()", "ROW_NUMBER"]);
 }
+
+#[test]
+fn the_json_example_takes_its_orders_documents_apart() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "examples/sql/json-orders.sql"])
+        .current_dir(&root)
+        .output()
+        .expect("the sluice binary runs");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let mut rows: Vec<String> =
+        text(&run.stdout).lines().map(|l| l.split_once("> ").map_or(l, |(_, row)| row).to_string()).collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            r#"+I[1, c-7, tea, [{"sku":"tea","qty":2},{"sku":"cup","qty":1}], 14.5, false, [1,"Ann"]]"#,
+            r#"+I[2, c-9, pot, [{"sku":"pot","qty":1}], 32.0, true, [2,"Bo"]]"#,
+            r#"+I[3, c-7, NULL, [], NULL, false, [3]]"#,
+        ]
+    );
+}

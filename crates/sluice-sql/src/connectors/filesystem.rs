@@ -11,8 +11,9 @@ use super::{BoxedReader, BoxedWriter, Options, ScanSource, TableSink};
 use crate::changelog::{row_kinds, RowKind};
 use crate::ddl::TableDefinition;
 use crate::format::csv::{self, Csv, CsvDecoder, CsvEncoder};
-use crate::format::json::{Json, JsonDecoder, JsonEncoder};
+use crate::format::json::{JsonDecoder, JsonEncoder};
 use crate::format::lines::ParseErrors;
+use crate::format::Unread;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use sluice_api::{BatchWriter, SinkContext};
@@ -53,7 +54,7 @@ fn known(format: &Format) -> Vec<&'static str> {
     known
 }
 
-pub(super) fn scan(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn ScanSource>> {
+pub(super) fn scan(schema: SchemaRef, mut options: Options, unread: Unread) -> Result<Arc<dyn ScanSource>> {
     let path = options.required("path")?;
     let format = match options.required("format")?.as_str() {
         "json" => Format::Json,
@@ -62,7 +63,7 @@ pub(super) fn scan(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn Sc
             csv.check(&schema).map_err(|e| options.error(e))?;
             options.finish(&known(&Format::Csv(csv.clone())))?;
             let input = LineInput::new(&path).map_err(|e| sluice_types::Error::invalid_job(format!("{e}")))?;
-            return Ok(Arc::new(FileTable { input, schema, errors, format: Format::Csv(csv) }));
+            return Ok(Arc::new(FileTable { input, schema, errors, format: Format::Csv(csv), unread }));
         }
         "debezium-json" => {
             return Err(options.error(
@@ -92,7 +93,7 @@ pub(super) fn scan(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn Sc
     }
     options.finish(&known(&format))?;
     let input = LineInput::new(&path).map_err(|e| sluice_types::Error::invalid_job(format!("{e}")))?;
-    Ok(Arc::new(FileTable { input, schema, errors, format }))
+    Ok(Arc::new(FileTable { input, schema, errors, format, unread }))
 }
 
 struct FileTable {
@@ -100,6 +101,8 @@ struct FileTable {
     schema: SchemaRef,
     errors: ParseErrors,
     format: Format,
+    /// The nested fields no query reads.
+    unread: Unread,
 }
 
 impl ScanSource for FileTable {
@@ -113,7 +116,7 @@ impl ScanSource for FileTable {
             Format::Csv(csv) => {
                 Box::new(self.input.reader(worker, parallelism, CsvDecoder::new(csv.clone(), schema, errors)?)?)
             }
-            _ => Box::new(self.input.reader(worker, parallelism, JsonDecoder::new(Json, schema, errors)?)?),
+            _ => Box::new(self.input.reader(worker, parallelism, JsonDecoder::new(schema, errors, &self.unread)?)?),
         })
     }
 
@@ -130,7 +133,7 @@ impl ScanSource for FileTable {
                 worker,
                 parallelism,
                 state,
-                JsonDecoder::new(Json, schema, errors)?,
+                JsonDecoder::new(schema, errors, &self.unread)?,
             )?),
         })
     }

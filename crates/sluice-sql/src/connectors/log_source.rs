@@ -11,8 +11,9 @@
 //! are, and values that cannot be read go to the dead letters with the reason.
 
 use super::{BoxedReader, Options, ScanSource};
-use crate::format::json::{Json, JsonDecoder};
+use crate::format::json::JsonDecoder;
 use crate::format::lines::ParseErrors;
+use crate::format::Unread;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde_json::value::RawValue;
@@ -38,7 +39,7 @@ pub const SOURCE_OPTIONS: [&str; 8] = [
     "json.ignore-parse-errors",
 ];
 
-pub(super) fn scan(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn ScanSource>> {
+pub(super) fn scan(schema: SchemaRef, mut options: Options, unread: Unread) -> Result<Arc<dyn ScanSource>> {
     if options.connector() == "upsert-log" {
         return Err(options.error(
             "not supported yet: reading the 'upsert-log' connector (a changelog of upserts); read the topic as a \
@@ -86,7 +87,7 @@ pub(super) fn scan(schema: SchemaRef, mut options: Options) -> Result<Arc<dyn Sc
     if bounded {
         source = source.bounded()?;
     }
-    Ok(Arc::new(LogTable { source, topic, schema, errors, dead_letters: DeadLetters::default() }))
+    Ok(Arc::new(LogTable { source, topic, schema, errors, dead_letters: DeadLetters::default(), unread }))
 }
 
 fn options_error(topic: &str, message: String) -> Error {
@@ -99,13 +100,15 @@ struct LogTable {
     schema: SchemaRef,
     errors: ParseErrors,
     dead_letters: DeadLetters,
+    /// The nested fields no query reads.
+    unread: Unread,
 }
 
 impl LogTable {
     fn reader_of(&self, records: LogReader<Box<RawValue>>) -> Result<BoxedReader> {
         Ok(Box::new(LogTableReader {
             records,
-            decoder: JsonDecoder::new(Json, self.schema.clone(), self.errors)?,
+            decoder: JsonDecoder::new(self.schema.clone(), self.errors, &self.unread)?,
             topic: self.topic.clone(),
             dead_letters: self.dead_letters.clone(),
             rejected: 0,

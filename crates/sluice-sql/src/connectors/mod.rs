@@ -13,6 +13,7 @@ mod nexmark;
 mod print;
 
 use crate::ddl::TableDefinition;
+use crate::format::Unread;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use sluice_api::{BatchWriter, SinkContext};
@@ -144,7 +145,7 @@ pub fn check_connector(table: &TableDefinition) -> Result<()> {
 }
 
 /// The source reading `table`'s physical columns `schema`.
-pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSource>> {
+pub fn scan(table: &TableDefinition, schema: SchemaRef, unread: Unread) -> Result<Arc<dyn ScanSource>> {
     let options = Options::of(table)?;
     match options.connector() {
         "nexmark" => nexmark::scan(schema, options),
@@ -153,9 +154,9 @@ pub fn scan(table: &TableDefinition, schema: SchemaRef) -> Result<Arc<dyn ScanSo
             Err(options
                 .error("not supported yet: reading a partitioned filesystem table (it is written only, for now)"))
         }
-        "filesystem" => filesystem::scan(schema, options),
+        "filesystem" => filesystem::scan(schema, options, unread),
         "print" | "blackhole" => Err(options.error(format!("the '{}' connector cannot be read", options.connector()))),
-        "log" | "upsert-log" => log_source::scan(schema, options),
+        "log" | "upsert-log" => log_source::scan(schema, options, unread),
         other => Err(unknown(&options, other)),
     }
 }

@@ -2,15 +2,19 @@
 //! objects as `ROW`s; missing fields, and fields of no declared column, ignored (the
 //! former read as NULL); timestamps written `yyyy-MM-dd HH:mm:ss.SSS`.
 //!
-//! Lines are decoded by arrow-json's decoder a batch at a time (`lines.rs`), into the
-//! columns the job uses only.
+//! Lines are decoded straight into the columns the job uses (`json_columns/`), or,
+//! when a column's type is not one that decoder knows, by arrow-json's decoder a batch
+//! at a time (`lines.rs`).
 
+use super::json_columns::{self, ColumnsDecoder};
 use super::lines::{LinesDecoder, ParseErrors, RowsDecoder, TextFormat};
+use super::Unread;
 use crate::changelog::data_columns;
 use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_json::reader::{Decoder, ReaderBuilder};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use sluice_connectors::file::{LineDecoder, Rejected};
 use sluice_types::{Error, Result};
 use std::sync::Arc;
 
@@ -42,7 +46,48 @@ impl RowsDecoder for Decoder {
 }
 
 /// Decodes JSON lines into record batches.
-pub type JsonDecoder = LinesDecoder<Json>;
+pub enum JsonDecoder {
+    /// Each line straight into the columns.
+    Columns(ColumnsDecoder),
+    /// A batch of lines at a time by arrow-json, for types the other does not know.
+    Tape(LinesDecoder<Json>),
+}
+
+impl JsonDecoder {
+    /// A decoder of lines into `schema`'s columns, reading past the `unread` nested
+    /// fields where it can.
+    pub fn new(schema: SchemaRef, errors: ParseErrors, unread: &Unread) -> Result<Self> {
+        Ok(match json_columns::reads(&schema) {
+            true => JsonDecoder::Columns(ColumnsDecoder::new(schema, errors, unread)?),
+            false => JsonDecoder::Tape(LinesDecoder::new(Json, schema, errors)?),
+        })
+    }
+}
+
+impl LineDecoder for JsonDecoder {
+    type Batch = RecordBatch;
+
+    fn decode(&mut self, line: &[u8]) {
+        match self {
+            JsonDecoder::Columns(decoder) => decoder.decode(line),
+            JsonDecoder::Tape(decoder) => decoder.decode(line),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        match self {
+            JsonDecoder::Columns(decoder) => decoder.pending(),
+            JsonDecoder::Tape(decoder) => decoder.pending(),
+        }
+    }
+
+    fn take(&mut self) -> Result<(RecordBatch, Vec<Rejected>)> {
+        match self {
+            JsonDecoder::Columns(decoder) => decoder.take(),
+            JsonDecoder::Tape(decoder) => decoder.take(),
+        }
+    }
+}
 
 /// Encodes record batches as JSON lines, as Flink's `json` format writes them.
 pub struct JsonEncoder {

@@ -1,7 +1,7 @@
 //! The streaming side of the SQL layer: a DataFusion logical plan becomes a Sluice job
 //! graph of streaming operators over Arrow record batches (`plan.rs`), whose operators
 //! live beside it: filters and projections (`calc.rs`), watermarks (`watermark.rs`),
-//! window assignment (`assign.rs`) and aggregation (`aggregate.rs`, sessions in
+//! which fields of `ROW` columns a query reads (`field_uses.rs`), window assignment (`assign.rs`) and aggregation (`aggregate.rs`, sessions in
 //! `session.rs`), group
 //! aggregation with updating results (`group.rs`) and of updating input
 //! (`retract.rs`), regular and window joins (`join.rs`), lookup joins
@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod assign;
 pub mod calc;
+pub mod field_uses;
 pub mod group;
 pub mod join;
 pub mod lookup;

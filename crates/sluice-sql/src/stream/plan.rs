@@ -10,6 +10,7 @@
 use super::aggregate::{AggregateCall, KeyPartitioner, WindowAggregate, WindowAggregateSpec};
 use super::assign::{Assign, AssignSpec};
 use super::calc::{Calc, CalcSpec};
+use super::field_uses::FieldUses;
 use super::group::{GroupAggregate, GroupAggregateSpec};
 use super::join::{Interval, Join, JoinSpec};
 use super::lookup::{LookupJoin, LookupSpec};
@@ -185,6 +186,8 @@ pub struct StreamPlanner<'a> {
     shared: std::collections::HashMap<String, Vec<usize>>,
     /// The shared sources made so far: operator, source and columns, by table.
     sources: std::collections::HashMap<String, (usize, Arc<dyn ScanSource>, SchemaRef)>,
+    /// The fields of `ROW` columns the insert being planned reads.
+    field_uses: FieldUses,
 }
 
 fn unsupported(what: impl std::fmt::Display) -> Error {
@@ -210,6 +213,7 @@ impl<'a> StreamPlanner<'a> {
             rank_limits: Default::default(),
             shared: Default::default(),
             sources: Default::default(),
+            field_uses: FieldUses::default(),
         }
     }
 
@@ -497,6 +501,11 @@ impl<'a> StreamPlanner<'a> {
     fn note_shared_scans(&mut self, plan: &LogicalPlan) -> Result<()> {
         let mut scans: Vec<(String, BTreeSet<usize>)> = Vec::new();
         self.collect_scans(plan, &mut scans)?;
+        self.field_uses = FieldUses::of(plan);
+        let tables: BTreeSet<&String> = scans.iter().map(|(table, _)| table).collect();
+        for table in tables {
+            self.note_computed_field_uses(table);
+        }
         let mut by_table: std::collections::HashMap<String, (usize, BTreeSet<usize>)> = Default::default();
         for (table, columns) in scans {
             let entry = by_table.entry(table).or_default();
@@ -509,6 +518,27 @@ impl<'a> StreamPlanner<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Adds the fields of `ROW` columns that the computed columns and watermark of
+    /// `table` read; all of them when these cannot be planned (the error is the scan's to
+    /// report).
+    fn note_computed_field_uses(&mut self, name: &str) {
+        let Some(table) = self.catalog.table(name) else { return };
+        let Some(definition) = &table.definition else { return };
+        let computed = definition.columns.iter().filter_map(|column| match &column.kind {
+            ColumnKind::Computed(expression) => Some(expression.as_ref()),
+            _ => None,
+        });
+        let expressions: Vec<&sqlparser::ast::Expr> =
+            computed.chain(definition.watermark.as_ref().map(|w| &w.expression)).collect();
+        let schema = DFSchema::try_from_qualified_schema(name, &table.schema);
+        for expression in expressions {
+            match schema.as_ref().map_err(plan_error).and_then(|schema| self.sql_expr(expression, schema)) {
+                Ok(expr) => self.field_uses.add_expr(&expr),
+                Err(_) => table.schema.fields().iter().for_each(|field| self.field_uses.add_whole(field.name())),
+            }
+        }
     }
 
     fn collect_scans(&self, plan: &LogicalPlan, scans: &mut Vec<(String, BTreeSet<usize>)>) -> Result<()> {
@@ -545,7 +575,7 @@ impl<'a> StreamPlanner<'a> {
             None => {
                 let read = self.shared.get(name).cloned().unwrap_or_else(|| physical.to_vec());
                 let schema = Arc::new(Schema::new(read.iter().map(|&i| full.field(i).clone()).collect::<Vec<_>>()));
-                let source = connectors::scan(definition, schema.clone())?;
+                let source = connectors::scan(definition, schema.clone(), self.field_uses.unread(&schema))?;
                 let operator = self.topology.add_operator(
                     &format!("source: {name} ({})", source.name()),
                     OperatorKind::Source,
@@ -978,7 +1008,7 @@ impl<'a> StreamPlanner<'a> {
             )));
         }
         let right = Arc::new(Schema::new(columns.iter().map(|&i| table.schema.field(i).clone()).collect::<Vec<_>>()));
-        let source = connectors::scan(&definition, right.clone())?;
+        let source = connectors::scan(&definition, right.clone(), self.field_uses.unread(&right))?;
         let right_schema = join.right.schema().clone();
         same_key_types(&join.on, &open.schema, &right_schema)?;
         let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
