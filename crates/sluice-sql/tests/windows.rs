@@ -151,6 +151,58 @@ fn a_hopping_window_holds_each_bid_in_every_window_it_overlaps() {
     }
 }
 
+/// Grouped by a key besides the window, a hopping window is aggregated by slices (each
+/// bid once, into a slice as long as the slide), and gives the rows of every window
+/// each bid overlaps.
+#[test]
+fn a_hopping_window_aggregation_by_slices_gives_each_auction_every_window_it_overlaps() {
+    let columns =
+        "auction BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, top BIGINT, big BIGINT";
+    for (slide, size) in [(2_000, 10_000), (5_000, 15_000)] {
+        let insert = format!(
+            "INSERT INTO out
+             SELECT auction, window_start, window_end, COUNT(*) AS bids, MAX(price) AS top,
+                    COUNT(*) FILTER (WHERE price > 10000) AS big
+             FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '{}' SECOND, INTERVAL '{}' SECOND))
+             GROUP BY auction, window_start, window_end",
+            slide / 1000,
+            size / 1000
+        );
+        let plan = explain(columns, &insert);
+        assert!(
+            plan.contains(&format!("in slices of {slide} ms")) && plan.contains("sliced window aggregate"),
+            "{plan}"
+        );
+        let mut expected: BTreeMap<(u64, i64), (u64, u64, u64)> = BTreeMap::new();
+        for bid in bids() {
+            let time = bid.date_time as i64;
+            let last = time - time.rem_euclid(slide);
+            for start in (last - size + slide..=last).step_by(slide as usize).filter(|s| time < s + size) {
+                let entry = expected.entry((bid.auction as u64, start)).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.max(bid.price as u64);
+                entry.2 += u64::from(bid.price > 10_000);
+            }
+        }
+        assert!(!expected.is_empty());
+        for parallelism in [1, 2] {
+            let mut got = BTreeMap::new();
+            for row in run(columns, &insert, parallelism) {
+                let start = millis(row["window_start"].as_str().expect("a start"));
+                assert_eq!(millis(row["window_end"].as_str().expect("an end")), start + size);
+                let key = (row["auction"].as_u64().expect("an auction"), start);
+                let value = (
+                    row["bids"].as_u64().expect("a count"),
+                    row["top"].as_u64().expect("a max"),
+                    row["big"].as_u64().expect("a count"),
+                );
+                assert!(got.insert(key, value).is_none(), "one row per group: {row}");
+            }
+            assert_eq!(got, expected, "slide {slide}, size {size}, at {parallelism} workers");
+        }
+    }
+}
+
 /// A Top-N partitioned by window is a window Top-N: each window's first rows leave
 /// once, as inserts, so an append-only sink takes them.
 #[test]
@@ -258,6 +310,24 @@ fn a_window_aggregation_resumes_from_a_checkpoint_at_another_parallelism() {
     for bid in bids_at(Some(PACE)) {
         let start = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(10_000);
         *expected.entry((bid.auction as u64, start)).or_default() += 1;
+    }
+    let expected: BTreeMap<(u64, i64), Vec<u64>> = expected.into_iter().map(|(k, n)| (k, vec![n])).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_hopping_window_aggregation_by_slices_resumes_from_a_checkpoint_at_another_parallelism() {
+    let got = resumed_at_another_parallelism(
+        "SELECT auction AS k, window_start, COUNT(*) AS n
+         FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '6' SECOND))
+         GROUP BY auction, window_start, window_end",
+    );
+    let mut expected: BTreeMap<(u64, i64), u64> = BTreeMap::new();
+    for bid in bids_at(Some(PACE)) {
+        let last = bid.date_time as i64 - (bid.date_time as i64).rem_euclid(2_000);
+        for start in (last - 4_000..=last).step_by(2_000) {
+            *expected.entry((bid.auction as u64, start)).or_default() += 1;
+        }
     }
     let expected: BTreeMap<(u64, i64), Vec<u64>> = expected.into_iter().map(|(k, n)| (k, vec![n])).collect();
     assert_eq!(got, expected);

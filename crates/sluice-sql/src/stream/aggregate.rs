@@ -82,21 +82,21 @@ pub fn key_converter(schema: &Schema, keys: usize) -> Result<RowConverter> {
     RowConverter::new(fields).map_err(|e| Error::invalid_job(format!("cannot group by these columns: {e}")))
 }
 
-/// The groups of one window.
-struct Pane {
+/// The groups of one window (or slice): their keys, and the calls' accumulators.
+pub(crate) struct Pane {
     index: FxHashMap<Box<[u8]>, usize>,
-    keys: Vec<Box<[u8]>>,
-    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    pub(crate) keys: Vec<Box<[u8]>>,
+    pub(crate) accumulators: Vec<Box<dyn GroupsAccumulator>>,
 }
 
 impl Pane {
-    fn new(spec: &WindowAggregateSpec) -> Result<Self> {
-        let accumulators = spec.calls.iter().map(AggregateCall::accumulator).collect::<Result<_>>()?;
+    pub(crate) fn new(calls: &[AggregateCall]) -> Result<Self> {
+        let accumulators = calls.iter().map(AggregateCall::accumulator).collect::<Result<_>>()?;
         Ok(Pane { index: FxHashMap::default(), keys: Vec::new(), accumulators })
     }
 
     /// The group index of each key row, new groups added.
-    fn groups<'a>(&mut self, rows: impl Iterator<Item = &'a [u8]>, out: &mut Vec<usize>) {
+    pub(crate) fn groups<'a>(&mut self, rows: impl Iterator<Item = &'a [u8]>, out: &mut Vec<usize>) {
         out.clear();
         for row in rows {
             // Looked up first: a key is allocated once, when its group is new.
@@ -156,7 +156,7 @@ impl WindowAggregate {
         let rows = self.converter.convert_columns(keys).map_err(|e| self.error(e))?;
         let pane = match self.panes.entry(end) {
             std::collections::btree_map::Entry::Occupied(pane) => pane.into_mut(),
-            std::collections::btree_map::Entry::Vacant(slot) => slot.insert(Pane::new(&self.spec)?),
+            std::collections::btree_map::Entry::Vacant(slot) => slot.insert(Pane::new(&self.spec.calls)?),
         };
         pane.groups(rows.iter().map(|r| r.data()), &mut self.groups);
         let total = pane.keys.len();
@@ -198,16 +198,18 @@ impl WindowAggregate {
         }
         Ok(())
     }
+}
 
-    fn state_schema(&self) -> Result<SchemaRef> {
-        let mut fields = vec![Field::new("key", DataType::Binary, false)];
-        for call in &self.spec.calls {
-            for field in call.function.state_fields().map_err(|e| self.error(e))? {
-                fields.push(Field::new(format!("{}_{}", fields.len(), field.name()), field.data_type().clone(), true));
-            }
+/// The schema of a checkpoint's batch of groups: the keys, then each call's
+/// accumulator state columns.
+pub(crate) fn state_schema(calls: &[AggregateCall]) -> datafusion_common::Result<SchemaRef> {
+    let mut fields = vec![Field::new("key", DataType::Binary, false)];
+    for call in calls {
+        for field in call.function.state_fields()? {
+            fields.push(Field::new(format!("{}_{}", fields.len(), field.name()), field.data_type().clone(), true));
         }
-        Ok(Arc::new(Schema::new(fields)))
     }
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 impl Operator for WindowAggregate {
@@ -256,7 +258,7 @@ impl Operator for WindowAggregate {
     }
 
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        let schema = self.state_schema()?;
+        let schema = state_schema(&self.spec.calls).map_err(|e| self.error(e))?;
         let max_parallelism = self.max_parallelism;
         let ends: Vec<Timestamp> = self.panes.keys().copied().collect();
         for end in ends {
@@ -268,7 +270,7 @@ impl Operator for WindowAggregate {
                 columns.extend(accumulator.state(EmitTo::All).map_err(|e| self.error(e))?);
             }
             let all: Vec<usize> = (0..pane.keys.len()).collect();
-            let mut restored = Pane::new(&self.spec)?;
+            let mut restored = Pane::new(&self.spec.calls)?;
             restored.index = std::mem::take(&mut pane.index);
             restored.keys = std::mem::take(&mut pane.keys);
             merge_states(&mut restored, &columns[1..], &all, &self.spec)?;
@@ -297,7 +299,7 @@ impl Operator for WindowAggregate {
             let batch = ipc_decode(&entry.batch, &self.spec.name)?;
             let pane = match self.panes.entry(entry.end) {
                 std::collections::btree_map::Entry::Occupied(pane) => pane.into_mut(),
-                std::collections::btree_map::Entry::Vacant(slot) => slot.insert(Pane::new(&self.spec)?),
+                std::collections::btree_map::Entry::Vacant(slot) => slot.insert(Pane::new(&self.spec.calls)?),
             };
             let keys = batch
                 .column(0)

@@ -18,6 +18,7 @@ use super::over::{Frame, OverAggregate, OverSpec};
 use super::rank::{Rank, RankSpec};
 use super::retract::{RetractAggregate, RetractAggregateSpec, RetractCall, Retracting};
 use super::session::{SessionAggregate, SessionAggregateSpec, SessionColumn};
+use super::sliced::{SlicedAggregate, SlicedAggregateSpec};
 use super::temporal_join::{TemporalJoin, TemporalJoinSpec};
 use super::watermark::{WatermarkAssigner, WatermarkSpec};
 use crate::changelog::ROW_KIND;
@@ -44,7 +45,7 @@ use sluice_runtime::{
     Push, SideOutputs, SourceDriver, Task, Topology, TwoInputNode, UnaryGate,
 };
 use sluice_types::{Error, Result, Timestamp};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The first operator of a segment.
@@ -82,6 +83,7 @@ enum Step {
     Assign(Arc<AssignSpec>),
     WindowAggregate(Arc<WindowAggregateSpec>),
     SessionAggregate(Arc<SessionAggregateSpec>),
+    SlicedAggregate(Arc<SlicedAggregateSpec>),
     GroupAggregate(Arc<GroupAggregateSpec>),
     Rank(Arc<RankSpec>),
     Over(Arc<OverSpec>),
@@ -181,6 +183,11 @@ pub struct StreamPlanner<'a> {
     /// The number of rows a filter above keeps of each `ROW_NUMBER()` window (by the
     /// window node's address in the plan): what makes it a Top-N.
     rank_limits: std::collections::HashMap<usize, usize>,
+    /// The hopping window scans (by the scan node's address in the plan) whose rows the
+    /// aggregation above takes by slices (`sliced.rs`), and the slice's length.
+    to_slice: std::collections::HashMap<usize, i64>,
+    /// Those of them whose rows were given slices (not windows of processing time).
+    sliced: BTreeSet<usize>,
     /// The tables scanned more than once by the insert being planned, and the physical
     /// columns their scans read together.
     shared: std::collections::HashMap<String, Vec<usize>>,
@@ -211,6 +218,8 @@ impl<'a> StreamPlanner<'a> {
             idle_timeout: None,
             state_ttl: None,
             rank_limits: Default::default(),
+            to_slice: Default::default(),
+            sliced: Default::default(),
             shared: Default::default(),
             sources: Default::default(),
             field_uses: FieldUses::default(),
@@ -612,8 +621,17 @@ impl<'a> StreamPlanner<'a> {
             )));
         }
         let full = datafusion_expr::TableSource::schema(window);
-        let name = format!("window {} of {}", window_kind_name(&tvf.kind), tvf.table);
-        let spec = AssignSpec { name: name.clone(), kind: tvf.kind.clone(), time, schema: full.clone() };
+        let mut name = format!("window {} of {}", window_kind_name(&tvf.kind), tvf.table);
+        let mut kind = tvf.kind.clone();
+        if let (Some(slice), WindowKind::Hop { offset, .. }, false) =
+            (self.to_slice.remove(&(scan as *const TableScan as usize)), &tvf.kind, proctime)
+        {
+            // Each row once, into its slice: the aggregation above makes the windows.
+            name = format!("{name} in slices of {slice} ms");
+            kind = WindowKind::Tumble { size: slice, offset: *offset };
+            self.sliced.insert(scan as *const TableScan as usize);
+        }
+        let spec = AssignSpec { name: name.clone(), kind, time, schema: full.clone() };
         self.push_step(&mut open, &name, OperatorState::Stateless, Step::Assign(Arc::new(spec)));
         open.times.extend([Time::WindowStart, Time::WindowEnd, Time::WindowRowtime]);
         if let WindowKind::Session { gap } = tvf.kind {
@@ -643,7 +661,12 @@ impl<'a> StreamPlanner<'a> {
     /// A `GROUP BY`: the group key and the aggregates' arguments computed, the rows
     /// exchanged by the key, and aggregated.
     fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Open> {
+        let hop = hop_to_slice(aggregate);
+        if let Some(hop) = hop {
+            self.to_slice.insert(hop.scan, SlicedAggregateSpec::slice(hop.slide, hop.size));
+        }
         let mut open = self.translate(&aggregate.input)?;
+        let hop = hop.filter(|hop| self.sliced.remove(&hop.scan));
         let input = open.schema.clone();
         let key_times: Vec<Time> = aggregate.group_expr.iter().map(|e| time_of(e, &input, &open.times)).collect();
         let window_end = key_times.iter().position(|t| *t == Time::WindowEnd);
@@ -660,11 +683,12 @@ impl<'a> StreamPlanner<'a> {
                     "a SESSION window aggregation groups by both window_start and window_end",
                 ));
             }
+            _ if hop.is_some() => Some(session_layout(&aggregate.group_expr, &key_times)),
             _ => None,
         };
         // The input laid out as the aggregation reads it: keys, then each call's
-        // arguments and filter. A session's key has the window last, as it is
-        // exchanged and kept by the rest.
+        // arguments and filter. The key of a session, or of a hopping window's slice,
+        // has the window last, as it is exchanged and kept by the rest.
         let key_exprs = match &session {
             Some((keys, _)) => keys.clone(),
             None => aggregate.group_expr.clone(),
@@ -722,6 +746,27 @@ impl<'a> StreamPlanner<'a> {
         let output: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
         let calls_named =
             aggregate.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
+        if let (Some((_, columns)), Some(Hop { slide, size, offset, .. })) = (&session, hop) {
+            let mut open = self.through_group_key(open, laid_schema.clone(), keys - 2);
+            let name = format!("sliced window aggregate ({calls_named})");
+            let spec = SlicedAggregateSpec {
+                name: name.clone(),
+                keys: keys - 2,
+                calls,
+                columns: columns.clone(),
+                schema: output,
+                input: laid_schema,
+                slide,
+                size,
+                offset,
+            };
+            spec.check()?;
+            self.keyed_step(&mut open, &name, Step::SlicedAggregate(Arc::new(spec)));
+            open.schema = aggregate.schema.clone();
+            open.times =
+                key_times.into_iter().chain(std::iter::repeat_n(Time::None, aggregate.aggr_expr.len())).collect();
+            return Ok(open);
+        }
         if let Some((_, columns)) = session {
             let mut open = self.through_group_key(open, laid_schema.clone(), keys - 2);
             let name = format!("session window aggregate ({calls_named})");
@@ -1641,6 +1686,95 @@ fn session_layout(group: &[Expr], times: &[Time]) -> (Vec<Expr>, Vec<SessionColu
     (keys, columns)
 }
 
+/// The hopping window scan below `aggregate` whose rows it can aggregate by slices
+/// (`sliced.rs`): the scan's address, and the window's slide, size and offset. The
+/// scan is reached through projections and filters that pass its window columns on
+/// untouched, the aggregation groups by `window_start`, `window_end` and some other
+/// key, and reads the window's columns nowhere else.
+fn hop_to_slice(aggregate: &Aggregate) -> Option<Hop> {
+    let (names, hop) = window_columns(&aggregate.input)?;
+    let (mut windows, mut others) = (BTreeSet::new(), false);
+    for key in &aggregate.group_expr {
+        match window_column_of(key, &names) {
+            Some(time) => {
+                windows.insert(time as u8);
+            }
+            None if refers_to(key, &names) => return None,
+            None => others = true,
+        }
+    }
+    let both = windows.contains(&(Time::WindowStart as u8)) && windows.contains(&(Time::WindowEnd as u8));
+    let reads = aggregate.aggr_expr.iter().any(|call| refers_to(call, &names));
+    (others && both && !reads).then_some(hop)
+}
+
+/// A hopping window table function's scan: its address in the plan, and its windows.
+#[derive(Clone, Copy)]
+struct Hop {
+    scan: usize,
+    slide: i64,
+    size: i64,
+    offset: i64,
+}
+
+/// The columns of a plan's output that are a window's, by name.
+type WindowNames = HashMap<String, Time>;
+
+/// The window columns of a hopping window scan as they are named in `plan`'s output
+/// (reached through projections and filters that pass them on untouched), and the
+/// scan.
+fn window_columns(plan: &LogicalPlan) -> Option<(WindowNames, Hop)> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let window = scan.source.as_ref().downcast_ref::<WindowSource>()?;
+            let WindowKind::Hop { slide, size, offset } = window.tvf.kind else { return None };
+            if slide >= size {
+                return None;
+            }
+            let times = [("window_start", Time::WindowStart), ("window_end", Time::WindowEnd)];
+            let names = times
+                .into_iter()
+                .chain([("window_time", Time::WindowRowtime)])
+                .filter(|(name, _)| scan.projected_schema.fields().iter().any(|f| f.name() == name))
+                .map(|(name, time)| (name.to_string(), time))
+                .collect();
+            Some((names, Hop { scan: scan as *const TableScan as usize, slide, size, offset }))
+        }
+        LogicalPlan::Projection(projection) => {
+            let (names, hop) = window_columns(&projection.input)?;
+            let mut out = HashMap::new();
+            for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
+                match window_column_of(expr, &names) {
+                    Some(time) => {
+                        out.insert(field.name().clone(), time);
+                    }
+                    None if refers_to(expr, &names) => return None,
+                    None => {}
+                }
+            }
+            Some((out, hop))
+        }
+        LogicalPlan::Filter(filter) => {
+            let found = window_columns(&filter.input)?;
+            (!refers_to(&filter.predicate, &found.0)).then_some(found)
+        }
+        LogicalPlan::SubqueryAlias(alias) => window_columns(&alias.input),
+        _ => None,
+    }
+}
+
+/// Which window column `expr` is, if it is one (maybe renamed).
+fn window_column_of(expr: &Expr, names: &WindowNames) -> Option<Time> {
+    match unalias(expr) {
+        Expr::Column(column) => names.get(&column.name).copied(),
+        _ => None,
+    }
+}
+
+fn refers_to(expr: &Expr, names: &WindowNames) -> bool {
+    expr.column_refs().iter().any(|column| names.contains_key(&column.name))
+}
+
 fn unalias(expr: &Expr) -> &Expr {
     match expr {
         Expr::Alias(alias) => unalias(&alias.expr),
@@ -1881,6 +2015,11 @@ fn build_chain(segment: &Segment, topology: &Topology, ctx: &mut BuildContext) -
             Step::SessionAggregate(spec) => {
                 let participant = ctx.checkpoints.register(*operator, ctx.worker);
                 Box::new(OperatorNode::stateful(SessionAggregate::new(spec.clone())?, out, participant)?)
+            }
+            Step::SlicedAggregate(spec) => {
+                let participant = ctx.checkpoints.register(*operator, ctx.worker);
+                let aggregate = SlicedAggregate::new(spec.clone(), ctx.config.max_parallelism)?;
+                Box::new(OperatorNode::stateful(aggregate, out, participant)?)
             }
             Step::GroupAggregate(spec) => {
                 let participant = ctx.checkpoints.register(*operator, ctx.worker);
