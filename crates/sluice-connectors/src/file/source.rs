@@ -458,11 +458,18 @@ impl<D: LineDecoder> SourceReader for LinesReader<D> {
                     finished = true;
                     break;
                 }
-                self.line.clear();
-                let n = open
-                    .reader
-                    .read_until(b'\n', &mut self.line)
-                    .map_err(|e| Error::io(self.paths[open.file].display().to_string(), e))?;
+                let shown = |e| Error::io(self.paths[open.file].display().to_string(), e);
+                // A line wholly in the read buffer is decoded where it is; one that
+                // runs past the buffer's end is copied out first.
+                let buffered = open.reader.fill_buf().map_err(shown)?;
+                let (n, text, in_place) = match memchr::memchr(b'\n', buffered) {
+                    Some(end) => (end + 1, &buffered[..end + 1], true),
+                    None => {
+                        self.line.clear();
+                        let n = open.reader.read_until(b'\n', &mut self.line).map_err(shown)?;
+                        (n, &self.line[..], false)
+                    }
+                };
                 if n == 0 {
                     finished = true;
                     break;
@@ -470,13 +477,15 @@ impl<D: LineDecoder> SourceReader for LinesReader<D> {
                 let line_offset = open.offset;
                 open.offset += n as u64;
                 self.bytes_read += n as u64;
-                let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+                let text = text.strip_suffix(b"\n").unwrap_or(text);
                 let text = text.strip_suffix(b"\r").unwrap_or(text);
-                if text.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+                if !text.iter().all(u8::is_ascii_whitespace) {
+                    self.line_offsets.push((open.file, line_offset));
+                    self.decoder.decode(text);
                 }
-                self.line_offsets.push((open.file, line_offset));
-                self.decoder.decode(text);
+                if in_place {
+                    open.reader.consume(n);
+                }
             }
             match finished {
                 true => self.spare = Some((open.file, open.reader)),
