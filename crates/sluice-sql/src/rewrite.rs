@@ -127,12 +127,23 @@ fn rewrite_function(function: &Function) -> Option<Expr> {
             }
         }
         ("TO_TIMESTAMP_LTZ", [n, precision]) => {
-            let convert = match precision {
-                Expr::Value(v) if v.value == Value::Number("0".into(), false) => "to_timestamp_seconds",
-                _ => "to_timestamp_millis",
+            // The number is an instant since the epoch: taken as one as it is (a cast
+            // from a time zone-less timestamp would look the zone up for each value).
+            let count = Expr::Cast {
+                kind: sqlparser::ast::CastKind::Cast,
+                expr: Box::new(n.clone()),
+                data_type: sqlparser::ast::DataType::BigInt(None),
+                array: false,
+                format: None,
             };
-            let naive = call(convert, vec![n.clone()]);
-            call("arrow_cast", vec![naive, text(r#"Timestamp(ms, "UTC")"#)])
+            let millis = text(r#"Timestamp(ms, "UTC")"#);
+            match precision {
+                Expr::Value(v) if v.value == Value::Number("0".into(), false) => {
+                    let seconds = call("arrow_cast", vec![count, text(r#"Timestamp(s, "UTC")"#)]);
+                    call("arrow_cast", vec![seconds, millis])
+                }
+                _ => call("arrow_cast", vec![count, millis]),
+            }
         }
         _ => return None,
     })

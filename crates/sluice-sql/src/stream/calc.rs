@@ -1,9 +1,18 @@
 //! Filters and projections: DataFusion's physical expressions evaluated on each
 //! record batch, with no state.
+//!
+//! A calc that filters and projects filters only what its projections read: the
+//! columns and nested fields they use are taken from the batch first (which copies
+//! nothing), and the filter copies those alone, not every field of a `ROW` column of
+//! which one is read (as the Nexmark views read `Bid.auction` of `WHERE Bid IS NOT
+//! NULL`).
 
+use crate::changelog::ROW_KIND;
 use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
-use arrow_schema::SchemaRef;
-use datafusion_physical_expr::PhysicalExpr;
+use arrow_schema::{Schema, SchemaRef};
+use datafusion_common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion_physical_expr::expressions::{Column, Literal};
+use datafusion_physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use sluice_runtime::{Operator, Output};
 use sluice_types::{Error, Result};
 use std::sync::Arc;
@@ -21,12 +30,89 @@ pub struct CalcSpec {
     /// Whether the rows are a changelog's: their last column, the row kind, is passed
     /// on after the projections.
     pub row_kind: bool,
+    /// With a filter and projections: what the projections read, taken before the
+    /// filter ([`CalcSpec::reading_first`]).
+    pub reads: Option<Reads>,
+}
+
+/// The columns and nested fields the projections of a filtering calc read, and the
+/// projections rewritten to read them from a batch of those alone.
+#[derive(Debug)]
+pub struct Reads {
+    reads: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+    projections: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+/// Whether `expr` is a column or a field of one (`Bid.price`): what costs nothing to
+/// take from a batch.
+fn is_read(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    if expr.is::<Column>() {
+        return true;
+    }
+    match expr.downcast_ref::<ScalarFunctionExpr>() {
+        Some(call) if call.name() == "get_field" => {
+            matches!(call.args(), [inner, field] if is_read(inner) && field.is::<Literal>())
+        }
+        _ => false,
+    }
 }
 
 impl CalcSpec {
+    /// The step, its projections set to read what they use before the filter, when it
+    /// filters and projects rows of `input`.
+    pub fn reading_first(mut self, input: &Schema) -> Result<Self> {
+        let error = |e: &dyn std::fmt::Display| Error::invalid_job(format!("{}: {e}", self.name));
+        let (Some(_), Some((projections, _))) = (&self.filter, &self.projections) else { return Ok(self) };
+        let mut reads: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        let mut rewritten = Vec::with_capacity(projections.len());
+        for projection in projections {
+            let projection = projection.clone().transform_down(|node| {
+                if !is_read(&node) {
+                    return Ok(Transformed::no(node));
+                }
+                let index = match reads.iter().position(|read| read.as_ref() == node.as_ref()) {
+                    Some(index) => index,
+                    None => {
+                        reads.push(node);
+                        reads.len() - 1
+                    }
+                };
+                let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(&format!("__read{index}"), index));
+                Ok(Transformed::new(column, true, TreeNodeRecursion::Jump))
+            });
+            rewritten.push(projection.map_err(|e| error(&e))?.data);
+        }
+        let whole = reads.len() == input.fields().len()
+            && reads.iter().enumerate().all(|(i, read)| read.downcast_ref::<Column>().is_some_and(|c| c.index() == i));
+        if whole {
+            return Ok(self);
+        }
+        let mut fields = reads
+            .iter()
+            .enumerate()
+            .map(|(i, read)| {
+                let field = read.return_field(input)?;
+                Ok(arrow_schema::Field::new(format!("__read{i}"), field.data_type().clone(), field.is_nullable()))
+            })
+            .collect::<datafusion_common::Result<Vec<_>>>()
+            .map_err(|e| error(&e))?;
+        if self.row_kind {
+            // The row kind follows the columns of `input` in the batches.
+            let index = input.fields().len();
+            reads.push(Arc::new(Column::new(ROW_KIND, index)));
+            fields.push(arrow_schema::Field::new(ROW_KIND, arrow_schema::DataType::Int8, false));
+        }
+        self.reads = Some(Reads { reads, schema: Arc::new(Schema::new(fields)), projections: rewritten });
+        Ok(self)
+    }
+
     /// Applies the step to one batch.
     pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let error = |e: &dyn std::fmt::Display| Error::Operator { operator: self.name.clone(), message: e.to_string() };
+        if let Some(reads) = &self.reads {
+            return self.read_then_filter(reads, batch);
+        }
         let batch = match &self.filter {
             None => batch,
             Some(filter) => {
@@ -53,6 +139,45 @@ impl CalcSpec {
             columns.push(batch.column(batch.num_columns() - 1).clone());
         }
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|e| error(&e))
+    }
+}
+
+impl CalcSpec {
+    /// What the projections read taken from `batch`, filtered, then projected.
+    fn read_then_filter(&self, reads: &Reads, batch: RecordBatch) -> Result<RecordBatch> {
+        let error = |e: &dyn std::fmt::Display| Error::Operator { operator: self.name.clone(), message: e.to_string() };
+        let rows = batch.num_rows();
+        let (Some(filter), Some((_, schema))) = (&self.filter, &self.projections) else {
+            return Err(error(&"a calc reading first without a filter and projections"));
+        };
+        let keep = filter.evaluate(&batch).and_then(|v| v.into_array(rows)).map_err(|e| error(&e))?;
+        let keep = keep
+            .as_any()
+            .downcast_ref::<arrow_array::BooleanArray>()
+            .ok_or_else(|| error(&"the WHERE condition is not a boolean"))?;
+        let columns = reads
+            .reads
+            .iter()
+            .map(|read| read.evaluate(&batch).and_then(|v| v.into_array(rows)))
+            .collect::<datafusion_common::Result<Vec<ArrayRef>>>()
+            .map_err(|e| error(&e))?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let mut read =
+            RecordBatch::try_new_with_options(reads.schema.clone(), columns, &options).map_err(|e| error(&e))?;
+        if keep.true_count() != rows {
+            read = arrow_select::filter::filter_record_batch(&read, keep).map_err(|e| error(&e))?;
+        }
+        let mut columns = reads
+            .projections
+            .iter()
+            .map(|p| p.evaluate(&read).and_then(|v| v.into_array(read.num_rows())))
+            .collect::<datafusion_common::Result<Vec<ArrayRef>>>()
+            .map_err(|e| error(&e))?;
+        if self.row_kind {
+            columns.push(read.column(read.num_columns() - 1).clone());
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(read.num_rows()));
         RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|e| error(&e))
     }
 }

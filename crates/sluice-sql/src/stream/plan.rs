@@ -356,7 +356,8 @@ impl<'a> StreamPlanner<'a> {
                 Some((physical, Arc::new(Schema::new(fields))))
             }
         };
-        let spec = CalcSpec { name: name.clone(), filter, projections, row_kind: open.updating };
+        let spec = CalcSpec { name: name.clone(), filter, projections, row_kind: open.updating, reads: None }
+            .reading_first(input.as_arrow())?;
         self.push_step(open, &name, OperatorState::Stateless, Step::Calc(Arc::new(spec)));
         Ok(())
     }
@@ -413,6 +414,7 @@ impl<'a> StreamPlanner<'a> {
                 filter: None,
                 projections: Some((physical, needed_schema.clone())),
                 row_kind: false,
+                reads: None,
             };
             self.push_step(
                 &mut open,
