@@ -36,7 +36,7 @@ else
 fi
 
 step "crash test: jobs killed with SIGKILL 10 times each (after checkpoints and savepoints, restarted at 1, 2 or 4 workers, and during the final commit), output exactly once (heap, on-disk state), then at least once"
-cargo build --workspace --bins --locked --quiet
+cargo build --workspace --bins --all-features --locked --quiet
 {
     "$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --work "$CARGO_TARGET_DIR/crash-test"
     "$CARGO_TARGET_DIR/debug/crash-test" --kills 10 --on-disk --work "$CARGO_TARGET_DIR/crash-test-on-disk"

@@ -95,6 +95,25 @@ impl Pane {
         Ok(Pane { index: FxHashMap::default(), keys: Vec::new(), accumulators })
     }
 
+    /// Aggregates the rows of `batch`, whose group keys are `rows`, into their groups
+    /// (`groups` is room for their indices).
+    pub(crate) fn update<'a>(
+        &mut self,
+        calls: &[AggregateCall],
+        rows: impl Iterator<Item = &'a [u8]>,
+        batch: &RecordBatch,
+        groups: &mut Vec<usize>,
+    ) -> datafusion_common::Result<()> {
+        self.groups(rows, groups);
+        let total = self.keys.len();
+        for (call, accumulator) in calls.iter().zip(self.accumulators.iter_mut()) {
+            let values: Vec<ArrayRef> = call.args.iter().map(|&i| batch.column(i).clone()).collect();
+            let filter = call.filter.and_then(|i| batch.column(i).as_any().downcast_ref::<BooleanArray>().cloned());
+            accumulator.update_batch(&values, groups, filter.as_ref(), total)?;
+        }
+        Ok(())
+    }
+
     /// The group index of each key row, new groups added.
     pub(crate) fn groups<'a>(&mut self, rows: impl Iterator<Item = &'a [u8]>, out: &mut Vec<usize>) {
         out.clear();
@@ -158,16 +177,8 @@ impl WindowAggregate {
             std::collections::btree_map::Entry::Occupied(pane) => pane.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => slot.insert(Pane::new(&self.spec.calls)?),
         };
-        pane.groups(rows.iter().map(|r| r.data()), &mut self.groups);
-        let total = pane.keys.len();
-        for (call, accumulator) in self.spec.calls.iter().zip(pane.accumulators.iter_mut()) {
-            let values: Vec<ArrayRef> = call.args.iter().map(|&i| batch.column(i).clone()).collect();
-            let filter = call.filter.map(|i| batch.column(i).as_any().downcast_ref::<BooleanArray>().cloned());
-            let filter = filter.flatten();
-            accumulator
-                .update_batch(&values, &self.groups, filter.as_ref(), total)
-                .map_err(|e| Error::Operator { operator: self.spec.name.clone(), message: e.to_string() })?;
-        }
+        pane.update(&self.spec.calls, rows.iter().map(|r| r.data()), batch, &mut self.groups)
+            .map_err(|e| Error::Operator { operator: self.spec.name.clone(), message: e.to_string() })?;
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use super::aggregate::{key_converter, merge_into, results_batch, state_schema, A
 use super::session::SessionColumn;
 use super::state::{ipc_decode, ipc_encode};
 use crate::stream::watermark::millis;
-use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use arrow_row::RowConverter;
 use arrow_schema::{DataType, SchemaRef};
 use datafusion_expr::EmitTo;
@@ -166,15 +166,8 @@ impl SlicedAggregate {
             }
         };
         let pane = slice.accumulators(&self.spec.calls)?;
-        pane.groups(rows.iter().map(|r| r.data()), &mut self.groups);
-        let total = pane.keys.len();
-        for (call, accumulator) in self.spec.calls.iter().zip(pane.accumulators.iter_mut()) {
-            let values: Vec<ArrayRef> = call.args.iter().map(|&i| batch.column(i).clone()).collect();
-            let filter = call.filter.and_then(|i| batch.column(i).as_any().downcast_ref::<BooleanArray>().cloned());
-            accumulator
-                .update_batch(&values, &self.groups, filter.as_ref(), total)
-                .map_err(|e| Error::Operator { operator: self.spec.name.clone(), message: e.to_string() })?;
-        }
+        pane.update(&self.spec.calls, rows.iter().map(|r| r.data()), batch, &mut self.groups)
+            .map_err(|e| Error::Operator { operator: self.spec.name.clone(), message: e.to_string() })?;
         Ok(())
     }
 

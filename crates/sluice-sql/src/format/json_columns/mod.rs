@@ -24,7 +24,7 @@ use sluice_types::{Error, Result};
 use std::fmt;
 
 /// Whether this decoder reads every column of `schema` (else arrow-json's must).
-pub(crate) fn reads(schema: &SchemaRef) -> bool {
+pub fn reads(schema: &SchemaRef) -> bool {
     schema.fields().iter().all(|field| known(field.data_type()))
 }
 
