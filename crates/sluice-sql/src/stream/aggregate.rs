@@ -228,27 +228,9 @@ impl Operator for WindowAggregate {
     type Out = RecordBatch;
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output<RecordBatch>) -> Result<()> {
-        let ends = millis(batch.column(self.spec.window_end))?;
         // Rows of windows the watermark has passed are late: dropped, as Flink drops them.
         let watermark = self.watermark;
-        let mut by_end: BTreeMap<Timestamp, Vec<u32>> = BTreeMap::new();
-        let mut late = 0;
-        for (row, end) in ends.iter().enumerate() {
-            match end {
-                Some(end) if end - 1 > watermark => by_end.entry(*end).or_default().push(row as u32),
-                _ => late += 1,
-            }
-        }
-        if late > 0 {
-            tracing::debug!(operator = %self.spec.name, late, "late rows dropped");
-        }
-        if by_end.len() == 1 && late == 0 {
-            let end = *by_end.keys().next().expect("invariant: one window");
-            return self.aggregate(end, &batch);
-        }
-        for (end, rows) in by_end {
-            let indices = UInt32Array::from(rows);
-            let part = arrow_select::take::take_record_batch(&batch, &indices).map_err(|e| self.error(e))?;
+        for (end, part) in split_by_end(&batch, self.spec.window_end, &self.spec.name, |end| end - 1 > watermark)? {
             self.aggregate(end, &part)?;
         }
         Ok(())
@@ -323,6 +305,39 @@ impl Operator for WindowAggregate {
         }
         Ok(())
     }
+}
+
+/// The rows of `batch` by the end (in column `ends`) of their window or slice, of the
+/// ends `on_time` takes: the whole batch when its rows are all of one. The others are
+/// late, and dropped (counted in a debug line of `operator`).
+pub(crate) fn split_by_end(
+    batch: &RecordBatch,
+    ends: usize,
+    operator: &str,
+    on_time: impl Fn(Timestamp) -> bool,
+) -> Result<Vec<(Timestamp, RecordBatch)>> {
+    let mut by_end: BTreeMap<Timestamp, Vec<u32>> = BTreeMap::new();
+    let mut late = 0;
+    for (row, end) in millis(batch.column(ends))?.iter().enumerate() {
+        match end {
+            Some(end) if on_time(*end) => by_end.entry(*end).or_default().push(row as u32),
+            _ => late += 1,
+        }
+    }
+    if late > 0 {
+        tracing::debug!(operator, late, "late rows dropped");
+    }
+    if by_end.len() == 1 && late == 0 {
+        return Ok(by_end.into_keys().map(|end| (end, batch.clone())).collect());
+    }
+    by_end
+        .into_iter()
+        .map(|(end, rows)| {
+            let part = arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
+                .map_err(|e| Error::Operator { operator: operator.to_string(), message: e.to_string() })?;
+            Ok((end, part))
+        })
+        .collect()
 }
 
 /// Result columns as a batch of `schema` with `rows` rows, each cast to its field's

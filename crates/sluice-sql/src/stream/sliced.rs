@@ -17,10 +17,9 @@
 //! Checkpoints hold each slice's accumulator states as Arrow IPC, one entry per slice
 //! and key group, so a job restores at any parallelism.
 
-use super::aggregate::{key_converter, merge_into, results_batch, state_schema, AggregateCall, Pane};
+use super::aggregate::{key_converter, merge_into, results_batch, split_by_end, state_schema, AggregateCall, Pane};
 use super::session::SessionColumn;
 use super::state::{ipc_decode, ipc_encode};
-use crate::stream::watermark::millis;
 use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use arrow_row::RowConverter;
 use arrow_schema::{DataType, SchemaRef};
@@ -244,28 +243,10 @@ impl Operator for SlicedAggregate {
     type Out = RecordBatch;
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Output<RecordBatch>) -> Result<()> {
-        let ends = millis(batch.column(self.spec.keys + 1))?;
-        let watermark = self.watermark;
-        let mut by_end: BTreeMap<Timestamp, Vec<u32>> = BTreeMap::new();
-        let mut late = 0;
-        for (row, end) in ends.iter().enumerate() {
-            match end {
-                Some(end) if self.spec.last_window_of(*end) - 1 > watermark => {
-                    by_end.entry(*end).or_default().push(row as u32)
-                }
-                _ => late += 1,
-            }
-        }
-        if late > 0 {
-            tracing::debug!(operator = %self.spec.name, late, "late rows dropped");
-        }
-        if by_end.len() == 1 && late == 0 {
-            let end = *by_end.keys().next().expect("invariant: one slice");
-            return self.aggregate(end, &batch);
-        }
-        for (end, rows) in by_end {
-            let part =
-                arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|e| self.error(e))?;
+        // Rows of slices whose windows have all fired are late.
+        let (watermark, spec) = (self.watermark, self.spec.clone());
+        let on_time = |end| spec.last_window_of(end) - 1 > watermark;
+        for (end, part) in split_by_end(&batch, spec.keys + 1, &spec.name, on_time)? {
             self.aggregate(end, &part)?;
         }
         Ok(())
